@@ -1,0 +1,45 @@
+"""session_transformers: pretrained models of e-commerce user sessions for the Hugging Face ecosystem.
+
+``import session_transformers`` registers every model with the ``transformers`` Auto classes; after it,
+``AutoModel.from_pretrained(path)`` and ``AutoProcessor.from_pretrained(path)`` load our checkpoints.
+"""
+
+from . import losses, metrics
+from .auto import (
+    MODEL_TABLE,
+    AutoModelForNextItemPrediction,
+    AutoModelForSessionRetrieval,
+    register_all,
+)
+from .data.io import load_catalogue, load_sessions, write_catalogue, write_sessions
+from .data.schema import (
+    CATALOGUE_FEATURES,
+    DEFAULT_ACTIONS,
+    SESSION_FEATURES,
+    InvalidRecordError,
+    SchemaSpec,
+    ValidationReport,
+)
+
+register_all()
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CATALOGUE_FEATURES",
+    "DEFAULT_ACTIONS",
+    "MODEL_TABLE",
+    "SESSION_FEATURES",
+    "AutoModelForNextItemPrediction",
+    "AutoModelForSessionRetrieval",
+    "InvalidRecordError",
+    "SchemaSpec",
+    "ValidationReport",
+    "load_catalogue",
+    "load_sessions",
+    "losses",
+    "metrics",
+    "register_all",
+    "write_catalogue",
+    "write_sessions",
+]

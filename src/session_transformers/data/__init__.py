@@ -1,0 +1,1 @@
+"""Session data: the schema, readers and writers, real-data loaders and the synthetic store."""

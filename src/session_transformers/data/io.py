@@ -1,0 +1,187 @@
+"""Read and write sessions and catalogues as JSONL or Parquet, in memory or streaming, validated on the way in.
+
+Every reader goes through the schema validators, so a malformed record raises an
+:class:`~session_transformers.data.schema.InvalidRecordError` naming the file, the record index (0-based
+line or row) and the field, before any model sees it. ``on_error="skip"`` drops bad records and counts
+them in a :class:`~session_transformers.data.schema.ValidationReport` instead.
+
+Writers are atomic: they write to a temporary file beside the target and rename it, so an interrupted
+write never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets import Dataset, Features, IterableDataset
+
+from .schema import (
+    CATALOGUE_FEATURES,
+    SESSION_FEATURES,
+    ErrorMode,
+    InvalidRecordError,
+    SchemaSpec,
+    ValidationReport,
+    iter_valid,
+    validate_item,
+    validate_session,
+)
+
+PathLike = str | os.PathLike
+
+
+def _format(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith((".jsonl", ".json", ".jsonl.gz")):
+        return "jsonl"
+    if name.endswith(".parquet"):
+        return "parquet"
+    raise ValueError(f"{path}: unknown file format (expected .jsonl or .parquet)")
+
+
+def iter_records(path: PathLike) -> Iterator[dict[str, Any]]:
+    """Yield raw records from a JSONL or Parquet file, one at a time (Parquet is read batch by batch)."""
+    path = Path(path)
+    if _format(path) == "jsonl":
+        opener = __import__("gzip").open if path.name.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for i, line in enumerate(fh):
+                if not line.strip():
+                    continue
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise InvalidRecordError(str(path), i, "<json>", f"not valid JSON ({err.msg})") from None
+    else:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+            yield from batch.to_pylist()
+
+
+def _validated(paths: Sequence[PathLike], validate, on_error: ErrorMode, report, **kwargs):
+    for path in paths:
+        yield from iter_valid(
+            iter_records(path), validate, on_error=on_error, report=report, source=str(path), **kwargs
+        )
+
+
+def _gen(paths, kind, on_error, spec, item_ids, report=None):
+    # A module-level generator so that ``datasets`` can fingerprint and shard it (one shard per file).
+    if kind == "sessions":
+        yield from _validated(paths, validate_session, on_error, report, spec=spec, item_ids=item_ids)
+    else:
+        yield from _validated(paths, validate_item, on_error, report, spec=spec)
+
+
+def _load(paths, kind, features, *, streaming, on_error, spec, item_ids, report):
+    paths = [str(p) for p in ([paths] if isinstance(paths, str | os.PathLike) else paths)]
+    for p in paths:
+        if not Path(p).exists():
+            raise FileNotFoundError(f"{p}: no such file")
+    spec = spec or SchemaSpec()
+    if streaming:
+        # Each file is a shard: ``split_dataset_by_node`` / DataLoader workers divide files between processes.
+        return IterableDataset.from_generator(
+            _gen,
+            features=features,
+            gen_kwargs={"paths": paths, "kind": kind, "on_error": on_error, "spec": spec, "item_ids": item_ids},
+        )
+    report = report if report is not None else ValidationReport()
+    records = list(_gen(paths, kind, on_error, spec, item_ids, report))
+    return Dataset.from_list(records, features=features)
+
+
+def load_sessions(
+    paths: PathLike | Sequence[PathLike],
+    *,
+    streaming: bool = False,
+    on_error: ErrorMode = "raise",
+    spec: SchemaSpec | None = None,
+    item_ids: Any = None,
+    report: ValidationReport | None = None,
+) -> Dataset | IterableDataset:
+    """Load sessions from JSONL or Parquet files into a ``datasets.Dataset`` with :data:`SESSION_FEATURES`.
+
+    Args:
+        paths: one file or several (several files are shards when streaming).
+        streaming: return an ``IterableDataset`` that reads lazily; validation then happens as it is iterated.
+        on_error: ``"raise"`` on the first bad record, or ``"skip"`` bad records and count them in ``report``.
+        spec: action vocabulary and image size to validate against.
+        item_ids: valid catalogue IDs (e.g. a ``set``); when given, unknown item IDs are errors.
+        report: a :class:`ValidationReport` to fill (in-memory loading only).
+    """
+    return _load(paths, "sessions", SESSION_FEATURES, streaming=streaming, on_error=on_error, spec=spec,
+                 item_ids=item_ids, report=report)
+
+
+def load_catalogue(
+    paths: PathLike | Sequence[PathLike],
+    *,
+    streaming: bool = False,
+    on_error: ErrorMode = "raise",
+    spec: SchemaSpec | None = None,
+    report: ValidationReport | None = None,
+) -> Dataset | IterableDataset:
+    """Load a catalogue from JSONL or Parquet into a ``datasets.Dataset`` with :data:`CATALOGUE_FEATURES`."""
+    return _load(paths, "catalogue", CATALOGUE_FEATURES, streaming=streaming, on_error=on_error, spec=spec,
+                 item_ids=None, report=report)
+
+
+def _atomic_target(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_records(
+    records: Iterable[Mapping[str, Any]], path: PathLike, features: Features, *, batch_size: int = 2048
+) -> int:
+    """Write records to JSONL or Parquet atomically, streaming in batches. Returns the number written."""
+    path = Path(path)
+    fmt = _format(path)
+    tmp = _atomic_target(path)
+    n = 0
+    try:
+        if fmt == "jsonl":
+            with open(tmp, "w", encoding="utf-8") as fh:
+                for rec in records:
+                    fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                    n += 1
+        else:
+            schema = features.arrow_schema
+            with pq.ParquetWriter(tmp, schema) as writer:
+                buf: list[Mapping[str, Any]] = []
+                for rec in records:
+                    buf.append(rec)
+                    if len(buf) >= batch_size:
+                        writer.write_table(pa.Table.from_pylist(buf, schema=schema))
+                        n += len(buf)
+                        buf = []
+                if buf:
+                    writer.write_table(pa.Table.from_pylist(buf, schema=schema))
+                    n += len(buf)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return n
+
+
+def write_sessions(records: Iterable[Mapping[str, Any]], path: PathLike, features: Features = SESSION_FEATURES) -> int:
+    """Write session records (``dict`` s or a ``datasets.Dataset``) to ``.jsonl`` or ``.parquet``."""
+    return write_records(records, path, features)
+
+
+def write_catalogue(records: Iterable[Mapping[str, Any]], path: PathLike) -> int:
+    """Write catalogue records to ``.jsonl`` or ``.parquet``."""
+    return write_records(records, path, CATALOGUE_FEATURES)
+
+
+__all__ = ["iter_records", "load_catalogue", "load_sessions", "write_catalogue", "write_records", "write_sessions"]

@@ -1,0 +1,3 @@
+"""Shared losses (filled by the foundation issue)."""
+
+__all__: list[str] = []

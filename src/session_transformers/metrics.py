@@ -1,0 +1,3 @@
+"""Shared metrics (filled by the foundation issue)."""
+
+__all__: list[str] = []

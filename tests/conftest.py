@@ -1,0 +1,29 @@
+"""Test setup: offline Hub, a private HF_HOME, deterministic torch, and shared fixtures."""
+
+import os
+import tempfile
+
+# Must happen before transformers / huggingface_hub are imported anywhere (their constants are read once).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="st-hf-home-"))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(2)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the checkout; tests that need it skip with a clear message when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (it lives in ../shared/data beside the checkout)")
+    return SHARED_DATA
