@@ -1,0 +1,56 @@
+"""Optimisation helpers shared by the trainers: unit-wise adaptive gradient clipping (AGC).
+
+AGC (Brock et al., 2021, "High-Performance Large-Scale Image Recognition Without Normalization") clips each
+*unit* of a weight (a row of a matrix, i.e. the weights into one output unit; the whole tensor for vectors
+and scalars) so that its gradient norm is at most ``clip_factor`` times its weight norm:
+
+    G_i <- G_i * (clip_factor * max(||W_i||, eps) / ||G_i||)    where ||G_i|| > clip_factor * max(||W_i||, eps)
+
+TAGNN++ trains with it (its Table 3 ablates it). Call it after ``accelerator.backward`` (and after
+``accelerator.unscale_gradients()`` under fp16), only on steps where gradients are synchronised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+
+def _unit_norm(t: torch.Tensor) -> torch.Tensor:
+    """Norm of each unit: over all dims but the first for tensors of rank >= 2, over the whole tensor otherwise."""
+    if t.ndim <= 1:
+        return t.norm(p=2)
+    return t.norm(p=2, dim=tuple(range(1, t.ndim)), keepdim=True)
+
+
+@torch.no_grad()
+def adaptive_clip_grad_(
+    parameters: Iterable[torch.nn.Parameter] | torch.Tensor, clip_factor: float = 0.01, eps: float = 1e-3
+) -> int:
+    """Clip gradients unit-wise in place (AGC). Returns how many units were clipped.
+
+    Args:
+        parameters: parameters whose ``.grad`` is clipped.
+        clip_factor: the ratio ``lambda`` of allowed gradient norm to weight norm (Brock et al. use 0.01 for
+            large batches; higher values clip less).
+        eps: floor on the weight norm, so that zero-initialised units can still move.
+    """
+    if clip_factor <= 0:
+        raise ValueError(f"clip_factor must be > 0, got {clip_factor}")
+    if isinstance(parameters, torch.Tensor):
+        parameters = [parameters]
+    clipped = 0
+    for p in parameters:
+        if p.grad is None:
+            continue
+        g = p.grad
+        max_norm = _unit_norm(p.detach().float()).clamp_min(eps) * clip_factor
+        g_norm = _unit_norm(g.float())
+        factor = (max_norm / g_norm.clamp_min(1e-6)).clamp(max=1.0)
+        clipped += int((factor < 1.0).sum())
+        g.mul_(factor.to(g.dtype))
+    return clipped
+
+
+__all__ = ["adaptive_clip_grad_"]
