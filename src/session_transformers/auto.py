@@ -45,7 +45,20 @@ MODEL_TABLE: dict[str, ModelEntry] = {}
 def _table() -> dict[str, ModelEntry]:
     # Imported here so that this module stays importable by the model packages themselves.
     # One row per model family; each model issue adds its row.
-    return {}
+    from .models.tagnn_pp import TagnnPPConfig, TagnnPPForNextItemPrediction, TagnnPPModel, TagnnPPProcessor
+
+    return {
+        "tagnn_pp": ModelEntry(
+            TagnnPPConfig,
+            {
+                AutoModel: TagnnPPModel,
+                AutoModelForNextItemPrediction: TagnnPPForNextItemPrediction,
+                # TAGNN++ trains on next-item cross-entropy, so its pre-training head is the prediction head.
+                AutoModelForPreTraining: TagnnPPForNextItemPrediction,
+            },
+            TagnnPPProcessor,
+        ),
+    }
 
 
 def register_all() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,10 +85,11 @@ def expand_prefixes(sequences: list[list[str]], ids: list[str] | None = None) ->
     return out
 
 
-def _synthetic_next_item(args: argparse.Namespace) -> tuple[Dataset, Dataset, str]:
+def _synthetic_next_item(args: argparse.Namespace) -> tuple[Dataset, Dataset, list[str], str]:
     from .data.synthetic import SyntheticStore, SyntheticStoreConfig
 
-    cfg = SyntheticStoreConfig(seed=args.seed, num_sessions=args.num_sessions)
+    base = SyntheticStoreConfig.tiny() if args.store_preset == "tiny" else SyntheticStoreConfig()
+    cfg = dataclasses.replace(base, seed=args.seed, num_sessions=args.num_sessions or base.num_sessions)
     store = SyntheticStore(cfg)
     seqs = [session_item_ids(s) for s in store.iter_sessions(0, cfg.num_sessions)]
     n_eval = max(1, int(len(seqs) * args.eval_fraction))
@@ -95,14 +97,14 @@ def _synthetic_next_item(args: argparse.Namespace) -> tuple[Dataset, Dataset, st
     # Sessions, not prefixes, are split, so no session has prefixes on both sides.
     train = Dataset.from_dict(expand_prefixes(train_seqs))
     evaluation = Dataset.from_dict(expand_prefixes(eval_seqs))
-    return train, evaluation, (
+    return train, evaluation, list(store.item_ids), (
         f"synthetic store (seed {args.seed}, {cfg.num_sessions} sessions; last {n_eval} sessions held out, "
         f"every prefix of each as a sample)"
     )
 
 
-def _diginetica_next_item(args: argparse.Namespace) -> tuple[Dataset, Dataset, str]:
-    from .data.loaders import load_next_item_dataset
+def _diginetica_next_item(args: argparse.Namespace) -> tuple[Dataset, Dataset, list[str], str]:
+    from .data.loaders import load_next_item_dataset, next_item_catalogue_ids
 
     train = load_next_item_dataset(args.data_path, split="train")
     test = load_next_item_dataset(args.data_path, split="test")
@@ -110,21 +112,19 @@ def _diginetica_next_item(args: argparse.Namespace) -> tuple[Dataset, Dataset, s
         train = train.select(range(min(args.max_train_samples, len(train))))
     if args.max_eval_samples:
         test = test.select(range(min(args.max_eval_samples, len(test))))
-    return train, test, f"{args.data_path} (SR-GNN protocol: train prefixes, test.tsv, full catalogue)"
+    return train, test, list(next_item_catalogue_ids(args.data_path)), f"{args.data_path} (SR-GNN protocol: train prefixes, test.tsv, full catalogue)"
 
 
 def _prepare_tagnn_pp(args: argparse.Namespace) -> PreparedData:
     from .models.tagnn_pp import TagnnPPConfig, TagnnPPProcessor
 
     source = {"synthetic": _synthetic_next_item, "diginetica": _diginetica_next_item}[args.dataset]
-    train, evaluation, description = source(args)
+    train, evaluation, catalogue_ids, description = source(args)
     if args.processor_path:
         processor = TagnnPPProcessor.from_pretrained(args.processor_path)
     else:
-        # The vocabulary covers training and evaluation items: the protocol ranks over the full catalogue.
-        sequences = [s + [t] for s, t in zip(train["item_ids"], train["target"])]
-        sequences += [s + [t] for s, t in zip(evaluation["item_ids"], evaluation["target"])]
-        processor = TagnnPPProcessor.from_sessions(sequences)
+        # The vocabulary is the whole catalogue: the protocol ranks every item, seen in training or not.
+        processor = TagnnPPProcessor.from_sessions([catalogue_ids])
     config = TagnnPPConfig(num_items=processor.num_items, **args.config_overrides)
     return PreparedData(processor, train, evaluation, processor.collate, config, description)
 
@@ -153,7 +153,9 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """The data and config flags every trainer shares (what a recipe's ``prepare`` reads)."""
     parser.add_argument("--dataset", default="synthetic", help="synthetic (default) or a real-data loader name")
     parser.add_argument("--data-path", default=None, help="folder of the real dataset (default under ../shared/data)")
-    parser.add_argument("--num-sessions", type=int, default=20_000, help="synthetic store size")
+    parser.add_argument("--store-preset", choices=("default", "tiny"), default="default",
+                        help="synthetic store size preset (tiny: for tests)")
+    parser.add_argument("--num-sessions", type=int, default=None, help="synthetic store sessions (preset's default)")
     parser.add_argument("--eval-fraction", type=float, default=0.1, help="synthetic sessions held out for eval")
     parser.add_argument("--max-train-samples", type=int, default=None)
     parser.add_argument("--max-eval-samples", type=int, default=None)

@@ -1,0 +1,171 @@
+"""TAGNN++ training and inference speed: samples/s per batch size, epoch time, peak memory, data-prep share.
+
+    python benchmarks/tagnn_pp_speed.py                       # on the GPU if there is one, else the CPU
+    python benchmarks/tagnn_pp_speed.py --batch-sizes 50 500 2000 --steps 200 --num-workers 8 --bf16
+
+Data: Diginetica training prefixes (``../shared/data/diginetica``; the synthetic store if absent), paper config
+(hidden 120, 8 heads). For each batch size it times ``--steps`` optimiser steps after ``--warmup`` steps, through a
+real ``DataLoader`` with the processor's collate function: total time, time spent waiting for the next batch
+(data preparation the GPU could not overlap), peak memory, and the projected time of one epoch (719,470
+samples). It also times evaluation over the test cases and the CPU latency of ``recommend`` for one session.
+
+Reference (the authors' implementation, one H100, from the issue): 0.054 s per batch of 50 (~920 samples/s, 779 s
+per Diginetica epoch, 3.4 GB peak), test-set evaluation in 21 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import write_result  # noqa: E402
+from session_transformers.models.tagnn_pp import (  # noqa: E402
+    TagnnPPConfig,
+    TagnnPPForNextItemPrediction,
+    TagnnPPProcessor,
+)
+
+EPOCH_SAMPLES = 719_470
+
+
+def _data(args):
+    path = args.data_path
+    if (path / "train_sessions.txt").exists():
+        from session_transformers.data.loaders import load_next_item_dataset, next_item_catalogue_ids
+
+        train = load_next_item_dataset(path, split="train")
+        test = load_next_item_dataset(path, split="test")
+        ids = list(next_item_catalogue_ids(path))
+        return train, test, ids, f"Diginetica ({path.name}): {len(train)} train prefixes, {len(test)} test cases"
+    from argparse import Namespace
+
+    from session_transformers.recipes import _synthetic_next_item
+
+    train, test, ids, desc = _synthetic_next_item(Namespace(seed=0, num_sessions=20_000, eval_fraction=0.1,
+                                                            store_preset="default"))
+    return train, test, ids, desc
+
+
+def _peak_memory_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def time_training(model, processor, train, batch_size, args, device) -> dict:
+    loader = DataLoader(train, batch_size=batch_size, shuffle=True, collate_fn=processor.collate,
+                        num_workers=args.num_workers, pin_memory=device.type == "cuda",
+                        persistent_workers=args.num_workers > 0, drop_last=True)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-6)
+    model.train()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    it = iter(loader)
+    wait = 0.0
+    for step in range(args.warmup + args.steps):
+        if step == args.warmup:
+            sync()
+            start, wait = time.perf_counter(), 0.0
+        t0 = time.perf_counter()
+        try:
+            batch = next(it)
+        except StopIteration:
+            it = iter(loader)
+            batch = next(it)
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        wait += time.perf_counter() - t0
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            loss = model(**batch).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    sync()
+    elapsed = time.perf_counter() - start
+    sps = args.steps * batch_size / elapsed
+    return {"samples_per_s": sps, "seconds_per_batch": elapsed / args.steps,
+            "epoch_seconds_projected": EPOCH_SAMPLES / sps, "data_wait_share": wait / elapsed,
+            "peak_memory_mib": _peak_memory_mib(device)}
+
+
+@torch.no_grad()
+def time_evaluation(model, processor, test, args, device) -> dict:
+    from session_transformers import metrics
+
+    loader = DataLoader(test, batch_size=args.eval_batch_size, collate_fn=processor.collate,
+                        num_workers=args.num_workers)
+    model.eval()
+    start, n = time.perf_counter(), 0
+    ranks = []
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        labels = batch.pop("labels")
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            logits = model(**batch).logits
+        ranks.append(metrics.rank_of_target(logits.float(), labels).cpu())
+        n += labels.numel()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return {"eval_seconds": time.perf_counter() - start, "eval_samples": n}
+
+
+def time_recommend(config, processor, sessions, args) -> dict:
+    model = TagnnPPForNextItemPrediction(config).eval()
+    torch.set_num_threads(1)
+    lat = []
+    for s in sessions[: args.latency_sessions]:
+        t0 = time.perf_counter()
+        model.recommend([s], top_k=20, processor=processor)
+        lat.append(time.perf_counter() - t0)
+    lat = lat[5:]  # warm-up
+    return {"recommend_cpu_1thread_ms_p50": 1000 * statistics.median(lat),
+            "recommend_cpu_1thread_ms_p95": 1000 * sorted(lat)[int(0.95 * (len(lat) - 1))]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-path", type=Path, default=ROOT.parent / "shared" / "data" / "diginetica")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[50, 500])
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--eval-batch-size", type=int, default=500)
+    p.add_argument("--max-eval-samples", type=int, default=None)
+    p.add_argument("--latency-sessions", type=int, default=105)
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--name", default=None, help="result name (default tagnn_pp_speed_<device>)")
+    args = p.parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    train, test, ids, desc = _data(args)
+    if args.max_eval_samples:
+        test = test.select(range(min(args.max_eval_samples, len(test))))
+    processor = TagnnPPProcessor.from_sessions([ids])
+    config = TagnnPPConfig(num_items=processor.num_items, hidden_size=120, num_attention_heads=8)
+    rows = {}
+    for bs in args.batch_sizes:
+        torch.manual_seed(0)
+        model = TagnnPPForNextItemPrediction(config).to(device)
+        rows[f"train batch {bs}"] = time_training(model, processor, train, bs, args, device)
+        print(bs, rows[f"train batch {bs}"], flush=True)
+    figures = {"results": rows, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+               "bf16": args.bf16, "num_workers": args.num_workers, "torch_threads": torch.get_num_threads()}
+    figures.update(time_evaluation(model, processor, test, args, device))
+    figures.update(time_recommend(config, processor, list(test["item_ids"]), args))
+    name = args.name or f"tagnn_pp_speed_{device.type}"
+    print(figures)
+    print(write_result(name, figures, data=desc))
+
+
+if __name__ == "__main__":
+    main()

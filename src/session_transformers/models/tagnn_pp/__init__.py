@@ -1,0 +1,28 @@
+"""TAGNN++: gated GNN + Transformer with target-aware readout (Mitharan et al.) for next-item prediction."""
+
+from .configuration_tagnn_pp import TagnnPPConfig
+from .modeling_tagnn_pp import (
+    SoftAttentionReadout,
+    SRGNNCell,
+    TagnnPPForNextItemPrediction,
+    TagnnPPModel,
+    TagnnPPModelOutput,
+    TagnnPPNextItemOutput,
+    TagnnPPPreTrainedModel,
+    TargetAwareReadout,
+)
+from .processing_tagnn_pp import TagnnPPProcessor, build_graph_batch
+
+__all__ = [
+    "SRGNNCell",
+    "SoftAttentionReadout",
+    "TagnnPPConfig",
+    "TagnnPPForNextItemPrediction",
+    "TagnnPPModel",
+    "TagnnPPModelOutput",
+    "TagnnPPNextItemOutput",
+    "TagnnPPPreTrainedModel",
+    "TagnnPPProcessor",
+    "TargetAwareReadout",
+    "build_graph_batch",
+]

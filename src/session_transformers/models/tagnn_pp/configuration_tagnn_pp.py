@@ -1,0 +1,106 @@
+"""Configuration of TAGNN++ (Mitharan et al., "Improved Representation Learning for Session-based Recommendation").
+
+TAGNN++ = a gated GNN on the session transition graph (SR-GNN, TAGNN) followed by a Transformer encoder with
+learned position embeddings, read out with TAGNN's target-aware attention. Defaults are the paper's Diginetica
+settings (hidden 120, 8 heads, dropout 0.1); the switches ``use_gnn``, ``use_transformer``,
+``use_position_embeddings`` and ``use_adaptive_gradient_clipping`` are the rows of its ablation (Table 3).
+"""
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+
+@strict
+class TagnnPPConfig(PreTrainedConfig):
+    r"""Everything a TAGNN++ model is built from.
+
+    Args:
+        num_items: catalogue size **including the padding index 0**, i.e. ``len(processor.item_vocab) + 1``.
+            The default is Diginetica's 43,074 items (Table 1) plus padding.
+        hidden_size: item embedding / hidden dimension ``H`` (paper: 120 on Diginetica, 100 on Yoochoose).
+        num_attention_heads: Transformer heads (paper: 8 on Diginetica, 2 on Yoochoose).
+        gnn_steps: propagation steps of the gated GNN (SR-GNN/TAGNN use 1); the cell's weights are shared.
+        num_transformer_layers: stacked Transformer encoder layers.
+        intermediate_size: inner size of the Transformer's token-wise feed-forward layer. The paper does not give
+            it; ``4 * hidden_size`` is our choice.
+        hidden_act: activation of the feed-forward layer.
+        hidden_dropout_prob: dropout on the Transformer's input, sub-layer outputs and feed-forward layer.
+        attention_probs_dropout_prob: dropout on the attention probabilities.
+        max_position_embeddings: longest session the position embeddings cover; the processor keeps at most this
+            many most recent items.
+        initializer_range: std of the normal init of linear layers and embeddings (the GNN cell keeps PyTorch's
+            uniform ``±1/sqrt(H)`` init, as in SR-GNN).
+        layer_norm_eps: epsilon of the Transformer's LayerNorms.
+        use_gnn: ablation "- GNN" when ``False``: item embeddings go straight to the Transformer.
+        use_transformer: ablation "- Transformer" when ``False`` (this is TAGNN): GNN states go straight to the
+            readout. Position embeddings feed the Transformer, so they are not built either.
+        use_position_embeddings: ablation "- PE" when ``False``: no learned position embeddings.
+        use_adaptive_gradient_clipping: ablation "- AGC" when ``False``. Read by the trainers, which then call
+            :func:`~session_transformers.optim.adaptive_clip_grad_` before each optimiser step.
+        agc_clip_factor: AGC's clipping threshold ``lambda`` on the unit-wise ratio ``||G|| / ||W||``
+            (Brock et al., 2021 default 0.01).
+        agc_eps: AGC's floor on ``||W||`` so that zero-initialised units can still move (Brock et al.: 1e-3).
+        score_chunk_size: catalogue items scored at a time by the target-aware readout; bounds the readout's
+            memory at ``batch * seq_len * score_chunk_size`` floats.
+        pad_token_id: the padding item index; must be 0 (the processor's convention).
+    """
+
+    model_type = "tagnn_pp"
+
+    num_items: int = 43_075
+    hidden_size: int = 120
+    num_attention_heads: int = 8
+    gnn_steps: int = 1
+    num_transformer_layers: int = 1
+    intermediate_size: int = 480
+    hidden_act: str = "relu"
+    hidden_dropout_prob: float | int = 0.1
+    attention_probs_dropout_prob: float | int = 0.1
+    max_position_embeddings: int = 200
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-5
+    use_gnn: bool = True
+    use_transformer: bool = True
+    use_position_embeddings: bool = True
+    use_adaptive_gradient_clipping: bool = True
+    agc_clip_factor: float = 0.01
+    agc_eps: float = 1e-3
+    score_chunk_size: int = 8192
+    pad_token_id: int | None = 0
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        # Checked here rather than in a ``validate_*`` method so that callers get a plain ``ValueError``
+        # (strict validators wrap it in ``StrictDataclassClassValidationError``).
+        self._check_values()
+
+    def _check_values(self) -> None:
+        if self.num_items < 2:
+            raise ValueError(f"num_items={self.num_items} must be >= 2 (the padding index 0 plus one item)")
+        if self.hidden_size < 1 or self.num_attention_heads < 1:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} and num_attention_heads={self.num_attention_heads} must be >= 1"
+            )
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} is not a multiple of num_attention_heads={self.num_attention_heads}"
+            )
+        for name in (
+            "gnn_steps",
+            "num_transformer_layers",
+            "intermediate_size",
+            "max_position_embeddings",
+            "score_chunk_size",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1)")
+        if self.agc_clip_factor <= 0 or self.agc_eps <= 0:
+            raise ValueError(f"agc_clip_factor={self.agc_clip_factor} and agc_eps={self.agc_eps} must be > 0")
+        if self.pad_token_id != 0:
+            raise ValueError(f"pad_token_id={self.pad_token_id}: TAGNN++ reserves item index 0 for padding")
+
+
+__all__ = ["TagnnPPConfig"]

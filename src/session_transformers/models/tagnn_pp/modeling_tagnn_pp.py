@@ -1,0 +1,505 @@
+"""TAGNN++ (Mitharan et al., "Improved Representation Learning for Session-based Recommendation").
+
+Pipeline of one batch (``B`` sessions, padded length ``L``, ``|V|`` graph nodes in the batch, ``N`` items, ``H``
+hidden):
+
+1. **Item embeddings** of the session-graph nodes: ``(|V|, H)``.
+2. **Gated GNN** (SR-GNN / TAGNN, :class:`SRGNNCell`) on the session transition graph from
+   :mod:`session_transformers.graphs.transition`: ``gnn_steps`` gated updates of the node states.
+3. Node states are scattered to session positions with ``alias``: ``(B, L, H)``.
+4. **Transformer** encoder (:class:`TagnnPPTransformerLayer`): learned position embeddings, multi-head
+   self-attention, residual + LayerNorm, token-wise feed-forward layer; bidirectional with a padding mask.
+5. **Session embeddings** as in SR-GNN: local ``s_l`` = the last item's state, global ``s_g`` = soft attention
+   over the positions.
+6. **Target-aware readout** of TAGNN (:class:`TargetAwareReadout`): for each candidate item ``v`` a target
+   embedding ``s_t(v) = sum_i softmax_i(h_i^T W v) h_i``, session representation ``W_3 [s_l; s_g; s_t(v)]`` and
+   score ``v^T W_3 [s_l; s_g; s_t(v)]``, computed over the whole catalogue without materialising ``(B, N, H)``.
+
+The ablation switches of the paper's Table 3 (``use_gnn``, ``use_transformer``, ``use_position_embeddings``)
+remove the modules. Adaptive Gradient Clipping (``use_adaptive_gradient_clipping``) acts on gradients, so it
+is applied by the training loop with :func:`session_transformers.optim.adaptive_clip_grad_`.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_geometric.nn import MessagePassing
+from transformers import PreTrainedModel
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput, can_return_tuple
+
+from .configuration_tagnn_pp import TagnnPPConfig
+
+# --------------------------------------------------------------------------------------------------------------
+# Outputs
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TagnnPPModelOutput(ModelOutput):
+    """Output of :class:`TagnnPPModel`.
+
+    Args:
+        sequence_hidden: ``(batch, seq_len, hidden)`` state of each session position (zeros at padding).
+        last_hidden: ``(batch, hidden)`` local session embedding ``s_l``: the state of the last item.
+        global_hidden: ``(batch, hidden)`` global session embedding ``s_g``: SR-GNN's soft attention over positions.
+        attention_mask: ``(batch, seq_len)`` 1 for real positions, 0 for padding (the input mask, passed on).
+    """
+
+    sequence_hidden: torch.FloatTensor | None = None
+    last_hidden: torch.FloatTensor | None = None
+    global_hidden: torch.FloatTensor | None = None
+    attention_mask: torch.LongTensor | None = None
+
+
+@dataclass
+class TagnnPPNextItemOutput(ModelOutput):
+    """Output of :class:`TagnnPPForNextItemPrediction`.
+
+    Args:
+        loss: ``()`` mean cross-entropy of the next item over the catalogue (only when ``labels`` are given;
+            labels equal to ``-100`` are ignored).
+        logits: ``(batch, num_items)`` score of every catalogue item; the padding index 0 holds the dtype's
+            minimum so it never ranks and gets zero probability.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Gated GNN on the session graph (SR-GNN)
+# --------------------------------------------------------------------------------------------------------------
+
+
+class SRGNNCell(MessagePassing):
+    r"""One gated update of SR-GNN (Wu et al., 2019), used by TAGNN and TAGNN++.
+
+    With ``A_in`` / ``A_out`` the in- / out-degree-normalised connection matrices of the session graph
+    (edge weights ``in_weight`` / ``out_weight`` from :func:`~session_transformers.graphs.session_transition_graph`):
+
+    .. math::
+        a^{in}_v = W_{in} \sum_{u \to v} A^{in}_{uv} h_u + b_{in}, \quad
+        a^{out}_u = W_{out} \sum_{u \to v} A^{out}_{uv} h_v + b_{out}, \quad
+        h'_v = \mathrm{GRU}([a^{in}_v; a^{out}_v], h_v)
+
+    i.e. the reset gate ``r``, update gate ``z`` and candidate ``tanh(W a + r * (U h))`` of SR-GNN's equations
+    (2)-(5). The aggregation runs before the linear map (the two commute), over all graphs of the batch at once.
+    """
+
+    def __init__(self, hidden_size: int):
+        super().__init__(aggr="add")
+        self.linear_edge_in = nn.Linear(hidden_size, hidden_size)
+        self.linear_edge_out = nn.Linear(hidden_size, hidden_size)
+        self.gru = nn.GRUCell(2 * hidden_size, hidden_size)
+
+    def reset_parameters(self) -> None:
+        """SR-GNN's init: PyTorch's uniform ``±1/sqrt(H)`` for the GRU and edge maps."""
+        super().reset_parameters()
+        self.linear_edge_in.reset_parameters()
+        self.linear_edge_out.reset_parameters()
+        self.gru.reset_parameters()
+
+    def forward(
+        self, h: torch.Tensor, edge_index: torch.Tensor, in_weight: torch.Tensor, out_weight: torch.Tensor
+    ) -> torch.Tensor:
+        """``h`` ``(|V|, H)``, ``edge_index`` ``(2, |E|)``, weights ``(|E|,)`` -> new node states ``(|V|, H)``."""
+        a_in = self.linear_edge_in(self.propagate(edge_index, x=h, edge_weight=in_weight))  # (|V|, H)
+        a_out = self.linear_edge_out(
+            self.propagate(edge_index.flip(0), x=h, edge_weight=out_weight)
+        )  # (|V|, H)
+        return self.gru(torch.cat([a_in, a_out], dim=-1), h)  # (|V|, H)
+
+    def message(self, x_j: torch.Tensor, edge_weight: torch.Tensor) -> torch.Tensor:
+        return edge_weight.to(x_j.dtype).unsqueeze(-1) * x_j  # (|E|, H)
+
+
+class TagnnPPGatedGNN(nn.Module):
+    """``gnn_steps`` applications of one weight-shared :class:`SRGNNCell` (SR-GNN's ``step``)."""
+
+    def __init__(self, config: TagnnPPConfig):
+        super().__init__()
+        self.steps = config.gnn_steps
+        self.cell = SRGNNCell(config.hidden_size)
+
+    def forward(self, h, edge_index, in_weight, out_weight) -> torch.Tensor:
+        for _ in range(self.steps):
+            h = self.cell(h, edge_index, in_weight, out_weight)
+        return h  # (|V|, H)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Transformer encoder
+# --------------------------------------------------------------------------------------------------------------
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain attention. q/k/v ``(B, heads, L, d)``, additive mask ``(B, 1, 1, L)`` -> ``(B, L, heads, d)``."""
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, heads, L, L)
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = F.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    out = torch.matmul(weights, value).transpose(1, 2).contiguous()  # (B, L, heads, d)
+    return out, weights
+
+
+class TagnnPPSelfAttention(nn.Module):
+    """Multi-head self-attention (the paper's equation (1)) through ``transformers``' attention interface."""
+
+    def __init__(self, config: TagnnPPConfig):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False  # sessions are encoded bidirectionally; sdpa must not default to causal
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.output = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``hidden`` ``(B, L, H)``, additive ``attention_mask`` ``(B, 1, 1, L)`` -> ``(B, L, H)``."""
+        batch, length, _ = hidden.shape
+        shape = (batch, length, self.num_heads, self.head_dim)
+        q = self.query(hidden).view(shape).transpose(1, 2)  # (B, heads, L, d)
+        k = self.key(hidden).view(shape).transpose(1, 2)
+        v = self.value(hidden).view(shape).transpose(1, 2)
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        out, _ = attention(
+            self,
+            q,
+            k,
+            v,
+            attention_mask.to(q.dtype),
+            dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
+            scaling=self.scaling,
+        )
+        return self.output(out.reshape(batch, length, -1))  # (B, L, H)
+
+
+class TagnnPPTransformerLayer(GradientCheckpointingLayer):
+    """Post-LN encoder layer: ``LN(h + Drop(MHA(h)))`` then ``LN(h + Drop(FFL(h)))``."""
+
+    def __init__(self, config: TagnnPPConfig):
+        super().__init__()
+        self.attention = TagnnPPSelfAttention(config)
+        self.attention_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.intermediate = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.output = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.output_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``(B, L, H)`` -> ``(B, L, H)``; ``attention_mask`` is additive ``(B, 1, 1, L)``."""
+        hidden = self.attention_layer_norm(hidden + self.dropout(self.attention(hidden, attention_mask)))
+        ffl = self.output(self.dropout(self.activation(self.intermediate(hidden))))
+        return self.output_layer_norm(hidden + self.dropout(ffl))
+
+
+class TagnnPPTransformer(nn.Module):
+    """Optional learned position embeddings, dropout, then ``num_transformer_layers`` encoder layers."""
+
+    def __init__(self, config: TagnnPPConfig):
+        super().__init__()
+        self.position_embeddings = (
+            nn.Embedding(config.max_position_embeddings, config.hidden_size)
+            if config.use_position_embeddings
+            else None
+        )
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.layers = nn.ModuleList(
+            TagnnPPTransformerLayer(config) for _ in range(config.num_transformer_layers)
+        )
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``hidden`` ``(B, L, H)``, ``attention_mask`` ``(B, L)`` of 0/1 -> ``(B, L, H)``."""
+        length = hidden.shape[1]
+        if self.position_embeddings is not None:
+            if length > self.position_embeddings.num_embeddings:
+                raise ValueError(
+                    f"sessions of length {length} exceed max_position_embeddings="
+                    f"{self.position_embeddings.num_embeddings}; truncate them (the processor's max_length)"
+                )
+            positions = torch.arange(length, device=hidden.device)
+            hidden = hidden + self.position_embeddings(positions)[None]  # (B, L, H)
+        hidden = self.dropout(hidden)
+        additive = (1.0 - attention_mask[:, None, None, :].float()) * torch.finfo(
+            torch.float32
+        ).min  # (B,1,1,L)
+        for layer in self.layers:
+            hidden = layer(hidden, additive)
+        return hidden
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Session embeddings and the target-aware readout
+# --------------------------------------------------------------------------------------------------------------
+
+
+class SoftAttentionReadout(nn.Module):
+    r"""SR-GNN's global embedding: ``alpha_i = q^T sigmoid(W_1 h_last + W_2 h_i + c)``, ``s_g = sum_i alpha_i h_i``."""
+
+    def __init__(self, config: TagnnPPConfig):
+        super().__init__()
+        self.linear_one = nn.Linear(config.hidden_size, config.hidden_size)  # W_1 (with c)
+        self.linear_two = nn.Linear(config.hidden_size, config.hidden_size, bias=False)  # W_2
+        self.linear_three = nn.Linear(config.hidden_size, 1, bias=False)  # q
+
+    def forward(self, hidden: torch.Tensor, last: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``hidden`` ``(B, L, H)``, ``last`` ``(B, H)``, ``attention_mask`` ``(B, L)`` -> ``s_g`` ``(B, H)``."""
+        alpha = self.linear_three(
+            torch.sigmoid(self.linear_one(last)[:, None] + self.linear_two(hidden))
+        )  # (B,L,1)
+        alpha = alpha * attention_mask[..., None].to(alpha.dtype)
+        return (alpha * hidden).sum(dim=1)
+
+
+class TargetAwareReadout(nn.Module):
+    r"""TAGNN's target-aware attention and scoring over the whole catalogue.
+
+    For a candidate item embedding ``v``: ``beta_i(v) = softmax_i(v^T W h_i)`` (over real positions),
+    ``s_t(v) = sum_i beta_i(v) h_i``, ``s(v) = W_3 [s_l; s_g; s_t(v)] + b``, ``score(v) = v^T s(v)``.
+
+    Splitting ``W_3 = [W_l, W_g, W_t]`` gives ``score(v) = v^T (W_l s_l + W_g s_g + b) +
+    sum_i beta_i(v) v^T W_t h_i``, so every term is a ``(B, L, N)`` or ``(B, N)`` product; the catalogue is
+    processed ``score_chunk_size`` items at a time and no ``(B, N, H)`` tensor is ever built.
+    """
+
+    def __init__(self, config: TagnnPPConfig):
+        super().__init__()
+        self.hidden_size = config.hidden_size
+        self.chunk_size = config.score_chunk_size
+        self.linear_t = nn.Linear(
+            config.hidden_size, config.hidden_size, bias=False
+        )  # W of the target attention
+        self.linear_transform = nn.Linear(3 * config.hidden_size, config.hidden_size)  # W_3 (and b)
+
+    def forward(
+        self,
+        sequence_hidden: torch.Tensor,
+        last_hidden: torch.Tensor,
+        global_hidden: torch.Tensor,
+        attention_mask: torch.Tensor,
+        items: torch.Tensor,
+    ) -> torch.Tensor:
+        """Positions ``(B, L, H)``, ``s_l``/``s_g`` ``(B, H)``, mask ``(B, L)``, items ``(N, H)`` -> ``(B, N)``."""
+        w_l, w_g, w_t = self.linear_transform.weight.split(self.hidden_size, dim=1)  # 3 x (H, H)
+        base = (
+            F.linear(last_hidden, w_l) + F.linear(global_hidden, w_g) + self.linear_transform.bias
+        )  # (B, H)
+        keys = self.linear_t(sequence_hidden)  # (B, L, H): v^T W h_i = keys_i . v
+        values = F.linear(sequence_hidden, w_t)  # (B, L, H): v^T W_t h_i = values_i . v
+        pad = (attention_mask[..., None] == 0).to(keys.dtype) * torch.finfo(keys.dtype).min  # (B, L, 1)
+        scores = []
+        for chunk in items.split(self.chunk_size):  # (C, H)
+            beta = torch.softmax(keys @ chunk.T + pad, dim=1)  # (B, L, C), over positions
+            target = (beta * (values @ chunk.T)).sum(dim=1)  # (B, C) = v^T W_t s_t(v)
+            scores.append(base @ chunk.T + target)  # (B, C)
+        return torch.cat(scores, dim=1)  # (B, N)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Adaptive Gradient Clipping (Brock et al., 2021)
+# --------------------------------------------------------------------------------------------------------------
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------------------------
+
+
+class TagnnPPPreTrainedModel(PreTrainedModel):
+    config: TagnnPPConfig
+    base_model_prefix = "tagnn_pp"
+    main_input_name = "x"  # (|V|,) item index of every graph node: a tensor key of the batch
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["TagnnPPTransformerLayer"]
+    _supports_sdpa = True
+    _supports_attention_backend = True
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)  # nn.Linear / nn.Embedding (padding row zeroed) / LayerNorm
+        if isinstance(module, MessagePassing):  # torch_geometric layers (and their GRU) own their init
+            module.reset_parameters()
+
+
+class TagnnPPModel(TagnnPPPreTrainedModel):
+    """The TAGNN++ encoder: item embeddings -> gated GNN -> Transformer -> SR-GNN local/global embeddings.
+
+    Inputs are the flat batch of session graphs that :class:`TagnnPPProcessor` builds (see ``forward``).
+    """
+
+    def __init__(self, config: TagnnPPConfig):
+        super().__init__(config)
+        self.item_embeddings = nn.Embedding(config.num_items, config.hidden_size, padding_idx=0)
+        self.gnn = TagnnPPGatedGNN(config) if config.use_gnn else None
+        self.transformer = TagnnPPTransformer(config) if config.use_transformer else None
+        self.global_attention = SoftAttentionReadout(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.item_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.item_embeddings = value
+
+    @can_return_tuple
+    def forward(
+        self,
+        x: torch.LongTensor,
+        edge_index: torch.LongTensor,
+        in_weight: torch.FloatTensor,
+        out_weight: torch.FloatTensor,
+        alias: torch.LongTensor,
+        attention_mask: torch.LongTensor,
+    ) -> TagnnPPModelOutput:
+        r"""Encode a batch of sessions given as one disjoint union of their transition graphs.
+
+        Args:
+            x: ``(|V|,)`` item index of every node (1..num_items-1).
+            edge_index: ``(2, |E|)`` transitions ``source -> target`` between nodes of the same session.
+            in_weight: ``(|E|,)`` edge weights of the in-degree-normalised matrix ``A_in``.
+            out_weight: ``(|E|,)`` edge weights of the out-degree-normalised matrix ``A_out``.
+            alias: ``(B, L)`` node (index into ``x``) of every session position, right-padded with any valid node.
+            attention_mask: ``(B, L)`` 1 at real positions, 0 at padding; every row has at least one 1.
+        """
+        h = self.item_embeddings(x)  # (|V|, H)
+        if self.gnn is not None:
+            h = self.gnn(h, edge_index, in_weight, out_weight)  # (|V|, H)
+        mask = attention_mask.to(h.dtype)[..., None]  # (B, L, 1)
+        hidden = h[alias] * mask  # (B, L, H)
+        if self.transformer is not None:
+            hidden = self.transformer(hidden, attention_mask) * mask  # (B, L, H)
+        last_index = attention_mask.sum(dim=1).clamp(min=1) - 1  # (B,) right padding: last real position
+        last = hidden[torch.arange(hidden.shape[0], device=hidden.device), last_index]  # (B, H)
+        return TagnnPPModelOutput(
+            sequence_hidden=hidden,
+            last_hidden=last,
+            global_hidden=self.global_attention(hidden, last, attention_mask),
+            attention_mask=attention_mask,
+        )
+
+
+class TagnnPPForNextItemPrediction(TagnnPPPreTrainedModel):
+    """TAGNN++ with TAGNN's target-aware readout: next-item scores over the whole catalogue.
+
+    Candidate items are scored with the (shared) item embeddings. Training minimises the cross-entropy of the
+    next item. For recommendations with your own item IDs use :meth:`recommend` with the processor:
+    ``model.recommend(sessions, processor=processor)``.
+    """
+
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: TagnnPPConfig):
+        super().__init__(config)
+        self.tagnn_pp = TagnnPPModel(config)
+        self.readout = TargetAwareReadout(config)
+        self.processor = None  # optional TagnnPPProcessor used by ``recommend``; not saved with the weights
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.tagnn_pp.item_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.tagnn_pp.item_embeddings = value
+
+    @can_return_tuple
+    def forward(
+        self,
+        x: torch.LongTensor,
+        edge_index: torch.LongTensor,
+        in_weight: torch.FloatTensor,
+        out_weight: torch.FloatTensor,
+        alias: torch.LongTensor,
+        attention_mask: torch.LongTensor,
+        labels: torch.LongTensor | None = None,
+    ) -> TagnnPPNextItemOutput:
+        r"""Score every catalogue item as the next item of each session.
+
+        Args:
+            x, edge_index, in_weight, out_weight, alias, attention_mask: the session graphs, as in
+                :meth:`TagnnPPModel.forward` (what :class:`TagnnPPProcessor` returns).
+            labels: ``(B,)`` index of the next item; ``-100`` entries are ignored by the loss.
+        """
+        out = self.tagnn_pp(x, edge_index, in_weight, out_weight, alias, attention_mask)
+        items = self.tagnn_pp.item_embeddings.weight  # (N, H)
+        logits = self.readout(out.sequence_hidden, out.last_hidden, out.global_hidden, attention_mask, items)
+        is_pad = torch.arange(logits.shape[1], device=logits.device) == self.config.pad_token_id  # (N,)
+        logits = logits.masked_fill(is_pad, torch.finfo(logits.dtype).min)  # (B, N)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.float(), labels.to(logits.device), ignore_index=-100)
+        return TagnnPPNextItemOutput(loss=loss, logits=logits)
+
+    @torch.no_grad()
+    def recommend(
+        self,
+        sessions: Sequence[Sequence[str]],
+        top_k: int = 20,
+        processor: Callable | None = None,
+        batch_size: int = 256,
+    ) -> list[list[tuple[str, float]]]:
+        """Top-``k`` next items for sessions of *your* item IDs, as ``[(item_id, score), ...]`` best first.
+
+        ``processor`` (a :class:`TagnnPPProcessor`) maps IDs to indices and back; pass it or attach it once with
+        ``model.processor = processor``. Unknown input IDs follow the processor's ``unknown_items`` policy. The
+        padding index and catalogue indices the processor has no ID for are never returned. Runs in eval mode.
+        """
+        processor = processor if processor is not None else self.processor
+        if processor is None:
+            raise ValueError(
+                "recommend() needs a TagnnPPProcessor: pass processor=... or set model.processor"
+            )
+        if processor.num_items > self.config.num_items:
+            raise ValueError(
+                f"the processor knows {processor.num_items - 1} items but the model scores only "
+                f"{self.config.num_items - 1}; they do not belong together"
+            )
+        known = processor.num_items  # indices >= known have no user ID
+        top_k = min(top_k, known - 1)
+        was_training = self.training
+        self.eval()
+        results: list[list[tuple[str, float]]] = []
+        for start in range(0, len(sessions), batch_size):
+            batch = processor(list(sessions[start : start + batch_size])).to(self.device)
+            logits = self(**batch).logits[:, :known]
+            logits[:, self.config.pad_token_id] = float("-inf")
+            scores, indices = logits.float().topk(top_k, dim=1)
+            ids = processor.decode(indices.tolist())
+            results.extend(
+                list(zip(row_ids, row_scores)) for row_ids, row_scores in zip(ids, scores.tolist())
+            )
+        self.train(was_training)
+        return results
+
+
+__all__ = [
+    "SRGNNCell",
+    "SoftAttentionReadout",
+    "TagnnPPForNextItemPrediction",
+    "TagnnPPModel",
+    "TagnnPPModelOutput",
+    "TagnnPPNextItemOutput",
+    "TagnnPPPreTrainedModel",
+    "TargetAwareReadout",
+]

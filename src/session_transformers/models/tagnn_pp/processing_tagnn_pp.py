@@ -1,0 +1,259 @@
+"""Processor of TAGNN++: your item IDs <-> item indices, and sessions -> the flat batch of transition graphs.
+
+The graph is SR-GNN's session transition graph (see :mod:`session_transformers.graphs.transition`); this
+processor builds the same nodes, edges and weights as :func:`~session_transformers.graphs.batch_transition_graphs`
+but in plain Python with one tensor conversion per field, because it runs in DataLoader workers for every batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from transformers import BatchFeature, ProcessorMixin
+
+PAD_INDEX = 0
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class _SpecialItemIds:
+    """What ``Trainer(processing_class=processor)`` reads from ``processor.tokenizer`` before training
+    (``align_special_tokens``). There is no tokenizer: padding is index 0 and there is no BOS/EOS."""
+
+    pad_token_id: int = PAD_INDEX
+    bos_token_id: None = None
+    eos_token_id: None = None
+
+
+class TagnnPPProcessor(ProcessorMixin):
+    """Maps item IDs (strings) to indices ``1..N`` (``0`` is padding) and batches sessions as session graphs.
+
+    Args:
+        item_vocab: the item IDs; ``item_vocab[i]`` gets index ``i + 1``. Saved in ``processor_config.json``.
+            Build it with :meth:`from_sessions`. ``config.num_items`` must be ``len(item_vocab) + 1``
+            (:attr:`num_items`).
+        max_length: sessions longer than this keep their ``max_length`` most recent items (use at most the
+            model's ``max_position_embeddings``).
+        unknown_items: what happens to IDs missing from ``item_vocab``:
+
+            - ``"drop"`` (default): unknown items are removed from input sessions (a session left empty raises
+              ``ValueError`` naming its index in the batch); unknown targets get label ``-100``, which the
+              loss ignores. Both are counted in :attr:`num_unknown_inputs` / :attr:`num_unknown_targets`
+              (counters of this process; DataLoader workers count in their own copies).
+            - ``"error"``: any unknown ID raises ``KeyError`` naming it and its session.
+
+    Calling the processor returns exactly the keyword arguments of ``TagnnPPForNextItemPrediction.forward``::
+
+        processor = TagnnPPProcessor.from_sessions(train_sessions)
+        batch = processor([["a", "b", "a"], ["c"]], targets=["c", "a"])
+        loss = model(**batch).loss
+    """
+
+    def __init__(
+        self,
+        item_vocab: list[str] | None = None,
+        max_length: int = 200,
+        unknown_items: Literal["drop", "error"] = "drop",
+        **kwargs,
+    ):
+        self.item_vocab = list(item_vocab or [])
+        self.max_length = max_length
+        self.unknown_items = unknown_items
+        if unknown_items not in ("drop", "error"):
+            raise ValueError(f"unknown_items={unknown_items!r} must be 'drop' or 'error'")
+        if max_length < 1:
+            raise ValueError(f"max_length={max_length} must be >= 1")
+        bad = next((i for i in self.item_vocab if not isinstance(i, str)), None)
+        if bad is not None:
+            raise TypeError(f"item IDs must be strings, got {bad!r} ({type(bad).__name__})")
+        self._index = {item: i + 1 for i, item in enumerate(self.item_vocab)}
+        if len(self._index) != len(self.item_vocab):
+            raise ValueError(f"item_vocab has {len(self.item_vocab) - len(self._index)} duplicate IDs")
+        self.num_unknown_inputs = 0
+        self.num_unknown_targets = 0
+        super().__init__(**kwargs)
+
+    @classmethod
+    def from_sessions(
+        cls,
+        sessions: Iterable[Sequence[str]],
+        extra_ids: Iterable[str] = (),
+        order: Literal["sorted", "first_seen"] = "sorted",
+        **kwargs,
+    ) -> TagnnPPProcessor:
+        """Build the vocabulary from the IDs in ``sessions`` plus ``extra_ids`` (e.g. target-only items).
+
+        ``order="sorted"`` (default) sorts the IDs as strings, so the indices do not depend on the data order;
+        ``"first_seen"`` numbers them in order of first appearance (sessions first, then ``extra_ids``).
+        Other keyword arguments (``max_length``, ``unknown_items``) go to the constructor.
+        """
+        seen: dict[str, None] = {}
+        for session in sessions:
+            seen.update(dict.fromkeys(session))
+        seen.update(dict.fromkeys(extra_ids))
+        if order not in ("sorted", "first_seen"):
+            raise ValueError(f"order={order!r} must be 'sorted' or 'first_seen'")
+        vocab = sorted(seen) if order == "sorted" else list(seen)
+        return cls(item_vocab=vocab, **kwargs)
+
+    @property
+    def tokenizer(self) -> _SpecialItemIds:
+        """Stand-in for the tokenizer ``Trainer`` expects a ``ProcessorMixin`` to have (special token ids only)."""
+        return _SpecialItemIds()
+
+    @property
+    def model_input_names(self) -> list[str]:
+        """The keys :meth:`__call__` returns besides ``labels``: the model's ``forward`` inputs."""
+        return ["x", "edge_index", "in_weight", "out_weight", "alias", "attention_mask"]
+
+    @property
+    def num_items(self) -> int:
+        """Catalogue size including the padding index: the model's ``config.num_items``."""
+        return len(self.item_vocab) + 1
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(items={len(self.item_vocab)}, max_length={self.max_length}, "
+            f"unknown_items={self.unknown_items!r})"
+        )
+
+    # --- IDs <-> indices -------------------------------------------------------------------------------------
+    def encode(self, item_ids: Sequence[str], session: int = 0) -> list[int]:
+        """Indices of one session's items under the ``unknown_items`` policy (before truncation)."""
+        if not item_ids:
+            raise ValueError(f"session {session} is empty: a session needs at least one item")
+        get = self._index.get
+        indices = [get(item, PAD_INDEX) for item in item_ids]
+        if PAD_INDEX in indices:
+            unknown = [item for item, i in zip(item_ids, indices) if i == PAD_INDEX]
+            if self.unknown_items == "error":
+                raise KeyError(f"session {session}: unknown item IDs {unknown[:5]} (unknown_items='error')")
+            self.num_unknown_inputs += len(unknown)
+            indices = [i for i in indices if i != PAD_INDEX]
+            if not indices:
+                raise ValueError(
+                    f"session {session}: all of its {len(item_ids)} items are unknown: {unknown[:5]}"
+                )
+        return indices
+
+    def encode_target(self, target: str, session: int = 0) -> int:
+        """Label of one target: its index, or ``-100`` when unknown under ``unknown_items="drop"``."""
+        index = self._index.get(target)
+        if index is None:
+            if self.unknown_items == "error":
+                raise KeyError(
+                    f"session {session}: unknown target item ID {target!r} (unknown_items='error')"
+                )
+            self.num_unknown_targets += 1
+            return IGNORE_INDEX
+        return index
+
+    def decode(self, indices: Sequence[int] | Sequence[Sequence[int]]) -> list:
+        """Item IDs of indices (nested lists keep their nesting); index 0 (padding) is not an item."""
+        vocab = self.item_vocab
+        if indices and isinstance(indices[0], Sequence):
+            return [[vocab[i - 1] for i in row] for row in indices]
+        return [vocab[i - 1] for i in indices]
+
+    batch_decode = decode
+
+    # --- batching --------------------------------------------------------------------------------------------
+    def __call__(
+        self,
+        item_ids: Sequence[Sequence[str]],
+        targets: Sequence[str] | None = None,
+        return_tensors: Literal["pt", "np"] = "pt",
+    ) -> BatchFeature:
+        """Batch sessions of item IDs into the inputs of ``TagnnPPForNextItemPrediction.forward``.
+
+        Returns a :class:`~transformers.BatchFeature` with ``x`` ``(|V|,)``, ``edge_index`` ``(2, |E|)``,
+        ``in_weight`` / ``out_weight`` ``(|E|,)``, ``alias`` ``(B, L)`` and ``attention_mask`` ``(B, L)``
+        (right-padded), plus ``labels`` ``(B,)`` when ``targets`` are given.
+        """
+        if isinstance(item_ids, str) or (item_ids and isinstance(item_ids[0], str)):
+            raise TypeError("item_ids must be a list of sessions (lists of item IDs), not one session")
+        if targets is not None and len(targets) != len(item_ids):
+            raise ValueError(f"got {len(targets)} targets for {len(item_ids)} sessions")
+        limit = self.max_length
+        sessions = [self.encode(s, i)[-limit:] for i, s in enumerate(item_ids)]
+        arrays = build_graph_batch(sessions)
+        if targets is not None:
+            arrays["labels"] = np.array(
+                [self.encode_target(t, i) for i, t in enumerate(targets)], dtype=np.int64
+            )
+        if return_tensors == "pt":
+            return BatchFeature({k: torch.from_numpy(v) for k, v in arrays.items()})
+        if return_tensors == "np":
+            return BatchFeature(arrays)
+        raise ValueError(f"return_tensors={return_tensors!r} must be 'pt' or 'np'")
+
+    def collate(self, examples: Sequence[dict]) -> dict[str, torch.Tensor]:
+        """DataLoader / Trainer collator for rows ``{"item_ids": list[str], "target": str}`` (target optional)."""
+        sessions = [e["item_ids"] for e in examples]
+        targets = [e["target"] for e in examples] if examples and "target" in examples[0] else None
+        return dict(self(sessions, targets=targets))
+
+
+def build_graph_batch(sessions: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+    """The disjoint union of the sessions' transition graphs, as numpy arrays (see the module docstring).
+
+    Equal to :func:`~session_transformers.graphs.batch_transition_graphs` (nodes in order of first appearance,
+    edges sorted by ``(source, target)`` within each session, repeated transitions counted in the weights),
+    plus ``alias`` padded to ``(B, L)`` with node 0 and its ``attention_mask``.
+    """
+    x: list[int] = []
+    src: list[int] = []
+    dst: list[int] = []
+    w_in: list[float] = []
+    w_out: list[float] = []
+    flat_alias: list[int] = []
+    lengths: list[int] = []
+    for seq in sessions:
+        n, offset = len(seq), len(x)
+        lengths.append(n)
+        if len(set(seq)) == n:  # fast path, most sessions: a chain of distinct items, all weights 1
+            x.extend(seq)
+            flat_alias.extend(range(offset, offset + n))
+            src.extend(range(offset, offset + n - 1))
+            dst.extend(range(offset + 1, offset + n))
+            w_in.extend([1.0] * (n - 1))
+            w_out.extend([1.0] * (n - 1))
+            continue
+        node: dict[int, int] = {}
+        for item in seq:
+            node.setdefault(item, len(node))
+        local = [node[item] for item in seq]
+        x.extend(node)
+        flat_alias.extend(offset + i for i in local)
+        counts: dict[tuple[int, int], int] = {}
+        for pair in zip(local, local[1:]):
+            counts[pair] = counts.get(pair, 0) + 1
+        in_deg = [0] * len(node)
+        out_deg = [0] * len(node)
+        for (u, v), c in counts.items():
+            out_deg[u] += c
+            in_deg[v] += c
+        for (u, v), c in sorted(counts.items()):
+            src.append(offset + u)
+            dst.append(offset + v)
+            w_in.append(c / in_deg[v])
+            w_out.append(c / out_deg[u])
+    lengths_np = np.array(lengths, dtype=np.int64)
+    attention_mask = np.arange(max(lengths, default=0))[None, :] < lengths_np[:, None]  # (B, L)
+    alias = np.zeros(attention_mask.shape, dtype=np.int64)
+    alias[attention_mask] = flat_alias  # row-major order = session by session, position by position
+    return {
+        "x": np.array(x, dtype=np.int64),
+        "edge_index": np.array([src, dst], dtype=np.int64).reshape(2, -1),
+        "in_weight": np.array(w_in, dtype=np.float32),
+        "out_weight": np.array(w_out, dtype=np.float32),
+        "alias": alias,
+        "attention_mask": attention_mask.astype(np.int64),
+    }
+
+
+__all__ = ["TagnnPPProcessor", "build_graph_batch"]

@@ -1,0 +1,396 @@
+"""TAGNN++: the shared model contract, the chunked readout against a naive reference, ablations, the processor."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel, AutoModelForPreTraining, AutoProcessor
+
+import session_transformers  # noqa: F401  (registers the Auto classes)
+from model_tester import ModelTesterMixin
+from session_transformers import AutoModelForNextItemPrediction
+from session_transformers.graphs import transition
+from session_transformers.models.tagnn_pp import (
+    SRGNNCell,
+    TagnnPPConfig,
+    TagnnPPForNextItemPrediction,
+    TagnnPPModel,
+    TagnnPPProcessor,
+    build_graph_batch,
+)
+from session_transformers.optim import adaptive_clip_grad_
+
+ITEMS = [f"item{i}" for i in range(1, 13)]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy machine they thrash (~100x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _session(sid: str, items: list[str]) -> dict:
+    events = [
+        {
+            "action": "view",
+            "timestamp": float(t),
+            "subject": "item",
+            "item_id": i,
+            "query": None,
+            "image": None,
+        }
+        for t, i in enumerate(items)
+    ]
+    return {"session_id": sid, "events": events}
+
+
+def _item_ids(session: dict) -> list[str]:
+    return [e["item_id"] for e in session["events"] if e["subject"] == "item"]
+
+
+def _processor(**kwargs) -> TagnnPPProcessor:
+    return TagnnPPProcessor(item_vocab=ITEMS, max_length=16, **kwargs)
+
+
+def _tiny_config(**kwargs) -> TagnnPPConfig:
+    defaults = dict(
+        num_items=len(ITEMS) + 1,
+        hidden_size=16,
+        num_attention_heads=2,
+        intermediate_size=32,
+        gnn_steps=2,
+        num_transformer_layers=2,
+        max_position_embeddings=16,
+        score_chunk_size=5,
+    )
+    return TagnnPPConfig(**{**defaults, **kwargs})
+
+
+class TestTagnnPP(ModelTesterMixin):
+    config_class = TagnnPPConfig
+    base_model_class = TagnnPPModel
+    head_classes = {TagnnPPForNextItemPrediction: AutoModelForNextItemPrediction}
+    invalid_config_kwargs = [
+        {"num_attention_heads": 3},  # 16 % 3
+        {"num_items": 1},
+        {"gnn_steps": 0},
+        {"hidden_dropout_prob": 1.0},
+        {"score_chunk_size": 0},
+        {"agc_clip_factor": 0.0},
+    ]
+
+    def get_config(self):
+        return _tiny_config()
+
+    def get_sessions(self):
+        return [
+            _session("s0", ["item1", "item2", "item3", "item2", "item4"]),  # repeated item, a cycle
+            _session("s1", ["item5"]),  # length 1: one node, no edge
+            _session("s2", ["item6", "item6", "item7"]),  # a self-loop
+            _session("s3", ["item8", "item9", "item10", "item11", "item12", "item1", "item8"]),
+        ]
+
+    def collate(self, config, sessions, with_labels=False):
+        item_ids = [_item_ids(s) for s in sessions]
+        targets = [ids[0] for ids in item_ids] if with_labels else None
+        return dict(_processor()(item_ids, targets=targets))
+
+    def session_outputs(self, outputs):
+        return torch.cat([outputs.last_hidden, outputs.global_hidden], dim=-1)  # (B, 2H)
+
+
+# --- the readout ---------------------------------------------------------------------------------------------
+
+
+def _naive_logits(model: TagnnPPForNextItemPrediction, batch: dict) -> torch.Tensor:
+    """TAGNN's readout as written in the paper, materialising ``(B, N, H)``."""
+    out = model.tagnn_pp(**batch)
+    h, mask = out.sequence_hidden, batch["attention_mask"].bool()  # (B, L, H), (B, L)
+    items = model.tagnn_pp.item_embeddings.weight  # (N, H)
+    att = torch.einsum("blh,nh->bnl", model.readout.linear_t(h), items)  # (B, N, L)
+    beta = att.masked_fill(~mask[:, None, :], float("-inf")).softmax(-1)
+    s_t = torch.einsum("bnl,blh->bnh", beta, h)  # (B, N, H)
+    n = items.shape[0]
+    cat = torch.cat(
+        [out.last_hidden[:, None].expand(-1, n, -1), out.global_hidden[:, None].expand(-1, n, -1), s_t], -1
+    )
+    rep = model.readout.linear_transform(cat)  # (B, N, H)
+    logits = (rep * items[None]).sum(-1)  # (B, N)
+    logits[:, 0] = torch.finfo(logits.dtype).min
+    return logits
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 13, 1000])
+def test_chunked_scores_equal_naive_reference(chunk):
+    torch.manual_seed(0)
+    model = TagnnPPForNextItemPrediction(_tiny_config(score_chunk_size=chunk)).eval()
+    batch = dict(_processor()([_item_ids(s) for s in TestTagnnPP().get_sessions()]))
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).logits, _naive_logits(model, batch), atol=1e-5, rtol=1e-5)
+
+
+def test_padding_index_never_scores_or_recommended():
+    torch.manual_seed(0)
+    model = TagnnPPForNextItemPrediction(_tiny_config()).eval()
+    batch = dict(_processor()([["item1", "item2"]]))
+    logits = model(**batch).logits
+    assert logits.argmin(1).item() == 0 and logits[0, 0] == torch.finfo(logits.dtype).min
+    recs = model.recommend([["item1"]], top_k=100, processor=_processor())
+    assert len(recs[0]) == len(ITEMS) and {i for i, _ in recs[0]} == set(ITEMS)
+
+
+# --- the ablations of Table 3 ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("switch", "removed"),
+    [
+        ("use_gnn", "tagnn_pp.gnn."),
+        ("use_transformer", "tagnn_pp.transformer."),
+        ("use_position_embeddings", "tagnn_pp.transformer.position_embeddings."),
+    ],
+)
+def test_ablation_removes_component(switch, removed):
+    full = {n for n, _ in TagnnPPForNextItemPrediction(_tiny_config()).named_parameters()}
+    assert any(n.startswith(removed) for n in full)
+    model = TagnnPPForNextItemPrediction(_tiny_config(**{switch: False}))
+    names = {n for n, _ in model.named_parameters()}
+    assert not any(n.startswith(removed) for n in names), f"{switch}=False kept {removed}"
+    assert names < full
+    item_ids = [_item_ids(s) for s in TestTagnnPP().get_sessions()]
+    out = model(**_processor()(item_ids, targets=[ids[-1] for ids in item_ids]))
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+
+
+def test_without_gnn_positions_see_raw_embeddings():
+    """No GNN: the Transformer input is the item embedding itself (no message from other items)."""
+    torch.manual_seed(0)
+    model = TagnnPPModel(_tiny_config(use_gnn=False, use_transformer=False)).eval()
+    batch = _processor()([["item1", "item2", "item3"]])
+    out = model(**batch)
+    emb = model.item_embeddings(torch.tensor([1, 2, 3]))
+    torch.testing.assert_close(out.sequence_hidden[0], emb)
+    torch.testing.assert_close(out.last_hidden[0], emb[-1])
+
+
+def test_sdpa_equals_eager():
+    torch.manual_seed(0)
+    model = TagnnPPForNextItemPrediction(_tiny_config()).eval()
+    assert model.config._attn_implementation == "sdpa"
+    batch = dict(_processor()([_item_ids(s) for s in TestTagnnPP().get_sessions()]))
+    with torch.no_grad():
+        sdpa = model(**batch).logits
+        model.set_attn_implementation("eager")
+        eager = model(**batch).logits
+    torch.testing.assert_close(sdpa, eager, atol=1e-5, rtol=1e-5)
+
+
+def test_gated_gnn_known_answer():
+    """One SR-GNN step on the chain a -> b -> a -> c by hand (in/out matrices from the SR-GNN paper)."""
+    torch.manual_seed(0)
+    cell = SRGNNCell(4)
+    arrays = build_graph_batch([[7, 8, 7, 9]])  # nodes 7, 8, 9
+    h = torch.randn(3, 4)
+    got = cell(
+        h,
+        torch.from_numpy(arrays["edge_index"]),
+        torch.from_numpy(arrays["in_weight"]),
+        torch.from_numpy(arrays["out_weight"]),
+    )
+    a = torch.tensor([[0, 1, 1], [1, 0, 0], [0, 0, 0]], dtype=torch.float)  # counts of u -> v
+    a_in = (a / a.sum(0).clamp(min=1)).T  # row v: normalised over v's in-edges
+    a_out = a / a.sum(1, keepdim=True).clamp(min=1)  # row u: normalised over u's out-edges
+    inputs = torch.cat([cell.linear_edge_in(a_in @ h), cell.linear_edge_out(a_out @ h)], -1)
+    torch.testing.assert_close(got, cell.gru(inputs, h))
+
+
+def test_adaptive_gradient_clipping():
+    w = torch.nn.Parameter(torch.tensor([[3.0, 4.0], [0.0, 0.0]]))  # row norms 5 and 0 (-> eps)
+    w.grad = torch.tensor([[30.0, 40.0], [0.0, 1e-4]])
+    adaptive_clip_grad_([w], clip_factor=0.01, eps=1e-3)
+    torch.testing.assert_close(
+        w.grad, torch.tensor([[0.03, 0.04], [0.0, 1e-5]])
+    )  # ||G|| -> 0.01 * max(||W||, eps)
+    small = torch.nn.Parameter(torch.ones(3))
+    small.grad = torch.full((3,), 1e-4)
+    adaptive_clip_grad_([small], 0.01, 1e-3)
+    torch.testing.assert_close(small.grad, torch.full((3,), 1e-4))  # under the threshold: unchanged
+    config = TagnnPPConfig()
+    assert (config.use_adaptive_gradient_clipping, config.agc_clip_factor, config.agc_eps) == (
+        True,
+        0.01,
+        1e-3,
+    )
+
+
+def test_paper_defaults():
+    config = TagnnPPConfig()
+    assert (config.hidden_size, config.num_attention_heads, config.hidden_dropout_prob) == (120, 8, 0.1)
+    assert config.use_gnn and config.use_transformer and config.use_position_embeddings
+
+
+def test_tiny_model_overfits():
+    torch.manual_seed(0)
+    model = TagnnPPForNextItemPrediction(
+        _tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    )
+    sessions = [["item1", "item2"], ["item3", "item4", "item3"], ["item5"], ["item6", "item7", "item8"]]
+    batch = _processor()(sessions, targets=["item9", "item10", "item11", "item12"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(50):
+        loss = model(**batch).loss
+        loss.backward()
+        adaptive_clip_grad_(model.parameters(), clip_factor=0.1)
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.1 * losses[0], losses
+    assert model(**batch).logits.argmax(1).tolist() == batch["labels"].tolist()
+
+
+# --- the processor -----------------------------------------------------------------------------------------
+
+
+def test_processor_outputs_are_the_forward_arguments():
+    import inspect
+
+    batch = _processor()([["item1"]], targets=["item2"])
+    params = set(inspect.signature(TagnnPPForNextItemPrediction.forward).parameters) - {"self"}
+    assert set(batch.keys()) == params
+    assert all(isinstance(v, torch.Tensor) for v in batch.values())
+
+
+def test_processor_save_load_and_auto_processor(tmp_path):
+    processor = TagnnPPProcessor.from_sessions(
+        [["b", "a"], ["c", "b"]], extra_ids=["z"], max_length=7, unknown_items="error"
+    )
+    assert processor.item_vocab == ["a", "b", "c", "z"]
+    first_seen = TagnnPPProcessor.from_sessions([["b", "a"], ["c", "b"]], extra_ids=["z"], order="first_seen")
+    assert first_seen.item_vocab == ["b", "a", "c", "z"]
+    processor.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "processor_config.json").read_text())
+    assert saved["item_vocab"] == ["a", "b", "c", "z"] and saved["processor_class"] == "TagnnPPProcessor"
+    for loaded in (TagnnPPProcessor.from_pretrained(tmp_path), AutoProcessor.from_pretrained(tmp_path)):
+        assert type(loaded) is TagnnPPProcessor
+        assert (loaded.item_vocab, loaded.max_length, loaded.unknown_items) == (
+            ["a", "b", "c", "z"],
+            7,
+            "error",
+        )
+    # beside a model checkpoint too
+    TagnnPPModel(_tiny_config(num_items=processor.num_items)).save_pretrained(tmp_path)
+    assert type(AutoProcessor.from_pretrained(tmp_path)) is TagnnPPProcessor
+
+
+def test_unknown_item_policy():
+    processor = _processor()
+    batch = processor([["item1", "nope", "item2"], ["item3"]], targets=["item4", "missing"])
+    assert batch["labels"].tolist() == [4, -100]
+    assert batch["x"].tolist() == [1, 2, 3]  # "nope" dropped from the input
+    assert (processor.num_unknown_inputs, processor.num_unknown_targets) == (1, 1)
+    with pytest.raises(ValueError, match="session 1: all of its 2 items are unknown"):
+        processor([["item1"], ["x", "y"]])
+    strict = _processor(unknown_items="error")
+    with pytest.raises(KeyError, match="nope"):
+        strict([["item1", "nope"]])
+    with pytest.raises(KeyError, match="missing"):
+        strict([["item1"]], targets=["missing"])
+    with pytest.raises(ValueError, match="unknown_items"):
+        _processor(unknown_items="ignore")
+
+
+def test_processor_keeps_most_recent_items():
+    processor = TagnnPPProcessor(item_vocab=ITEMS, max_length=3)
+    batch = processor([ITEMS[:6]])
+    assert batch["x"].tolist() == [4, 5, 6] and batch["attention_mask"].tolist() == [[1, 1, 1]]
+
+
+def test_collate_equals_batch_transition_graphs():
+    rng = np.random.default_rng(0)
+    processor = _processor()
+    rows = [
+        {"item_ids": [ITEMS[j] for j in rng.integers(0, 4, size=rng.integers(1, 9))], "target": ITEMS[0]}
+        for _ in range(40)
+    ]
+    batch = processor.collate(rows)
+    reference = transition.batch_transition_graphs(
+        [[ITEMS.index(i) + 1 for i in r["item_ids"]] for r in rows]
+    )
+    assert torch.equal(batch["x"], reference.x)
+    assert torch.equal(batch["edge_index"], reference.edge_index)
+    torch.testing.assert_close(batch["in_weight"], reference.in_weight)
+    torch.testing.assert_close(batch["out_weight"], reference.out_weight)
+    mask = batch["attention_mask"].bool()
+    assert torch.equal(batch["alias"][mask], reference.alias)
+    assert mask.sum(1).tolist() == reference.length.tolist()
+    assert batch["labels"].tolist() == [1] * 40
+
+
+def test_collate_is_fast():
+    rng = np.random.default_rng(0)
+    vocab = [str(i) for i in range(5000)]
+    processor = TagnnPPProcessor(item_vocab=vocab)
+    lengths = rng.geometric(1 / 5, size=20_000)  # mean 5, like Diginetica
+    rows = [
+        {"item_ids": [vocab[j] for j in rng.integers(0, 5000, size=n)], "target": vocab[0]} for n in lengths
+    ]
+    start = time.perf_counter()
+    for i in range(0, len(rows), 100):
+        processor.collate(rows[i : i + 100])
+    rate = len(rows) / (time.perf_counter() - start)
+    assert rate > 5_000, f"{rate:.0f} samples/s"  # ~20k+ measured on an idle core; loose for shared CI
+
+
+# --- recommend ---------------------------------------------------------------------------------------------
+
+
+def test_recommend_user_ids_survive_save_and_auto_loading(tmp_path):
+    torch.manual_seed(0)
+    model = TagnnPPForNextItemPrediction(_tiny_config()).eval()
+    processor = _processor()
+    sessions = [["item1", "item2"], ["item5"], ["item3", "unknown", "item3"]]
+    with pytest.raises(ValueError, match="processor"):
+        model.recommend(sessions)
+    recs = model.recommend(sessions, top_k=5, processor=processor)
+    assert [len(r) for r in recs] == [5, 5, 5]
+    assert all(isinstance(i, str) and i in ITEMS and isinstance(s, float) for r in recs for i, s in r)
+    assert all([s for _, s in r] == sorted((s for _, s in r), reverse=True) for r in recs)
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    loaded = AutoModelForNextItemPrediction.from_pretrained(tmp_path, dtype=torch.float32)
+    loaded.processor = AutoProcessor.from_pretrained(tmp_path)
+    assert loaded.recommend(sessions, top_k=5) == recs
+    pretraining = AutoModelForPreTraining.from_pretrained(tmp_path, dtype=torch.float32)
+    assert type(pretraining) is TagnnPPForNextItemPrediction
+    assert type(AutoModel.from_pretrained(tmp_path, dtype=torch.float32)) is TagnnPPModel
+
+
+def test_trainer_with_processor_as_processing_class(tmp_path):
+    """``Trainer`` trains from raw rows with ``processor.collate`` and saves the processor with the model."""
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    rows = [{"item_ids": ITEMS[: i % 4 + 1], "target": ITEMS[i % 4 + 1]} for i in range(16)]
+    args = TrainingArguments(
+        str(tmp_path), per_device_train_batch_size=8, max_steps=2, use_cpu=True, report_to="none",
+        remove_unused_columns=False, save_strategy="no", disable_tqdm=True,
+    )  # fmt: skip
+    processor = _processor()
+    trainer = Trainer(
+        model=TagnnPPForNextItemPrediction(_tiny_config()), args=args, train_dataset=Dataset.from_list(rows),
+        data_collator=processor.collate, processing_class=processor,
+    )  # fmt: skip
+    trainer.train()
+    trainer.save_model(tmp_path / "final")
+    assert type(AutoProcessor.from_pretrained(tmp_path / "final")) is TagnnPPProcessor
+    assert (
+        type(AutoModelForNextItemPrediction.from_pretrained(tmp_path / "final"))
+        is TagnnPPForNextItemPrediction
+    )

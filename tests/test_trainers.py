@@ -1,0 +1,87 @@
+"""The trainers, launched for real: two CPU processes through accelerate, exact resume after a kill, Trainer."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--model", "tagnn_pp", "--store-preset", "tiny", "--num-sessions", "240", "--batch-size", "16",
+        "--config", "hidden_size=16", "num_attention_heads=2", "score_chunk_size=64"]
+
+
+def _run(cmd: list[str], **env) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **env}
+    return subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=600)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_pretrain_two_cpu_processes(tmp_path):
+    out = tmp_path / "ddp"
+    accelerate = str(Path(sys.executable).with_name("accelerate"))
+    res = _run([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no", "trainers/pretrain.py", *TINY,
+                "--max-steps", "4", "--output-dir", str(out)], ACCELERATE_USE_CPU="1")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "2 process(es)" in res.stdout, res.stdout[-2000:]
+    metrics = json.loads((out / "eval_results.json").read_text())
+    assert metrics["optimizer_steps"] == 4 and 0 <= metrics["HR@20"] <= 100
+    assert (out / "model.safetensors").exists() and (out / "processor_config.json").exists()
+
+
+def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
+    common = [sys.executable, "trainers/pretrain.py", *TINY, "--max-steps", "9", "--checkpointing-steps", "3"]
+    full = _run([*common, "--output-dir", str(tmp_path / "full")])
+    assert full.returncode == 0, full.stderr[-3000:]
+    killed = _run([*common, "--output-dir", str(tmp_path / "resumed"), "--stop-after-steps", "5"])
+    assert killed.returncode == 137, killed.stderr[-3000:]
+    assert not (tmp_path / "resumed" / "model.safetensors").exists()  # the kill left no final model
+    resumed = _run([*common, "--output-dir", str(tmp_path / "resumed"), "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stdout and "step_3" in resumed.stdout
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "resumed")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=f"{k} differs after resume")
+
+
+def test_finetune_with_trainer_from_pretrained(tmp_path):
+    pre = _run([sys.executable, "trainers/pretrain.py", *TINY, "--max-steps", "3", "--output-dir",
+                str(tmp_path / "pre")])
+    assert pre.returncode == 0, pre.stderr[-3000:]
+    ft = _run([sys.executable, "trainers/finetune.py", *TINY, "--task", "next_item", "--init-from",
+               str(tmp_path / "pre"), "--max-steps", "4", "--use-cpu", "--output-dir", str(tmp_path / "ft"),
+               "--save-steps", "2"])
+    assert ft.returncode == 0, ft.stderr[-3000:]
+    metrics = json.loads((tmp_path / "ft" / "eval_results.json").read_text())
+    assert {"eval_HR@20", "eval_MRR@20", "eval_loss"} <= metrics.keys()
+    assert (tmp_path / "ft" / "checkpoint-4" / "processor_config.json").exists()
+
+
+def test_bad_flags_are_clear():
+    res = _run([sys.executable, "trainers/pretrain.py", "--model", "tagnn_pp", "--dataset", "instacart"])
+    assert res.returncode != 0 and "trains on" in res.stderr
+    res = _run([sys.executable, "trainers/pretrain.py", "--model", "tagnn_pp", "--config", "hidden_size"])
+    assert res.returncode != 0 and "KEY=VALUE" in res.stderr
+
+
+@pytest.mark.parametrize("clip_factor", [0.01, 0.1])
+def test_adaptive_gradient_clipping_known_answer(clip_factor):
+    from session_transformers.optim import adaptive_clip_grad_
+
+    w = torch.nn.Parameter(torch.tensor([[3.0, 4.0], [0.0, 0.0]]))  # unit norms 5 and 0 (-> eps)
+    w.grad = torch.tensor([[30.0, 40.0], [1e-6, 0.0]])
+    clipped = adaptive_clip_grad_([w], clip_factor=clip_factor, eps=1e-3)
+    assert clipped == 1  # the second unit's gradient is far under clip_factor * eps
+    torch.testing.assert_close(w.grad[0].norm(), torch.tensor(5.0 * clip_factor))
+    torch.testing.assert_close(w.grad[1], torch.tensor([1e-6, 0.0]))
+    with pytest.raises(ValueError, match="clip_factor"):
+        adaptive_clip_grad_([w], clip_factor=0.0)
