@@ -15,7 +15,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tiny models: threads only add contention on 2 cores
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -27,3 +27,11 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent (it lives in ../shared/data beside the checkout)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_store():
+    """A tiny synthetic store (2 x 2 x 2 leaves, 96 products, 16-d images), built once per test session."""
+    from session_transformers.data.synthetic import SyntheticStore, SyntheticStoreConfig
+
+    return SyntheticStore(SyntheticStoreConfig.tiny())

@@ -20,6 +20,7 @@ import math
 
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from transformers import AutoConfig, AutoModel
 
 
@@ -160,7 +161,7 @@ class ModelTesterMixin:
         if not bad:
             pytest.skip("no invalid config cases given")
         for kwargs in bad:
-            with pytest.raises((ValueError, TypeError)):
+            with pytest.raises((ValueError, TypeError, StrictDataclassError)):
                 self.config_class(**{**self.get_config().to_diff_dict(), **kwargs})
 
     def test_parameter_count_is_finite(self):

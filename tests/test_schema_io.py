@@ -149,3 +149,14 @@ def test_writer_is_atomic(tmp_path):
 def test_missing_file():
     with pytest.raises(FileNotFoundError, match="no such file"):
         load_sessions("does/not/exist.jsonl")
+
+
+def test_written_files_have_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "s.jsonl"
+    write_sessions(_sessions(), path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

@@ -45,6 +45,7 @@ MODEL_TABLE: dict[str, ModelEntry] = {}
 def _table() -> dict[str, ModelEntry]:
     # Imported here so that this module stays importable by the model packages themselves.
     # One row per model family; each model issue adds its row.
+    from .models.ceres import CeresConfig, CeresForPreTraining, CeresForSessionRetrieval, CeresModel, CeresProcessor
     from .models.tagnn_pp import TagnnPPConfig, TagnnPPForNextItemPrediction, TagnnPPModel, TagnnPPProcessor
 
     return {
@@ -57,6 +58,15 @@ def _table() -> dict[str, ModelEntry]:
                 AutoModelForPreTraining: TagnnPPForNextItemPrediction,
             },
             TagnnPPProcessor,
+        ),
+        "ceres": ModelEntry(
+            CeresConfig,
+            {
+                AutoModel: CeresModel,
+                AutoModelForPreTraining: CeresForPreTraining,
+                AutoModelForSessionRetrieval: CeresForSessionRetrieval,
+            },
+            CeresProcessor,
         ),
     }
 

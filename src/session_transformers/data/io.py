@@ -167,6 +167,9 @@ def write_records(
                 if buf:
                     writer.write_table(pa.Table.from_pylist(buf, schema=schema))
                     n += len(buf)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -1,0 +1,92 @@
+"""Shared helpers of the benchmarks: machine description, date, exact command, and the result file.
+
+Every benchmark ends with ``write_result(name, figures, data)``, which writes ``benchmarks/results/<name>.json``
+with the fields ``name``, ``command``, ``data``, ``machine``, ``date`` and ``figures`` that
+``make_results_table.py`` turns into ``RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def _read_first(path: str, key: str) -> str | None:
+    """Value of the first ``key: value`` line of a /proc-style file, or ``None``."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                name, _, value = line.partition(":")
+                if name.strip() == key:
+                    return value.strip()
+    except OSError:
+        return None
+    return None
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, logical cores (all and usable by this process), RAM, OS, Python and key library versions."""
+    info: dict[str, Any] = {
+        "cpu": _read_first("/proc/cpuinfo", "model name") or platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+    }
+    mem = _read_first("/proc/meminfo", "MemTotal")
+    if mem and mem.split()[0].isdigit():
+        info["ram_gib"] = round(int(mem.split()[0]) / 2**20, 1)
+    info["os"] = platform.platform()
+    info["python"] = platform.python_version()
+    for lib in ("numpy", "torch", "datasets", "pyarrow", "transformers"):
+        module = sys.modules.get(lib)
+        if module is not None:
+            info[lib] = getattr(module, "__version__", "?")
+    try:  # a GPU only where torch is already imported and sees one
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except Exception:  # noqa: BLE001 - machine description is best effort
+        pass
+    return info
+
+
+def command_line() -> str:
+    """The exact command that started this process (interpreter and arguments, shell-quoted)."""
+    argv = getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv]
+    return shlex.join(argv)
+
+
+def now_iso() -> str:
+    """Current UTC date and time, ISO 8601, to the second."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def write_result(name: str, figures: dict[str, Any], data: str | dict[str, Any],
+                 results_dir: str | os.PathLike | None = None) -> Path:
+    """Write ``<results_dir>/<name>.json`` (default ``benchmarks/results``) and return its path.
+
+    Args:
+        name: the benchmark's name (also the file name).
+        figures: the measured figures (JSON-serialisable; nested dicts allowed).
+        data: what the benchmark ran on (a sentence, or a dict describing several data sets).
+        results_dir: where to write (tests pass a temporary folder).
+    """
+    out_dir = Path(results_dir) if results_dir is not None else RESULTS_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = {"name": name, "command": command_line(), "data": data, "machine": machine_info(),
+              "date": now_iso(), "figures": figures}
+    path = out_dir / f"{name}.json"
+    tmp = path.with_suffix(".json.part")
+    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+__all__ = ["RESULTS_DIR", "command_line", "machine_info", "now_iso", "write_result"]
