@@ -45,7 +45,13 @@ MODEL_TABLE: dict[str, ModelEntry] = {}
 def _table() -> dict[str, ModelEntry]:
     # Imported here so that this module stays importable by the model packages themselves.
     # One row per model family; each model issue adds its row.
-    from .models.ceres import CeresConfig, CeresForPreTraining, CeresForSessionRetrieval, CeresModel, CeresProcessor
+    from .models.ceres import (
+        CeresConfig,
+        CeresForPreTraining,
+        CeresForSessionRetrieval,
+        CeresModel,
+        CeresProcessor,
+    )
     from .models.tagnn_pp import TagnnPPConfig, TagnnPPForNextItemPrediction, TagnnPPModel, TagnnPPProcessor
 
     return {

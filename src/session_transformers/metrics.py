@@ -1,3 +1,512 @@
-"""Shared metrics (filled by the foundation issue)."""
+"""Ranking metrics over full rankings: HR@K, MRR@K, NDCG@K, MAP@K and Recall@K.
 
-__all__: list[str] = []
+Every metric is a function of the **ranks of the relevant items** (1 = best). Ranks come from scores without a
+sort (:func:`rank_of_target` counts the items that score higher, ``O(N * num_items)`` memory in ``bool``), so
+evaluation over a whole catalogue stays cheap, and ranks are small ``(N,)`` tensors that scripts gather across
+processes (``accelerator.gather_for_metrics(ranks)``) instead of gathering ``(N, num_items)`` scores.
+
+**Ties.** A ranking with ties is ambiguous; ``ties`` chooses how an item whose score equals a relevant item's
+score is counted:
+
+- ``"pessimistic"`` (default): ranked ahead of it, so ``rank = 1 + #{score > s} + #{score == s}``. A constant
+  scorer gets the worst rank, never a lucky one;
+- ``"optimistic"``: ranked behind it, ``rank = 1 + #{score > s}``;
+- ``"average"``: half of them ahead, ``rank = 1 + #{score > s} + #{score == s} / 2`` (a fractional rank).
+
+With several relevant items, ties *between relevant items* are broken by item index (the lower index first),
+so relevant items always get distinct ranks; only irrelevant items follow the ``ties`` rule.
+
+**Exclusion.** ``exclude`` is a boolean mask ``(num_items,)`` or ``(N, num_items)`` of items that are not
+candidates (the padding index 0, items already in the session): they never count as ranked ahead. Relevant
+items are ranked even when excluded.
+
+**Definitions** for one row with sorted relevant ranks ``r_1 < r_2 < ... < r_R`` and cut-off ``K``:
+
+- ``hit_rate@K = 1[r_1 <= K]`` (equal to Recall@K when there is one relevant item);
+- ``mrr@K = 1 / r_1`` if ``r_1 <= K`` else 0;
+- ``ndcg@K = sum_{r_j <= K} 1 / log2(1 + r_j)  /  sum_{j <= min(R, K)} 1 / log2(1 + j)`` (binary gains);
+- ``recall@K = #{j : r_j <= K} / R``;
+- ``map@K = sum_{r_j <= K} (j / r_j)  /  min(R, K)`` (precision at each relevant hit, normalised by the most
+  hits possible in the top K, as in ``ml_metrics.apk``).
+
+Ranks of several relevant items are an ``(N, R)`` float tensor sorted along rows and padded with ``nan`` (no
+item); ``inf`` marks a relevant item ranked beyond what was kept (the top-k path). One relevant item gives
+``(N,)``. Each metric returns the per-row values (``reduction="none"``) or their mean.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal
+
+import torch
+
+Ties = Literal["pessimistic", "optimistic", "average"]
+Reduction = Literal["mean", "none"]
+Relevant = torch.Tensor | Sequence[Iterable[int]]
+METRIC_NAMES: tuple[str, ...] = ("hit_rate", "mrr", "ndcg", "map", "recall")
+_TIE_WEIGHT = {"pessimistic": 1.0, "optimistic": 0.0, "average": 0.5}
+
+
+def _tie_weight(ties: str) -> float:
+    if ties not in _TIE_WEIGHT:
+        raise ValueError(f"ties must be one of {list(_TIE_WEIGHT)}, got {ties!r}")
+    return _TIE_WEIGHT[ties]
+
+
+def _exclude_rows(exclude: torch.Tensor | None, rows, scores: torch.Tensor) -> torch.Tensor | None:
+    """The exclusion mask of the given rows, ``(len(rows), num_items)`` (or ``(1, num_items)`` if shared)."""
+    if exclude is None:
+        return None
+    exclude = exclude.to(device=scores.device, dtype=torch.bool)
+    if exclude.shape[-1] != scores.shape[-1]:
+        raise ValueError(f"exclude has {exclude.shape[-1]} items, scores have {scores.shape[-1]}")
+    return exclude.unsqueeze(0) if exclude.dim() == 1 else exclude[rows]
+
+
+def rank_of_target(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    exclude: torch.Tensor | None = None,
+    ties: Ties = "pessimistic",
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """The 1-based rank of each target among all items, without sorting.
+
+    Args:
+        scores: ``(N, num_items)`` scores, higher is better.
+        targets: ``(N,)`` index of each row's relevant item.
+        exclude: ``(num_items,)`` or ``(N, num_items)`` bool mask of non-candidates (see the module docstring).
+        ties: how items tied with the target count (see the module docstring).
+        chunk_size: rows compared at once; by default as many as keep each ``(chunk, num_items)`` bool
+            temporary near 16M elements.
+
+    Returns:
+        ``(N,)`` float ranks in ``[1, num_items]``.
+    """
+    if scores.dim() != 2 or targets.shape != scores.shape[:1]:
+        raise ValueError(
+            f"scores must be (N, num_items) and targets (N,), got {tuple(scores.shape)} and "
+            f"{tuple(targets.shape)}"
+        )
+    weight = _tie_weight(ties)
+    targets = targets.to(device=scores.device, dtype=torch.long)
+    ranks = []
+    chunk_size = chunk_size or max(1, (1 << 24) // max(1, scores.shape[1]))
+    for start in range(0, scores.shape[0], chunk_size):
+        rows = slice(start, start + chunk_size)
+        block, tgt = scores[rows], targets[rows]  # views, no copy
+        target_score = block.gather(1, tgt[:, None])  # (n, 1)
+        greater, equal = block > target_score, block == target_score  # (n, num_items)
+        equal.scatter_(1, tgt[:, None], False)  # the target does not tie with itself
+        mask = _exclude_rows(exclude, rows, scores)
+        if mask is not None:
+            greater &= ~mask
+            equal &= ~mask
+        ranks.append(1.0 + greater.sum(1).float() + weight * equal.sum(1).float())
+    return torch.cat(ranks) if ranks else scores.new_zeros(0)
+
+
+def _relevant_mask(relevant: Relevant, shape: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """Any accepted form of relevance as an ``(N, num_items)`` bool mask."""
+    if isinstance(relevant, torch.Tensor) and relevant.dtype == torch.bool:
+        if tuple(relevant.shape) != shape:
+            raise ValueError(f"relevant mask has shape {tuple(relevant.shape)}, scores have {shape}")
+        return relevant.to(device)
+    if isinstance(relevant, torch.Tensor) and relevant.dim() == 1:
+        mask = torch.zeros(shape, dtype=torch.bool, device=device)
+        return mask.scatter_(1, relevant.to(device=device, dtype=torch.long)[:, None], True)
+    if len(relevant) != shape[0]:
+        raise ValueError(f"{len(relevant)} relevant sets for {shape[0]} rows of scores")
+    mask = torch.zeros(shape, dtype=torch.bool)
+    for i, items in enumerate(relevant):
+        mask[i, torch.as_tensor(list(items), dtype=torch.long)] = True
+    return mask.to(device)
+
+
+def ranks_from_scores(
+    scores: torch.Tensor,
+    targets: Relevant,
+    *,
+    exclude: torch.Tensor | None = None,
+    ties: Ties = "pessimistic",
+    max_relevant: int | None = None,
+) -> torch.Tensor:
+    """Ranks of the relevant items, ready to gather across processes and feed to the metrics.
+
+    Args:
+        scores: ``(N, num_items)`` scores, higher is better.
+        targets: ``(N,)`` long tensor (one relevant item per row), an ``(N, num_items)`` bool mask, or a list of
+            ``N`` collections of relevant item indices.
+        exclude, ties: see the module docstring.
+        max_relevant: pad the ``(N, R)`` result to this width (gathering needs equal widths on every process).
+
+    Returns:
+        ``(N,)`` ranks for a ``(N,)`` long ``targets`` (and no ``max_relevant``); otherwise ``(N, R)`` sorted ranks
+        padded with ``nan``.
+    """
+    if isinstance(targets, torch.Tensor) and targets.dtype != torch.bool and targets.dim() == 1:
+        ranks = rank_of_target(scores, targets, exclude=exclude, ties=ties)
+        return ranks if max_relevant is None else _pad(ranks[:, None], max_relevant)
+    relevant = _relevant_mask(targets, tuple(scores.shape), scores.device)
+    counts = relevant.sum(1)
+    if bool((counts == 0).any()):
+        raise ValueError(f"rows {torch.nonzero(counts == 0).flatten().tolist()[:10]} have no relevant item")
+    row, item = torch.nonzero(relevant, as_tuple=True)  # (P,) pairs, item-ascending within each row
+    # one pseudo-target per relevant pair, ranked against its own row; other relevant items never tie with it
+    pair_scores = scores[row]  # (P, num_items)
+    others = relevant[row]  # (P, num_items)
+    ahead_by_index = others & (torch.arange(scores.shape[1], device=scores.device)[None] < item[:, None])
+    target_score = pair_scores.gather(1, item[:, None])
+    pair_exclude = _exclude_rows(exclude, row, scores)
+    ties_mask = (pair_scores == target_score) & ~others
+    greater = pair_scores > target_score
+    if pair_exclude is not None:
+        ties_mask &= ~pair_exclude
+        greater &= ~(pair_exclude & ~others)
+    tied_relevant_ahead = (ahead_by_index & (pair_scores == target_score)).sum(1)
+    pair_ranks = 1.0 + greater.sum(1) + _tie_weight(ties) * ties_mask.sum(1) + tied_relevant_ahead
+    width = int(counts.max()) if max_relevant is None else max_relevant
+    if width < int(counts.max()):
+        raise ValueError(f"max_relevant={max_relevant} but a row has {int(counts.max())} relevant items")
+    out = torch.full((scores.shape[0], width), math.nan, device=scores.device)
+    slot = torch.arange(row.numel(), device=scores.device) - (torch.cumsum(counts, 0) - counts)[row]
+    out[row, slot] = pair_ranks.float()
+    return out.sort(1).values
+
+
+def _pad(ranks: torch.Tensor, width: int) -> torch.Tensor:
+    if ranks.shape[1] > width:
+        raise ValueError(f"cannot pad ranks of width {ranks.shape[1]} to {width}")
+    fill = ranks.new_full((ranks.shape[0], width - ranks.shape[1]), math.nan)
+    return torch.cat([ranks, fill], 1)
+
+
+def _resolve_ranks(scores, targets, ranks, exclude, ties) -> torch.Tensor:
+    """``(N, R)`` sorted ranks from either ``(scores, targets)`` or precomputed ``ranks``."""
+    if (ranks is None) == (scores is None):
+        raise ValueError("pass either scores and targets, or ranks")
+    if ranks is None:
+        if targets is None:
+            raise ValueError("scores need targets")
+        ranks = ranks_from_scores(scores, targets, exclude=exclude, ties=ties)
+    ranks = torch.as_tensor(ranks, dtype=torch.float)
+    return ranks[:, None] if ranks.dim() == 1 else ranks.sort(1).values
+
+
+def _reduce(values: torch.Tensor, reduction: Reduction) -> torch.Tensor:
+    if reduction == "none":
+        return values
+    if reduction != "mean":
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    return values.mean() if values.numel() else values.new_tensor(0.0)
+
+
+def _check_k(k: int) -> int:
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    return k
+
+
+def _hit_rate(ranks: torch.Tensor, k: int) -> torch.Tensor:
+    return (ranks[:, 0] <= k).float()
+
+
+def _mrr(ranks: torch.Tensor, k: int) -> torch.Tensor:
+    first = ranks[:, 0]
+    return torch.where(first <= k, 1.0 / first, torch.zeros_like(first))
+
+
+def _ndcg(ranks: torch.Tensor, k: int) -> torch.Tensor:
+    hit = ranks <= k
+    dcg = torch.where(hit, 1.0 / torch.log2(1.0 + ranks.clamp(max=1e30)), torch.zeros_like(ranks)).sum(1)
+    ideal_hits = (~ranks.isnan()).sum(1).clamp(max=k)
+    discounts = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float))
+    ideal = torch.cat([discounts.new_zeros(1), discounts.cumsum(0)])[ideal_hits]
+    return dcg / ideal.clamp(min=1e-12)
+
+
+def _recall(ranks: torch.Tensor, k: int) -> torch.Tensor:
+    return (ranks <= k).sum(1).float() / (~ranks.isnan()).sum(1).clamp(min=1).float()
+
+
+def _map(ranks: torch.Tensor, k: int) -> torch.Tensor:
+    position = torch.arange(1, ranks.shape[1] + 1, dtype=torch.float)  # j for the j-th relevant item
+    precision = torch.where(ranks <= k, position / ranks.clamp(max=1e30), torch.zeros_like(ranks))
+    return precision.sum(1) / (~ranks.isnan()).sum(1).clamp(min=1, max=k).float()
+
+
+_METRICS: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
+    "hit_rate": _hit_rate,
+    "mrr": _mrr,
+    "ndcg": _ndcg,
+    "map": _map,
+    "recall": _recall,
+}
+
+
+def _metric(name: str, scores, targets, k, ranks, exclude, ties, reduction) -> torch.Tensor:
+    ranks = _resolve_ranks(scores, targets, ranks, exclude, ties).cpu()
+    return _reduce(_METRICS[name](ranks, _check_k(k)), reduction)
+
+
+def hit_rate_at_k(
+    scores=None,
+    targets=None,
+    k: int = 20,
+    *,
+    ranks=None,
+    exclude=None,
+    ties: Ties = "pessimistic",
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """HR@K: the share of rows with a relevant item in the top K (Recall@K with one relevant item).
+
+    Pass ``scores`` ``(N, num_items)`` with ``targets`` (``(N,)``, a bool mask or index sets), or ``ranks``
+    (``(N,)`` or ``(N, R)`` from :func:`ranks_from_scores`).
+    """
+    return _metric("hit_rate", scores, targets, k, ranks, exclude, ties, reduction)
+
+
+def mrr_at_k(
+    scores=None,
+    targets=None,
+    k: int = 20,
+    *,
+    ranks=None,
+    exclude=None,
+    ties: Ties = "pessimistic",
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """MRR@K: the reciprocal rank of the first relevant item, 0 beyond K (arguments as :func:`hit_rate_at_k`)."""
+    return _metric("mrr", scores, targets, k, ranks, exclude, ties, reduction)
+
+
+def ndcg_at_k(
+    scores=None,
+    targets=None,
+    k: int = 20,
+    *,
+    ranks=None,
+    exclude=None,
+    ties: Ties = "pessimistic",
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """NDCG@K with binary gains (one relevant item: ``1 / log2(1 + rank)``); arguments as :func:`hit_rate_at_k`."""
+    return _metric("ndcg", scores, targets, k, ranks, exclude, ties, reduction)
+
+
+def recall_at_k(
+    scores=None,
+    targets=None,
+    k: int = 20,
+    *,
+    ranks=None,
+    exclude=None,
+    ties: Ties = "pessimistic",
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Recall@K: the share of each row's relevant items in the top K (arguments as :func:`hit_rate_at_k`)."""
+    return _metric("recall", scores, targets, k, ranks, exclude, ties, reduction)
+
+
+def map_at_k(
+    scores=None,
+    targets=None,
+    k: int = 20,
+    *,
+    ranks=None,
+    exclude=None,
+    ties: Ties = "pessimistic",
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """MAP@K: mean over rows of the average precision at K, normalised by ``min(R, K)``.
+
+    Arguments as :func:`hit_rate_at_k`.
+    """
+    return _metric("map", scores, targets, k, ranks, exclude, ties, reduction)
+
+
+def hit_rate_from_ranks(ranks: torch.Tensor, k: int) -> float:
+    """HR@K of precomputed ranks ``(N,)`` or ``(N, R)``, as a float (shorthand for ``hit_rate_at_k(ranks=...)``)."""
+    return float(hit_rate_at_k(ranks=ranks, k=k))
+
+
+def mrr_from_ranks(ranks: torch.Tensor, k: int) -> float:
+    """MRR@K of precomputed ranks, as a float."""
+    return float(mrr_at_k(ranks=ranks, k=k))
+
+
+def ndcg_from_ranks(ranks: torch.Tensor, k: int) -> float:
+    """NDCG@K of precomputed ranks, as a float."""
+    return float(ndcg_at_k(ranks=ranks, k=k))
+
+
+def recall_from_ranks(ranks: torch.Tensor, k: int) -> float:
+    """Recall@K of precomputed ranks, as a float."""
+    return float(recall_at_k(ranks=ranks, k=k))
+
+
+def map_from_ranks(ranks: torch.Tensor, k: int) -> float:
+    """MAP@K of precomputed ranks, as a float."""
+    return float(map_at_k(ranks=ranks, k=k))
+
+
+def metrics_from_ranks(
+    ranks: torch.Tensor, ks: Sequence[int] = (20,), metrics: Sequence[str] = ("hit_rate", "mrr", "ndcg")
+) -> dict[str, float]:
+    """Every requested metric at every cut-off, as ``{"hit_rate@20": value, ...}`` (means over rows)."""
+    unknown = set(metrics) - set(_METRICS)
+    if unknown:
+        raise ValueError(f"unknown metrics {sorted(unknown)}; expected some of {list(_METRICS)}")
+    ranks = _resolve_ranks(None, None, ranks, None, "pessimistic").cpu()
+    return {f"{m}@{k}": float(_reduce(_METRICS[m](ranks, _check_k(k)), "mean")) for m in metrics for k in ks}
+
+
+class RankingMetrics:
+    """Accumulates ranks over an evaluation loop and computes the metrics at the end.
+
+    In a distributed loop, compute ranks on each process and gather those, not the scores::
+
+        metrics = RankingMetrics(ks=(10, 20))
+        for batch in loader:
+            ranks = ranks_from_scores(model(**batch).logits, batch["labels"], exclude=pad_mask)
+            metrics.update(ranks=accelerator.gather_for_metrics(ranks))
+        results = metrics.compute()  # {"hit_rate@10": ..., "mrr@20": ...}
+
+    Args:
+        ks: cut-offs.
+        metrics: names from :data:`METRIC_NAMES`.
+        exclude, ties: used when :meth:`update` receives scores (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        ks: Sequence[int] = (20,),
+        metrics: Sequence[str] = ("hit_rate", "mrr", "ndcg"),
+        *,
+        exclude: torch.Tensor | None = None,
+        ties: Ties = "pessimistic",
+    ):
+        unknown = set(metrics) - set(_METRICS)
+        if unknown:
+            raise ValueError(f"unknown metrics {sorted(unknown)}; expected some of {list(_METRICS)}")
+        self.ks, self.metrics = tuple(_check_k(k) for k in ks), tuple(metrics)
+        _tie_weight(ties)  # validate
+        self.exclude, self.ties = exclude, ties
+        self._ranks: list[torch.Tensor] = []
+
+    def update(self, scores=None, targets=None, *, ranks=None) -> torch.Tensor:
+        """Add a batch, from ``(scores, targets)`` or from (gathered) ``ranks``; returns its ``(n, R)`` ranks."""
+        batch = _resolve_ranks(scores, targets, ranks, self.exclude, self.ties).detach().cpu()
+        self._ranks.append(batch)
+        return batch
+
+    def compute(self) -> dict[str, float]:
+        """The metrics over every row seen since the last :meth:`reset`."""
+        if not self._ranks:
+            raise ValueError("RankingMetrics.compute() called before any update()")
+        width = max(r.shape[1] for r in self._ranks)
+        return metrics_from_ranks(torch.cat([_pad(r, width) for r in self._ranks]), self.ks, self.metrics)
+
+    def reset(self) -> None:
+        self._ranks.clear()
+
+    @property
+    def num_rows(self) -> int:
+        return sum(r.shape[0] for r in self._ranks)
+
+
+def ranks_from_topk(topk_indices: Any, targets: Any) -> torch.Tensor:
+    """Ranks from top-k item indices ``(N, K)``: a relevant item's position + 1, ``inf`` beyond K, ``nan`` padding.
+
+    ``targets`` is ``(N,)`` or a list of index sets. Exact for every cut-off ``<= K``; ties among scores follow
+    whatever order produced the top k (``torch.topk``), so this equals :func:`ranks_from_scores` when no
+    relevant item ties with another item.
+    """
+    topk = torch.as_tensor(topk_indices).long()
+    sets = _index_sets(targets)
+    if len(sets) != topk.shape[0]:
+        raise ValueError(f"{len(sets)} targets for {topk.shape[0]} rows of top-k indices")
+    width = max((s.numel() for s in sets), default=1)
+    out = torch.full((topk.shape[0], width), math.nan)
+    for i, items in enumerate(sets):
+        found = (topk[i][None, :] == items[:, None]).float()  # (R, K)
+        hit = found.any(1)
+        pos = found.argmax(1).float() + 1.0
+        out[i, : items.numel()] = torch.where(hit, pos, torch.full_like(pos, math.inf))
+    return out.sort(1).values
+
+
+def _index_sets(targets: Any) -> list[torch.Tensor]:
+    """``(N,)`` targets or ``N`` collections of relevant indices as a list of 1-d long tensors."""
+    if isinstance(targets, torch.Tensor) or hasattr(targets, "__array__"):
+        return list(torch.as_tensor(targets).long().reshape(-1, 1))
+    return [torch.as_tensor([t] if isinstance(t, int) else list(t), dtype=torch.long) for t in targets]
+
+
+def topk_metrics(
+    topk_indices: Any,
+    targets: Any,
+    ks: Sequence[int] = (20,),
+    metrics: Sequence[str] = ("hit_rate", "mrr", "ndcg"),
+) -> dict[str, float]:
+    """Metrics from top-k indices ``(N, K)`` (what :func:`topk_logits_preprocessor` keeps) and targets."""
+    topk = torch.as_tensor(topk_indices)
+    if max(ks) > topk.shape[1]:
+        raise ValueError(f"cut-off {max(ks)} exceeds the {topk.shape[1]} top-k indices kept")
+    return metrics_from_ranks(ranks_from_topk(topk, targets), ks, metrics)
+
+
+def topk_logits_preprocessor(k: int, exclude: torch.Tensor | None = None) -> Callable:
+    """A ``Trainer(preprocess_logits_for_metrics=...)`` that keeps only the top-k item indices ``(N, k)``.
+
+    Excluded items (``(num_items,)`` bool mask) are set to ``-inf`` first. Keeping ``(N, k)`` indices instead of
+    ``(N, num_items)`` logits keeps evaluation memory flat in the catalogue size.
+    """
+
+    def preprocess(logits, labels):
+        logits = logits[0] if isinstance(logits, tuple | list) else logits
+        if exclude is not None:
+            logits = logits.masked_fill(exclude.to(logits.device), -math.inf)
+        return logits.topk(k, dim=-1).indices
+
+    return preprocess
+
+
+def topk_compute_metrics(
+    ks: Sequence[int] = (20,), metrics: Sequence[str] = ("hit_rate", "mrr", "ndcg")
+) -> Callable[[Any], dict[str, float]]:
+    """A ``Trainer(compute_metrics=...)`` reading the top-k indices of :func:`topk_logits_preprocessor`."""
+
+    def compute(eval_prediction) -> dict[str, float]:
+        predictions, labels = eval_prediction.predictions, eval_prediction.label_ids
+        predictions = predictions[0] if isinstance(predictions, tuple) else predictions
+        return topk_metrics(predictions, torch.as_tensor(labels).reshape(-1), ks, metrics)
+
+    return compute
+
+
+__all__ = [
+    "METRIC_NAMES",
+    "RankingMetrics",
+    "hit_rate_at_k",
+    "hit_rate_from_ranks",
+    "map_at_k",
+    "map_from_ranks",
+    "metrics_from_ranks",
+    "mrr_at_k",
+    "mrr_from_ranks",
+    "ndcg_at_k",
+    "ndcg_from_ranks",
+    "rank_of_target",
+    "ranks_from_scores",
+    "ranks_from_topk",
+    "recall_at_k",
+    "recall_from_ranks",
+    "topk_compute_metrics",
+    "topk_logits_preprocessor",
+    "topk_metrics",
+]
