@@ -75,7 +75,7 @@ def _baselines(train, test, k: int = 20) -> dict[str, dict[str, float]]:
 
 def _train_variant(name: str, overrides: list[str], args, out_dir: Path) -> tuple[dict, str]:
     cmd = [
-        "accelerate", "launch", "--num_processes", "1", "--num_machines", "1", "--dynamo_backend", "no",
+        str(Path(sys.executable).with_name("accelerate")), "launch", "--num_processes", "1", "--num_machines", "1", "--dynamo_backend", "no",
         "--mixed_precision", args.mixed_precision, *(["--cpu"] if not torch.cuda.is_available() else []),
         str(ROOT / "trainers" / "pretrain.py"), "--model", "tagnn_pp", "--dataset", "diginetica",
         "--data-path", str(args.data_path), "--output-dir", str(out_dir),

@@ -462,3 +462,11 @@ def test_online_retail_counts(shared_data):
     with_cancel, _ = load_online_retail(path, include_cancellations=True)
     assert len(with_cancel) == 4_372  # the README's customers
     assert _distinct_flat(with_cancel, "invoice_nos") == 22_190
+
+
+def test_next_item_samples_of_any_sequences():
+    from session_transformers.data import next_item_samples
+
+    ds = next_item_samples([["a", "b", "c"], ["x"], ["p", "q"]], session_ids=["s1", "s2", "s3"])
+    assert ds.to_dict() == {"session_id": ["s1", "s1", "s3"], "item_ids": [["a"], ["a", "b"], ["p"]],
+                            "target": ["b", "c", "q"]}

@@ -160,3 +160,15 @@ def test_written_files_have_normal_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_extra_columns_load_with_a_superset_schema(tmp_path):
+    from datasets import Features, Value
+
+    from session_transformers.data.schema import SESSION_FEATURES
+
+    rows = [{**s, "purchased": i == 0} for i, s in enumerate(_sessions())]
+    features = Features({**SESSION_FEATURES, "purchased": Value("bool")})
+    write_sessions(rows, tmp_path / "s.parquet", features=features)
+    ds = load_sessions(tmp_path / "s.parquet", features=features)
+    assert ds["purchased"] == [True, False, False]

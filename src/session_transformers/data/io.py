@@ -105,6 +105,7 @@ def load_sessions(
     spec: SchemaSpec | None = None,
     item_ids: Any = None,
     report: ValidationReport | None = None,
+    features: Features = SESSION_FEATURES,
 ) -> Dataset | IterableDataset:
     """Load sessions from JSONL or Parquet files into a ``datasets.Dataset`` with :data:`SESSION_FEATURES`.
 
@@ -115,8 +116,10 @@ def load_sessions(
         spec: action vocabulary and image size to validate against.
         item_ids: valid catalogue IDs (e.g. a ``set``); when given, unknown item IDs are errors.
         report: a :class:`ValidationReport` to fill (in-memory loading only).
+        features: the schema to load into: :data:`SESSION_FEATURES` or a superset with extra columns (e.g.
+            the synthetic store's labels); the session fields are validated either way.
     """
-    return _load(paths, "sessions", SESSION_FEATURES, streaming=streaming, on_error=on_error, spec=spec,
+    return _load(paths, "sessions", features, streaming=streaming, on_error=on_error, spec=spec,
                  item_ids=item_ids, report=report)
 
 
@@ -127,9 +130,13 @@ def load_catalogue(
     on_error: ErrorMode = "raise",
     spec: SchemaSpec | None = None,
     report: ValidationReport | None = None,
+    features: Features = CATALOGUE_FEATURES,
 ) -> Dataset | IterableDataset:
-    """Load a catalogue from JSONL or Parquet into a ``datasets.Dataset`` with :data:`CATALOGUE_FEATURES`."""
-    return _load(paths, "catalogue", CATALOGUE_FEATURES, streaming=streaming, on_error=on_error, spec=spec,
+    """Load a catalogue from JSONL or Parquet into a ``datasets.Dataset`` with :data:`CATALOGUE_FEATURES`.
+
+    ``features`` may be a superset of :data:`CATALOGUE_FEATURES` with extra columns (e.g. product flags).
+    """
+    return _load(paths, "catalogue", features, streaming=streaming, on_error=on_error, spec=spec,
                  item_ids=None, report=report)
 
 

@@ -367,6 +367,16 @@ def _expand_prefixes(sequences: Sequence[list[str]], session_ids: pa.Array) -> p
     )
 
 
+def next_item_samples(sequences: Sequence[list[str]], session_ids: Sequence[str] | None = None) -> Dataset:
+    """The protocol's training samples of any item sequences, as a ``Dataset`` (``session_id``, ``item_ids``, ``target``).
+
+    Every prefix of every sequence with its next item: ``[i1..in]`` gives ``([i1..ik], i(k+1))`` for
+    ``k = 1..n-1``; sequences of length 1 give none. ``session_ids`` default to the sequences' positions.
+    """
+    ids = [str(i) for i in range(len(sequences))] if session_ids is None else list(session_ids)
+    return _table_dataset(_expand_prefixes(sequences, pa.array(ids, type=pa.string())), NEXT_ITEM_FEATURES)
+
+
 def _prefixed_ids(prefix: str, numbers: Iterable[int]) -> pa.Array:
     return pa.array([f"{prefix}:{n}" for n in numbers], type=pa.string())
 
@@ -1205,6 +1215,7 @@ __all__ = [
     "load_online_retail",
     "load_rees46",
     "next_item_catalogue_ids",
+    "next_item_samples",
     "next_item_statistics",
     "price_band",
 ]
