@@ -57,10 +57,20 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _portable(arg: str) -> str:
+    """An argument with paths inside the workspace written relative to the repository root (``../shared/...``)."""
+    if os.path.isabs(arg) and Path(arg).resolve().is_relative_to(REPO_ROOT.parent):
+        return os.path.relpath(arg, REPO_ROOT)
+    return arg
+
+
 def command_line() -> str:
-    """The exact command that started this process (interpreter and arguments, shell-quoted)."""
+    """The exact command that started this process (from the repository root, shell-quoted, portable paths)."""
     argv = getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv]
-    return shlex.join(argv)
+    return shlex.join(_portable(a) for a in argv)
 
 
 def now_iso() -> str:

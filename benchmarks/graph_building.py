@@ -24,20 +24,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch_geometric
 from torch_geometric.data import Batch
 
+from session_transformers.graphs.ceres import ceres_session_graph
 from session_transformers.graphs.muvcog import (
     batch_views_from_queries,
     build_global_view,
@@ -185,6 +183,15 @@ def _muvcog_batched(batch_size: int = 100) -> Workload:
     return Workload(data, chunks, build, batched=True)
 
 
+def _ceres_synthetic(n: int = 5_000) -> Workload:
+    from session_transformers.data.synthetic import SyntheticStore, SyntheticStoreConfig
+
+    store = SyntheticStore(SyntheticStoreConfig(num_sessions=n))
+    sessions = [s["events"] for s in store.iter_sessions(0, n)]
+    return Workload(f"{n:,} sessions of the default synthetic store (queries, products, actions)", sessions,
+                    ceres_session_graph)
+
+
 WORKLOADS: dict[str, Callable[[], Workload | None]] = {
     "transition/diginetica_prefixes": _transition_diginetica,
     "transition/random_sequences": _transition_random,
@@ -193,7 +200,7 @@ WORKLOADS: dict[str, Callable[[], Workload | None]] = {
     "muvcog_views/taobao_like": _muvcog(build_views, "taobao_like"),
     "muvcog_views/synthetic_store": _muvcog(build_views, "synthetic_store"),
     "muvcog_views_batched/taobao_like": _muvcog_batched,
-    # "ceres/...": the CERES session graph builder goes here.
+    "ceres/synthetic_store": _ceres_synthetic,
 }
 
 
@@ -247,34 +254,11 @@ def run_workload(workload: Workload, repeats: int, batch_size: int) -> dict[str,
     }
 
 
-def _write(figures: dict, data: dict, command: str) -> Path:
+def _write(figures: dict, data: dict) -> Path:
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from _common import write_result
-    except ImportError:
-        write_result = None
-    if write_result is not None:
-        return write_result("graph_building", figures, data)
-    machine = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_geometric": torch_geometric.__version__,
-        "threads": torch.get_num_threads(),
-    }
-    result = {
-        "name": "graph_building",
-        "command": command,
-        "data": data,
-        "machine": machine,
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "figures": figures,
-    }
-    out = ROOT / "benchmarks" / "results" / "graph_building.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    return out
+    from _common import write_result
+
+    return write_result("graph_building", figures, data)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -298,11 +282,8 @@ def main(argv: list[str] | None = None) -> dict:
         data[name] = workload.data
         print(f"{name}: {json.dumps(figures[name])}", flush=True)
     if not args.no_write:
-        command = "python benchmarks/graph_building.py " + " ".join(
-            argv if argv is not None else sys.argv[1:]
-        )
         context = {"torch_threads": 1, "load_average_1min_at_start": round(load_at_start, 2)}
-        print(_write({"results": figures, **context}, data, command.strip()))
+        print(_write({"results": figures, **context}, data))
     return figures
 
 

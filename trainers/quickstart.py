@@ -28,13 +28,10 @@ def _run(cmd: list[str]) -> None:
 
 
 def _stats(num_sessions: int) -> None:
-    from session_transformers.data.synthetic import SyntheticStore, SyntheticStoreConfig
+    from session_transformers.data.synthetic import SyntheticStore, SyntheticStoreConfig, format_stats
 
     store = SyntheticStore(SyntheticStoreConfig(num_sessions=num_sessions))
-    stats = store.stats(min(num_sessions, 5000))
-    print("synthetic store:")
-    for key, value in stats.items():
-        print(f"  {key:32s} {value}")
+    print(format_stats(store.stats(min(num_sessions, 5000))))
 
 
 def _reload_and_recommend(path: Path) -> None:
@@ -69,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     _stats(args.num_sessions)
     print("== 2. pretrain TAGNN++ (accelerate)")
     _run([accelerate, "launch", "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
-          "--dynamo_backend", "no", "trainers/pretrain.py", "--model", "tagnn_pp", *data, "--num-epochs",
+          "--dynamo_backend", "no", "--num_cpu_threads_per_process", str(os.cpu_count() or 1), "trainers/pretrain.py", "--model", "tagnn_pp", *data, "--num-epochs",
           str(args.epochs), "--learning-rate", "1e-3", "--batch-size", "100", "--output-dir", str(out / "pretrain")])
     print("== 3. reload with the Auto classes")
     _reload_and_recommend(out / "pretrain")
