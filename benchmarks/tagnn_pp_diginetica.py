@@ -75,10 +75,10 @@ def _baselines(train, test, k: int = 20) -> dict[str, dict[str, float]]:
 
 def _train_variant(name: str, overrides: list[str], args, out_dir: Path) -> tuple[dict, str]:
     cmd = [
-        str(Path(sys.executable).with_name("accelerate")), "launch", "--num_processes", "1", "--num_machines", "1", "--dynamo_backend", "no",
+        os.path.relpath(Path(sys.executable).with_name("accelerate"), ROOT), "launch", "--num_processes", "1", "--num_machines", "1", "--dynamo_backend", "no",
         "--mixed_precision", args.mixed_precision, *(["--cpu"] if not torch.cuda.is_available() else []),
-        str(ROOT / "trainers" / "pretrain.py"), "--model", "tagnn_pp", "--dataset", "diginetica",
-        "--data-path", str(args.data_path), "--output-dir", str(out_dir),
+        "trainers/pretrain.py", "--model", "tagnn_pp", "--dataset", "diginetica",
+        "--data-path", os.path.relpath(args.data_path, ROOT), "--output-dir", os.path.relpath(out_dir, ROOT),
         "--batch-size", str(args.batch_size), "--num-epochs", str(args.epochs), "--learning-rate", str(args.lr),
         "--num-workers", str(args.num_workers), "--seed", str(args.seed),
         "--config", f"hidden_size={args.hidden_size}", f"num_attention_heads={args.heads}", *overrides,
@@ -88,7 +88,7 @@ def _train_variant(name: str, overrides: list[str], args, out_dir: Path) -> tupl
     if args.max_eval_samples:
         cmd += ["--max-eval-samples", str(args.max_eval_samples)]
     print(f"== {name}: {' '.join(cmd)}", flush=True)
-    subprocess.run(cmd, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     return json.loads((out_dir / "eval_results.json").read_text()), " ".join(cmd)
 
 

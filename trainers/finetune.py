@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     # 3. Model.
     if args.init_from:
-        model = task.auto_class.from_pretrained(args.init_from, dtype=torch.float32)
+        # --config overrides apply to the checkpoint's config too (e.g. an ablation switch at fine-tuning).
+        model = task.auto_class.from_pretrained(args.init_from, dtype=torch.float32, **args.config_overrides)
     else:
         model = task.auto_class.from_config(data.config)
 

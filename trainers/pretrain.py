@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # 4. Loaders, model, optimiser; prepare once.
     train_dl, eval_dl = get_dataloaders(args, data, accelerator)
     if args.init_from:
-        model = task.auto_class.from_pretrained(args.init_from, dtype=torch.float32)
+        model = task.auto_class.from_pretrained(args.init_from, dtype=torch.float32, **args.config_overrides)
     else:
         model = task.auto_class.from_config(data.config)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)

@@ -1,0 +1,101 @@
+"""CERES through the generic trainers: pretrain on the tiny store, fine-tune product search, REES46 smoke test."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ["--config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=2", "intermediate_size=64",
+          "num_cross_attention_layers=1", "num_latent_tokens=2", "retrieval_projection_size=16",
+          "max_position_embeddings=160"]
+TINY = ["--model", "ceres", "--store-preset", "tiny", "--num-sessions", "200", "--batch-size", "8"]
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_pretrain_then_finetune_product_search(tmp_path):
+    pre = _run([sys.executable, "trainers/pretrain.py", *TINY, *CONFIG, "--max-steps", "3",
+                "--output-dir", str(tmp_path / "pre")])
+    assert pre.returncode == 0, pre.stderr[-3000:]
+    metrics = json.loads((tmp_path / "pre" / "eval_results.json").read_text())
+    assert metrics["optimizer_steps"] == 3 and metrics["num_masked_tokens"] > 0
+    # an untrained LM head over the vocabulary: loss near log(V), finite
+    assert 0 < metrics["mlm_loss"] < 20 and 0 < metrics["gmlm_loss"] < 20
+    assert math.isclose(metrics["loss"], metrics["mlm_loss"] + metrics["gmlm_loss"], rel_tol=1e-6)
+    assert (tmp_path / "pre" / "model.safetensors").exists()
+    assert (tmp_path / "pre" / "processor_config.json").exists()
+
+    ft = _run([sys.executable, "trainers/finetune.py", *TINY, "--task", "product_search", "--init-from",
+               str(tmp_path / "pre"), "--max-steps", "2", "--use-cpu", "--save-steps", "1000",
+               "--num-candidates", "50", "--output-dir", str(tmp_path / "ft")])
+    assert ft.returncode == 0, ft.stderr[-3000:]
+    out = json.loads((tmp_path / "ft" / "eval_results.json").read_text())
+    assert out["eval_num_samples"] >= 1 and out["eval_pool_size"] == 50
+    for k in (1, 32, 64):
+        assert 0 <= out[f"eval_MAP@{k}"] <= out[f"eval_Recall@{k}"] + 1e-6 <= 100 + 1e-6
+    assert out["eval_Recall@64"] == 100.0  # one relevant candidate in a pool of 50
+
+
+def test_retrieval_tasks_prepare_and_rank(tmp_path):
+    """Each fine-tuning task builds examples and a fixed pool; per_example turns logits into fixed-width ranks."""
+    from session_transformers.models.ceres import CeresForSessionRetrieval
+    from session_transformers.recipes import CERES_MAX_RELEVANT, RECIPES
+
+    sys.path.insert(0, str(ROOT / "trainers"))
+    import finetune
+
+    for task_name in ("product_search", "query_search", "entity_linking"):
+        args = finetune.parse_args([*TINY, "--task", task_name, *CONFIG, "--max-eval-samples", "6"])
+        task = RECIPES["ceres"].finetune[task_name]
+        data = task.prepare(args)
+        assert len(data.train_dataset) > 0 and 0 < len(data.eval_dataset) <= 6
+        model = CeresForSessionRetrieval(data.config).eval()
+        train_batch = data.collate_fn([data.train_dataset[i] for i in range(min(4, len(data.train_dataset)))])
+        assert model(**train_batch).loss.isfinite()
+        rows = [data.eval_dataset[i] for i in range(len(data.eval_dataset))]
+        batch = data.collate_fn(rows)
+        assert batch["labels"].shape == (len(rows), len(data.collate_fn.pool))
+        with torch.no_grad():
+            out = task.per_example(model(**batch).logits, batch["labels"])
+        ranks = out["ranks"]
+        assert ranks.shape == (len(rows), CERES_MAX_RELEVANT)
+        n_relevant = (~ranks.isnan()).sum(1)
+        assert torch.equal(n_relevant, batch["labels"].sum(1).long())
+        assert bool((ranks[~ranks.isnan()] >= 1).all()) and bool((ranks[~ranks.isnan()] <= out["pool_size"][0]).all())
+        summary = task.summarize(out)
+        assert 0 <= summary["MAP@1"] <= 100 and summary["num_samples"] == len(rows)
+
+
+def test_ranks_known_answer():
+    from session_transformers.recipes import RECIPES
+
+    task = RECIPES["ceres"].finetune["product_search"]
+    logits = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.3, 0.1]])
+    labels = torch.tensor([[0.0, 0.0, 1.0], [1.0, -1.0, 0.0]])  # row 2: candidate 1 is not in its pool
+    out = task.per_example(logits, labels)
+    assert out["ranks"][:, 0].tolist() == [2.0, 1.0]
+    assert out["pool_size"].tolist() == [3.0, 2.0]
+    summary = task.summarize(out)
+    assert summary["MAP@1"] == 50.0 and summary["Recall@32"] == 100.0
+
+
+def test_pretrain_rees46_smoke(tmp_path, shared_data):
+    rees = shared_data / "rees46"
+    if not rees.is_dir():
+        pytest.skip(f"{rees} is absent")
+    res = _run([sys.executable, "trainers/pretrain.py", "--model", "ceres", "--dataset", "rees46", "--data-path",
+                str(rees), "--max-train-samples", "64", "--max-eval-samples", "32", "--batch-size", "16",
+                *CONFIG, "--max-steps", "2", "--output-dir", str(tmp_path / "rees")])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "REES46" in res.stdout
+    metrics = json.loads((tmp_path / "rees" / "eval_results.json").read_text())
+    assert metrics["optimizer_steps"] == 2 and 0 < metrics["loss"] < 40
