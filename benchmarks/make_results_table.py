@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 
 def _fmt(v) -> str:
     if isinstance(v, float):
-        return f"{v:,.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
+        return f"{v:.4g}" if abs(v) < 1000 else f"{v:,.0f}"
     if isinstance(v, int) and not isinstance(v, bool):
         return f"{v:,}"
     if isinstance(v, list | tuple):
@@ -48,8 +48,10 @@ def _row_table(rows: dict) -> list[str]:
 def section(result: dict) -> list[str]:
     machine = result.get("machine", {})
     machine_text = machine if isinstance(machine, str) else ", ".join(f"{k}: {v}" for k, v in machine.items())
+    data = result.get("data", "?")
+    data_text = "; ".join(f"{k}: {v}" for k, v in data.items()) if isinstance(data, dict) else data
     lines = [f"## {result['name']}", "", f"- **command**: `{result.get('command', '?')}`",
-             f"- **data**: {result.get('data', '?')}", f"- **machine**: {machine_text}",
+             f"- **data**: {data_text}", f"- **machine**: {machine_text}",
              f"- **date**: {result.get('date', '?')}", ""]
     figures = dict(result.get("figures", {}))
     rows = figures.pop("results", None)

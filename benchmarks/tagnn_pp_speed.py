@@ -16,6 +16,7 @@ per Diginetica epoch, 3.4 GB peak), test-set evaluation in 21 s.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import sys
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", default=None, help="result name (default tagnn_pp_speed_<device>)")
     args = p.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    load_at_start = os.getloadavg()[0]  # other processes on the machine inflate CPU timings
 
     train, test, ids, desc = _data(args)
     if args.max_eval_samples:
@@ -158,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         model = TagnnPPForNextItemPrediction(config).to(device)
         rows[f"train batch {bs}"] = time_training(model, processor, train, bs, args, device)
         print(bs, rows[f"train batch {bs}"], flush=True)
-    figures = {"results": rows, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+    figures = {"results": rows, "load_average_1min_at_start": round(load_at_start, 2), "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                "bf16": args.bf16, "num_workers": args.num_workers, "torch_threads": torch.get_num_threads()}
     figures.update(time_evaluation(model, processor, test, args, device))
     figures.update(time_recommend(config, processor, list(test["item_ids"]), args))
