@@ -78,8 +78,12 @@ def now_iso() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
-def write_result(name: str, figures: dict[str, Any], data: str | dict[str, Any],
-                 results_dir: str | os.PathLike | None = None) -> Path:
+def write_result(
+    name: str,
+    figures: dict[str, Any],
+    data: str | dict[str, Any],
+    results_dir: str | os.PathLike | None = None,
+) -> Path:
     """Write ``<results_dir>/<name>.json`` (default ``benchmarks/results``) and return its path.
 
     Args:
@@ -90,8 +94,14 @@ def write_result(name: str, figures: dict[str, Any], data: str | dict[str, Any],
     """
     out_dir = Path(results_dir) if results_dir is not None else RESULTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
-    record = {"name": name, "command": command_line(), "data": data, "machine": machine_info(),
-              "date": now_iso(), "figures": figures}
+    record = {
+        "name": name,
+        "command": command_line(),
+        "data": data,
+        "machine": machine_info(),
+        "date": now_iso(),
+        "figures": figures,
+    }
     path = out_dir / f"{name}.json"
     tmp = path.with_suffix(".json.part")
     tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")

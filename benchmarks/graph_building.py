@@ -188,8 +188,11 @@ def _ceres_synthetic(n: int = 5_000) -> Workload:
 
     store = SyntheticStore(SyntheticStoreConfig(num_sessions=n))
     sessions = [s["events"] for s in store.iter_sessions(0, n)]
-    return Workload(f"{n:,} sessions of the default synthetic store (queries, products, actions)", sessions,
-                    ceres_session_graph)
+    return Workload(
+        f"{n:,} sessions of the default synthetic store (queries, products, actions)",
+        sessions,
+        ceres_session_graph,
+    )
 
 
 WORKLOADS: dict[str, Callable[[], Workload | None]] = {

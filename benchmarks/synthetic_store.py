@@ -65,19 +65,33 @@ def measure_speed(store: SyntheticStore, n: int) -> dict:
     for s in store.iter_sessions(0, n):
         events += len(s["events"])
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return {"sessions": n, "events": events, "seconds": round(wall, 2), "cpu_seconds": round(cpu, 2),
-            "sessions_per_s": round(n / wall, 1), "sessions_per_cpu_s": round(n / cpu, 1),
-            "events_per_s": round(events / wall, 1)}
+    return {
+        "sessions": n,
+        "events": events,
+        "seconds": round(wall, 2),
+        "cpu_seconds": round(cpu, 2),
+        "sessions_per_s": round(n / wall, 1),
+        "sessions_per_cpu_s": round(n / cpu, 1),
+        "events_per_s": round(events / wall, 1),
+    }
 
 
-def _counted(records: Iterable[dict], lengths: Counter, total: int, checkpoints: list[dict]) -> Iterator[dict]:
+def _counted(
+    records: Iterable[dict], lengths: Counter, total: int, checkpoints: list[dict]
+) -> Iterator[dict]:
     """Pass records through, counting session lengths and recording RSS at every tenth of ``total``."""
     step, start = max(total // 10, 1), time.perf_counter()
     for i, rec in enumerate(records, 1):
         lengths[len(rec["events"])] += 1
         if i % step == 0 or i == total:
-            checkpoints.append({"sessions": i, "seconds": round(time.perf_counter() - start, 1),
-                                "rss_mib": round(current_rss_mib(), 1), "peak_rss_mib": round(peak_rss_mib(), 1)})
+            checkpoints.append(
+                {
+                    "sessions": i,
+                    "seconds": round(time.perf_counter() - start, 1),
+                    "rss_mib": round(current_rss_mib(), 1),
+                    "peak_rss_mib": round(peak_rss_mib(), 1),
+                }
+            )
             print(f"  {checkpoints[-1]}", flush=True)
         yield rec
 
@@ -86,9 +100,13 @@ def _length_stats(lengths: Counter) -> dict:
     values = np.array(sorted(lengths))
     counts = np.array([lengths[v] for v in values])
     cum = np.cumsum(counts) / counts.sum()
-    return {"mean": round(float((values * counts).sum() / counts.sum()), 3),
-            "p50": int(values[np.searchsorted(cum, 0.5)]), "p95": int(values[np.searchsorted(cum, 0.95)]),
-            "max": int(values.max()), "share_over_30": round(float(counts[values > 30].sum() / counts.sum()), 5)}
+    return {
+        "mean": round(float((values * counts).sum() / counts.sum()), 3),
+        "p50": int(values[np.searchsorted(cum, 0.5)]),
+        "p95": int(values[np.searchsorted(cum, 0.95)]),
+        "max": int(values.max()),
+        "share_over_30": round(float(counts[values > 30].sum() / counts.sum()), 5),
+    }
 
 
 def measure_streaming(store: SyntheticStore, n: int) -> dict:
@@ -103,12 +121,20 @@ def measure_streaming(store: SyntheticStore, n: int) -> dict:
         written = write_records(_counted(dataset, lengths, n, checkpoints), path, SYNTHETIC_SESSION_FEATURES)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         size = path.stat().st_size
-    return {"sessions": written, "shards": dataset.num_shards, "seconds": round(wall, 1),
-            "cpu_seconds": round(cpu, 1), "sessions_per_s": round(written / wall, 1),
-            "sessions_per_cpu_s": round(written / cpu, 1), "parquet_mib": round(size / 2**20, 1),
-            "rss_before_mib": round(rss_before, 1), "peak_rss_mib": round(peak_rss_mib(), 1),
-            "rss_growth_mib": round(checkpoints[-1]["rss_mib"] - checkpoints[0]["rss_mib"], 1),
-            "events_per_session": _length_stats(lengths), "rss_checkpoints": checkpoints}
+    return {
+        "sessions": written,
+        "shards": dataset.num_shards,
+        "seconds": round(wall, 1),
+        "cpu_seconds": round(cpu, 1),
+        "sessions_per_s": round(written / wall, 1),
+        "sessions_per_cpu_s": round(written / cpu, 1),
+        "parquet_mib": round(size / 2**20, 1),
+        "rss_before_mib": round(rss_before, 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "rss_growth_mib": round(checkpoints[-1]["rss_mib"] - checkpoints[0]["rss_mib"], 1),
+        "events_per_session": _length_stats(lengths),
+        "rss_checkpoints": checkpoints,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -122,19 +148,29 @@ def main(argv: list[str] | None = None) -> None:
     build_s = time.perf_counter() - start
     n_speed = args.speed_sessions or store.config.num_sessions
     print(f"store built in {build_s:.2f}s; timing {n_speed} sessions", flush=True)
-    speed = measure_speed(SyntheticStore(SyntheticStoreConfig(seed=args.seed)), n_speed)  # cold retrieval cache
+    speed = measure_speed(
+        SyntheticStore(SyntheticStoreConfig(seed=args.seed)), n_speed
+    )  # cold retrieval cache
     print(f"speed: {speed}", flush=True)
     print(f"streaming {args.num_sessions} sessions to Parquet", flush=True)
     streaming = measure_streaming(store, args.num_sessions)
-    figures = {"store_build_seconds": round(build_s, 2), "catalogue_items": len(store.item_ids),
-               "sessions_per_s": speed["sessions_per_s"], "sessions_per_cpu_s": speed["sessions_per_cpu_s"],
-               "peak_rss_mib": streaming["peak_rss_mib"], "sessions": streaming["sessions"],
-               "events_per_session": streaming["events_per_session"], "speed": speed, "streaming": streaming}
+    figures = {
+        "store_build_seconds": round(build_s, 2),
+        "catalogue_items": len(store.item_ids),
+        "sessions_per_s": speed["sessions_per_s"],
+        "sessions_per_cpu_s": speed["sessions_per_cpu_s"],
+        "peak_rss_mib": streaming["peak_rss_mib"],
+        "sessions": streaming["sessions"],
+        "events_per_session": streaming["events_per_session"],
+        "speed": speed,
+        "streaming": streaming,
+    }
     if args.num_sessions < 1_000_000:  # memory is flat (see rss_checkpoints), time scales linearly
         figures["extrapolated_to_1m"] = {
             "seconds": round(streaming["seconds"] * 1_000_000 / max(args.num_sessions, 1)),
             "note": f"measured on {args.num_sessions} sessions; 1M time extrapolated linearly, peak RSS "
-                    "expected unchanged since it did not grow across the checkpoints"}
+            "expected unchanged since it did not grow across the checkpoints",
+        }
     path = write_result("synthetic_store", figures, data=f"synthetic store, default config, seed {args.seed}")
     print(f"wrote {path}")
 

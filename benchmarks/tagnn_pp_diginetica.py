@@ -68,20 +68,49 @@ def _baselines(train, test, k: int = 20) -> dict[str, dict[str, float]]:
             ranked = ranked[:k]
             ranks.append(ranked.index(target) + 1 if target in ranked else k + 1)
         r = torch.tensor(ranks)
-        results[name] = {"HR@20": 100 * metrics.hit_rate_from_ranks(r, 20),
-                         "MRR@20": 100 * metrics.mrr_from_ranks(r, 20)}
+        results[name] = {
+            "HR@20": 100 * metrics.hit_rate_from_ranks(r, 20),
+            "MRR@20": 100 * metrics.mrr_from_ranks(r, 20),
+        }
     return results
 
 
 def _train_variant(name: str, overrides: list[str], args, out_dir: Path) -> tuple[dict, str]:
     cmd = [
-        os.path.relpath(Path(sys.executable).with_name("accelerate"), ROOT), "launch", "--num_processes", "1", "--num_machines", "1", "--dynamo_backend", "no",
-        "--mixed_precision", args.mixed_precision, *(["--cpu"] if not torch.cuda.is_available() else []),
-        "trainers/pretrain.py", "--model", "tagnn_pp", "--dataset", "diginetica",
-        "--data-path", os.path.relpath(args.data_path, ROOT), "--output-dir", os.path.relpath(out_dir, ROOT),
-        "--batch-size", str(args.batch_size), "--num-epochs", str(args.epochs), "--learning-rate", str(args.lr),
-        "--num-workers", str(args.num_workers), "--seed", str(args.seed),
-        "--config", f"hidden_size={args.hidden_size}", f"num_attention_heads={args.heads}", *overrides,
+        os.path.relpath(Path(sys.executable).with_name("accelerate"), ROOT),
+        "launch",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--dynamo_backend",
+        "no",
+        "--mixed_precision",
+        args.mixed_precision,
+        *(["--cpu"] if not torch.cuda.is_available() else []),
+        "trainers/pretrain.py",
+        "--model",
+        "tagnn_pp",
+        "--dataset",
+        "diginetica",
+        "--data-path",
+        os.path.relpath(args.data_path, ROOT),
+        "--output-dir",
+        os.path.relpath(out_dir, ROOT),
+        "--batch-size",
+        str(args.batch_size),
+        "--num-epochs",
+        str(args.epochs),
+        "--learning-rate",
+        str(args.lr),
+        "--num-workers",
+        str(args.num_workers),
+        "--seed",
+        str(args.seed),
+        "--config",
+        f"hidden_size={args.hidden_size}",
+        f"num_attention_heads={args.heads}",
+        *overrides,
     ]
     if args.max_train_samples:
         cmd += ["--max-train-samples", str(args.max_train_samples)]
@@ -119,17 +148,35 @@ def main(argv: list[str] | None = None) -> None:
     commands = {}
     for name in args.variants:
         start = time.perf_counter()
-        res, cmd = _train_variant(name, VARIANTS[name], args, args.output_dir / name.replace(" ", "_").replace("/", ""))
-        rows[name] = {"HR@20": res["HR@20"], "MRR@20": res["MRR@20"],
-                      "train_seconds": res["train_seconds"], "wall_seconds": time.perf_counter() - start}
+        res, cmd = _train_variant(
+            name, VARIANTS[name], args, args.output_dir / name.replace(" ", "_").replace("/", "")
+        )
+        rows[name] = {
+            "HR@20": res["HR@20"],
+            "MRR@20": res["MRR@20"],
+            "train_seconds": res["train_seconds"],
+            "wall_seconds": time.perf_counter() - start,
+        }
         commands[name] = cmd
     full = not args.max_train_samples and not args.max_eval_samples and args.epochs >= 15
-    data = (f"Diginetica (SR-GNN protocol), {len(train)} train samples, {len(test)} test samples "
-            f"{'(full)' if full else '(SLICE: not comparable to the paper)'}, {args.epochs} epoch(s)")
-    path = write_result("tagnn_pp_diginetica", {"results": rows, "variant_commands": commands,
-                                                "published": {"SR-GNN": [50.73, 17.59], "TAGNN": [51.31, 18.03],
-                                                              "GCE-GNN": [54.22, 19.04], "TAGNN++": [56.25, 19.86]}},
-                        data=data)
+    data = (
+        f"Diginetica (SR-GNN protocol), {len(train)} train samples, {len(test)} test samples "
+        f"{'(full)' if full else '(SLICE: not comparable to the paper)'}, {args.epochs} epoch(s)"
+    )
+    path = write_result(
+        "tagnn_pp_diginetica",
+        {
+            "results": rows,
+            "variant_commands": commands,
+            "published": {
+                "SR-GNN": [50.73, 17.59],
+                "TAGNN": [51.31, 18.03],
+                "GCE-GNN": [54.22, 19.04],
+                "TAGNN++": [56.25, 19.86],
+            },
+        },
+        data=data,
+    )
     print(f"{'model':28s} {'HR@20':>8s} {'MRR@20':>8s}")
     for name, r in rows.items():
         print(f"{name:28s} {r['HR@20']:8.2f} {r['MRR@20']:8.2f}")

@@ -47,13 +47,19 @@ def _data(args):
         train = load_next_item_dataset(path, split="train")
         test = load_next_item_dataset(path, split="test")
         ids = list(next_item_catalogue_ids(path))
-        return train, test, ids, f"Diginetica ({path.name}): {len(train)} train prefixes, {len(test)} test cases"
+        return (
+            train,
+            test,
+            ids,
+            f"Diginetica ({path.name}): {len(train)} train prefixes, {len(test)} test cases",
+        )
     from argparse import Namespace
 
     from session_transformers.recipes import _synthetic_next_item
 
-    train, test, ids, desc = _synthetic_next_item(Namespace(seed=0, num_sessions=20_000, eval_fraction=0.1,
-                                                            store_preset="default"))
+    train, test, ids, desc = _synthetic_next_item(
+        Namespace(seed=0, num_sessions=20_000, eval_fraction=0.1, store_preset="default")
+    )
     return train, test, ids, desc
 
 
@@ -64,9 +70,16 @@ def _peak_memory_mib(device: torch.device) -> float:
 
 
 def time_training(model, processor, train, batch_size, args, device) -> dict:
-    loader = DataLoader(train, batch_size=batch_size, shuffle=True, collate_fn=processor.collate,
-                        num_workers=args.num_workers, pin_memory=device.type == "cuda",
-                        persistent_workers=args.num_workers > 0, drop_last=True)
+    loader = DataLoader(
+        train,
+        batch_size=batch_size,
+        shuffle=True,
+        collate_fn=processor.collate,
+        num_workers=args.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=args.num_workers > 0,
+        drop_last=True,
+    )
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-6)
     model.train()
     if device.type == "cuda":
@@ -94,17 +107,22 @@ def time_training(model, processor, train, batch_size, args, device) -> dict:
     sync()
     elapsed = time.perf_counter() - start
     sps = args.steps * batch_size / elapsed
-    return {"samples_per_s": sps, "seconds_per_batch": elapsed / args.steps,
-            "epoch_seconds_projected": EPOCH_SAMPLES / sps, "data_wait_share": wait / elapsed,
-            "peak_memory_mib": _peak_memory_mib(device)}
+    return {
+        "samples_per_s": sps,
+        "seconds_per_batch": elapsed / args.steps,
+        "epoch_seconds_projected": EPOCH_SAMPLES / sps,
+        "data_wait_share": wait / elapsed,
+        "peak_memory_mib": _peak_memory_mib(device),
+    }
 
 
 @torch.no_grad()
 def time_evaluation(model, processor, test, args, device) -> dict:
     from session_transformers import metrics
 
-    loader = DataLoader(test, batch_size=args.eval_batch_size, collate_fn=processor.collate,
-                        num_workers=args.num_workers)
+    loader = DataLoader(
+        test, batch_size=args.eval_batch_size, collate_fn=processor.collate, num_workers=args.num_workers
+    )
     model.eval()
     start, n = time.perf_counter(), 0
     ranks = []
@@ -129,8 +147,10 @@ def time_recommend(config, processor, sessions, args) -> dict:
         model.recommend([s], top_k=20, processor=processor)
         lat.append(time.perf_counter() - t0)
     lat = lat[5:]  # warm-up
-    return {"recommend_cpu_1thread_ms_p50": 1000 * statistics.median(lat),
-            "recommend_cpu_1thread_ms_p95": 1000 * sorted(lat)[int(0.95 * (len(lat) - 1))]}
+    return {
+        "recommend_cpu_1thread_ms_p50": 1000 * statistics.median(lat),
+        "recommend_cpu_1thread_ms_p95": 1000 * sorted(lat)[int(0.95 * (len(lat) - 1))],
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -160,8 +180,14 @@ def main(argv: list[str] | None = None) -> None:
         model = TagnnPPForNextItemPrediction(config).to(device)
         rows[f"train batch {bs}"] = time_training(model, processor, train, bs, args, device)
         print(bs, rows[f"train batch {bs}"], flush=True)
-    figures = {"results": rows, "load_average_1min_at_start": round(load_at_start, 2), "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-               "bf16": args.bf16, "num_workers": args.num_workers, "torch_threads": torch.get_num_threads()}
+    figures = {
+        "results": rows,
+        "load_average_1min_at_start": round(load_at_start, 2),
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "bf16": args.bf16,
+        "num_workers": args.num_workers,
+        "torch_threads": torch.get_num_threads(),
+    }
     figures.update(time_evaluation(model, processor, test, args, device))
     figures.update(time_recommend(config, processor, list(test["item_ids"]), args))
     name = args.name or f"tagnn_pp_speed_{device.type}"

@@ -25,7 +25,9 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 def shared_data() -> Path:
     """``../shared/data`` beside the checkout; tests that need it skip with a clear message when it is absent."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} is absent (it lives in ../shared/data beside the checkout)")
+        pytest.skip(
+            f"real data folder {SHARED_DATA} is absent (it lives in ../shared/data beside the checkout)"
+        )
     return SHARED_DATA
 
 

@@ -75,8 +75,9 @@ class ModelTesterMixin:
             for name, t in _tensors(out).items():
                 if t.is_floating_point():
                     assert torch.isfinite(t).all(), f"{cls.__name__}.{name} has non-finite values"
-            assert self.session_outputs(self._model(self.base_model_class)(**self.collate(
-                model.config, sessions))).shape[0] == len(sessions)
+            assert self.session_outputs(
+                self._model(self.base_model_class)(**self.collate(model.config, sessions))
+            ).shape[0] == len(sessions)
 
     def test_loss_only_with_labels(self):
         sessions = self.get_sessions()
@@ -96,7 +97,8 @@ class ModelTesterMixin:
             out = model(**self.collate(model.config, sessions, with_labels=True))
             out.loss.backward()
             missing = [
-                n for n, p in model.named_parameters()
+                n
+                for n, p in model.named_parameters()
                 if p.requires_grad and p.grad is None and not any(s in n for s in self.params_without_grad)
             ]
             assert not missing, f"{cls.__name__}: parameters without a gradient: {missing}"
@@ -140,7 +142,9 @@ class ModelTesterMixin:
             loaded = auto_cls.from_pretrained(tmp_path / head_cls.__name__, dtype=torch.float32).eval()
             assert type(loaded) is head_cls
             # The base model inside a head checkpoint loads with AutoModel and gives the same session outputs.
-            base_from_head = AutoModel.from_pretrained(tmp_path / head_cls.__name__, dtype=torch.float32).eval()
+            base_from_head = AutoModel.from_pretrained(
+                tmp_path / head_cls.__name__, dtype=torch.float32
+            ).eval()
             prefix = head_cls.base_model_prefix
             with torch.no_grad():
                 expected = self.session_outputs(getattr(head, prefix)(**self.collate(head.config, sessions)))

@@ -11,9 +11,17 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ["--config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=2", "intermediate_size=64",
-          "num_cross_attention_layers=1", "num_latent_tokens=2", "retrieval_projection_size=16",
-          "max_position_embeddings=160"]
+CONFIG = [
+    "--config",
+    "hidden_size=32",
+    "num_hidden_layers=1",
+    "num_attention_heads=2",
+    "intermediate_size=64",
+    "num_cross_attention_layers=1",
+    "num_latent_tokens=2",
+    "retrieval_projection_size=16",
+    "max_position_embeddings=160",
+]
 TINY = ["--model", "ceres", "--store-preset", "tiny", "--num-sessions", "200", "--batch-size", "8"]
 
 
@@ -23,8 +31,18 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess:
 
 
 def test_pretrain_then_finetune_product_search(tmp_path):
-    pre = _run([sys.executable, "trainers/pretrain.py", *TINY, *CONFIG, "--max-steps", "3",
-                "--output-dir", str(tmp_path / "pre")])
+    pre = _run(
+        [
+            sys.executable,
+            "trainers/pretrain.py",
+            *TINY,
+            *CONFIG,
+            "--max-steps",
+            "3",
+            "--output-dir",
+            str(tmp_path / "pre"),
+        ]
+    )
     assert pre.returncode == 0, pre.stderr[-3000:]
     metrics = json.loads((tmp_path / "pre" / "eval_results.json").read_text())
     assert metrics["optimizer_steps"] == 3 and metrics["num_masked_tokens"] > 0
@@ -34,9 +52,26 @@ def test_pretrain_then_finetune_product_search(tmp_path):
     assert (tmp_path / "pre" / "model.safetensors").exists()
     assert (tmp_path / "pre" / "processor_config.json").exists()
 
-    ft = _run([sys.executable, "trainers/finetune.py", *TINY, "--task", "product_search", "--init-from",
-               str(tmp_path / "pre"), "--max-steps", "2", "--use-cpu", "--save-steps", "1000",
-               "--num-candidates", "50", "--output-dir", str(tmp_path / "ft")])
+    ft = _run(
+        [
+            sys.executable,
+            "trainers/finetune.py",
+            *TINY,
+            "--task",
+            "product_search",
+            "--init-from",
+            str(tmp_path / "pre"),
+            "--max-steps",
+            "2",
+            "--use-cpu",
+            "--save-steps",
+            "1000",
+            "--num-candidates",
+            "50",
+            "--output-dir",
+            str(tmp_path / "ft"),
+        ]
+    )
     assert ft.returncode == 0, ft.stderr[-3000:]
     out = json.loads((tmp_path / "ft" / "eval_results.json").read_text())
     assert out["eval_num_samples"] >= 1 and out["eval_pool_size"] == 50
@@ -70,7 +105,9 @@ def test_retrieval_tasks_prepare_and_rank(tmp_path):
         assert ranks.shape == (len(rows), CERES_MAX_RELEVANT)
         n_relevant = (~ranks.isnan()).sum(1)
         assert torch.equal(n_relevant, batch["labels"].sum(1).long())
-        assert bool((ranks[~ranks.isnan()] >= 1).all()) and bool((ranks[~ranks.isnan()] <= out["pool_size"][0]).all())
+        assert bool((ranks[~ranks.isnan()] >= 1).all()) and bool(
+            (ranks[~ranks.isnan()] <= out["pool_size"][0]).all()
+        )
         summary = task.summarize(out)
         assert 0 <= summary["MAP@1"] <= 100 and summary["num_samples"] == len(rows)
 
@@ -92,9 +129,29 @@ def test_pretrain_rees46_smoke(tmp_path, shared_data):
     rees = shared_data / "rees46"
     if not rees.is_dir():
         pytest.skip(f"{rees} is absent")
-    res = _run([sys.executable, "trainers/pretrain.py", "--model", "ceres", "--dataset", "rees46", "--data-path",
-                str(rees), "--max-train-samples", "64", "--max-eval-samples", "32", "--batch-size", "16",
-                *CONFIG, "--max-steps", "2", "--output-dir", str(tmp_path / "rees")])
+    res = _run(
+        [
+            sys.executable,
+            "trainers/pretrain.py",
+            "--model",
+            "ceres",
+            "--dataset",
+            "rees46",
+            "--data-path",
+            str(rees),
+            "--max-train-samples",
+            "64",
+            "--max-eval-samples",
+            "32",
+            "--batch-size",
+            "16",
+            *CONFIG,
+            "--max-steps",
+            "2",
+            "--output-dir",
+            str(tmp_path / "rees"),
+        ]
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "REES46" in res.stdout
     metrics = json.loads((tmp_path / "rees" / "eval_results.json").read_text())

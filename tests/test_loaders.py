@@ -468,5 +468,8 @@ def test_next_item_samples_of_any_sequences():
     from session_transformers.data import next_item_samples
 
     ds = next_item_samples([["a", "b", "c"], ["x"], ["p", "q"]], session_ids=["s1", "s2", "s3"])
-    assert ds.to_dict() == {"session_id": ["s1", "s1", "s3"], "item_ids": [["a"], ["a", "b"], ["p"]],
-                            "target": ["b", "c", "q"]}
+    assert ds.to_dict() == {
+        "session_id": ["s1", "s1", "s3"],
+        "item_ids": [["a"], ["a", "b"], ["p"]],
+        "target": ["b", "c", "q"],
+    }

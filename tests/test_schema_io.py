@@ -21,19 +21,38 @@ from session_transformers.data.schema import (
 
 def _sessions():
     return [
-        {"session_id": "s1", "events": [query_event("search", "red shoes", 1.0), item_event("view", "a", 2.0),
-                                        item_event("view", "a", 3.0), item_event("purchase", "a", 9.0)]},
+        {
+            "session_id": "s1",
+            "events": [
+                query_event("search", "red shoes", 1.0),
+                item_event("view", "a", 2.0),
+                item_event("view", "a", 3.0),
+                item_event("purchase", "a", 9.0),
+            ],
+        },
         {"session_id": "s2", "events": [item_event("view", "b")]},
-        {"session_id": "s3", "events": [image_event("search", [0.1, 0.2, 0.3]),
-                                        query_event("search", "blue", product=True), item_event("click", "c")]},
+        {
+            "session_id": "s3",
+            "events": [
+                image_event("search", [0.1, 0.2, 0.3]),
+                query_event("search", "blue", product=True),
+                item_event("click", "c"),
+            ],
+        },
     ]
 
 
 def _catalogue():
     return [
-        {"item_id": i, "title": f"title {i}", "description": None, "category": ["shoes", "running"],
-         "brand": "acme" if i != "c" else None, "attributes": [{"name": "color", "value": "red"}],
-         "image": [0.0, 1.0, 0.5] if i == "a" else None}
+        {
+            "item_id": i,
+            "title": f"title {i}",
+            "description": None,
+            "category": ["shoes", "running"],
+            "brand": "acme" if i != "c" else None,
+            "attributes": [{"name": "color", "value": "red"}],
+            "image": [0.0, 1.0, 0.5] if i == "a" else None,
+        }
         for i in ("a", "b", "c")
     ]
 

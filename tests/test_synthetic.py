@@ -84,10 +84,12 @@ def test_same_seed_same_bytes_different_seed_differs(tiny_store):
 
 @pytest.mark.slow  # a fresh interpreter imports torch: ~20 s on a busy machine
 def test_same_bytes_in_another_process_with_another_hash_seed(tiny_store):
-    code = ("from session_transformers.data.synthetic import *; import hashlib, json; "
-            "s = SyntheticStore(SyntheticStoreConfig.tiny()); "
-            "print(hashlib.sha256(json.dumps([s.catalogue, list(s.iter_sessions(0, 60))], "
-            "sort_keys=True).encode()).hexdigest())")
+    code = (
+        "from session_transformers.data.synthetic import *; import hashlib, json; "
+        "s = SyntheticStore(SyntheticStoreConfig.tiny()); "
+        "print(hashlib.sha256(json.dumps([s.catalogue, list(s.iter_sessions(0, 60))], "
+        "sort_keys=True).encode()).hexdigest())"
+    )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == _digest(tiny_store, 60)
@@ -170,8 +172,12 @@ def test_flags_follow_text_not_category(store):
     known = {b for b in store.brands}
     text_rule = {
         "counterfeit": [r["brand"] is not None and r["brand"] not in known for r in cat],
-        "bulky": [any(a["name"] == "size" and a["value"] in BULKY_SIZES for a in r["attributes"]) for r in cat],
-        "refurbished": [bool(set(REFURB_MARKERS) & set(tokenize(f"{r['title']} {r['description']}"))) for r in cat],
+        "bulky": [
+            any(a["name"] == "size" and a["value"] in BULKY_SIZES for a in r["attributes"]) for r in cat
+        ],
+        "refurbished": [
+            bool(set(REFURB_MARKERS) & set(tokenize(f"{r['title']} {r['description']}"))) for r in cat
+        ],
     }
     both_values = np.zeros(len(store.leaves), bool)
     for name in FLAG_NAMES:
@@ -188,8 +194,12 @@ def test_flags_follow_text_not_category(store):
 
 def test_zipf_popularity_of_views(store, sessions):
     top = set(np.argsort(-store.popularity)[: len(store.item_ids) // 10].tolist())
-    viewed = [int(ev["item_id"].rsplit("-", 1)[1]) for s in sessions for ev in s["events"]
-              if ev["action"] in ("view", "click")]
+    viewed = [
+        int(ev["item_id"].rsplit("-", 1)[1])
+        for s in sessions
+        for ev in s["events"]
+        if ev["action"] in ("view", "click")
+    ]
     share = np.mean([k in top for k in viewed])
     assert share > 0.35, share
     assert abs(store.popularity.sum() - 1) < 1e-9
@@ -220,41 +230,70 @@ def test_session_behaviour(store, sessions):
             shared += bool(a & b)
     assert shared / refine > 0.6  # later queries refine earlier ones
     brands = {b.lower() for b in store.brands}
-    assert sum(ev["query"] in brands for s in sessions for ev in s["events"] if ev["subject"] == "keyword_query") > 20
+    assert (
+        sum(ev["query"] in brands for s in sessions for ev in s["events"] if ev["subject"] == "keyword_query")
+        > 20
+    )
     titles = {i: r["title"].lower() for i, r in zip(store.item_ids, store.catalogue)}
     for s in sessions[:500]:
         seen = [titles[ev["item_id"]] for ev in s["events"] if ev["subject"] == "item"]
         for ev in s["events"]:
             if ev["subject"] == "product_query":
                 assert any(ev["query"] in " ".join(tokenize(t)) for t in seen)
-    repeated = np.mean([max(Counter(e["item_id"] for e in s["events"] if e["action"] == "view").values(), default=0) > 1
-                        for s in sessions])
+    repeated = np.mean(
+        [
+            max(Counter(e["item_id"] for e in s["events"] if e["action"] == "view").values(), default=0) > 1
+            for s in sessions
+        ]
+    )
     assert repeated > 0.1
     for s in sessions:
         lab = s["labels"]
         if lab["purchased"]:
-            assert s["events"][-1]["action"] == "purchase" and s["events"][-1]["item_id"] == lab["purchased_item_id"]
+            assert (
+                s["events"][-1]["action"] == "purchase"
+                and s["events"][-1]["item_id"] == lab["purchased_item_id"]
+            )
             assert lab["intent_leaf"].startswith(lab["intent_parent"] + " > ")
             assert {a["name"] for a in lab["purchased_attributes"]} >= {"colour", "size", "pattern"}
 
 
 def test_cut_labels_known_answers():
-    session = {"session_id": "s", "events": [
-        query_event("search", "red shoe", 1.0),
-        item_event("view", "A", 2.0),
-        image_event("search", [0.0, 1.0], 3.0),
-        query_event("search", "shoe by zed", 4.0, product=True),
-        item_event("add_to_cart", "B", 5.0),
-        item_event("purchase", "B", 6.0),
-    ]}
-    assert cut_labels(session, 0) == {"remaining_length": 6, "next_item_id": "A", "next_query": "red shoe",
-                                      "purchased_after": True}
-    assert cut_labels(session, 2) == {"remaining_length": 4, "next_item_id": "B", "next_query": "shoe by zed",
-                                      "purchased_after": True}
-    assert cut_labels(session, 5) == {"remaining_length": 1, "next_item_id": "B", "next_query": None,
-                                      "purchased_after": True}
-    assert cut_labels(session, 6) == {"remaining_length": 0, "next_item_id": None, "next_query": None,
-                                      "purchased_after": False}
+    session = {
+        "session_id": "s",
+        "events": [
+            query_event("search", "red shoe", 1.0),
+            item_event("view", "A", 2.0),
+            image_event("search", [0.0, 1.0], 3.0),
+            query_event("search", "shoe by zed", 4.0, product=True),
+            item_event("add_to_cart", "B", 5.0),
+            item_event("purchase", "B", 6.0),
+        ],
+    }
+    assert cut_labels(session, 0) == {
+        "remaining_length": 6,
+        "next_item_id": "A",
+        "next_query": "red shoe",
+        "purchased_after": True,
+    }
+    assert cut_labels(session, 2) == {
+        "remaining_length": 4,
+        "next_item_id": "B",
+        "next_query": "shoe by zed",
+        "purchased_after": True,
+    }
+    assert cut_labels(session, 5) == {
+        "remaining_length": 1,
+        "next_item_id": "B",
+        "next_query": None,
+        "purchased_after": True,
+    }
+    assert cut_labels(session, 6) == {
+        "remaining_length": 0,
+        "next_item_id": None,
+        "next_query": None,
+        "purchased_after": False,
+    }
     with pytest.raises(ValueError, match="position must be in \\[0, 6\\].*got 7"):
         cut_labels(session, 7)
 
@@ -268,7 +307,9 @@ def _leaf_word_profile(store):
     pairs = []
     for rec in store.catalogue:
         k = store.item_leaf(rec["item_id"])
-        for w in set(tokenize(f"{rec['title']} {rec['description']} {rec['brand']} {' '.join(rec['category'])}")):
+        for w in set(
+            tokenize(f"{rec['title']} {rec['description']} {rec['brand']} {' '.join(rec['category'])}")
+        ):
             pairs.append((vocab.setdefault(w, len(vocab)), k))
     m = np.zeros((len(vocab), len(store.leaves)))
     np.add.at(m, tuple(np.array(pairs).T), 1.0)

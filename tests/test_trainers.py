@@ -11,8 +11,20 @@ import torch
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--model", "tagnn_pp", "--store-preset", "tiny", "--num-sessions", "240", "--batch-size", "16",
-        "--config", "hidden_size=16", "num_attention_heads=2", "score_chunk_size=64"]
+TINY = [
+    "--model",
+    "tagnn_pp",
+    "--store-preset",
+    "tiny",
+    "--num-sessions",
+    "240",
+    "--batch-size",
+    "16",
+    "--config",
+    "hidden_size=16",
+    "num_attention_heads=2",
+    "score_chunk_size=64",
+]
 
 
 def _run(cmd: list[str], **env) -> subprocess.CompletedProcess:
@@ -27,9 +39,28 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 def test_pretrain_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
     accelerate = str(Path(sys.executable).with_name("accelerate"))
-    res = _run([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                "--mixed_precision", "no", "--dynamo_backend", "no", "trainers/pretrain.py", *TINY,
-                "--max-steps", "4", "--output-dir", str(out)], ACCELERATE_USE_CPU="1")
+    res = _run(
+        [
+            accelerate,
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "trainers/pretrain.py",
+            *TINY,
+            "--max-steps",
+            "4",
+            "--output-dir",
+            str(out),
+        ],
+        ACCELERATE_USE_CPU="1",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "2 process(es)" in res.stdout, res.stdout[-2000:]
     metrics = json.loads((out / "eval_results.json").read_text())
@@ -54,12 +85,36 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
 
 
 def test_finetune_with_trainer_from_pretrained(tmp_path):
-    pre = _run([sys.executable, "trainers/pretrain.py", *TINY, "--max-steps", "3", "--output-dir",
-                str(tmp_path / "pre")])
+    pre = _run(
+        [
+            sys.executable,
+            "trainers/pretrain.py",
+            *TINY,
+            "--max-steps",
+            "3",
+            "--output-dir",
+            str(tmp_path / "pre"),
+        ]
+    )
     assert pre.returncode == 0, pre.stderr[-3000:]
-    ft = _run([sys.executable, "trainers/finetune.py", *TINY, "--task", "next_item", "--init-from",
-               str(tmp_path / "pre"), "--max-steps", "4", "--use-cpu", "--output-dir", str(tmp_path / "ft"),
-               "--save-steps", "2"])
+    ft = _run(
+        [
+            sys.executable,
+            "trainers/finetune.py",
+            *TINY,
+            "--task",
+            "next_item",
+            "--init-from",
+            str(tmp_path / "pre"),
+            "--max-steps",
+            "4",
+            "--use-cpu",
+            "--output-dir",
+            str(tmp_path / "ft"),
+            "--save-steps",
+            "2",
+        ]
+    )
     assert ft.returncode == 0, ft.stderr[-3000:]
     metrics = json.loads((tmp_path / "ft" / "eval_results.json").read_text())
     assert {"eval_HR@20", "eval_MRR@20", "eval_loss"} <= metrics.keys()

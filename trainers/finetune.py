@@ -52,7 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-epochs", type=float, default=1.0)
     p.add_argument("--max-steps", type=int, default=-1)
     p.add_argument("--gradient-accumulation-steps", type=int, default=1)
-    p.add_argument("--eval-steps", type=int, default=None, help="evaluate every N steps (default: each epoch)")
+    p.add_argument(
+        "--eval-steps", type=int, default=None, help="evaluate every N steps (default: each epoch)"
+    )
     p.add_argument("--save-steps", type=int, default=500)
     p.add_argument("--logging-steps", type=int, default=50)
     p.add_argument("--resume", action="store_true", help="resume from the last checkpoint in --output-dir")
@@ -94,7 +96,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         return tuple(out[k] for k in keys) if len(keys) > 1 else out[keys[0]]
 
     def compute_metrics(eval_pred) -> dict[str, float]:
-        preds = eval_pred.predictions if isinstance(eval_pred.predictions, tuple) else (eval_pred.predictions,)
+        preds = (
+            eval_pred.predictions if isinstance(eval_pred.predictions, tuple) else (eval_pred.predictions,)
+        )
         return task.summarize({k: torch.as_tensor(v) for k, v in zip(keys, preds)})
 
     config = model.config
@@ -132,7 +136,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         processing_class=data.processor,
         compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,
-        callbacks=[AdaptiveGradientClippingCallback(config.agc_clip_factor, config.agc_eps)] if use_agc else None,
+        callbacks=[AdaptiveGradientClippingCallback(config.agc_clip_factor, config.agc_eps)]
+        if use_agc
+        else None,
     )
 
     # 5. Train, evaluate, save.

@@ -87,11 +87,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def get_dataloaders(args, data, accelerator: Accelerator):
     """Train loader (shuffled by a seedable sampler) and eval loader; ``prepare`` shards both per process."""
-    g = torch.Generator().manual_seed(args.seed)  # own generator: the loader must not draw from the global RNG
-    train = DataLoader(data.train_dataset, batch_size=args.batch_size, shuffle=True, collate_fn=data.collate_fn,
-                       num_workers=args.num_workers, generator=g, drop_last=False)
-    evaluation = DataLoader(data.eval_dataset, batch_size=args.eval_batch_size or 4 * args.batch_size,
-                            shuffle=False, collate_fn=data.collate_fn, num_workers=args.num_workers)
+    g = torch.Generator().manual_seed(
+        args.seed
+    )  # own generator: the loader must not draw from the global RNG
+    train = DataLoader(
+        data.train_dataset,
+        batch_size=args.batch_size,
+        shuffle=True,
+        collate_fn=data.collate_fn,
+        num_workers=args.num_workers,
+        generator=g,
+        drop_last=False,
+    )
+    evaluation = DataLoader(
+        data.eval_dataset,
+        batch_size=args.eval_batch_size or 4 * args.batch_size,
+        shuffle=False,
+        collate_fn=data.collate_fn,
+        num_workers=args.num_workers,
+    )
     return train, evaluation
 
 
@@ -114,7 +128,9 @@ def _learning_rate(args, steps: int, steps_per_epoch: int) -> float:
 
 
 def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
-    found = sorted(ckpt_dir.glob("step_*"), key=lambda p: int(p.name.split("_")[1])) if ckpt_dir.exists() else []
+    found = (
+        sorted(ckpt_dir.glob("step_*"), key=lambda p: int(p.name.split("_")[1])) if ckpt_dir.exists() else []
+    )
     return found[-1] if found else None
 
 
@@ -150,7 +166,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # 3. Data, processor and config from the model's recipe.
     with accelerator.main_process_first():
         data = task.prepare(args)
-    accelerator.print(f"data: {data.description}; {len(data.train_dataset)} train / {len(data.eval_dataset)} eval")
+    accelerator.print(
+        f"data: {data.description}; {len(data.train_dataset)} train / {len(data.eval_dataset)} eval"
+    )
 
     # 4. Loaders, model, optimiser; prepare once.
     train_dl, eval_dl = get_dataloaders(args, data, accelerator)
@@ -167,9 +185,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     steps_per_epoch = math.ceil(len(train_dl) / args.gradient_accumulation_steps)
     total_steps = args.max_steps or math.ceil(args.num_epochs * steps_per_epoch)
-    accelerator.print(f"model: {type(accelerator.unwrap_model(model)).__name__}, "
-                      f"{sum(p.numel() for p in model.parameters()):,} parameters; {total_steps} optimiser steps, "
-                      f"{steps_per_epoch} per epoch, {accelerator.num_processes} process(es)")
+    accelerator.print(
+        f"model: {type(accelerator.unwrap_model(model)).__name__}, "
+        f"{sum(p.numel() for p in model.parameters()):,} parameters; {total_steps} optimiser steps, "
+        f"{steps_per_epoch} per epoch, {accelerator.num_processes} process(es)"
+    )
 
     # 5. Resume.
     if args.resume and (latest := _latest_checkpoint(ckpt_dir)) is not None:
@@ -178,16 +198,23 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     # 6. Train.
     model.train()
-    bar = tqdm(total=total_steps, initial=progress.optimizer_steps, disable=not accelerator.is_local_main_process,
-               desc=f"train {args.model}")
+    bar = tqdm(
+        total=total_steps,
+        initial=progress.optimizer_steps,
+        disable=not accelerator.is_local_main_process,
+        desc=f"train {args.model}",
+    )
     log_path = output_dir / "metrics.jsonl"
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
     start, last_eval = time.perf_counter(), {}
     while progress.optimizer_steps < total_steps:
         train_dl.set_epoch(progress.epoch)
-        batches = (accelerator.skip_first_batches(train_dl, progress.batches_in_epoch)
-                   if progress.batches_in_epoch else train_dl)
+        batches = (
+            accelerator.skip_first_batches(train_dl, progress.batches_in_epoch)
+            if progress.batches_in_epoch
+            else train_dl
+        )
         for batch in batches:
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
@@ -235,7 +262,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     final.update(train_seconds=train_seconds, optimizer_steps=float(progress.optimizer_steps))
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
-    unwrapped.save_pretrained(output_dir, is_main_process=accelerator.is_main_process, save_function=accelerator.save)
+    unwrapped.save_pretrained(
+        output_dir, is_main_process=accelerator.is_main_process, save_function=accelerator.save
+    )
     if accelerator.is_main_process:
         data.processor.save_pretrained(output_dir)
         (output_dir / "eval_results.json").write_text(json.dumps(final, indent=2) + "\n")

@@ -28,11 +28,35 @@ ROOT = Path(__file__).resolve().parents[1]
 # model -> (pretraining flags, fine-tuning flags, metrics to print)
 JOBS: dict[str, tuple[list[str], list[str], tuple[str, ...]]] = {
     "ceres": (
-        ["--num-sessions", "3000", "--max-steps", "150", "--batch-size", "16", "--learning-rate", "5e-4",
-         "--config", "hidden_size=64", "num_hidden_layers=2", "num_attention_heads=2", "intermediate_size=128",
-         "num_cross_attention_layers=1", "retrieval_projection_size=64"],
-        ["--task", "product_search", "--num-sessions", "3000", "--max-steps", "150", "--batch-size", "16",
-         "--learning-rate", "5e-4"],
+        [
+            "--num-sessions",
+            "3000",
+            "--max-steps",
+            "150",
+            "--batch-size",
+            "16",
+            "--learning-rate",
+            "5e-4",
+            "--config",
+            "hidden_size=64",
+            "num_hidden_layers=2",
+            "num_attention_heads=2",
+            "intermediate_size=128",
+            "num_cross_attention_layers=1",
+            "retrieval_projection_size=64",
+        ],
+        [
+            "--task",
+            "product_search",
+            "--num-sessions",
+            "3000",
+            "--max-steps",
+            "150",
+            "--batch-size",
+            "16",
+            "--learning-rate",
+            "5e-4",
+        ],
         ("MAP@1", "MAP@32", "Recall@1", "Recall@32", "Recall@64"),
     ),
     "tagnn_pp": (
@@ -64,8 +88,10 @@ def _reload(model_type: str, path: Path) -> None:
     processor = AutoProcessor.from_pretrained(path)
     head_auto = next(iter(RECIPES[model_type].finetune.values())).auto_class
     head = head_auto.from_pretrained(path, dtype=torch.float32).eval()
-    print(f"reloaded {type(base).__name__}, {type(head).__name__} ({sum(p.numel() for p in head.parameters()):,} "
-          f"parameters) and {type(processor).__name__} from {os.path.relpath(path, ROOT)}")
+    print(
+        f"reloaded {type(base).__name__}, {type(head).__name__} ({sum(p.numel() for p in head.parameters()):,} "
+        f"parameters) and {type(processor).__name__} from {os.path.relpath(path, ROOT)}"
+    )
     if model_type == "tagnn_pp":
         session = processor.item_vocab[:3]
         top = head.recommend([session], top_k=5, processor=processor)[0]
@@ -79,8 +105,21 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     out = args.output_dir.resolve()
     accelerate = str(Path(sys.executable).with_name("accelerate"))
-    launch = [accelerate, "launch", "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision",
-              "no", "--dynamo_backend", "no", "--num_cpu_threads_per_process", str(os.cpu_count() or 1)]
+    launch = [
+        accelerate,
+        "launch",
+        "--cpu",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--num_cpu_threads_per_process",
+        str(os.cpu_count() or 1),
+    ]
 
     print("== 1. the synthetic store")
     _stats()
@@ -89,12 +128,28 @@ def main(argv: list[str] | None = None) -> None:
         pre_flags, ft_flags, shown = JOBS[model_type]
         pre_dir, ft_dir = out / model_type / "pretrain", out / model_type / "finetune"
         print(f"== 2. pretrain {model_type} (accelerate)")
-        _run([*launch, "trainers/pretrain.py", "--model", model_type, *pre_flags, "--output-dir", str(pre_dir)])
+        _run(
+            [*launch, "trainers/pretrain.py", "--model", model_type, *pre_flags, "--output-dir", str(pre_dir)]
+        )
         print(f"== 3. reload {model_type} with the Auto classes")
         _reload(model_type, pre_dir)
         print(f"== 4. fine-tune {model_type} with transformers.Trainer")
-        _run([sys.executable, "trainers/finetune.py", "--model", model_type, *ft_flags, "--init-from", str(pre_dir),
-              "--use-cpu", "--output-dir", str(ft_dir), "--save-steps", "1000000"])
+        _run(
+            [
+                sys.executable,
+                "trainers/finetune.py",
+                "--model",
+                model_type,
+                *ft_flags,
+                "--init-from",
+                str(pre_dir),
+                "--use-cpu",
+                "--output-dir",
+                str(ft_dir),
+                "--save-steps",
+                "1000000",
+            ]
+        )
         metrics = json.loads((ft_dir / "eval_results.json").read_text())
         results[model_type] = {k: metrics[f"eval_{k}"] for k in shown}
     print("== 5. held-out synthetic sessions")

@@ -17,8 +17,15 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
 
 def _auto_class(name: str, doc: str) -> type[_BaseAutoModelClass]:
-    return type(name, (_BaseAutoModelClass,), {"_model_mapping": _LazyAutoMapping(CONFIG_MAPPING_NAMES, OrderedDict()),
-                                                "__doc__": doc, "__module__": __name__})
+    return type(
+        name,
+        (_BaseAutoModelClass,),
+        {
+            "_model_mapping": _LazyAutoMapping(CONFIG_MAPPING_NAMES, OrderedDict()),
+            "__doc__": doc,
+            "__module__": __name__,
+        },
+    )
 
 
 AutoModelForNextItemPrediction = _auto_class(

@@ -70,6 +70,7 @@ class Recipe:
 
 # --- next-item prediction (TAGNN++) -------------------------------------------------------------------------
 
+
 def _synthetic_next_item(args: argparse.Namespace) -> tuple[Dataset, Dataset, list[str], str]:
     from .data.loaders import next_item_samples
     from .data.synthetic import SyntheticStore, SyntheticStoreConfig
@@ -83,9 +84,14 @@ def _synthetic_next_item(args: argparse.Namespace) -> tuple[Dataset, Dataset, li
     # Sessions, not prefixes, are split, so no session has prefixes on both sides.
     train = next_item_samples(train_seqs)
     evaluation = next_item_samples(eval_seqs)
-    return train, evaluation, list(store.item_ids), (
-        f"synthetic store (seed {args.seed}, {cfg.num_sessions} sessions; last {n_eval} sessions held out, "
-        f"every prefix of each as a sample)"
+    return (
+        train,
+        evaluation,
+        list(store.item_ids),
+        (
+            f"synthetic store (seed {args.seed}, {cfg.num_sessions} sessions; last {n_eval} sessions held out, "
+            f"every prefix of each as a sample)"
+        ),
     )
 
 
@@ -98,7 +104,12 @@ def _diginetica_next_item(args: argparse.Namespace) -> tuple[Dataset, Dataset, l
         train = train.select(range(min(args.max_train_samples, len(train))))
     if args.max_eval_samples:
         test = test.select(range(min(args.max_eval_samples, len(test))))
-    return train, test, list(next_item_catalogue_ids(args.data_path)), f"{args.data_path} (SR-GNN protocol: train prefixes, test.tsv, full catalogue)"
+    return (
+        train,
+        test,
+        list(next_item_catalogue_ids(args.data_path)),
+        f"{args.data_path} (SR-GNN protocol: train prefixes, test.tsv, full catalogue)",
+    )
 
 
 def _prepare_tagnn_pp(args: argparse.Namespace) -> PreparedData:
@@ -120,7 +131,9 @@ def _next_item_ranks(logits: Any, labels: torch.Tensor) -> dict[str, torch.Tenso
     return {"rank": metrics.rank_of_target(logits, labels)}
 
 
-def _next_item_summarize(gathered: dict[str, torch.Tensor], ks: tuple[int, ...] = (10, 20)) -> dict[str, float]:
+def _next_item_summarize(
+    gathered: dict[str, torch.Tensor], ks: tuple[int, ...] = (10, 20)
+) -> dict[str, float]:
     ranks = gathered["rank"]
     out: dict[str, float] = {"num_samples": float(ranks.numel())}
     for k in ks:
@@ -201,8 +214,12 @@ def _ceres_source(args: argparse.Namespace) -> tuple[list[dict], list[dict], dic
 
     sessions = [s for s in sessions if _has_text_item(s["events"])]
     n_eval = max(1, int(len(sessions) * args.eval_fraction))
-    out = (sessions[:-n_eval], sessions[-n_eval:], catalogue,
-           f"{what}; the last {n_eval} of {len(sessions)} text sessions held out")
+    out = (
+        sessions[:-n_eval],
+        sessions[-n_eval:],
+        catalogue,
+        f"{what}; the last {n_eval} of {len(sessions)} text sessions held out",
+    )
     _CERES_SOURCES[key] = out
     return out
 
@@ -230,8 +247,9 @@ def _ceres_config(args: argparse.Namespace, processor):
     from .models.ceres import CeresConfig
 
     overrides = {"max_session_items": processor.max_session_items, **args.config_overrides}
-    return CeresConfig(vocab_size=len(processor.tokenizer), pad_token_id=processor.tokenizer.pad_token_id,
-                       **overrides)
+    return CeresConfig(
+        vocab_size=len(processor.tokenizer), pad_token_id=processor.tokenizer.pad_token_id, **overrides
+    )
 
 
 def _ceres_rows(sessions: list[dict]) -> Dataset:
@@ -246,9 +264,22 @@ def _prepare_ceres_pretrain(args: argparse.Namespace) -> PreparedData:
     config = _ceres_config(args, processor)
     if getattr(args, "pretrain_corpus", "sessions") == "products":
         # Product-BERT corpus: every catalogue product alone, as a one-view session.
-        train = [{"session_id": f"product-{i}", "events": [
-            {"action": "view", "timestamp": 0.0, "subject": "item", "item_id": i, "query": None, "image": None}
-        ]} for i in catalogue]
+        train = [
+            {
+                "session_id": f"product-{i}",
+                "events": [
+                    {
+                        "action": "view",
+                        "timestamp": 0.0,
+                        "subject": "item",
+                        "item_id": i,
+                        "query": None,
+                        "image": None,
+                    }
+                ],
+            }
+            for i in catalogue
+        ]
         description += "; pretraining corpus: each catalogue product alone (product text only)"
     if args.max_train_samples:
         train = train[: args.max_train_samples]
@@ -353,19 +384,28 @@ def _prepare_ceres_retrieval(task: str, args: argparse.Namespace) -> PreparedDat
     processor = _ceres_processor(args, train_sessions, catalogue)
     config = _ceres_config(args, processor)
     train, evaluation = (_ceres_examples(task, s, catalogue) for s in (train_sessions, eval_sessions))
-    if task == "entity_linking":  # entities whose attribute the tokenizer has no [ATTRTYPE] token for are dropped
+    if (
+        task == "entity_linking"
+    ):  # entities whose attribute the tokenizer has no [ATTRTYPE] token for are dropped
+
         def known(spec):
             return processor._marker(spec["attribute"]) is not None
 
         processor.on_unknown_attribute, saved = "skip", processor.on_unknown_attribute
-        train, evaluation = ([{**ex, "targets": [t for t in ex["targets"] if known(t)]} for ex in part]
-                             for part in (train, evaluation))
+        train, evaluation = (
+            [{**ex, "targets": [t for t in ex["targets"] if known(t)]} for ex in part]
+            for part in (train, evaluation)
+        )
         processor.on_unknown_attribute = saved
         train, evaluation = [ex for ex in train if ex["targets"]], [ex for ex in evaluation if ex["targets"]]
     if not train or not evaluation:
-        raise ValueError(f"{args.dataset} gives {len(train)} train / {len(evaluation)} eval {task} examples"
-                         + (" (its sessions have no queries)" if task == "query_search" else ""))
-    universe = _ceres_universe(task, train, catalogue)  # before any cut, so the pool ignores --max-train-samples
+        raise ValueError(
+            f"{args.dataset} gives {len(train)} train / {len(evaluation)} eval {task} examples"
+            + (" (its sessions have no queries)" if task == "query_search" else "")
+        )
+    universe = _ceres_universe(
+        task, train, catalogue
+    )  # before any cut, so the pool ignores --max-train-samples
     if args.max_train_samples:
         train = train[: args.max_train_samples]
     if args.max_eval_samples:
@@ -380,11 +420,14 @@ def _prepare_ceres_retrieval(task: str, args: argparse.Namespace) -> PreparedDat
     extra = [c for c in universe if candidate_key(c) not in in_pool]
     random.Random(args.seed).shuffle(extra)
     pool += extra[: max(0, num_candidates - len(pool))]
-    description += (f"; {task}: {len(train)} train / {len(evaluation)} eval examples; eval pool of {len(pool)} "
-                    f"candidates ({n_targets} distinct eval targets + {len(pool) - n_targets} sampled)")
+    description += (
+        f"; {task}: {len(train)} train / {len(evaluation)} eval examples; eval pool of {len(pool)} "
+        f"candidates ({n_targets} distinct eval targets + {len(pool) - n_targets} sampled)"
+    )
     train_ds = Dataset.from_list([{k: ex[k] for k in ("session_id", "events", "targets")} for ex in train])
-    eval_ds = Dataset.from_list([{**{k: ex[k] for k in ("session_id", "events", "targets")}, "evaluate": True}
-                                 for ex in evaluation])
+    eval_ds = Dataset.from_list(
+        [{**{k: ex[k] for k in ("session_id", "events", "targets")}, "evaluate": True} for ex in evaluation]
+    )
     collate = CeresRetrievalTaskCollator(processor, catalogue, pool)
     return PreparedData(processor, train_ds, eval_ds, collate, config, description)
 
@@ -396,8 +439,12 @@ def _ceres_ranks(logits: Any, labels: torch.Tensor) -> dict[str, torch.Tensor]:
     logits = logits[0] if isinstance(logits, tuple | list) else logits
     labels = labels.to(logits.device)
     exclude = labels < 0
-    ranks = metrics.ranks_from_scores(logits.float(), labels > 0, exclude=exclude if bool(exclude.any()) else None,
-                                      max_relevant=CERES_MAX_RELEVANT)
+    ranks = metrics.ranks_from_scores(
+        logits.float(),
+        labels > 0,
+        exclude=exclude if bool(exclude.any()) else None,
+        max_relevant=CERES_MAX_RELEVANT,
+    )
     return {"ranks": ranks, "pool_size": (~exclude).sum(1).float()}
 
 
@@ -413,34 +460,61 @@ def _ceres_retrieval_summarize(gathered: dict[str, torch.Tensor]) -> dict[str, f
 def _ceres_pretrain_task() -> Task:
     from transformers import AutoModelForPreTraining
 
-    return CeresPretrainTask(_prepare_ceres_pretrain, AutoModelForPreTraining, _ceres_mlm_per_batch,
-                             _ceres_mlm_summarize)
+    return CeresPretrainTask(
+        _prepare_ceres_pretrain, AutoModelForPreTraining, _ceres_mlm_per_batch, _ceres_mlm_summarize
+    )
 
 
 def _ceres_retrieval_task(task: str) -> Task:
     from .auto import AutoModelForSessionRetrieval
 
-    return Task(lambda args: _prepare_ceres_retrieval(task, args), AutoModelForSessionRetrieval, _ceres_ranks,
-                _ceres_retrieval_summarize)
+    return Task(
+        lambda args: _prepare_ceres_retrieval(task, args),
+        AutoModelForSessionRetrieval,
+        _ceres_ranks,
+        _ceres_retrieval_summarize,
+    )
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """The data and config flags every trainer shares (what a recipe's ``prepare`` reads)."""
-    parser.add_argument("--dataset", default="synthetic", help="synthetic (default) or a real-data loader name")
-    parser.add_argument("--data-path", default=None, help="folder of the real dataset (default under ../shared/data)")
-    parser.add_argument("--store-preset", choices=("default", "tiny"), default="default",
-                        help="synthetic store size preset (tiny: for tests)")
-    parser.add_argument("--num-sessions", type=int, default=None, help="synthetic store sessions (preset's default)")
-    parser.add_argument("--eval-fraction", type=float, default=0.1, help="synthetic sessions held out for eval")
+    parser.add_argument(
+        "--dataset", default="synthetic", help="synthetic (default) or a real-data loader name"
+    )
+    parser.add_argument(
+        "--data-path", default=None, help="folder of the real dataset (default under ../shared/data)"
+    )
+    parser.add_argument(
+        "--store-preset",
+        choices=("default", "tiny"),
+        default="default",
+        help="synthetic store size preset (tiny: for tests)",
+    )
+    parser.add_argument(
+        "--num-sessions", type=int, default=None, help="synthetic store sessions (preset's default)"
+    )
+    parser.add_argument(
+        "--eval-fraction", type=float, default=0.1, help="synthetic sessions held out for eval"
+    )
     parser.add_argument("--max-train-samples", type=int, default=None)
     parser.add_argument("--max-eval-samples", type=int, default=None)
-    parser.add_argument("--processor-path", default=None, help="reuse a saved processor instead of fitting one")
+    parser.add_argument(
+        "--processor-path", default=None, help="reuse a saved processor instead of fitting one"
+    )
     parser.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--num-candidates", type=int, default=100,
-                        help="CERES retrieval eval: candidate pool size (all eval targets, topped up to this)")
-    parser.add_argument("--pretrain-corpus", choices=("sessions", "products"), default="sessions",
-                        help="CERES pretraining on sessions, or on each product alone (Product-BERT)")
+    parser.add_argument(
+        "--num-candidates",
+        type=int,
+        default=100,
+        help="CERES retrieval eval: candidate pool size (all eval targets, topped up to this)",
+    )
+    parser.add_argument(
+        "--pretrain-corpus",
+        choices=("sessions", "products"),
+        default="sessions",
+        help="CERES pretraining on sessions, or on each product alone (Product-BERT)",
+    )
 
 
 def resolve_data_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:

@@ -90,7 +90,13 @@ def _load(paths, kind, features, *, streaming, on_error, spec, item_ids, report)
         return IterableDataset.from_generator(
             _gen,
             features=features,
-            gen_kwargs={"paths": paths, "kind": kind, "on_error": on_error, "spec": spec, "item_ids": item_ids},
+            gen_kwargs={
+                "paths": paths,
+                "kind": kind,
+                "on_error": on_error,
+                "spec": spec,
+                "item_ids": item_ids,
+            },
         )
     report = report if report is not None else ValidationReport()
     records = list(_gen(paths, kind, on_error, spec, item_ids, report))
@@ -119,8 +125,16 @@ def load_sessions(
         features: the schema to load into: :data:`SESSION_FEATURES` or a superset with extra columns (e.g.
             the synthetic store's labels); the session fields are validated either way.
     """
-    return _load(paths, "sessions", features, streaming=streaming, on_error=on_error, spec=spec,
-                 item_ids=item_ids, report=report)
+    return _load(
+        paths,
+        "sessions",
+        features,
+        streaming=streaming,
+        on_error=on_error,
+        spec=spec,
+        item_ids=item_ids,
+        report=report,
+    )
 
 
 def load_catalogue(
@@ -136,8 +150,16 @@ def load_catalogue(
 
     ``features`` may be a superset of :data:`CATALOGUE_FEATURES` with extra columns (e.g. product flags).
     """
-    return _load(paths, "catalogue", features, streaming=streaming, on_error=on_error, spec=spec,
-                 item_ids=None, report=report)
+    return _load(
+        paths,
+        "catalogue",
+        features,
+        streaming=streaming,
+        on_error=on_error,
+        spec=spec,
+        item_ids=None,
+        report=report,
+    )
 
 
 def _atomic_target(path: Path):
@@ -184,7 +206,9 @@ def write_records(
     return n
 
 
-def write_sessions(records: Iterable[Mapping[str, Any]], path: PathLike, features: Features = SESSION_FEATURES) -> int:
+def write_sessions(
+    records: Iterable[Mapping[str, Any]], path: PathLike, features: Features = SESSION_FEATURES
+) -> int:
     """Write session records (``dict`` s or a ``datasets.Dataset``) to ``.jsonl`` or ``.parquet``."""
     return write_records(records, path, features)
 
@@ -194,4 +218,11 @@ def write_catalogue(records: Iterable[Mapping[str, Any]], path: PathLike) -> int
     return write_records(records, path, CATALOGUE_FEATURES)
 
 
-__all__ = ["iter_records", "load_catalogue", "load_sessions", "write_catalogue", "write_records", "write_sessions"]
+__all__ = [
+    "iter_records",
+    "load_catalogue",
+    "load_sessions",
+    "write_catalogue",
+    "write_records",
+    "write_sessions",
+]

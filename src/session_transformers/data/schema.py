@@ -160,7 +160,10 @@ def validate_session(
         action = ev.get("action")
         if action not in spec.actions:
             raise InvalidRecordError(
-                source, index, f"{where}.action", f"unknown action {action!r}; expected one of {list(spec.actions)}"
+                source,
+                index,
+                f"{where}.action",
+                f"unknown action {action!r}; expected one of {list(spec.actions)}",
             )
         ts = ev.get("timestamp")
         if ts is None:
@@ -169,29 +172,40 @@ def validate_session(
         elif not isinstance(ts, int | float) or isinstance(ts, bool) or not math.isfinite(ts):
             raise InvalidRecordError(source, index, f"{where}.timestamp", f"not a finite number: {ts!r}")
         elif ts < last_ts:
-            raise InvalidRecordError(source, index, f"{where}.timestamp", f"goes back in time ({ts} < {last_ts})")
+            raise InvalidRecordError(
+                source, index, f"{where}.timestamp", f"goes back in time ({ts} < {last_ts})"
+            )
         else:
             last_ts = ts
         subject = ev.get("subject")
         if subject not in SUBJECTS:
             raise InvalidRecordError(
-                source, index, f"{where}.subject", f"unknown subject {subject!r}; expected one of {list(SUBJECTS)}"
+                source,
+                index,
+                f"{where}.subject",
+                f"unknown subject {subject!r}; expected one of {list(SUBJECTS)}",
             )
         item_id, query, image = ev.get("item_id"), ev.get("query"), ev.get("image")
         if subject == "item":
             if not isinstance(item_id, str) or not item_id:
                 raise InvalidRecordError(source, index, f"{where}.item_id", "missing for an item event")
             if item_ids is not None and item_id not in item_ids:
-                raise InvalidRecordError(source, index, f"{where}.item_id", f"'{item_id}' is not in the catalogue")
+                raise InvalidRecordError(
+                    source, index, f"{where}.item_id", f"'{item_id}' is not in the catalogue"
+                )
         elif subject in ("keyword_query", "product_query"):
             if not isinstance(query, str) or not query.strip():
                 raise InvalidRecordError(source, index, f"{where}.query", f"missing or empty for a {subject}")
         else:
             _check_image(image, spec, source, index, f"{where}.image")
-        extra = {"item": ("query", "image"), "image_query": ("item_id", "query")}.get(subject, ("item_id", "image"))
+        extra = {"item": ("query", "image"), "image_query": ("item_id", "query")}.get(
+            subject, ("item_id", "image")
+        )
         for name in extra:
             if ev.get(name) is not None:
-                raise InvalidRecordError(source, index, f"{where}.{name}", f"must be None for a {subject} event")
+                raise InvalidRecordError(
+                    source, index, f"{where}.{name}", f"must be None for a {subject} event"
+                )
 
 
 def validate_item(
@@ -216,7 +230,11 @@ def validate_item(
     if not isinstance(attrs, list | tuple):
         raise InvalidRecordError(source, index, "attributes", "must be a list of {name, value}")
     for j, a in enumerate(attrs):
-        if not isinstance(a, Mapping) or not isinstance(a.get("name"), str) or not isinstance(a.get("value"), str):
+        if (
+            not isinstance(a, Mapping)
+            or not isinstance(a.get("name"), str)
+            or not isinstance(a.get("value"), str)
+        ):
             raise InvalidRecordError(source, index, f"attributes[{j}]", "must be {name: str, value: str}")
     if record.get("image") is not None:
         _check_image(record["image"], spec, source, index, "image")
@@ -252,7 +270,14 @@ def iter_valid(
 
 def item_event(action: str, item_id: str, timestamp: float | None = None) -> dict[str, Any]:
     """Build an event whose subject is a catalogue item."""
-    return {"action": action, "timestamp": timestamp, "subject": "item", "item_id": item_id, "query": None, "image": None}
+    return {
+        "action": action,
+        "timestamp": timestamp,
+        "subject": "item",
+        "item_id": item_id,
+        "query": None,
+        "image": None,
+    }
 
 
 def query_event(
@@ -260,7 +285,14 @@ def query_event(
 ) -> dict[str, Any]:
     """Build a keyword-query event (or a product-query event with ``product=True``)."""
     subject = "product_query" if product else "keyword_query"
-    return {"action": action, "timestamp": timestamp, "subject": subject, "item_id": None, "query": query, "image": None}
+    return {
+        "action": action,
+        "timestamp": timestamp,
+        "subject": subject,
+        "item_id": None,
+        "query": query,
+        "image": None,
+    }
 
 
 def image_event(action: str, image: list[float], timestamp: float | None = None) -> dict[str, Any]:

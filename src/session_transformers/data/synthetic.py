@@ -47,22 +47,95 @@ from .schema import (
 # Vocabulary. Real words for attribute values, pseudo-words (generated from the seed) for names and nouns.
 # ----------------------------------------------------------------------------------------------------------
 
-COLOURS = ("red", "blue", "green", "black", "white", "grey", "navy", "beige", "pink", "yellow", "orange",
-           "purple", "brown", "teal", "silver", "gold")
+COLOURS = (
+    "red",
+    "blue",
+    "green",
+    "black",
+    "white",
+    "grey",
+    "navy",
+    "beige",
+    "pink",
+    "yellow",
+    "orange",
+    "purple",
+    "brown",
+    "teal",
+    "silver",
+    "gold",
+)
 SMALL_SIZES = ("small", "medium", "mini", "compact", "slim", "petite")
 BULKY_SIZES = ("large", "xl", "xxl", "jumbo", "family", "king")
-MATERIALS = ("cotton", "wool", "steel", "oak", "leather", "plastic", "glass", "bamboo", "linen", "ceramic",
-             "aluminium", "rubber", "walnut", "silk")
-STYLES = ("classic", "modern", "vintage", "sport", "minimalist", "rustic", "retro", "deluxe", "casual",
-          "formal", "urban", "nordic")
+MATERIALS = (
+    "cotton",
+    "wool",
+    "steel",
+    "oak",
+    "leather",
+    "plastic",
+    "glass",
+    "bamboo",
+    "linen",
+    "ceramic",
+    "aluminium",
+    "rubber",
+    "walnut",
+    "silk",
+)
+STYLES = (
+    "classic",
+    "modern",
+    "vintage",
+    "sport",
+    "minimalist",
+    "rustic",
+    "retro",
+    "deluxe",
+    "casual",
+    "formal",
+    "urban",
+    "nordic",
+)
 FINISHES = ("matte", "glossy", "satin", "brushed", "polished", "textured", "lacquered")
 PATTERNS = ("striped", "dotted", "checked", "floral", "paisley", "camo", "herringbone", "houndstooth")
 """Visual-only attribute values: they shape the image vector and appear in no text field."""
-FILLERS = ("premium", "quality", "new", "best", "great", "durable", "everyday", "perfect", "gift", "home",
-           "design", "edition", "pack", "set", "original", "value", "essential", "series", "pro", "plus",
-           "lightweight", "stylish", "practical", "popular")
-SENTENCES = ("ideal for daily use", "easy to clean", "ships in recyclable packaging", "a customer favourite",
-             "built to last", "backed by our support team", "designed with care", "great value for money")
+FILLERS = (
+    "premium",
+    "quality",
+    "new",
+    "best",
+    "great",
+    "durable",
+    "everyday",
+    "perfect",
+    "gift",
+    "home",
+    "design",
+    "edition",
+    "pack",
+    "set",
+    "original",
+    "value",
+    "essential",
+    "series",
+    "pro",
+    "plus",
+    "lightweight",
+    "stylish",
+    "practical",
+    "popular",
+)
+SENTENCES = (
+    "ideal for daily use",
+    "easy to clean",
+    "ships in recyclable packaging",
+    "a customer favourite",
+    "built to last",
+    "backed by our support team",
+    "designed with care",
+    "great value for money",
+)
 REFURB_MARKERS = ("refurbished", "renewed", "reconditioned")
 
 ATTRIBUTE_VALUES: dict[str, tuple[str, ...]] = {
@@ -77,8 +150,21 @@ OPTIONAL_ATTRIBUTES = ("material", "style", "finish")
 FLAG_NAMES = ("counterfeit", "bulky", "refurbished")
 """Product-level binary flags, stored as catalogue columns ``flag_<name>``."""
 
-_RESERVED = set(COLOURS + SMALL_SIZES + BULKY_SIZES + MATERIALS + STYLES + FINISHES + PATTERNS + FILLERS
-                + REFURB_MARKERS) | {w for s in SENTENCES for w in s.split()} | {"by", "in", "of", "the", "with"}
+_RESERVED = (
+    set(
+        COLOURS
+        + SMALL_SIZES
+        + BULKY_SIZES
+        + MATERIALS
+        + STYLES
+        + FINISHES
+        + PATTERNS
+        + FILLERS
+        + REFURB_MARKERS
+    )
+    | {w for s in SENTENCES for w in s.split()}
+    | {"by", "in", "of", "the", "with"}
+)
 _CONSONANTS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -217,8 +303,15 @@ class SyntheticStoreConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the numbers of an impossible configuration."""
-        for name in ("num_departments", "num_subcategories", "num_leaves", "nouns_per_leaf", "brands_per_leaf",
-                     "results_per_query", "image_projection_dim"):
+        for name in (
+            "num_departments",
+            "num_subcategories",
+            "num_leaves",
+            "nouns_per_leaf",
+            "brands_per_leaf",
+            "results_per_query",
+            "image_projection_dim",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.seed < 0:
@@ -229,34 +322,55 @@ class SyntheticStoreConfig:
             raise ValueError(f"items_per_leaf must be >= 2, got {self.items_per_leaf}")
         if self.image_dim < 4:
             raise ValueError(f"image_dim must be >= 4, got {self.image_dim}")
-        rates = [f.name for f in fields(self) if f.name.endswith(("_rate", "_fraction", "_noise"))
-                 and f.name not in ("image_noise", "image_query_noise")]
+        rates = [
+            f.name
+            for f in fields(self)
+            if f.name.endswith(("_rate", "_fraction", "_noise"))
+            and f.name not in ("image_noise", "image_query_noise")
+        ]
         for name in rates:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.image_noise < 0 or self.image_query_noise < 0:
-            raise ValueError(f"image noises must be >= 0, got {self.image_noise} and {self.image_query_noise}")
+            raise ValueError(
+                f"image noises must be >= 0, got {self.image_noise} and {self.image_query_noise}"
+            )
         own = self.num_brands - self.num_shared_brands
         if own < self.num_departments:
             raise ValueError(
                 f"num_brands={self.num_brands} with shared_brand_fraction={self.shared_brand_fraction} leaves "
-                f"{own} department brands for {self.num_departments} departments; need at least one each")
+                f"{own} department brands for {self.num_departments} departments; need at least one each"
+            )
         if self.num_shared_brands > 0 and self.num_departments < 2:
-            raise ValueError(f"{self.num_shared_brands} shared brands need >= 2 departments, "
-                             f"got {self.num_departments}")
+            raise ValueError(
+                f"{self.num_shared_brands} shared brands need >= 2 departments, got {self.num_departments}"
+            )
         if self.mean_session_length < 1.0 or self.session_length_sigma <= 0:
-            raise ValueError(f"mean_session_length must be >= 1 and session_length_sigma > 0, got "
-                             f"{self.mean_session_length} and {self.session_length_sigma}")
+            raise ValueError(
+                f"mean_session_length must be >= 1 and session_length_sigma > 0, got "
+                f"{self.mean_session_length} and {self.session_length_sigma}"
+            )
         if self.max_session_length < 4:
-            raise ValueError(f"max_session_length must be >= 4 (query, view, cart, purchase), "
-                             f"got {self.max_session_length}")
+            raise ValueError(
+                f"max_session_length must be >= 4 (query, view, cart, purchase), "
+                f"got {self.max_session_length}"
+            )
 
     @classmethod
     def tiny(cls, **overrides: Any) -> SyntheticStoreConfig:
         """A store small enough for unit tests: 2 x 2 x 2 leaves, 96 products, 16-d images, 200 sessions."""
-        base = dict(num_sessions=200, num_departments=2, num_subcategories=2, num_leaves=2, items_per_leaf=12,
-                    num_brands=8, shared_brand_fraction=0.25, brands_per_leaf=3, image_dim=16,
-                    image_projection_dim=8)
+        base = dict(
+            num_sessions=200,
+            num_departments=2,
+            num_subcategories=2,
+            num_leaves=2,
+            items_per_leaf=12,
+            num_brands=8,
+            shared_brand_fraction=0.25,
+            brands_per_leaf=3,
+            image_dim=16,
+            image_projection_dim=8,
+        )
         return cls(**{**base, **overrides})
 
 
@@ -285,9 +399,9 @@ def _misspell(r: random.Random, word: str) -> str:
     k = r.randrange(1, len(word) - 1)
     kind = r.randrange(3)
     if kind == 0:
-        typo = word[: k - 1] + word[k] + word[k - 1] + word[k + 1:]
+        typo = word[: k - 1] + word[k] + word[k - 1] + word[k + 1 :]
     elif kind == 1:
-        typo = word[:k] + word[k + 1:]
+        typo = word[:k] + word[k + 1 :]
     else:
         typo = word[:k] + word[k] + word[k:]
     return word if typo == word or typo in _RESERVED else typo
@@ -296,11 +410,13 @@ def _misspell(r: random.Random, word: str) -> str:
 def _brand_typo(brand: str) -> str:
     """The deterministic misspelling of a brand used by counterfeit listings (two inner letters swapped)."""
     k = len(brand) // 2
-    typo = brand[: k - 1] + brand[k] + brand[k - 1] + brand[k + 1:]
+    typo = brand[: k - 1] + brand[k] + brand[k - 1] + brand[k + 1 :]
     return typo if typo != brand else brand + brand[-1]
 
 
-def _match_keys(leaf: int, parent: int, attrs: Mapping[str, str], brand: int, pattern: str | None) -> frozenset:
+def _match_keys(
+    leaf: int, parent: int, attrs: Mapping[str, str], brand: int, pattern: str | None
+) -> frozenset:
     """Integer keys of a product (or of an intent) whose overlap measures how well a product fits an intent."""
     keys = [("leaf", leaf), ("parent", parent), *attrs.items()]
     if brand >= 0:
@@ -368,14 +484,26 @@ class SyntheticStore:
                 self._parent_paths.append([dept, sub])
                 for _ in range(cfg.num_leaves):
                     nouns = _pseudo_words(r, cfg.nouns_per_leaf, self._taken)
-                    self.leaves.append(_Leaf(len(self.leaves), [dept, sub, nouns[0]], parent, d, nouns,
-                                             self._leaf_attributes(), r.sample(PATTERNS, r.randint(3, 5)), []))
+                    self.leaves.append(
+                        _Leaf(
+                            len(self.leaves),
+                            [dept, sub, nouns[0]],
+                            parent,
+                            d,
+                            nouns,
+                            self._leaf_attributes(),
+                            r.sample(PATTERNS, r.randint(3, 5)),
+                            [],
+                        )
+                    )
 
     def _leaf_attributes(self) -> dict[str, list[str]]:
         """Attribute names of a leaf (colour and size always, 1-2 optional ones) and the values it offers."""
         r = self._r
-        attrs = {"colour": r.sample(COLOURS, r.randint(4, 7)),
-                 "size": r.sample(SMALL_SIZES, r.randint(1, 3)) + r.sample(BULKY_SIZES, r.randint(1, 3))}
+        attrs = {
+            "colour": r.sample(COLOURS, r.randint(4, 7)),
+            "size": r.sample(SMALL_SIZES, r.randint(1, 3)) + r.sample(BULKY_SIZES, r.randint(1, 3)),
+        }
         for name in sorted(r.sample(OPTIONAL_ATTRIBUTES, r.randint(1, 2))):
             attrs[name] = r.sample(ATTRIBUTE_VALUES[name], r.randint(3, 5))
         return attrs
@@ -409,7 +537,7 @@ class SyntheticStore:
         cfg, r = self.config, self._r
         n = cfg.num_items
         ranks = self._np.permutation(n) + 1.0
-        pop = ranks ** -cfg.zipf_exponent
+        pop = ranks**-cfg.zipf_exponent
         self.popularity = pop / pop.sum()
         self.item_ids = [f"item-{k:06d}" for k in range(n)]
         self._items: list[dict[str, Any]] = []
@@ -420,8 +548,10 @@ class SyntheticStore:
             for _ in range(cfg.items_per_leaf):
                 self._items.append(self._make_item(leaf, brand_w, counterfeit_p, refurb_p))
         self._item_leaf = [it["leaf"] for it in self._items]
-        self._item_keys = [_match_keys(it["leaf"], it["parent"], it["attrs"], it["brand"], it["pattern"])
-                           for it in self._items]
+        self._item_keys = [
+            _match_keys(it["leaf"], it["parent"], it["attrs"], it["brand"], it["pattern"])
+            for it in self._items
+        ]
         leaf_of = np.asarray(self._item_leaf)
         self._leaf_items = [np.flatnonzero(leaf_of == k).tolist() for k in range(len(self.leaves))]
         self._leaf_cum = [np.cumsum(self.popularity[items]).tolist() for items in self._leaf_items]
@@ -435,14 +565,29 @@ class SyntheticStore:
         brand = r.choices(leaf.brands, brand_w)[0] if r.random() < cfg.brand_rate else -1
         counterfeit = brand >= 0 and r.random() < counterfeit_p
         refurbished = r.random() < refurb_p
-        shown_brand = None if brand < 0 else (_brand_typo(self.brands[brand]) if counterfeit else self.brands[brand])
+        shown_brand = (
+            None if brand < 0 else (_brand_typo(self.brands[brand]) if counterfeit else self.brands[brand])
+        )
         title = self._compose_title(leaf, attrs, shown_brand, refurbished)
         description = self._compose_description(leaf, attrs, shown_brand, refurbished)
-        truth = {"counterfeit": counterfeit, "bulky": attrs["size"] in BULKY_SIZES, "refurbished": refurbished}
+        truth = {
+            "counterfeit": counterfeit,
+            "bulky": attrs["size"] in BULKY_SIZES,
+            "refurbished": refurbished,
+        }
         flags = {k: v != (r.random() < cfg.flag_noise) for k, v in truth.items()}
-        return {"leaf": leaf.index, "parent": leaf.parent, "attrs": attrs, "pattern": r.choice(leaf.patterns), "brand": brand,
-                "shown_brand": shown_brand, "title": title, "description": description, "flags": flags,
-                "title_tokens": tokenize(title)}
+        return {
+            "leaf": leaf.index,
+            "parent": leaf.parent,
+            "attrs": attrs,
+            "pattern": r.choice(leaf.patterns),
+            "brand": brand,
+            "shown_brand": shown_brand,
+            "title": title,
+            "description": description,
+            "flags": flags,
+            "title_tokens": tokenize(title),
+        }
 
     def _compose_title(self, leaf: _Leaf, attrs: dict[str, str], brand: str | None, refurbished: bool) -> str:
         """Brand, some attribute words, a head noun and filler, in one of several word orders, with typos."""
@@ -467,8 +612,9 @@ class SyntheticStore:
             words = [marker] + words if r.random() < 0.5 else words + [f"({marker})"]
         return " ".join(words)
 
-    def _compose_description(self, leaf: _Leaf, attrs: dict[str, str], brand: str | None,
-                             refurbished: bool) -> str | None:
+    def _compose_description(
+        self, leaf: _Leaf, attrs: dict[str, str], brand: str | None, refurbished: bool
+    ) -> str | None:
         """A longer text naming every text attribute, the category and filler sentences (sometimes absent)."""
         r = self._r
         if r.random() >= self.config.description_rate:
@@ -476,8 +622,10 @@ class SyntheticStore:
         dept, sub = self._parent_paths[leaf.parent]
         noun = r.choice(leaf.nouns)
         parts = [f"{'The ' + brand if brand else 'This'} {noun} from our {sub} range in {dept}."]
-        phrases = [f"{name}: {value}." if r.random() < 0.5 else f"with {name} {value}."
-                   for name, value in attrs.items()]
+        phrases = [
+            f"{name}: {value}." if r.random() < 0.5 else f"with {name} {value}."
+            for name, value in attrs.items()
+        ]
         r.shuffle(phrases)
         parts += phrases
         parts += [s.capitalize() + "." for s in r.sample(SENTENCES, r.randint(1, 3))]
@@ -493,16 +641,29 @@ class SyntheticStore:
         def protos(n: int) -> np.ndarray:
             return g.standard_normal((n, dim)) / math.sqrt(dim)
 
-        dept, parent, leaf = protos(cfg.num_departments), protos(len(self._parent_paths)), protos(len(self.leaves))
-        self.leaf_prototypes = (0.6 * dept[[lf.department for lf in self.leaves]]
-                                + 0.6 * parent[[lf.parent for lf in self.leaves]] + leaf)
+        dept, parent, leaf = (
+            protos(cfg.num_departments),
+            protos(len(self._parent_paths)),
+            protos(len(self.leaves)),
+        )
+        self.leaf_prototypes = (
+            0.6 * dept[[lf.department for lf in self.leaves]]
+            + 0.6 * parent[[lf.parent for lf in self.leaves]]
+            + leaf
+        )
         self.colour_prototypes = dict(zip(COLOURS, protos(len(COLOURS))))
         self.pattern_prototypes = dict(zip(PATTERNS, protos(len(PATTERNS))))
-        parts = [self.leaf_prototypes[it["leaf"]] + 0.7 * self.colour_prototypes[it["attrs"]["colour"]]
-                 + 0.7 * self.pattern_prototypes[it["pattern"]] for it in self._items]
+        parts = [
+            self.leaf_prototypes[it["leaf"]]
+            + 0.7 * self.colour_prototypes[it["attrs"]["colour"]]
+            + 0.7 * self.pattern_prototypes[it["pattern"]]
+            for it in self._items
+        ]
         noise = g.standard_normal((len(parts), dim)) * (cfg.image_noise / math.sqrt(dim))
         self.images = (np.stack(parts) + noise).astype(np.float32)
-        self._projection = (g.standard_normal((dim, cfg.image_projection_dim)) / math.sqrt(dim)).astype(np.float32)
+        self._projection = (g.standard_normal((dim, cfg.image_projection_dim)) / math.sqrt(dim)).astype(
+            np.float32
+        )
         proj = self.images @ self._projection
         self._image_index = proj / np.linalg.norm(proj, axis=1, keepdims=True)
 
@@ -517,8 +678,10 @@ class SyntheticStore:
                 postings.setdefault(w, {}).setdefault(k, 0.4)
             for w in it["title_tokens"]:
                 postings.setdefault(w, {})[k] = 1.0
-        self._index = {w: (np.fromiter(p.keys(), np.int64, len(p)), np.fromiter(p.values(), np.float64, len(p)))
-                       for w, p in postings.items()}
+        self._index = {
+            w: (np.fromiter(p.keys(), np.int64, len(p)), np.fromiter(p.values(), np.float64, len(p)))
+            for w, p in postings.items()
+        }
         logp = np.log(self.popularity)
         self._pop_bonus = 0.5 * (logp - logp.min()) / max(logp.max() - logp.min(), 1e-12)
 
@@ -564,7 +727,9 @@ class SyntheticStore:
     def item_attributes(self, k: int) -> list[dict[str, str]]:
         """All attribute values of product ``k`` (text attributes, then the visual ``pattern``)."""
         it = self._items[k]
-        return [{"name": n, "value": v} for n, v in it["attrs"].items()] + [{"name": "pattern", "value": it["pattern"]}]
+        return [{"name": n, "value": v} for n, v in it["attrs"].items()] + [
+            {"name": "pattern", "value": it["pattern"]}
+        ]
 
     def item_leaf(self, item_id: str) -> int:
         """Leaf index of a product ID."""
@@ -621,8 +786,9 @@ class SyntheticStore:
         for i in range(start, stop):
             yield self.session(i)
 
-    def sessions_dataset(self, num_sessions: int | None = None, streaming: bool = False,
-                         num_shards: int = 64) -> Dataset | IterableDataset:
+    def sessions_dataset(
+        self, num_sessions: int | None = None, streaming: bool = False, num_shards: int = 64
+    ) -> Dataset | IterableDataset:
         """Sessions as a ``datasets.Dataset`` (in memory) or a sharded streaming ``IterableDataset``.
 
         The streaming dataset's ``gen_kwargs`` hold a list of ``num_shards`` index ranges, so ``datasets`` splits
@@ -636,7 +802,8 @@ class SyntheticStore:
         shards = [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
         _STORES.setdefault(_config_key(self.config), self)
         return IterableDataset.from_generator(
-            _generate_shards, features=SYNTHETIC_SESSION_FEATURES,
+            _generate_shards,
+            features=SYNTHETIC_SESSION_FEATURES,
             gen_kwargs={"config": asdict(self.config), "shards": shards},
         )
 
@@ -675,7 +842,9 @@ class _Shopper:
         self.product_mode = r.random() < cfg.product_query_rate
         self.image_mode = r.random() < cfg.image_query_rate
         mu = math.log(cfg.mean_session_length) - cfg.session_length_sigma**2 / 2
-        self.length = min(cfg.max_session_length, max(1, round(r.lognormvariate(mu, cfg.session_length_sigma))))
+        self.length = min(
+            cfg.max_session_length, max(1, round(r.lognormvariate(mu, cfg.session_length_sigma)))
+        )
         self.words: list[str] = []  # the current keyword query
         self.typos: dict[str, str] = {}  # misspelt word -> intended word
         self.results: list[int] = []
@@ -783,7 +952,7 @@ class _Shopper:
         tokens = self.store._items[r.choice(self.viewed)]["title_tokens"]
         n = min(len(tokens), r.randint(2, 4))
         a = r.randrange(len(tokens) - n + 1)
-        words = tokens[a:a + n]
+        words = tokens[a : a + n]
         self.n_product += 1
         self.events.append(query_event("search", " ".join(words), self._tick(6.0), product=True))
         self._set_results(self.store.search(words))
@@ -792,7 +961,7 @@ class _Shopper:
         r, cfg = self.r, self.cfg
         g = np.random.default_rng(r.getrandbits(64))
         base = self.store.images[r.choice(self.viewed)]
-        vec = (base + g.standard_normal(cfg.image_dim) * (cfg.image_query_noise / math.sqrt(cfg.image_dim)))
+        vec = base + g.standard_normal(cfg.image_dim) * (cfg.image_query_noise / math.sqrt(cfg.image_dim))
         vec = vec.astype(np.float32)
         self.n_image += 1
         self.events.append(image_event("search", vec.tolist(), self._tick(10.0)))
@@ -829,7 +998,9 @@ class _Shopper:
 
     def _step(self) -> None:
         r = self.r
-        pending = self.viewed and ((self.product_mode and not self.n_product) or (self.image_mode and not self.n_image))
+        pending = self.viewed and (
+            (self.product_mode and not self.n_product) or (self.image_mode and not self.n_image)
+        )
         if not self.results or r.random() < (0.6 if pending else self.cfg.new_query_rate):
             self._query()
         elif self.viewed and r.random() < self.cfg.repeat_view_rate:
@@ -858,8 +1029,11 @@ class _Shopper:
             self._step()
         if self.buyer:
             bought = self._purchase()
-        return {"session_id": f"syn{self.cfg.seed}-{self.index:09d}", "events": self.events,
-                "labels": self._labels(bought)}
+        return {
+            "session_id": f"syn{self.cfg.seed}-{self.index:09d}",
+            "events": self.events,
+            "labels": self._labels(bought),
+        }
 
     def _labels(self, bought: int | None) -> dict[str, Any]:
         store = self.store
@@ -896,20 +1070,23 @@ def cut_labels(session: Mapping[str, Any], position: int) -> dict[str, Any]:
     """
     events = session["events"]
     if not 0 <= position <= len(events):
-        raise ValueError(f"position must be in [0, {len(events)}] for a session of {len(events)} events, "
-                         f"got {position}")
+        raise ValueError(
+            f"position must be in [0, {len(events)}] for a session of {len(events)} events, got {position}"
+        )
     rest = events[position:]
     return {
         "remaining_length": len(rest),
         "next_item_id": next((ev["item_id"] for ev in rest if ev["subject"] == "item"), None),
-        "next_query": next((ev["query"] for ev in rest if ev["subject"] in ("keyword_query", "product_query")),
-                           None),
+        "next_query": next(
+            (ev["query"] for ev in rest if ev["subject"] in ("keyword_query", "product_query")), None
+        ),
         "purchased_after": any(ev["action"] == "purchase" for ev in rest),
     }
 
 
-def summarize(sessions: Sequence[Mapping[str, Any]], store: SyntheticStore,
-              elapsed: float | None = None) -> dict[str, Any]:
+def summarize(
+    sessions: Sequence[Mapping[str, Any]], store: SyntheticStore, elapsed: float | None = None
+) -> dict[str, Any]:
     """Statistics of a list of sessions of ``store`` (see :meth:`SyntheticStore.stats`)."""
     lengths = np.array([len(s["events"]) for s in sessions]) if sessions else np.zeros(1, int)
     actions: Counter = Counter()
@@ -984,8 +1161,9 @@ def _generate_shards(config: dict[str, Any], shards: list[tuple[int, int]]) -> I
 # ----------------------------------------------------------------------------------------------------------
 
 
-def write_store(store: SyntheticStore, out: str | Path, num_sessions: int | None = None,
-                fmt: str = "parquet") -> dict[str, Path]:
+def write_store(
+    store: SyntheticStore, out: str | Path, num_sessions: int | None = None, fmt: str = "parquet"
+) -> dict[str, Path]:
     """Write a store as four files in ``out``, streaming (sessions are never all in memory), each atomically.
 
     ``catalogue.<fmt>`` and ``sessions.<fmt>`` follow the package schema (:data:`CATALOGUE_FEATURES`,
@@ -995,23 +1173,43 @@ def write_store(store: SyntheticStore, out: str | Path, num_sessions: int | None
     if fmt not in ("jsonl", "parquet"):
         raise ValueError(f"fmt must be 'jsonl' or 'parquet', got {fmt!r}")
     out, n = Path(out), store.config.num_sessions if num_sessions is None else num_sessions
-    paths = {name: out / f"{name}.{fmt}" for name in ("catalogue", "catalogue_labels", "sessions", "session_labels")}
+    paths = {
+        name: out / f"{name}.{fmt}"
+        for name in ("catalogue", "catalogue_labels", "sessions", "session_labels")
+    }
     cat_keys, item_label_keys = list(CATALOGUE_FEATURES), ["item_id", *CATALOGUE_LABEL_FEATURES]
-    write_records(({k: rec[k] for k in cat_keys} for rec in store.catalogue), paths["catalogue"], CATALOGUE_FEATURES)
-    write_records(({k: rec[k] for k in item_label_keys} for rec in store.catalogue), paths["catalogue_labels"],
-                  Features({"item_id": Value("string"), **CATALOGUE_LABEL_FEATURES}))
-    write_records(({"session_id": s["session_id"], "events": s["events"]} for s in store.iter_sessions(0, n)),
-                  paths["sessions"], SESSION_FEATURES)
-    write_records(({"session_id": s["session_id"], "labels": s["labels"]} for s in store.iter_sessions(0, n)),
-                  paths["session_labels"], Features({"session_id": Value("string"), "labels": LABEL_FEATURES}))
+    write_records(
+        ({k: rec[k] for k in cat_keys} for rec in store.catalogue), paths["catalogue"], CATALOGUE_FEATURES
+    )
+    write_records(
+        ({k: rec[k] for k in item_label_keys} for rec in store.catalogue),
+        paths["catalogue_labels"],
+        Features({"item_id": Value("string"), **CATALOGUE_LABEL_FEATURES}),
+    )
+    write_records(
+        ({"session_id": s["session_id"], "events": s["events"]} for s in store.iter_sessions(0, n)),
+        paths["sessions"],
+        SESSION_FEATURES,
+    )
+    write_records(
+        ({"session_id": s["session_id"], "labels": s["labels"]} for s in store.iter_sessions(0, n)),
+        paths["session_labels"],
+        Features({"session_id": Value("string"), "labels": LABEL_FEATURES}),
+    )
     return paths
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Write a synthetic store (catalogue, sessions and their labels) and/or print its statistics."""
-    parser = argparse.ArgumentParser(prog="python -m session_transformers.data.synthetic", description=main.__doc__)
-    parser.add_argument("--out", type=Path, help="folder to write catalogue.<fmt>, sessions.<fmt> and labels into")
-    parser.add_argument("--num-sessions", type=int, default=None, help="sessions to generate (default: config)")
+    parser = argparse.ArgumentParser(
+        prog="python -m session_transformers.data.synthetic", description=main.__doc__
+    )
+    parser.add_argument(
+        "--out", type=Path, help="folder to write catalogue.<fmt>, sessions.<fmt> and labels into"
+    )
+    parser.add_argument(
+        "--num-sessions", type=int, default=None, help="sessions to generate (default: config)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--format", choices=("jsonl", "parquet"), default="parquet")
     parser.add_argument("--stats", action="store_true", help="print statistics of the generated sessions")
@@ -1027,8 +1225,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.out is not None:
         start = time.perf_counter()
         paths = write_store(store, args.out, fmt=args.format)
-        print(f"wrote {len(store.item_ids)} products and {config.num_sessions} sessions in "
-              f"{time.perf_counter() - start:.1f}s: " + ", ".join(str(p) for p in paths.values()))
+        print(
+            f"wrote {len(store.item_ids)} products and {config.num_sessions} sessions in "
+            f"{time.perf_counter() - start:.1f}s: " + ", ".join(str(p) for p in paths.values())
+        )
     if args.stats:
         print(format_stats(store.stats()))
 

@@ -3,4 +3,11 @@
 from . import ceres, muvcog, transition
 from .transition import SessionGraph, batch_transition_graphs, session_transition_graph
 
-__all__ = ["SessionGraph", "batch_transition_graphs", "ceres", "muvcog", "session_transition_graph", "transition"]
+__all__ = [
+    "SessionGraph",
+    "batch_transition_graphs",
+    "ceres",
+    "muvcog",
+    "session_transition_graph",
+    "transition",
+]
