@@ -140,3 +140,26 @@ def test_adaptive_gradient_clipping_known_answer(clip_factor):
     torch.testing.assert_close(w.grad[1], torch.tensor([1e-6, 0.0]))
     with pytest.raises(ValueError, match="clip_factor"):
         adaptive_clip_grad_([w], clip_factor=0.0)
+
+
+def test_pretrain_bf16_with_gradient_accumulation(tmp_path):
+    out = tmp_path / "bf16"
+    res = _run(
+        [
+            sys.executable,
+            "trainers/pretrain.py",
+            *TINY,
+            "--max-steps",
+            "2",
+            "--gradient-accumulation-steps",
+            "2",
+            "--output-dir",
+            str(out),
+        ],
+        ACCELERATE_MIXED_PRECISION="bf16",
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    metrics = json.loads((out / "eval_results.json").read_text())
+    assert metrics["optimizer_steps"] == 2  # 4 micro-batches, 2 optimiser steps
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [1, 2]
