@@ -39,7 +39,7 @@ sys.path[:0] = [str(ROOT / "trainers"), str(ROOT / "benchmarks")]
 import torch  # noqa: E402
 
 import session_transformers  # noqa: E402, F401
-from _common import write_result  # noqa: E402
+from _common import _portable, write_result  # noqa: E402
 from session_transformers import metrics  # noqa: E402
 from session_transformers.recipes import RECIPES, _ceres_label_attribute_names, _ceres_source  # noqa: E402
 
@@ -56,7 +56,7 @@ def run_main(script: str, argv: list[str]) -> dict:
     import finetune
     import pretrain
 
-    COMMANDS.append(f"python trainers/{script}.py " + " ".join(argv))
+    COMMANDS.append(f"python trainers/{script}.py " + " ".join(_portable(a) for a in argv))
     start = time.perf_counter()
     out = (pretrain if script == "pretrain" else finetune).main(argv)
     log(f"{script} {' '.join(argv[:6])}... done in {time.perf_counter() - start:.0f}s")
