@@ -2,15 +2,13 @@
 
 import json
 import math
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from launch import ROOT, run_script
+
 CONFIG = [
     "--config",
     "hidden_size=32",
@@ -25,13 +23,8 @@ CONFIG = [
 TINY = ["--model", "ceres", "--store-preset", "tiny", "--num-sessions", "200", "--batch-size", "8"]
 
 
-def _run(cmd: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-
-
 def test_pretrain_then_finetune_product_search(tmp_path):
-    pre = _run(
+    pre = run_script(
         [
             sys.executable,
             "trainers/pretrain.py",
@@ -52,7 +45,7 @@ def test_pretrain_then_finetune_product_search(tmp_path):
     assert (tmp_path / "pre" / "model.safetensors").exists()
     assert (tmp_path / "pre" / "processor_config.json").exists()
 
-    ft = _run(
+    ft = run_script(
         [
             sys.executable,
             "trainers/finetune.py",
@@ -129,7 +122,7 @@ def test_pretrain_rees46_smoke(tmp_path, shared_data):
     rees = shared_data / "rees46"
     if not rees.is_dir():
         pytest.skip(f"{rees} is absent")
-    res = _run(
+    res = run_script(
         [
             sys.executable,
             "trainers/pretrain.py",

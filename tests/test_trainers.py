@@ -1,8 +1,6 @@
 """The trainers, launched for real: two CPU processes through accelerate, exact resume after a kill, Trainer."""
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -10,7 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-ROOT = Path(__file__).resolve().parents[1]
+from launch import run_script
+
 TINY = [
     "--model",
     "tagnn_pp",
@@ -27,11 +26,6 @@ TINY = [
 ]
 
 
-def _run(cmd: list[str], **env) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **env}
-    return subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=600)
-
-
 def _weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path / "model.safetensors"))
 
@@ -39,7 +33,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 def test_pretrain_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
     accelerate = str(Path(sys.executable).with_name("accelerate"))
-    res = _run(
+    res = run_script(
         [
             accelerate,
             "launch",
@@ -68,14 +62,14 @@ def test_pretrain_two_cpu_processes(tmp_path):
     assert (out / "model.safetensors").exists() and (out / "processor_config.json").exists()
 
 
-def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
+def test_kill_and_resume_matches_uninterruptedrun_script(tmp_path):
     common = [sys.executable, "trainers/pretrain.py", *TINY, "--max-steps", "9", "--checkpointing-steps", "3"]
-    full = _run([*common, "--output-dir", str(tmp_path / "full")])
+    full = run_script([*common, "--output-dir", str(tmp_path / "full")])
     assert full.returncode == 0, full.stderr[-3000:]
-    killed = _run([*common, "--output-dir", str(tmp_path / "resumed"), "--stop-after-steps", "5"])
+    killed = run_script([*common, "--output-dir", str(tmp_path / "resumed"), "--stop-after-steps", "5"])
     assert killed.returncode == 137, killed.stderr[-3000:]
     assert not (tmp_path / "resumed" / "model.safetensors").exists()  # the kill left no final model
-    resumed = _run([*common, "--output-dir", str(tmp_path / "resumed"), "--resume"])
+    resumed = run_script([*common, "--output-dir", str(tmp_path / "resumed"), "--resume"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stdout and "step_3" in resumed.stdout
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "resumed")
@@ -85,7 +79,7 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
 
 
 def test_finetune_with_trainer_from_pretrained(tmp_path):
-    pre = _run(
+    pre = run_script(
         [
             sys.executable,
             "trainers/pretrain.py",
@@ -97,7 +91,7 @@ def test_finetune_with_trainer_from_pretrained(tmp_path):
         ]
     )
     assert pre.returncode == 0, pre.stderr[-3000:]
-    ft = _run(
+    ft = run_script(
         [
             sys.executable,
             "trainers/finetune.py",
@@ -122,9 +116,13 @@ def test_finetune_with_trainer_from_pretrained(tmp_path):
 
 
 def test_bad_flags_are_clear():
-    res = _run([sys.executable, "trainers/pretrain.py", "--model", "tagnn_pp", "--dataset", "instacart"])
+    res = run_script(
+        [sys.executable, "trainers/pretrain.py", "--model", "tagnn_pp", "--dataset", "instacart"]
+    )
     assert res.returncode != 0 and "trains on" in res.stderr
-    res = _run([sys.executable, "trainers/pretrain.py", "--model", "tagnn_pp", "--config", "hidden_size"])
+    res = run_script(
+        [sys.executable, "trainers/pretrain.py", "--model", "tagnn_pp", "--config", "hidden_size"]
+    )
     assert res.returncode != 0 and "KEY=VALUE" in res.stderr
 
 
@@ -144,7 +142,7 @@ def test_adaptive_gradient_clipping_known_answer(clip_factor):
 
 def test_pretrain_bf16_with_gradient_accumulation(tmp_path):
     out = tmp_path / "bf16"
-    res = _run(
+    res = run_script(
         [
             sys.executable,
             "trainers/pretrain.py",

@@ -1,0 +1,13 @@
+"""Run a repository script in a subprocess, offline and single-threaded (shared by the trainer tests)."""
+
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(cmd: list[str], **env: str) -> subprocess.CompletedProcess:
+    """Run ``cmd`` from the repository root; returns the completed process with its output captured."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **env}
+    return subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=600)
