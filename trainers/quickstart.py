@@ -10,8 +10,8 @@
    search, TAGNN++ on next-item prediction.
 5. Prints the held-out metrics: MAP@K / Recall@K (CERES), HR@20 / MRR@20 (TAGNN++).
 
-Sizes are small so that the whole job takes minutes on a laptop CPU; the figures show the pipeline working,
-not the papers' numbers (see ``benchmarks/`` for those).
+Sizes are CPU scale (about an hour, install included, on a shared 2-core machine); the figures show the
+pipeline working, not the papers' numbers (see ``benchmarks/`` for those).
 """
 
 from __future__ import annotations
