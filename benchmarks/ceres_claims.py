@@ -96,18 +96,18 @@ def build_processor(ns, out: Path, lengths: dict) -> str:
     return str(out)
 
 
-def derived_checkpoint(src: Path, dst: Path, **changes) -> str:
-    """A copy of a checkpoint folder whose config has ``changes`` (finetune.py ignores --config with --init-from)."""
-    from session_transformers.models.ceres import CeresConfig
-
-    if dst.exists():
-        shutil.rmtree(dst)
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("checkpoints", "metrics.jsonl"))
-    config = CeresConfig.from_pretrained(src)
-    for k, v in changes.items():
-        setattr(config, k, v)
-    config.save_pretrained(dst)
-    return str(dst)
+# Fine-tuning-time config changes per variant ("w/o Cond" is CERES fine-tuned without the conditioning;
+# Product-BERT has no graph context to condition on). finetune.py applies them to the loaded checkpoint.
+FINETUNE_BASES = {  # fine-tuned variant -> the pretrained checkpoint it starts from
+    "CERES": "CERES",
+    "CERES w/o Cond": "CERES",
+    "CERES w/o GNN": "CERES w/o GNN",
+    "Product-BERT": "Product-BERT",
+}
+FINETUNE_OVERRIDES: dict[str, list[str]] = {
+    "CERES w/o Cond": ["--config", "retrieval_use_conditioning=False"],
+    "Product-BERT": ["--config", "retrieval_use_conditioning=False"],
+}
 
 
 def pick(metrics_dict: dict) -> dict:
@@ -347,22 +347,14 @@ def main() -> None:
             "100000",
             "--output-dir",
             str(folder),
+            *FINETUNE_OVERRIDES.get(name, []),
         ]
         res = pick(run_main("finetune", argv))
         shutil.rmtree(folder, ignore_errors=True)
         return res
 
-    def inits(tag: str, pre: dict[str, Path]) -> dict[str, str]:
-        return {
-            "CERES": str(pre["CERES"]),
-            "CERES w/o Cond": derived_checkpoint(
-                pre["CERES"], work / tag / "init-wo-cond", retrieval_use_conditioning=False
-            ),
-            "CERES w/o GNN": str(pre["CERES w/o GNN"]),
-            "Product-BERT": derived_checkpoint(
-                pre["Product-BERT"], work / tag / "init-product-bert", retrieval_use_conditioning=False
-            ),
-        }
+    def inits(pre: dict[str, Path]) -> dict[str, str]:
+        return {name: str(pre[base]) for name, base in FINETUNE_BASES.items()}
 
     # 1. Synthetic store.
     syn_argv = ["--num-sessions", str(a.num_sessions), "--seed", "0", "--eval-fraction", "0.1"]
@@ -370,7 +362,7 @@ def main() -> None:
     proc = build_processor(ns, work / "synthetic" / "processor", lengths)
     log(f"synthetic processor: {proc}")
     pre = pretrain_all("synthetic", syn_argv, proc, a.pretrain_steps, a.pretrain_sessions)
-    models = inits("synthetic", pre)
+    models = inits(pre)
     for task in TASKS:
         task_res = {}
         for name, init in models.items():
@@ -436,7 +428,7 @@ def main() -> None:
         ns = data_namespace("rees46", str(rees_path), None, 0.3, 0)
         rproc = build_processor(ns, work / "rees46" / "processor", lengths)
         rpre = pretrain_all("rees46", rees_argv, rproc, a.rees46_pretrain_steps, a.pretrain_sessions)
-        rmodels = inits("rees46", rpre)
+        rmodels = inits(rpre)
         task_res = {}
         for name, init in rmodels.items():
             task_res[name] = finetune("rees46", rees_argv, "product_search", init, a.train_examples, name)
