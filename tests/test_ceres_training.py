@@ -76,7 +76,8 @@ def test_pretrain_then_finetune_product_search(tmp_path):
 def test_retrieval_tasks_prepare_and_rank(tmp_path):
     """Each fine-tuning task builds examples and a fixed pool; per_example turns logits into fixed-width ranks."""
     from session_transformers.models.ceres import CeresForSessionRetrieval
-    from session_transformers.recipes import CERES_MAX_RELEVANT, RECIPES
+    from session_transformers.models.ceres.recipe import CERES_MAX_RELEVANT
+    from session_transformers.recipes import RECIPES
 
     sys.path.insert(0, str(ROOT / "trainers"))
     import finetune
@@ -149,3 +150,60 @@ def test_pretrain_rees46_smoke(tmp_path, shared_data):
     assert "REES46" in res.stdout
     metrics = json.loads((tmp_path / "rees" / "eval_results.json").read_text())
     assert metrics["optimizer_steps"] == 2 and 0 < metrics["loss"] < 40
+
+
+def test_pretrain_item_encoder_from_bert_checkpoint(tmp_path):
+    """--item-encoder-from: the BERT folder's tokenizer, sizes and weights start the item encoder."""
+    import string
+
+    from safetensors.torch import load_file
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    letters = list(string.ascii_lowercase + string.digits)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *letters, *("##" + c for c in letters)]
+    bert_dir = tmp_path / "bert"
+    BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}).save_pretrained(bert_dir)
+    torch.manual_seed(0)
+    bert_config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=24,
+        num_hidden_layers=2,
+        num_attention_heads=3,
+        intermediate_size=48,
+        max_position_embeddings=160,
+    )
+    BertModel(bert_config).save_pretrained(bert_dir)
+    res = run_script(
+        [
+            sys.executable,
+            "trainers/pretrain.py",
+            *TINY,
+            "--item-encoder-from",
+            str(bert_dir),
+            "--config",
+            "num_cross_attention_layers=1",
+            "num_latent_tokens=2",
+            "--learning-rate",
+            "0",
+            "--max-steps",
+            "1",
+            "--output-dir",
+            str(tmp_path / "pre"),
+        ]
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "item encoder initialised from" in res.stdout
+    config = json.loads((tmp_path / "pre" / "config.json").read_text())
+    assert (config["hidden_size"], config["num_hidden_layers"], config["num_attention_heads"]) == (24, 2, 3)
+    assert config["vocab_size"] > len(vocab)  # [SEARCH] and the [ATTRTYPE] tokens were added
+    ours = load_file(str(tmp_path / "pre" / "model.safetensors"))
+    theirs = load_file(str(bert_dir / "model.safetensors"))
+    prefix = "ceres.item_encoder."
+    assert torch.equal(
+        ours[prefix + "layers.1.attention.query.weight"],
+        theirs["encoder.layer.1.attention.self.query.weight"],
+    )
+    assert torch.equal(
+        ours[prefix + "embeddings.word_embeddings.weight"][: len(vocab)],
+        theirs["embeddings.word_embeddings.weight"],
+    )

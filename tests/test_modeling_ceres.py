@@ -304,3 +304,30 @@ def test_evaluate_retrieval_and_collator():
     assert set(result) == {"map@1", "recall@1", "map@2", "recall@2"}
     assert result["recall@2"] == 1.0  # two relevant entities in a pool of two
     assert all(0.0 <= v <= 1.0 for v in result.values())
+
+
+def test_sentence_pooling_mean_is_the_masked_token_mean():
+    model = CeresModel(tiny_config(sentence_pooling="mean")).eval()
+    batch = PROCESSOR(make_sessions(), CATALOGUE)
+    with torch.no_grad():
+        tokens, items = model.encode_items(
+            batch["input_ids"], batch["attention_mask"], batch["sequence_item_index"]
+        )
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    sentences = (tokens * mask).sum(1) / mask.sum(1)
+    first_item = batch["sequence_item_index"] == 0
+    torch.testing.assert_close(items[0], sentences[first_item].mean(0))
+    assert not torch.allclose(items[0], tokens[first_item][:, 0].mean(0))  # not the first-token pooling
+    with pytest.raises(ValueError, match="sentence_pooling"):
+        tiny_config(sentence_pooling="max")
+
+
+def test_retrieval_projections_start_as_identity_and_load_as_saved(tmp_path):
+    model = CeresForSessionRetrieval(tiny_config(retrieval_projection_size=16))
+    for proj in (model.session_projection, model.candidate_projection):
+        assert torch.equal(proj.weight, torch.eye(16, model.config.hidden_size)) and not proj.bias.any()
+    with torch.no_grad():
+        model.session_projection.weight.add_(1.0)
+    model.save_pretrained(tmp_path)
+    loaded = CeresForSessionRetrieval.from_pretrained(tmp_path)
+    assert torch.equal(loaded.session_projection.weight, model.session_projection.weight)

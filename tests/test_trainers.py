@@ -62,8 +62,21 @@ def test_pretrain_two_cpu_processes(tmp_path):
     assert (out / "model.safetensors").exists() and (out / "processor_config.json").exists()
 
 
-def test_kill_and_resume_matches_uninterruptedrun_script(tmp_path):
-    common = [sys.executable, "trainers/pretrain.py", *TINY, "--max-steps", "9", "--checkpointing-steps", "3"]
+def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
+    # the linear schedule changes the lr at every step, so a resumed step counter that is off shows in the weights
+    common = [
+        sys.executable,
+        "trainers/pretrain.py",
+        *TINY,
+        "--max-steps",
+        "9",
+        "--checkpointing-steps",
+        "3",
+        "--lr-scheduler-type",
+        "linear",
+        "--warmup-ratio",
+        "0.3",
+    ]
     full = run_script([*common, "--output-dir", str(tmp_path / "full")])
     assert full.returncode == 0, full.stderr[-3000:]
     killed = run_script([*common, "--output-dir", str(tmp_path / "resumed"), "--stop-after-steps", "5"])
@@ -113,6 +126,21 @@ def test_finetune_with_trainer_from_pretrained(tmp_path):
     metrics = json.loads((tmp_path / "ft" / "eval_results.json").read_text())
     assert {"eval_HR@20", "eval_MRR@20", "eval_loss"} <= metrics.keys()
     assert (tmp_path / "ft" / "checkpoint-4" / "processor_config.json").exists()
+
+
+def test_linear_schedule_warms_up_then_decays_to_the_minimum():
+    import argparse
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainers"))
+    from pretrain import _learning_rate
+
+    args = argparse.Namespace(
+        lr_scheduler_type="linear", learning_rate=1e-3, warmup_ratio=0.1, min_learning_rate=1e-4
+    )
+    lrs = [_learning_rate(args, step, steps_per_epoch=7, total_steps=100) for step in range(100)]
+    assert lrs[:10] == pytest.approx([1e-3 * (i + 1) / 10 for i in range(10)])
+    assert lrs[10] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-4 + 9e-4 / 90)
+    assert all(a > b for a, b in zip(lrs[10:], lrs[11:]))
 
 
 def test_bad_flags_are_clear():

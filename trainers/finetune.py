@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         model = task.auto_class.from_pretrained(args.init_from, dtype=torch.float32, **args.config_overrides)
     else:
         model = task.auto_class.from_config(data.config)
+        if data.init_weights is not None:
+            data.init_weights(model)
 
     # 4. Trainer.
     keys: list[str] = []

@@ -72,6 +72,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=1e-6, help="L2 penalty (Adam weight_decay)")
     p.add_argument("--lr-decay-epochs", type=float, default=3.0, help="decay the lr every this many epochs")
     p.add_argument("--lr-decay-rate", type=float, default=0.1)
+    p.add_argument(
+        "--lr-scheduler-type",
+        choices=("step", "linear"),
+        default="step",
+        help=(
+            "step: multiply by --lr-decay-rate every --lr-decay-epochs (TAGNN++); linear: warm up over "
+            "--warmup-ratio of the steps, then decay linearly to --min-learning-rate (CERES)"
+        ),
+    )
+    p.add_argument("--warmup-ratio", type=float, default=0.0, help="linear schedule: warm-up share of steps")
+    p.add_argument("--min-learning-rate", type=float, default=0.0, help="linear schedule: final lr")
     p.add_argument("--num-epochs", type=float, default=1.0)
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps")
     p.add_argument("--gradient-accumulation-steps", type=int, default=1)
@@ -122,7 +133,14 @@ def evaluate(model, dataloader, accelerator: Accelerator, task) -> dict[str, flo
     return task.summarize({k: torch.cat(v) for k, v in gathered.items()})
 
 
-def _learning_rate(args, steps: int, steps_per_epoch: int) -> float:
+def _learning_rate(args, steps: int, steps_per_epoch: int, total_steps: int) -> float:
+    """The lr of optimiser step ``steps`` (0-based): a pure function of the step, so resume is exact."""
+    if args.lr_scheduler_type == "linear":
+        warmup = round(args.warmup_ratio * total_steps)
+        if steps < warmup:
+            return args.learning_rate * (steps + 1) / warmup
+        left = max(0.0, 1.0 - (steps - warmup) / max(1, total_steps - warmup))
+        return args.min_learning_rate + (args.learning_rate - args.min_learning_rate) * left
     decay_every = max(1, round(args.lr_decay_epochs * steps_per_epoch))
     return args.learning_rate * args.lr_decay_rate ** (steps // decay_every)
 
@@ -176,6 +194,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         model = task.auto_class.from_pretrained(args.init_from, dtype=torch.float32, **args.config_overrides)
     else:
         model = task.auto_class.from_config(data.config)
+        if data.init_weights is not None:
+            data.init_weights(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     model, optimizer, train_dl, eval_dl = accelerator.prepare(model, optimizer, train_dl, eval_dl)
     config = accelerator.unwrap_model(model).config
@@ -222,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 if accelerator.sync_gradients and use_agc:
                     accelerator.unscale_gradients()
                     adaptive_clip_grad_(model.parameters(), config.agc_clip_factor, config.agc_eps)
-                lr = _learning_rate(args, progress.optimizer_steps, steps_per_epoch)
+                lr = _learning_rate(args, progress.optimizer_steps, steps_per_epoch, total_steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 optimizer.step()

@@ -28,6 +28,9 @@ class CeresConfig(PreTrainedConfig):
         use_gnn: build the **Position-Aware Graph Neural Network** (PGNN). ``False`` is the paper's
             "CERES w/o GNN" ablation: item embeddings become latent tokens directly, with no neighbourhood averaging.
         max_session_items: size of the learned **item position embeddings** (longest session, in items).
+        sentence_pooling: how a text sequence's sentence embedding is pooled from its token outputs: ``"first"``
+            (the paper: the ``[SEARCH]`` / ``[ATTRTYPE]`` token) or ``"mean"`` (masked mean of all its tokens,
+            for item encoders started from a mean-pooling sentence encoder such as all-MiniLM-L6-v2).
         num_gnn_layers: GAT layers of the PGNN (paper: 2).
         gnn_num_heads: attention heads per GAT layer (concatenated; must divide ``hidden_size``).
         num_edge_types: relation types of the session graph (``previous_query`` + the four product actions).
@@ -42,7 +45,8 @@ class CeresConfig(PreTrainedConfig):
         gmlm_loss_weight: weight of the graph-conditioned masked LM loss in pretraining.
         retrieval_use_conditioning: session embedding from graph-conditioned item embeddings (the paper's CERES);
             ``False`` uses the item encoder alone ("CERES w/o Cond" ablation).
-        retrieval_projection_size: output size of the separate session and candidate linear maps.
+        retrieval_projection_size: output size of the separate session and candidate linear maps. Both start
+            as the same (truncated) identity map, so fine-tuning starts from the encoder's own similarity.
         retrieval_margin: margin of the cosine hinge loss (not stated in the paper).
     """
 
@@ -63,6 +67,7 @@ class CeresConfig(PreTrainedConfig):
     tie_word_embeddings: bool = True
     use_gnn: bool = True
     max_session_items: int = 64
+    sentence_pooling: str = "first"
     num_gnn_layers: int = 2
     gnn_num_heads: int = 1
     num_edge_types: int = 5
@@ -78,6 +83,28 @@ class CeresConfig(PreTrainedConfig):
     retrieval_use_conditioning: bool = True
     retrieval_projection_size: int = 768
     retrieval_margin: float = 0.3
+
+    @classmethod
+    def from_bert_config(cls, bert_config, **kwargs) -> CeresConfig:
+        """A config whose item encoder has the sizes of a BERT-family config (``BertConfig`` or any config with
+        the same field names), for :meth:`CeresModel.load_item_encoder_from_bert`; ``kwargs`` set the rest.
+        """
+        fields = (
+            "vocab_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "hidden_act",
+            "hidden_dropout_prob",
+            "attention_probs_dropout_prob",
+            "max_position_embeddings",
+            "layer_norm_eps",
+            "initializer_range",
+            "pad_token_id",
+        )
+        values = {f: getattr(bert_config, f) for f in fields if getattr(bert_config, f, None) is not None}
+        return cls(**{**values, **kwargs})
 
     def __post_init__(self, **kwargs):
         # Checked here rather than in a strict ``validate_*`` validator so that callers get a plain ValueError.
@@ -133,6 +160,8 @@ class CeresConfig(PreTrainedConfig):
                 f"mask_replace_probability ({self.mask_replace_probability}) + random_replace_probability "
                 f"({self.random_replace_probability}) must not exceed 1"
             )
+        if self.sentence_pooling not in ("first", "mean"):
+            raise ValueError(f"sentence_pooling must be 'first' or 'mean', got {self.sentence_pooling!r}")
         if self.retrieval_margin < 0:
             raise ValueError(f"retrieval_margin must be >= 0, got {self.retrieval_margin}")
 

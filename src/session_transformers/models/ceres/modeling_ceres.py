@@ -34,6 +34,7 @@ from safetensors.torch import load_file
 from torch import nn
 from torch_geometric.nn import GATConv
 from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -77,6 +78,14 @@ def scatter_mean(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.
     total = values.new_zeros((size, *values.shape[1:])).index_add(0, index, values)
     count = torch.bincount(index, minlength=size).clamp(min=1).to(values.dtype)
     return total / count.view(-1, *([1] * (values.dim() - 1)))
+
+
+def pool_sentences(tokens: torch.Tensor, attention_mask: torch.Tensor, how: str) -> torch.Tensor:
+    """``(S, T, H)`` token outputs -> ``(S, H)`` sentence embeddings: the first token, or the masked mean."""
+    if how == "first":
+        return tokens[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
+    return (tokens * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
 def neighbourhood_average(latent: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
@@ -360,6 +369,13 @@ class CeresPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, GATConv):
             module.reset_parameters()
+        if module is getattr(self, "session_projection", None) or module is getattr(
+            self, "candidate_projection", None
+        ):
+            # Both retrieval maps start as the same (truncated) identity: at step 0 a session and a candidate
+            # compare as their encoder embeddings do, and fine-tuning moves the two maps apart from there.
+            init.eye_(module.weight)
+            init.zeros_(module.bias)
 
 
 class CeresModel(CeresPreTrainedModel):
@@ -382,12 +398,13 @@ class CeresModel(CeresPreTrainedModel):
     def encode_items(self, input_ids, attention_mask, sequence_item_index, num_items: int | None = None):
         """Item Transformer Encoder alone: ``(S, T, H)`` token embeddings and ``(I, H)`` pooled item embeddings.
 
-        A sequence's embedding is its first token's output (``[SEARCH]`` or ``[ATTRTYPE]``); an item's is the
-        average over its sequences.
+        A sequence's embedding is pooled by ``config.sentence_pooling`` (the paper: its first token's output,
+        ``[SEARCH]`` or ``[ATTRTYPE]``); an item's is the average over its sequences.
         """
         tokens = self.item_encoder(input_ids, attention_mask)  # (S, T, H)
         num_items = int(sequence_item_index.max()) + 1 if num_items is None else num_items
-        return tokens, scatter_mean(tokens[:, 0], sequence_item_index, num_items)
+        sentences = pool_sentences(tokens, attention_mask, self.config.sentence_pooling)
+        return tokens, scatter_mean(sentences, sequence_item_index, num_items)
 
     def forward(
         self,
@@ -424,7 +441,11 @@ class CeresModel(CeresPreTrainedModel):
             conditioning[sequence_item_index], tokens, attention_mask
         )  # (S, K+T, H)
         conditioned_tokens = hidden[:, k:]
-        conditioned_items = scatter_mean(conditioned_tokens[:, 0], sequence_item_index, num_items)
+        conditioned_items = scatter_mean(
+            pool_sentences(conditioned_tokens, attention_mask, self.config.sentence_pooling),
+            sequence_item_index,
+            num_items,
+        )
         num_sessions = int(item_session_index.max()) + 1
         return CeresModelOutput(
             last_hidden_state=conditioned_tokens,
@@ -441,7 +462,7 @@ class CeresModel(CeresPreTrainedModel):
 
         BERT's ``token_type_embeddings[0]`` is folded into the position embeddings (CERES has one segment), so the
         item encoder reproduces BERT's ``last_hidden_state``. A vocabulary larger than BERT's (added ``[SEARCH]``
-        and ``[ATTRTYPE]`` tokens) keeps its extra rows; call ``resize_token_embeddings`` first if needed.
+        and ``[ATTRTYPE]`` tokens) moves its extra rows to BERT's mean embedding (plus their random init).
 
         Returns:
             ``{"loaded": [...], "unused": [...]}`` parameter names of this model and of the checkpoint.
@@ -472,10 +493,17 @@ class CeresModel(CeresPreTrainedModel):
                 rows = min(source.shape[0], target.shape[0])
                 target[:rows].copy_(source[:rows].to(target.dtype))
                 loaded.append(f"item_encoder.{name}")
-        if state["embeddings.word_embeddings.weight"].shape[0] != self.config.vocab_size:
+        bert_vocab = state["embeddings.word_embeddings.weight"].shape[0]
+        if bert_vocab < self.config.vocab_size:
+            # Added tokens ([SEARCH], [ATTRTYPE]...) start at BERT's mean embedding plus their own small random
+            # init (as resize_token_embeddings(mean_resizing=True) does), not as outliers the encoder never saw.
+            with torch.no_grad():
+                words = self.item_encoder.embeddings.word_embeddings.weight
+                words[bert_vocab:] += words[:bert_vocab].mean(0)
+        elif bert_vocab > self.config.vocab_size:
             warnings.warn(
-                f"BERT vocabulary {state['embeddings.word_embeddings.weight'].shape[0]} != CERES vocab_size "
-                f"{self.config.vocab_size}: the shared rows were copied, the others keep their initialisation",
+                f"BERT vocabulary {bert_vocab} > CERES vocab_size {self.config.vocab_size}: rows past "
+                f"{self.config.vocab_size} were dropped",
                 stacklevel=2,
             )
         unused = sorted(set(state) - set(mapping) - {"embeddings.token_type_embeddings.weight"})
@@ -719,5 +747,6 @@ __all__ = [
     "CeresSessionRetrievalOutput",
     "latent_attention_mask",
     "neighbourhood_average",
+    "pool_sentences",
     "retrieval_hinge_loss",
 ]

@@ -1,0 +1,139 @@
+"""The pieces every training recipe is made of, and the data flags every trainer shares.
+
+A :class:`Recipe` says how the generic trainers (``trainers/pretrain.py`` with Accelerate,
+``trainers/finetune.py`` with ``transformers.Trainer``) train one model family: its pretraining :class:`Task`,
+its fine-tuning tasks and its data sources. Each model family writes its recipe beside its model
+(``models/<family>/recipe.py``); :mod:`session_transformers.recipes` collects them in ``RECIPES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from datasets import Dataset
+
+
+@dataclass
+class PreparedData:
+    """What a recipe hands to a trainer."""
+
+    processor: Any
+    train_dataset: Dataset
+    eval_dataset: Dataset
+    collate_fn: Callable[[list[dict]], dict]
+    config: Any
+    description: str = ""
+    init_weights: Callable[[Any], Any] | None = None
+    """Called on a model built from ``config`` (not on one loaded with ``--init-from``), e.g. to load pretrained
+    encoder weights from another checkpoint."""
+
+
+@dataclass
+class Task:
+    """One training objective of a model family: its data, the Auto class of its head, and its metrics.
+
+    ``per_example(logits, labels)`` turns a batch's head output into per-example tensors (e.g. the rank of the
+    target); it serves as ``eval_step`` in the Accelerate loop and as ``preprocess_logits_for_metrics`` under
+    ``transformers.Trainer``, so that neither keeps a full score matrix. ``summarize`` turns the gathered
+    per-example tensors into metrics.
+    """
+
+    prepare: Callable[[argparse.Namespace], PreparedData]
+    auto_class: Any
+    per_example: Callable[[Any, torch.Tensor], dict[str, torch.Tensor]]
+    summarize: Callable[[dict[str, torch.Tensor]], dict[str, float]]
+    label_names: tuple[str, ...] = ("labels",)
+
+    def eval_step(self, model: torch.nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+        labels = batch.pop(self.label_names[0])
+        return self.per_example(model(**batch).logits, labels)
+
+
+@dataclass
+class Recipe:
+    """How to train one model family: its pretraining task, its fine-tuning tasks and its data sources."""
+
+    pretrain: Task
+    finetune: dict[str, Task]
+    datasets: tuple[str, ...] = ("synthetic",)
+    default_data_path: dict[str, str] = field(default_factory=dict)
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data and config flags every trainer shares (what a recipe's ``prepare`` reads)."""
+    parser.add_argument(
+        "--dataset", default="synthetic", help="synthetic (default) or a real-data loader name"
+    )
+    parser.add_argument(
+        "--data-path", default=None, help="folder of the real dataset (default under ../shared/data)"
+    )
+    parser.add_argument(
+        "--store-preset",
+        choices=("default", "tiny"),
+        default="default",
+        help="synthetic store size preset (tiny: for tests)",
+    )
+    parser.add_argument(
+        "--num-sessions", type=int, default=None, help="synthetic store sessions (preset's default)"
+    )
+    parser.add_argument(
+        "--eval-fraction", type=float, default=0.1, help="synthetic sessions held out for eval"
+    )
+    parser.add_argument("--max-train-samples", type=int, default=None)
+    parser.add_argument("--max-eval-samples", type=int, default=None)
+    parser.add_argument(
+        "--processor-path", default=None, help="reuse a saved processor instead of fitting one"
+    )
+    parser.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--num-candidates",
+        type=int,
+        default=100,
+        help="CERES retrieval eval: candidate pool size (all eval targets, topped up to this)",
+    )
+    parser.add_argument(
+        "--pretrain-corpus",
+        choices=("sessions", "products"),
+        default="sessions",
+        help="CERES pretraining on sessions, or on each product alone (Product-BERT)",
+    )
+    parser.add_argument(
+        "--item-encoder-from",
+        default=None,
+        metavar="PATH",
+        help=(
+            "CERES: a BERT-family checkpoint folder on disk; its tokenizer (plus the CERES special tokens), its "
+            "encoder sizes and its weights initialise the item encoder (ignored with --init-from)"
+        ),
+    )
+
+
+def resolve_data_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """Check the dataset against the model's recipe, fill the default data path, parse ``--config`` overrides."""
+    overrides = {}
+    for item in args.config:
+        if "=" not in item:
+            parser.error(f"--config takes KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            overrides[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[key] = value
+    args.config_overrides = overrides
+    from .recipes import RECIPES
+
+    recipe = RECIPES[args.model]
+    if args.dataset not in recipe.datasets:
+        parser.error(f"--model {args.model} trains on {list(recipe.datasets)}, not {args.dataset!r}")
+    if args.data_path is None:
+        args.data_path = recipe.default_data_path.get(args.dataset)
+    return args
+
+
+__all__ = ["PreparedData", "Recipe", "Task", "add_data_arguments", "resolve_data_arguments"]
