@@ -3,8 +3,8 @@
     python benchmarks/make_results_table.py
 
 Each result file holds ``name``, ``command``, ``data``, ``machine``, ``date`` and ``figures``; this script writes
-one section per file: how it was produced, then its figures as a table (nested figures are flattened with
-``/``, and a ``results`` mapping of row -> metrics becomes a row-by-metric table).
+one section per file: how it was produced, then its figures: scalars in a figure/value table, every mapping of
+row -> {metric: value} as a row-by-metric table, lists of records as tables, nested groups under headings.
 """
 
 from __future__ import annotations
@@ -25,25 +25,60 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "/"))
-        else:
-            out[key] = v
-    return out
+def _scalar(v) -> bool:
+    return not isinstance(v, dict | list | tuple) or (
+        isinstance(v, list | tuple) and all(not isinstance(x, dict | list | tuple) for x in v)
+    )
 
 
-def _row_table(rows: dict) -> list[str]:
+def _is_row_table(d: dict) -> bool:
+    """``{row: {column: scalar}}`` with at least two rows: one table, rows by columns."""
+    return len(d) >= 2 and all(
+        isinstance(r, dict) and r and all(_scalar(x) for x in r.values()) for r in d.values()
+    )
+
+
+def _is_record_list(v) -> bool:
+    return (
+        isinstance(v, list)
+        and v
+        and all(isinstance(r, dict) and all(_scalar(x) for x in r.values()) for r in v)
+    )
+
+
+def _table(rows: list[tuple[str, dict]], first: str = "") -> list[str]:
     cols: list[str] = []
-    for r in rows.values():
+    for _, r in rows:
         cols += [c for c in r if c not in cols]
-    lines = ["| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    lines += [
-        f"| {name} | " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |" for name, r in rows.items()
-    ]
+    lines = [f"| {first} | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |" for name, r in rows]
+    return lines
+
+
+def _render(value, path: str, level: int) -> list[str]:
+    """Figures as Markdown: scalars in a figure/value table, row tables and record lists as tables."""
+    heading = [f"{'#' * min(level, 6)} {path}", ""] if path else []
+    if isinstance(value, dict) and _is_row_table(value):
+        return heading + _table(list(value.items())) + [""]
+    if _is_record_list(value):
+        return heading + _table([(str(i + 1), r) for i, r in enumerate(value)], "#") + [""]
+    if not isinstance(value, dict):
+        return heading + [_fmt(value), ""]
+    scalars = {k: v for k, v in value.items() if _scalar(v)}
+    lines = list(heading)
+    if scalars:
+        lines += (
+            ["| figure | value |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in scalars.items()] + [""]
+        )
+    for k, v in value.items():
+        if k in scalars:
+            continue
+        if k == "commands" and isinstance(v, dict | list):
+            cmds = list(v.items()) if isinstance(v, dict) else list(enumerate(v, 1))
+            lines += ["<details><summary>every command of this run</summary>", ""]
+            lines += [f"- {name}: `{c}`" for name, c in cmds] + ["", "</details>", ""]
+            continue
+        lines += _render(v, f"{path} / {k}" if path else str(k), level + 1)
     return lines
 
 
@@ -61,20 +96,11 @@ def section(result: dict) -> list[str]:
         f"- **date**: {result.get('date', '?')}",
         "",
     ]
-    figures = dict(result.get("figures", {}))
-    rows = figures.pop("results", None)
-    if isinstance(rows, dict) and all(isinstance(r, dict) for r in rows.values()):
-        lines += _row_table(rows) + [""]
-    flat = _flatten(figures)
-    if flat:
-        lines += ["| figure | value |", "|---|---|"]
-        lines += [f"| {k} | {_fmt(v)} |" for k, v in flat.items()]
-        lines.append("")
-    return lines
+    return lines + _render(result.get("figures", {}), "", 2)
 
 
-def main() -> Path:
-    files = sorted((HERE / "results").glob("*.json"))
+def render(results_dir: Path = HERE / "results") -> str:
+    """The whole RESULTS.md text for the result files in ``results_dir``."""
     lines = [
         "# Benchmark results",
         "",
@@ -82,10 +108,14 @@ def main() -> Path:
         "gives the exact command that produced it.",
         "",
     ]
-    for f in files:
+    for f in sorted(Path(results_dir).glob("*.json")):
         lines += section(json.loads(f.read_text()))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main() -> Path:
     out = HERE / "RESULTS.md"
-    out.write_text("\n".join(lines).rstrip() + "\n")
+    out.write_text(render())
     return out
 
 

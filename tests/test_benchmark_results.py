@@ -1,0 +1,50 @@
+"""benchmarks/RESULTS.md is made from benchmarks/results/*.json, and the renderer turns figures into tables."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_results_md_is_generated_from_the_result_files():
+    table = _load("make_results_table")
+    assert (ROOT / "benchmarks" / "RESULTS.md").read_text() == table.render(), (
+        "RESULTS.md is stale: run python benchmarks/make_results_table.py"
+    )
+
+
+def test_every_result_file_records_how_it_was_made():
+    for f in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
+        record = json.loads(f.read_text())
+        assert {"name", "command", "data", "machine", "date", "figures"} <= set(record), f.name
+        assert record["name"] == f.stem and record["figures"], f.name
+        assert "/work/" not in record["command"] and "/tmp/" not in record["command"], f.name
+
+
+def test_renderer_makes_row_tables_and_record_tables(tmp_path):
+    table = _load("make_results_table")
+    record = {
+        "name": "demo",
+        "command": "python benchmarks/demo.py",
+        "data": "d",
+        "machine": "m",
+        "date": "2026-01-01",
+        "figures": {
+            "wall_seconds": 12.5,
+            "results": {"A": {"MAP@1": 1.0, "n": 3}, "B": {"MAP@1": 2.0, "n": 4}},
+            "claims": [{"claim": "A beats B", "verdict": "does not hold"}],
+        },
+    }
+    (tmp_path / "demo.json").write_text(json.dumps(record))
+    text = table.render(tmp_path)
+    assert "| wall_seconds | 12.5 |" in text
+    assert "|  | MAP@1 | n |" in text and "| B | 2 | 4 |" in text
+    assert "| # | claim | verdict |" in text and "| 1 | A beats B | does not hold |" in text
