@@ -492,27 +492,24 @@ def main() -> None:
     )
     pretrain_metrics = cells.run(stage1)
 
-    # 2. Fine-tuning: the main table (every row, every task), the data-efficiency curve (CERES and Product-BERT,
-    # product search) and REES46 product search. Longest cells first, so the workers finish together.
+    # 2. Fine-tuning: the main table (every row, every task), REES46 product search, then the data-efficiency
+    # curve (CERES and Product-BERT, product search), its largest point last: a run cut short keeps the tables.
     stage2: dict[str, tuple[str, list[str]]] = {}
-    for n in sorted(a.curve, reverse=True):
-        for row in ("CERES", "Product-BERT"):
-            ft = finetune_argv(
-                "synthetic", datasets["synthetic"], procs["synthetic"], "product_search", row, n
-            )
-            stage2[f"synthetic/product_search/{row}/{n}"] = ("finetune", ft)
+    syn, syn_proc = datasets["synthetic"], procs["synthetic"]
     for task in TASKS:
         for row in FINETUNED:
-            argv = finetune_argv(
-                "synthetic", datasets["synthetic"], procs["synthetic"], task, row, a.train_examples
-            )
-            stage2.setdefault(f"synthetic/{task}/{row}/{a.train_examples}", ("finetune", argv))
+            argv = finetune_argv("synthetic", syn, syn_proc, task, row, a.train_examples)
+            stage2[f"synthetic/{task}/{row}/{a.train_examples}"] = ("finetune", argv)
     if "rees46" in datasets:
         for row in FINETUNED:
             argv = finetune_argv(
                 "rees46", datasets["rees46"], procs["rees46"], "product_search", row, a.train_examples
             )
             stage2[f"rees46/product_search/{row}/{a.train_examples}"] = ("finetune", argv)
+    for n in sorted(a.curve):
+        for row in ("CERES", "Product-BERT"):
+            argv = finetune_argv("synthetic", syn, syn_proc, "product_search", row, n)
+            stage2.setdefault(f"synthetic/product_search/{row}/{n}", ("finetune", argv))
     finetuned = cells.run(stage2)
 
     # 3. Tables: trained rows, then the frozen general encoder and TAGNN++ on the very same eval sets and pools.
