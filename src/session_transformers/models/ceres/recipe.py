@@ -2,8 +2,10 @@
 
 Data: the synthetic store (default) or REES46 sessions (products only, so no query search), reduced to text
 (image vectors dropped: CERES is text-only); the last ``--eval-fraction`` of the sessions is held out.
+
 Pretraining (``--model ceres``): a WordPiece CeresProcessor is fitted on the catalogue text and the queries of
-the training sessions (or loaded from ``--processor-path``); batches are sessions, encoded by the processor and
+the training sessions (or loaded from ``--processor-path``; or, with ``--item-encoder-from PATH``, the BERT
+checkpoint's tokenizer plus the CERES special tokens, its encoder sizes and its weights); batches are sessions, encoded by the processor and
 masked by CeresMaskingCollator; the loss is the model's MLM + graph-conditioned MLM loss. ``--pretrain-corpus
 products`` trains on one-product "sessions" (every catalogue product alone): with ``gmlm_loss_weight=0`` and
 ``use_gnn=False`` that is plain MLM on product text (the paper's Product-BERT baseline).
