@@ -27,7 +27,10 @@ Recall@K for K = 1, 32, 64, ties counted pessimistically. A claim "holds" when C
 MAP@64 and the MAP@1 gap is larger than the 95 % interval of the difference of two proportions on this
 many eval examples; "ahead within noise" when it is ahead on both but not by that much. Usage::
 
-    .venv/bin/python benchmarks/ceres_claims.py --jobs 2       # about 1 h 15 min on 2 CPU cores
+    .venv/bin/python benchmarks/ceres_claims.py --jobs 2 --curve 300 1000 3000
+    # 31 cells, 10,340 s of cell time with 2 workers on 2 CPU cores (about 1 h 40 min of wall time); the default
+    # --curve adds the 10,000-example point: two more cells of about 35 min each on one core
+    .venv/bin/python benchmarks/ceres_claims.py --jobs 2 --resume   # finish an interrupted run
 """
 
 from __future__ import annotations
@@ -127,6 +130,7 @@ class Cells:
         self.folder, self.jobs, self.resume = folder, jobs, resume
         folder.mkdir(parents=True, exist_ok=True)
         self.commands: dict[str, str] = {}
+        self.kept: list[str] = []
 
     def run(self, cells: dict[str, tuple[str, list[str]]]) -> dict[str, dict]:
         """``{name: (script, argv)}`` -> ``{name: result}``; cells listed first start first."""
@@ -136,6 +140,7 @@ class Cells:
             path = self.folder / f"{slug(name)}.json"
             if self.resume and path.exists():
                 out[name] = json.loads(path.read_text())
+                self.kept.append(name)
                 log(f"{name}: kept from an earlier run")
             else:
                 todo[name] = (script, argv, str(path))
@@ -567,7 +572,11 @@ def main() -> None:
         "pretraining_eval": {k: v for k, v in pretrain_metrics.items()},
         "cell_seconds": {k: v["cell_seconds"] for k, v in {**pretrain_metrics, **finetuned}.items()},
         "jobs": a.jobs,
-        "wall_seconds": round(time.perf_counter() - started),
+        "cell_seconds_total": round(
+            sum(v["cell_seconds"] for v in {**pretrain_metrics, **finetuned}.values())
+        ),
+        "cells_kept_from_earlier_invocations": len(cells.kept),
+        "wall_seconds_this_invocation": round(time.perf_counter() - started),
         "commands": cells.commands,
     }
     data_desc = {
@@ -587,7 +596,7 @@ def main() -> None:
     }
     path = write_result(a.out_name, figures, data_desc, results_dir=a.results_dir)
     print_tables(results, curve, claims)
-    log(f"wrote {path} in {figures['wall_seconds']}s")
+    log(f"wrote {path} in {figures['wall_seconds_this_invocation']}s")
 
 
 VERDICTS = ("holds", "ahead within noise", "does not hold")
