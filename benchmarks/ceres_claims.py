@@ -294,6 +294,7 @@ def zero_step_scores(task: str, data) -> dict:
     from session_transformers.auto import AutoModelForSessionRetrieval
 
     recipe_task = RECIPES["ceres"].finetune[task]
+    torch.manual_seed(0)  # the added [SEARCH]/[ATTRTYPE] rows get a (seeded) random part
     model = AutoModelForSessionRetrieval.from_config(data.config)
     data.init_weights(model)
     model.eval()

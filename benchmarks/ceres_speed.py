@@ -91,6 +91,7 @@ def n_params(model) -> int:
 
 
 def main() -> None:
+    load_at_start = os.getloadavg()[0]
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--batch-size", type=int, default=16, help="sessions per step (small config)")
@@ -212,9 +213,10 @@ def main() -> None:
         figures["notes"] = (
             "CPU only: no GPU was available for this run, so the GPU figures (bf16 step time vs "
             "BERT, data-wait share on GPU, projected time for 468M sessions on 16 GPUs) were not "
-            "produced; run with --device cuda on a GPU machine. The CPU is shared with other jobs "
-            "(2 cores), so absolute numbers are noisy; CERES and BERT were measured back to back."
+            "produced; run with --device cuda on a GPU machine. CERES and BERT were measured back to "
+            "back; the load average below says whether other jobs shared the CPU."
         )
+    figures["load_average_1min_at_start_and_end"] = [round(load_at_start, 2), round(os.getloadavg()[0], 2)]
     print(figures, flush=True)
     name = "ceres_speed_cpu" if device == "cpu" else "ceres_speed_cuda"
     data = (
