@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _common import write_result  # noqa: E402
 from session_transformers import metrics  # noqa: E402
-from session_transformers.data.loaders import load_next_item_dataset  # noqa: E402
+from session_transformers.models.tagnn_pp.recipe import diginetica_next_item  # noqa: E402
 
 VARIANTS = {
     "TAGNN++": [],
@@ -138,12 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     args = p.parse_args(argv)
 
-    train = load_next_item_dataset(args.data_path, split="train")
-    test = load_next_item_dataset(args.data_path, split="test")
-    if args.max_train_samples:
-        train = train.select(range(min(args.max_train_samples, len(train))))
-    if args.max_eval_samples:
-        test = test.select(range(min(args.max_eval_samples, len(test))))
+    # the very split and cuts the trainers use (SR-GNN protocol)
+    train, test, _, _ = diginetica_next_item(args)
     rows = _baselines(train, test)
     commands = {}
     for name in args.variants:
