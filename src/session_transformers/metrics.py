@@ -77,14 +77,16 @@ def rank_of_target(
 
     Args:
         scores: ``(N, num_items)`` scores, higher is better.
-        targets: ``(N,)`` index of each row's relevant item.
+        targets: ``(N,)`` index of each row's relevant item; a negative index (the processors' ``-100`` for a
+            target outside the vocabulary) is a target the model cannot rank: its rank is ``inf``, a miss at
+            every K (the user did not get the item either). Count them with ``(targets < 0).sum()``.
         exclude: ``(num_items,)`` or ``(N, num_items)`` bool mask of non-candidates (see the module docstring).
         ties: how items tied with the target count (see the module docstring).
         chunk_size: rows compared at once; by default as many as keep each ``(chunk, num_items)`` bool
             temporary near 16M elements.
 
     Returns:
-        ``(N,)`` float ranks in ``[1, num_items]``.
+        ``(N,)`` float ranks in ``[1, num_items]``, ``inf`` for unknown targets.
     """
     if scores.dim() != 2 or targets.shape != scores.shape[:1]:
         raise ValueError(
@@ -98,6 +100,8 @@ def rank_of_target(
     for start in range(0, scores.shape[0], chunk_size):
         rows = slice(start, start + chunk_size)
         block, tgt = scores[rows], targets[rows]  # views, no copy
+        unknown = tgt < 0
+        tgt = tgt.clamp_min(0)
         target_score = block.gather(1, tgt[:, None])  # (n, 1)
         greater, equal = block > target_score, block == target_score  # (n, num_items)
         equal.scatter_(1, tgt[:, None], False)  # the target does not tie with itself
@@ -105,7 +109,8 @@ def rank_of_target(
         if mask is not None:
             greater &= ~mask
             equal &= ~mask
-        ranks.append(1.0 + greater.sum(1).float() + weight * equal.sum(1).float())
+        rank = 1.0 + greater.sum(1).float() + weight * equal.sum(1).float()
+        ranks.append(rank.masked_fill(unknown, math.inf))
     return torch.cat(ranks) if ranks else scores.new_zeros(0)
 
 

@@ -2,12 +2,14 @@
 
 from .io import iter_records, load_catalogue, load_sessions, write_catalogue, write_records, write_sessions
 from .loaders import (
+    NextItemSplits,
     instacart_product_pairs,
     load_catalogue_table,
     load_instacart_baskets,
     load_instacart_catalogue,
     load_next_item_dataset,
     load_next_item_sessions,
+    load_next_item_splits,
     load_online_retail,
     load_rees46,
     next_item_catalogue_ids,
@@ -52,7 +54,9 @@ __all__ = [
     "load_instacart_baskets",
     "load_instacart_catalogue",
     "load_next_item_dataset",
+    "NextItemSplits",
     "load_next_item_sessions",
+    "load_next_item_splits",
     "load_online_retail",
     "load_rees46",
     "load_sessions",

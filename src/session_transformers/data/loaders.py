@@ -34,6 +34,7 @@ import math
 import os
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -523,6 +524,106 @@ def next_item_statistics(
     _check_mode(on_error)
     _, stats = _all_ids(path, on_error, train_file, test_file)
     return stats
+
+
+@dataclass
+class NextItemSplits:
+    """Train / validation / test next-item samples of an SR-GNN-format data set (see :func:`load_next_item_splits`)."""
+
+    train: Dataset
+    validation: Dataset | None
+    test: Dataset
+    catalogue_ids: list[str]
+    """The candidate set ranked at evaluation: every item of the data set, or the kept items when reduced."""
+    statistics: dict[str, int]
+
+
+def _top_items(sessions: Sequence[list[str]], top_items: int) -> set[str]:
+    """The ``top_items`` most frequent item IDs of ``sessions`` (ties broken by the smaller numeric ID)."""
+    counts: dict[str, int] = {}
+    for s in sessions:
+        for i in s:
+            counts[i] = counts.get(i, 0) + 1
+    ranked = sorted(counts, key=lambda i: (-counts[i], int(i) if i.isdigit() else 0, i))
+    return set(ranked[:top_items])
+
+
+def load_next_item_splits(
+    path: PathLike,
+    *,
+    validation_fraction: float = 0.1,
+    validation_seed: int = 0,
+    top_items: int | None = None,
+    on_error: ErrorMode = "raise",
+    train_file: str = _TRAIN_FILE,
+    test_file: str = _TEST_FILE,
+) -> NextItemSplits:
+    """Train, validation and test samples of an SR-GNN-format data set (e.g. Diginetica), with no leak.
+
+    * **Validation** is ``validation_fraction`` of the *training sessions* (a seeded permutation of whole
+      sessions, as the TAGNN++ paper holds out 10 %), so no session has prefixes on both sides. Its samples are
+      every prefix of the held-out sessions, like training. ``validation_fraction=0`` gives ``validation=None``.
+    * **Test** is ``test.tsv`` as it is: score it once, at the end.
+    * ``top_items=K`` reduces the data set to its ``K`` most frequent training items (a CPU-sized benchmark):
+      other items are removed from every session, sessions left shorter than 2 are dropped, and test cases
+      whose target is outside, or whose whole prefix is, are dropped. The catalogue is then the kept items.
+
+    ``statistics`` counts sessions and samples of each split (and the test cases dropped by the reduction).
+    """
+    _check_mode(on_error)
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction={validation_fraction} must be in [0, 1)")
+    report = ValidationReport()
+    lines, sessions = _read_train_sessions(_resolve(path, train_file), on_error, report)
+    prefixes, targets = _read_test_cases(_resolve(path, test_file), on_error, report)
+    stats: dict[str, int] = {}
+    if top_items is not None:
+        if top_items < 1:
+            raise ValueError(f"top_items={top_items} must be >= 1")
+        keep = _top_items(sessions, top_items)
+        reduced = [[i for i in s if i in keep] for s in sessions]
+        lines, sessions = map(list, zip(*[(n, s) for n, s in zip(lines, reduced) if len(s) >= 2]) or ([], []))
+        kept_cases = [
+            (p2, t)
+            for p, t in zip(prefixes, targets)
+            if t in keep and (p2 := [i for i in p if i in keep])
+        ]
+        stats["test_cases_dropped"] = len(targets) - len(kept_cases)
+        prefixes, targets = [p for p, _ in kept_cases], [t for _, t in kept_cases]
+        catalogue = sorted(keep, key=lambda i: (int(i) if i.isdigit() else 0, i))
+    else:
+        catalogue = next_item_catalogue_ids(path, on_error=on_error, train_file=train_file, test_file=test_file)
+    order = np.random.default_rng(validation_seed).permutation(len(sessions))
+    n_val = int(round(validation_fraction * len(sessions)))
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+
+    def _samples(idx: np.ndarray) -> Dataset:
+        seqs = [sessions[i] for i in idx.tolist()]
+        return _table_dataset(
+            _expand_prefixes(seqs, _prefixed_ids("train", [lines[i] for i in idx.tolist()])), NEXT_ITEM_FEATURES
+        )
+
+    train = _samples(train_idx)
+    validation = _samples(val_idx) if n_val else None
+    test = _table_dataset(
+        pa.table(
+            {
+                "session_id": _prefixed_ids("test", _test_session_index(prefixes, targets).tolist()),
+                "item_ids": pa.array(prefixes, type=pa.large_list(pa.string())),
+                "target": pa.array(targets, type=pa.string()),
+            }
+        ),
+        NEXT_ITEM_FEATURES,
+    )
+    stats.update(
+        train_sessions=len(train_idx),
+        train_samples=len(train),
+        validation_sessions=n_val,
+        validation_samples=len(validation) if validation is not None else 0,
+        test_samples=len(test),
+        items=len(catalogue),
+    )
+    return NextItemSplits(train, validation, test, catalogue, stats)
 
 
 # ----------------------------------------------------------------------------------------------- REES46
@@ -1211,7 +1312,9 @@ __all__ = [
     "load_instacart_baskets",
     "load_instacart_catalogue",
     "load_next_item_dataset",
+    "NextItemSplits",
     "load_next_item_sessions",
+    "load_next_item_splits",
     "load_online_retail",
     "load_rees46",
     "next_item_catalogue_ids",
