@@ -1,14 +1,19 @@
 """The trainers, launched for real: two CPU processes through accelerate, exact resume after a kill, Trainer."""
 
+import argparse
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from launch import run_script
+from launch import ROOT, run_script
 
 TINY = [
     "--model",
@@ -58,8 +63,21 @@ def test_pretrain_two_cpu_processes(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "2 process(es)" in res.stdout, res.stdout[-2000:]
     metrics = json.loads((out / "eval_results.json").read_text())
-    assert metrics["optimizer_steps"] == 4 and 0 <= metrics["HR@20"] <= 100
+    assert metrics["optimizer_steps"] == 4 and 0 <= metrics["test"]["HR@20"] <= 100
     assert (out / "model.safetensors").exists() and (out / "processor_config.json").exists()
+
+
+def _kill_when_logged(cmd: list[str], log: Path, at_step: int) -> int:
+    """Start ``cmd``, SIGKILL it once ``log`` (metrics.jsonl) records ``at_step``; return the exit code."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        if log.exists() and any(json.loads(x)["step"] >= at_step for x in log.read_text().splitlines() if x):
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    return proc.wait(timeout=60)
 
 
 def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
@@ -69,26 +87,37 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
         "trainers/pretrain.py",
         *TINY,
         "--max-steps",
-        "9",
+        "60",
         "--checkpointing-steps",
-        "3",
+        "4",
+        "--eval-steps",
+        "1000",
         "--lr-scheduler-type",
         "linear",
         "--warmup-ratio",
         "0.3",
+        "--learning-rate",
+        "1e-3",
     ]
     full = run_script([*common, "--output-dir", str(tmp_path / "full")])
     assert full.returncode == 0, full.stderr[-3000:]
-    killed = run_script([*common, "--output-dir", str(tmp_path / "resumed"), "--stop-after-steps", "5"])
-    assert killed.returncode == 137, killed.stderr[-3000:]
-    assert not (tmp_path / "resumed" / "model.safetensors").exists()  # the kill left no final model
-    resumed = run_script([*common, "--output-dir", str(tmp_path / "resumed"), "--resume"])
+    resumed_dir = tmp_path / "resumed"
+    code = _kill_when_logged([*common, "--output-dir", str(resumed_dir)], resumed_dir / "metrics.jsonl", 10)
+    assert code == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (resumed_dir / "model.safetensors").exists()  # the kill left no final model
+    resumed = run_script([*common, "--output-dir", str(resumed_dir), "--resume"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resumed from" in resumed.stdout and "step_3" in resumed.stdout
-    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "resumed")
+    assert "resumed from" in resumed.stdout
+    a, b = _weights(tmp_path / "full"), _weights(resumed_dir)
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=f"{k} differs after resume")
+    # every optimiser step is logged once, in order, even though the resumed run replayed some
+    steps = [json.loads(x)["step"] for x in (resumed_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 61))
+    full_log = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    res_log = [json.loads(x) for x in (resumed_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in full_log] == pytest.approx([r["loss"] for r in res_log], abs=0)
 
 
 def test_finetune_with_trainer_from_pretrained(tmp_path):
@@ -118,29 +147,69 @@ def test_finetune_with_trainer_from_pretrained(tmp_path):
             "--use-cpu",
             "--output-dir",
             str(tmp_path / "ft"),
-            "--save-steps",
+            "--eval-steps",
             "2",
         ]
     )
     assert ft.returncode == 0, ft.stderr[-3000:]
     metrics = json.loads((tmp_path / "ft" / "eval_results.json").read_text())
-    assert {"eval_HR@20", "eval_MRR@20", "eval_loss"} <= metrics.keys()
+    assert {"validation_HR@20", "validation_MRR@20", "validation_loss"} <= metrics["validation"].keys()
+    assert {"test_HR@20", "test_MRR@20"} <= metrics["test"].keys()
     assert (tmp_path / "ft" / "checkpoint-4" / "processor_config.json").exists()
 
 
-def test_linear_schedule_warms_up_then_decays_to_the_minimum():
-    import argparse
+def _lrs(steps: int, steps_per_epoch: int, **flags) -> list[float]:
+    from session_transformers.protocol import build_optimizer, build_scheduler
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainers"))
-    from pretrain import _learning_rate
-
-    args = argparse.Namespace(
-        lr_scheduler_type="linear", learning_rate=1e-3, warmup_ratio=0.1, min_learning_rate=1e-4
+    defaults = dict(
+        optimizer="adam",
+        momentum=0.9,
+        adam_betas=(0.9, 0.999),
+        weight_decay=0.0,
+        min_learning_rate=0.0,
+        warmup_ratio=0.0,
+        lr_decay_epochs=3.0,
+        lr_decay_rate=0.1,
     )
-    lrs = [_learning_rate(args, step, steps_per_epoch=7, total_steps=100) for step in range(100)]
-    assert lrs[:10] == pytest.approx([1e-3 * (i + 1) / 10 for i in range(10)])
+    args = argparse.Namespace(**{**defaults, **flags})
+    opt = build_optimizer([torch.nn.Parameter(torch.zeros(1))], args)
+    sched = build_scheduler(opt, args, steps, steps_per_epoch)
+    out = []
+    for _ in range(steps):
+        out.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_linear_schedule_warms_up_then_decays_to_the_minimum():
+    lrs = _lrs(
+        100, 7, lr_scheduler_type="linear", learning_rate=1e-3, warmup_ratio=0.1, min_learning_rate=1e-4
+    )
+    assert lrs[:10] == pytest.approx([1e-3 * i / 10 for i in range(10)])  # transformers' warm-up starts at 0
     assert lrs[10] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-4 + 9e-4 / 90)
     assert all(a > b for a, b in zip(lrs[10:], lrs[11:]))
+
+
+def test_step_schedule_decays_every_few_epochs():
+    lrs = _lrs(40, 5, lr_scheduler_type="step", learning_rate=1e-3, lr_decay_epochs=3.0, lr_decay_rate=0.1)
+    assert lrs[:15] == pytest.approx([1e-3] * 15) and lrs[15:30] == pytest.approx([1e-4] * 15)
+    assert lrs[30:] == pytest.approx([1e-5] * 10)
+
+
+def test_protocol_defaults_come_from_the_recipe():
+    from session_transformers.recipes import RECIPES
+
+    res = run_script([sys.executable, "trainers/pretrain.py", "--model", "tagnn_pp", "--help"])
+    assert res.returncode == 0
+    p = RECIPES["tagnn_pp"].protocol
+    assert p.learning_rate == 1e-4 and p.weight_decay == 1e-6 and p.batch_size == 50 and p.num_epochs == 15
+    assert p.lr_scheduler_type == "step" and p.lr_decay_epochs == 3 and p.lr_decay_rate == 0.1
+    assert (
+        "(default: 0.0001)" in res.stdout and "(default: step)" in res.stdout and "--top-items" in res.stdout
+    )
+    res = run_script([sys.executable, "trainers/pretrain.py", "--model", "ceres", "--help"])
+    assert "--top-items" not in res.stdout  # a recipe's own flags stay with it
 
 
 def test_bad_flags_are_clear():

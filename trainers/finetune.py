@@ -1,55 +1,94 @@
 """Fine-tune a session model on a downstream task with ``transformers.Trainer``.
 
-Starts from a saved checkpoint (``--init-from``, e.g. the output of ``trainers/pretrain.py``) or from scratch,
-and evaluates with the shared ranking metrics. Examples::
+Starts from a saved checkpoint (``--init-from``, e.g. the output of ``trainers/pretrain.py``) or from scratch.
+The optimiser, schedule, batch size, epochs and clipping are the task's protocol from the model's recipe, built by
+the same functions ``trainers/pretrain.py`` uses (``--model X --task T --help`` shows them), so one task trains
+the same way in both scripts. Examples::
 
     python trainers/finetune.py --model tagnn_pp --task next_item --init-from runs/tagnn --output-dir runs/tagnn-ft
     torchrun --nproc_per_node 2 trainers/finetune.py --model tagnn_pp --use-cpu ...   # 2-process CPU DDP
 
-Steps: (1) flags, (2) the task's data, processor and config (the processor is the checkpoint's when there is
-one, so item IDs map the same way), (3) the model through the task's Auto class, (4) ``TrainingArguments`` and
-``Trainer`` with the processor as ``processing_class`` (so checkpoints carry it), ranks as
-``preprocess_logits_for_metrics`` (no full score matrix is kept) and the task's metrics as ``compute_metrics``,
-(5) train (resuming from the last Trainer checkpoint with ``--resume``), evaluate, save.
+Steps: (1) flags, (2) the task's data (train / validation / test), processor and config (the processor is the
+checkpoint's when there is one, so item IDs map the same way), (3) the model through the task's Auto class,
+(4) ``TrainingArguments`` and a ``Trainer`` whose optimiser and scheduler come from the protocol, with the
+processor as ``processing_class`` (so checkpoints carry it), ranks as ``preprocess_logits_for_metrics`` (no full
+score matrix is kept) and the task's metrics as ``compute_metrics``; evaluation and ``--select-best`` use the
+validation split, (5) train (resuming from the last Trainer checkpoint with ``--resume``), score the validation
+split and then the test split once, save.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import math
 from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 import session_transformers  # noqa: F401  (registers the models with the Auto classes)
-from session_transformers.optim import adaptive_clip_grad_
-from session_transformers.recipes import RECIPES, add_data_arguments, resolve_data_arguments
+from session_transformers.optim import adaptive_clip_grad_, agc_parameters
+from session_transformers.protocol import build_optimizer, build_scheduler
+from session_transformers.recipes import resolve_data_arguments, training_parser
 
 
 class AdaptiveGradientClippingCallback(TrainerCallback):
-    """Applies unit-wise adaptive gradient clipping right before each optimiser step."""
+    """Unit-wise adaptive gradient clipping right before each optimiser step, on true (unscaled) gradients.
 
-    def __init__(self, clip_factor: float, eps: float):
-        self.clip_factor, self.eps = clip_factor, eps
+    Trainer only unscales fp16 gradients when it clips their global norm itself, so this callback unscales them
+    first (``accelerator.unscale_gradients()``, once per step), then clips with AGC, then applies the protocol's
+    global-norm clipping if there is one (Trainer's own ``max_grad_norm`` is 0 while this callback is active).
+    """
+
+    def __init__(self, clip_factor: float, eps: float, max_grad_norm: float | None = None):
+        self.clip_factor, self.eps, self.max_grad_norm = clip_factor, eps, max_grad_norm
+        self.accelerator = None  # set to the Trainer's accelerator once the Trainer exists
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        adaptive_clip_grad_(model.parameters(), self.clip_factor, self.eps)
+        if self.accelerator is not None and getattr(self.accelerator, "scaler", None) is not None:
+            self.accelerator.unscale_gradients()
+        adaptive_clip_grad_(agc_parameters(model), self.clip_factor, self.eps)
+        if self.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True, choices=sorted(RECIPES), help="model_type")
-    p.add_argument("--task", default=None, help="downstream task (default: the model's first)")
-    add_data_arguments(p)
+class RecipeTrainer(Trainer):
+    """``Trainer`` with the recipe's optimiser and schedule (the same builders as ``trainers/pretrain.py``)."""
+
+    def __init__(self, *a, protocol_args=None, **kw):
+        self.protocol_args = protocol_args
+        super().__init__(*a, **kw)
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            model = model if model is not None else self.model
+            self.optimizer = build_optimizer(
+                [p for p in model.parameters() if p.requires_grad], self.protocol_args
+            )
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None:
+            a = self.args
+            per_epoch = (
+                len(self.get_train_dataloader()) if self.train_dataset is not None else num_training_steps
+            )
+            steps_per_epoch = max(1, math.ceil(per_epoch / a.gradient_accumulation_steps))
+            self.lr_scheduler = build_scheduler(
+                optimizer if optimizer is not None else self.optimizer,
+                self.protocol_args,
+                num_training_steps,
+                steps_per_epoch,
+            )
+        return self.lr_scheduler
+
+
+def parse_args(argv: list[str] | None = None):
+    parser, recipe, _ = training_parser(__doc__.split("\n")[0], argv, with_task=True)
+    p = parser
     p.add_argument("--init-from", default=None, help="a saved checkpoint folder (or Hub repo) to start from")
     p.add_argument("--output-dir", default="runs/finetune")
-    p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--eval-batch-size", type=int, default=None)
-    p.add_argument("--learning-rate", type=float, default=1e-4)
-    p.add_argument("--weight-decay", type=float, default=1e-6)
-    p.add_argument("--lr-scheduler-type", default="linear")
-    p.add_argument("--num-epochs", type=float, default=1.0)
     p.add_argument("--max-steps", type=int, default=-1)
     p.add_argument("--gradient-accumulation-steps", type=int, default=1)
     p.add_argument(
@@ -61,24 +100,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--use-cpu", action="store_true")
     p.add_argument("--report-to", default="none")
-    args = resolve_data_arguments(p, p.parse_args(argv))
-    tasks = RECIPES[args.model].finetune
+    args = resolve_data_arguments(p, p.parse_args(argv), recipe)
+    tasks = recipe.finetune
     args.task = args.task or next(iter(tasks))
     if args.task not in tasks:
         p.error(f"--model {args.model} has tasks {list(tasks)}, not {args.task!r}")
     if args.init_from and not args.processor_path:
         args.processor_path = args.init_from
-    return args
+    return args, recipe
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    # 1. Flags.
-    args = parse_args(argv)
-    task = RECIPES[args.model].finetune[args.task]
+def main(argv: list[str] | None = None) -> dict:
+    # 1. Flags: the task's protocol as defaults.
+    args, recipe = parse_args(argv)
+    task = recipe.finetune[args.task]
 
     # 2. Data, processor, config.
     data = task.prepare(args)
-    print(f"data: {data.description}; {len(data.train_dataset)} train / {len(data.eval_dataset)} eval")
+    print(
+        f"data: {data.description}; {len(data.train_dataset)} train / {len(data.eval_dataset)} validation"
+        + (f" / {len(data.test_dataset)} test" if data.test_dataset is not None else "")
+    )
 
     # 3. Model.
     if args.init_from:
@@ -105,23 +147,26 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     config = model.config
     use_agc = bool(getattr(config, "use_adaptive_gradient_clipping", False))
+    strategy = "steps" if args.eval_steps else "epoch"
     training_args = TrainingArguments(
         output_dir=args.output_dir,
         per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=args.eval_batch_size or 4 * args.batch_size,
-        learning_rate=args.learning_rate,
-        weight_decay=args.weight_decay,
-        lr_scheduler_type=args.lr_scheduler_type,
         num_train_epochs=args.num_epochs,
         max_steps=args.max_steps,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
-        eval_strategy="steps" if args.eval_steps else "epoch",
+        learning_rate=args.learning_rate,  # recorded; the optimiser itself comes from the protocol
+        weight_decay=args.weight_decay,
+        eval_strategy=strategy,
         eval_steps=args.eval_steps,
-        save_strategy="steps",
-        save_steps=args.save_steps,
+        save_strategy=strategy,
+        save_steps=args.eval_steps or args.save_steps,
         save_total_limit=2,
+        load_best_model_at_end=bool(args.select_best),
+        metric_for_best_model=args.select_best,
+        greater_is_better=args.greater_is_better if args.select_best else None,
         logging_steps=args.logging_steps,
-        max_grad_norm=0.0 if use_agc else 1.0,
+        max_grad_norm=0.0 if use_agc else (args.max_grad_norm or 0.0),
         remove_unused_columns=False,  # the collator needs the raw columns
         label_names=list(task.label_names),
         dataloader_num_workers=args.num_workers,
@@ -129,7 +174,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         seed=args.seed,
         use_cpu=args.use_cpu,
     )
-    trainer = Trainer(
+    agc = (
+        AdaptiveGradientClippingCallback(config.agc_clip_factor, config.agc_eps, args.max_grad_norm)
+        if use_agc
+        else None
+    )
+    trainer = RecipeTrainer(
         model=model,
         args=training_args,
         train_dataset=data.train_dataset,
@@ -138,19 +188,27 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         processing_class=data.processor,
         compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,
-        callbacks=[AdaptiveGradientClippingCallback(config.agc_clip_factor, config.agc_eps)]
-        if use_agc
-        else None,
+        callbacks=[agc] if agc else None,
+        protocol_args=args,
     )
+    if agc:
+        agc.accelerator = trainer.accelerator
 
-    # 5. Train, evaluate, save.
+    # 5. Train; the (selected) weights on validation, then the test split once; save.
     trainer.train(resume_from_checkpoint=True if args.resume else None)
-    metrics = trainer.evaluate()
+    results: dict = {"validation": trainer.evaluate(metric_key_prefix="validation")}
+    if data.test_dataset is not None:
+        results["test"] = trainer.evaluate(data.test_dataset, metric_key_prefix="test")
+    if args.select_best and trainer.state.best_model_checkpoint:
+        results["selected_checkpoint"] = Path(trainer.state.best_model_checkpoint).name
     trainer.save_model(args.output_dir)
     if trainer.is_world_process_zero():
-        Path(args.output_dir, "eval_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print("final: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
-    return metrics
+        Path(args.output_dir, "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    for split in ("validation", "test"):
+        if split in results:
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in results[split].items() if isinstance(v, float))
+            print(f"{split}: {shown}")
+    return results
 
 
 if __name__ == "__main__":

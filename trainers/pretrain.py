@@ -1,7 +1,9 @@
 """Train any registered session model with its own training objective, with Accelerate.
 
 The same script runs on one CPU, several CPU processes, one GPU or many (DDP/FSDP through ``accelerate
-config``). Examples::
+config``). Every default of the training protocol (optimiser, learning rate, schedule, batch size, epochs,
+clipping, checkpoint selection) is the model's paper's, from its recipe: ``--model X --help`` shows them.
+Examples::
 
     # one CPU process on the synthetic store (the default dataset)
     accelerate launch --cpu --num_processes 1 trainers/pretrain.py --model tagnn_pp --output-dir runs/tagnn
@@ -9,39 +11,42 @@ config``). Examples::
     # two CPU processes (gloo); note: `--cpu --num_processes 2` alone starts ONE process
     ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 trainers/pretrain.py --model tagnn_pp
 
-    # one GPU, bf16, on Diginetica
-    accelerate launch --mixed_precision bf16 trainers/pretrain.py --model tagnn_pp --dataset diginetica \
-        --data-path ../shared/data/diginetica --config hidden_size=120 num_attention_heads=8
+    # Diginetica with the paper's protocol: train, select on the validation split, score test.tsv once
+    accelerate launch --mixed_precision bf16 trainers/pretrain.py --model tagnn_pp --dataset diginetica
 
-What it does: (1) parse flags, (2) build the ``Accelerator``, (3) let the model's recipe prepare processor,
-datasets and config, (4) build data loaders, model and optimiser and ``prepare`` them once, (5) resume from
-the latest checkpoint if asked, (6) train with gradient accumulation, optional adaptive gradient clipping,
-checkpoints every N optimiser steps and periodic evaluation, (7) ``save_pretrained`` model and processor and
-write the final metrics.
+What it does: (1) parse flags (the model's protocol as defaults), (2) build the ``Accelerator`` (checkpoint
+rotation by its ``ProjectConfiguration``), (3) let the model's recipe prepare processor, train / validation /
+test data and config, (4) build loaders, model, optimiser and schedule from the protocol and ``prepare`` them,
+(5) resume from the latest checkpoint if asked, (6) train with gradient accumulation, optional gradient-norm or
+adaptive gradient clipping, checkpoints every N optimiser steps and periodic evaluation on the validation split
+(keeping the best weights with ``--select-best``), (7) score the test split once with the selected weights,
+``save_pretrained`` model and processor, and write ``eval_results.json``.
 
 Resume is exact: the sampler is seedable and re-seeded per epoch, the partial epoch is skipped batch by batch,
-checkpoints are taken only at optimiser-step boundaries, and the learning rate is a pure function of the
-optimiser-step counter, which is saved with the checkpoint.
+checkpoints are taken only at optimiser-step boundaries, and the scheduler, the counters and the best
+validation score are saved with each checkpoint.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
 import time
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, DistributedType, ProjectConfiguration, set_seed
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 import session_transformers  # noqa: F401  (registers the models with the Auto classes)
-from session_transformers.optim import adaptive_clip_grad_
-from session_transformers.recipes import RECIPES, add_data_arguments, resolve_data_arguments
+from session_transformers.optim import adaptive_clip_grad_, agc_parameters
+from session_transformers.protocol import build_optimizer, build_scheduler
+from session_transformers.recipes import resolve_data_arguments, training_parser
+
+BEST_DIR = "best"
 
 
 class TrainingProgress:
@@ -52,6 +57,8 @@ class TrainingProgress:
         self.epoch = 0
         self.batches_in_epoch = 0
         self.samples_seen = 0
+        self.best_metric: float | None = None
+        self.best_step: int | None = None
 
     def state_dict(self) -> dict:
         return dict(self.__dict__)
@@ -60,44 +67,35 @@ class TrainingProgress:
         self.__dict__.update(state)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True, choices=sorted(RECIPES), help="model_type to train")
-    add_data_arguments(p)
+def parse_args(argv: list[str] | None = None):
+    parser, recipe, _ = training_parser(__doc__.split("\n")[0], argv)
+    p = parser
     p.add_argument("--init-from", default=None, help="start from a saved checkpoint instead of from scratch")
     p.add_argument("--output-dir", default="runs/pretrain")
-    p.add_argument("--batch-size", type=int, default=50, help="per-process batch size")
     p.add_argument("--eval-batch-size", type=int, default=None)
-    p.add_argument("--learning-rate", type=float, default=1e-4)
-    p.add_argument("--weight-decay", type=float, default=1e-6, help="L2 penalty (Adam weight_decay)")
-    p.add_argument("--lr-decay-epochs", type=float, default=3.0, help="decay the lr every this many epochs")
-    p.add_argument("--lr-decay-rate", type=float, default=0.1)
-    p.add_argument(
-        "--lr-scheduler-type",
-        choices=("step", "linear"),
-        default="step",
-        help=(
-            "step: multiply by --lr-decay-rate every --lr-decay-epochs (TAGNN++); linear: warm up over "
-            "--warmup-ratio of the steps, then decay linearly to --min-learning-rate (CERES)"
-        ),
-    )
-    p.add_argument("--warmup-ratio", type=float, default=0.0, help="linear schedule: warm-up share of steps")
-    p.add_argument("--min-learning-rate", type=float, default=0.0, help="linear schedule: final lr")
-    p.add_argument("--num-epochs", type=float, default=1.0)
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps")
     p.add_argument("--gradient-accumulation-steps", type=int, default=1)
     p.add_argument("--checkpointing-steps", type=int, default=None, help="save a checkpoint every N steps")
     p.add_argument("--checkpoints-total-limit", type=int, default=3)
     p.add_argument("--resume", action="store_true", help="resume from the latest checkpoint in --output-dir")
-    p.add_argument("--eval-steps", type=int, default=None, help="evaluate every N optimiser steps")
+    p.add_argument(
+        "--eval-steps",
+        type=int,
+        default=None,
+        help="evaluate on the validation split every N optimiser steps (default: at the end of each epoch)",
+    )
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--report-to", default=None, help="an accelerate tracker (tensorboard, wandb, ...)")
-    p.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)  # simulates a kill
-    return resolve_data_arguments(p, p.parse_args(argv))
+    args = p.parse_args(argv)
+    if args.checkpoints_total_limit < 2:
+        p.error(
+            "--checkpoints-total-limit must be >= 2: the oldest is deleted before the next one is written"
+        )
+    return resolve_data_arguments(p, args, recipe), recipe
 
 
-def get_dataloaders(args, data, accelerator: Accelerator):
-    """Train loader (shuffled by a seedable sampler) and eval loader; ``prepare`` shards both per process."""
+def get_dataloaders(args, data):
+    """Train loader (shuffled by a seedable sampler), validation and test loaders; ``prepare`` shards them."""
     g = torch.Generator().manual_seed(
         args.seed
     )  # own generator: the loader must not draw from the global RNG
@@ -110,72 +108,89 @@ def get_dataloaders(args, data, accelerator: Accelerator):
         generator=g,
         drop_last=False,
     )
-    evaluation = DataLoader(
-        data.eval_dataset,
-        batch_size=args.eval_batch_size or 4 * args.batch_size,
-        shuffle=False,
-        collate_fn=data.collate_fn,
-        num_workers=args.num_workers,
-    )
-    return train, evaluation
+    eval_collate = getattr(data, "eval_collate_fn", None) or data.collate_fn
+
+    def _eval_loader(dataset):
+        if dataset is None:
+            return None
+        return DataLoader(
+            dataset,
+            batch_size=args.eval_batch_size or 4 * args.batch_size,
+            shuffle=False,
+            collate_fn=eval_collate,
+            num_workers=args.num_workers,
+        )
+
+    return train, _eval_loader(data.eval_dataset), _eval_loader(data.test_dataset)
 
 
 @torch.no_grad()
 def evaluate(model, dataloader, accelerator: Accelerator, task) -> dict[str, float]:
     """Run the task's eval step on every batch, gather per-example tensors across processes, summarise."""
+    was_training = model.training
     model.eval()
     gathered: dict[str, list[torch.Tensor]] = {}
     for batch in dataloader:
         out = task.eval_step(model, dict(batch))
         for k, v in accelerator.gather_for_metrics(out).items():
             gathered.setdefault(k, []).append(v.cpu())
-    model.train()
+    model.train(was_training)
     return task.summarize({k: torch.cat(v) for k, v in gathered.items()})
 
 
-def _learning_rate(args, steps: int, steps_per_epoch: int, total_steps: int) -> float:
-    """The lr of optimiser step ``steps`` (0-based): a pure function of the step, so resume is exact."""
-    if args.lr_scheduler_type == "linear":
-        warmup = round(args.warmup_ratio * total_steps)
-        if steps < warmup:
-            return args.learning_rate * (steps + 1) / warmup
-        left = max(0.0, 1.0 - (steps - warmup) / max(1, total_steps - warmup))
-        return args.min_learning_rate + (args.learning_rate - args.min_learning_rate) * left
-    decay_every = max(1, round(args.lr_decay_epochs * steps_per_epoch))
-    return args.learning_rate * args.lr_decay_rate ** (steps // decay_every)
+def _checkpoint_index(path: Path) -> int:
+    return int(path.name.rsplit("_", 1)[1])
+
+
+COMPLETE = "checkpoint_complete"  # written into a checkpoint folder once every process has saved into it
+
+
+def _checkpoints(ckpt_dir: Path) -> list[Path]:
+    return sorted(ckpt_dir.glob("checkpoint_*"), key=_checkpoint_index) if ckpt_dir.exists() else []
 
 
 def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
-    found = (
-        sorted(ckpt_dir.glob("step_*"), key=lambda p: int(p.name.split("_")[1])) if ckpt_dir.exists() else []
-    )
-    return found[-1] if found else None
+    """The newest *complete* checkpoint: a run killed while writing one leaves it without the marker."""
+    complete = [c for c in _checkpoints(ckpt_dir) if (c / COMPLETE).exists()]
+    return complete[-1] if complete else None
 
 
-def _save_checkpoint(accelerator: Accelerator, ckpt_dir: Path, step: int, limit: int) -> None:
-    accelerator.save_state(str(ckpt_dir / f"step_{step}"))
+def _save_checkpoint(accelerator: Accelerator) -> None:
+    """``save_state`` into the next ``checkpoints/checkpoint_<n>`` (accelerate names and rotates them), then mark
+    it complete; resume only ever loads a marked one."""
+    path = Path(accelerator.save_state())
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        old = sorted(ckpt_dir.glob("step_*"), key=lambda p: int(p.name.split("_")[1]))[:-limit]
-        for path in old:
-            for f in sorted(path.rglob("*"), reverse=True):
-                f.unlink() if f.is_file() else f.rmdir()
-            path.rmdir()
+        (path / COMPLETE).touch()
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    # 1. Flags.
-    args = parse_args(argv)
-    recipe = RECIPES[args.model]
+def _state_dict(accelerator: Accelerator, model) -> dict:
+    """The full state dict (gathered from shards under FSDP)."""
+    return accelerator.get_state_dict(model)
+
+
+def _better(value: float, best: float | None, greater: bool) -> bool:
+    return best is None or (value > best if greater else value < best)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    # 1. Flags: the model's protocol as defaults.
+    args, recipe = parse_args(argv)
     task = recipe.pretrain
     output_dir = Path(args.output_dir)
     ckpt_dir = output_dir / "checkpoints"
 
-    # 2. Accelerator: mixed precision and the device come from `accelerate launch`.
+    # 2. Accelerator: mixed precision and the device come from `accelerate launch`; checkpoints rotate by
+    #    its ProjectConfiguration (checkpoints/checkpoint_<n>, at most --checkpoints-total-limit kept).
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         log_with=args.report_to,
-        project_dir=str(output_dir),
+        project_config=ProjectConfiguration(
+            project_dir=str(output_dir),
+            automatic_checkpoint_naming=True,
+            total_limit=args.checkpoints_total_limit,
+        ),
     )
     set_seed(args.seed)
     if args.report_to:
@@ -185,38 +200,86 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     with accelerator.main_process_first():
         data = task.prepare(args)
     accelerator.print(
-        f"data: {data.description}; {len(data.train_dataset)} train / {len(data.eval_dataset)} eval"
+        f"data: {data.description}; {len(data.train_dataset)} train / {len(data.eval_dataset)} validation"
+        + (f" / {len(data.test_dataset)} test" if data.test_dataset is not None else "")
     )
 
-    # 4. Loaders, model, optimiser; prepare once.
-    train_dl, eval_dl = get_dataloaders(args, data, accelerator)
+    # 4. Loaders, model, optimiser and schedule (the protocol's); prepare once.
+    train_dl, eval_dl, test_dl = get_dataloaders(args, data)
     if args.init_from:
         model = task.auto_class.from_pretrained(args.init_from, dtype=torch.float32, **args.config_overrides)
     else:
         model = task.auto_class.from_config(data.config)
         if data.init_weights is not None:
             data.init_weights(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
-    model, optimizer, train_dl, eval_dl = accelerator.prepare(model, optimizer, train_dl, eval_dl)
-    config = accelerator.unwrap_model(model).config
+    config = model.config
     use_agc = bool(getattr(config, "use_adaptive_gradient_clipping", False))
-    progress = TrainingProgress()
-    accelerator.register_for_checkpointing(progress)
+    if use_agc and accelerator.distributed_type == DistributedType.FSDP:
+        raise ValueError(
+            "adaptive gradient clipping needs whole parameters (unit-wise norms) but FSDP shards them: "
+            "train with --config use_adaptive_gradient_clipping=False under FSDP, or use DDP"
+        )
+    optimizer = build_optimizer(model.parameters(), args)
+    model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
+    eval_dl = accelerator.prepare(eval_dl) if eval_dl is not None else None
+    test_dl = accelerator.prepare(test_dl) if test_dl is not None else None
+    unwrapped = accelerator.unwrap_model(model)
+    clip_params = agc_parameters(unwrapped) if use_agc else None
 
     steps_per_epoch = math.ceil(len(train_dl) / args.gradient_accumulation_steps)
     total_steps = args.max_steps or math.ceil(args.num_epochs * steps_per_epoch)
+    # Stepped once per optimiser step by this loop (not by accelerate, which would step it once per process).
+    scheduler = build_scheduler(optimizer, args, total_steps, steps_per_epoch)
+    progress = TrainingProgress()
+    accelerator.register_for_checkpointing(progress, scheduler)
     accelerator.print(
-        f"model: {type(accelerator.unwrap_model(model)).__name__}, "
-        f"{sum(p.numel() for p in model.parameters()):,} parameters; {total_steps} optimiser steps, "
-        f"{steps_per_epoch} per epoch, {accelerator.num_processes} process(es)"
+        f"model: {type(unwrapped).__name__}, {sum(p.numel() for p in model.parameters()):,} parameters; "
+        f"{total_steps} optimiser steps, {steps_per_epoch} per epoch, {accelerator.num_processes} process(es); "
+        f"{args.optimizer} lr {args.learning_rate:g} ({args.lr_scheduler_type}), weight decay "
+        f"{args.weight_decay:g}, batch {args.batch_size}"
+        + (", adaptive gradient clipping" if use_agc else "")
+        + (f", gradient norm clipped to {args.max_grad_norm:g}" if args.max_grad_norm else "")
     )
 
     # 5. Resume.
+    log_path = output_dir / "metrics.jsonl"
     if args.resume and (latest := _latest_checkpoint(ckpt_dir)) is not None:
         accelerator.load_state(str(latest))
+        # accelerate does not advance its checkpoint counter on load; skip any half-written folder too
+        accelerator.project_configuration.iteration = _checkpoint_index(_checkpoints(ckpt_dir)[-1]) + 1
         accelerator.print(f"resumed from {latest} at step {progress.optimizer_steps}")
+        if accelerator.is_main_process and log_path.exists():  # drop records of steps that will be replayed
+            kept = [
+                line
+                for line in log_path.read_text().splitlines()
+                if json.loads(line).get("step", 0) <= progress.optimizer_steps
+            ]
+            log_path.write_text("".join(f"{line}\n" for line in kept))
 
     # 6. Train.
+    def _evaluate_and_select(record: dict) -> None:
+        if eval_dl is None:
+            return
+        metrics = evaluate(model, eval_dl, accelerator, task)
+        record.update({f"validation/{k}": v for k, v in metrics.items()})
+        accelerator.print(
+            f"step {progress.optimizer_steps} validation: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        )
+        if args.select_best:
+            if args.select_best not in metrics:
+                raise KeyError(
+                    f"--select-best {args.select_best!r} is not a validation metric: {sorted(metrics)}"
+                )
+            if _better(metrics[args.select_best], progress.best_metric, args.greater_is_better):
+                progress.best_metric, progress.best_step = metrics[args.select_best], progress.optimizer_steps
+                unwrapped.save_pretrained(
+                    output_dir / BEST_DIR,
+                    is_main_process=accelerator.is_main_process,
+                    save_function=accelerator.save,
+                    state_dict=_state_dict(accelerator, model),
+                )
+
     model.train()
     bar = tqdm(
         total=total_steps,
@@ -224,10 +287,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         disable=not accelerator.is_local_main_process,
         desc=f"train {args.model}",
     )
-    log_path = output_dir / "metrics.jsonl"
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-    start, last_eval = time.perf_counter(), {}
+    start = time.perf_counter()
+    step_loss = torch.zeros((), device=accelerator.device)
     while progress.optimizer_steps < total_steps:
         train_dl.set_epoch(progress.epoch)
         batches = (
@@ -239,59 +302,86 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
                 accelerator.backward(loss)
-                if accelerator.sync_gradients and use_agc:
-                    accelerator.unscale_gradients()
-                    adaptive_clip_grad_(model.parameters(), config.agc_clip_factor, config.agc_eps)
-                lr = _learning_rate(args, progress.optimizer_steps, steps_per_epoch, total_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+                step_loss += loss.detach() / args.gradient_accumulation_steps
+                if accelerator.sync_gradients:
+                    if use_agc:
+                        accelerator.unscale_gradients()
+                        adaptive_clip_grad_(clip_params, config.agc_clip_factor, config.agc_eps)
+                    if args.max_grad_norm:
+                        accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad()
             progress.batches_in_epoch += 1
             progress.samples_seen += args.batch_size * accelerator.num_processes
             if not accelerator.sync_gradients:
                 continue
+            lr = scheduler.get_last_lr()[0]
+            scheduler.step()
             progress.optimizer_steps += 1
             step = progress.optimizer_steps
+            # the optimiser step's loss: mean over its micro-batches and over processes
+            record = {
+                "step": step,
+                "epoch": progress.epoch,
+                "loss": float(accelerator.reduce(step_loss, "mean")),
+            }
+            record["lr"] = lr
+            step_loss.zero_()
             bar.update(1)
-            record = {"step": step, "epoch": progress.epoch, "loss": float(loss.detach()), "lr": lr}
             bar.set_postfix(loss=f"{record['loss']:.4f}")
-            if args.eval_steps and step % args.eval_steps == 0:
-                last_eval = evaluate(model, eval_dl, accelerator, task)
-                record.update({f"eval/{k}": v for k, v in last_eval.items()})
-                accelerator.print(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in last_eval.items()))
+            epoch_end = progress.batches_in_epoch >= len(train_dl)  # the last batch always syncs
+            if epoch_end:
+                progress.epoch += 1
+                progress.batches_in_epoch = 0
+            if (
+                (args.eval_steps and step % args.eval_steps == 0)
+                or (not args.eval_steps and epoch_end)
+                or step >= total_steps  # the final weights are always a candidate
+            ):
+                _evaluate_and_select(record)
             accelerator.log(record, step=step)
             if accelerator.is_main_process:
                 with open(log_path, "a") as fh:
                     fh.write(json.dumps(record) + "\n")
             if args.checkpointing_steps and step % args.checkpointing_steps == 0:
-                _save_checkpoint(accelerator, ckpt_dir, step, args.checkpoints_total_limit)
-            if args.stop_after_steps and step >= args.stop_after_steps:
-                accelerator.wait_for_everyone()
-                os._exit(137)  # a kill without any clean-up, for resume tests
+                _save_checkpoint(accelerator)
             if step >= total_steps:
                 break
-        else:
-            progress.epoch += 1
-            progress.batches_in_epoch = 0
     bar.close()
     train_seconds = time.perf_counter() - start
 
-    # 7. Final evaluation, save model and processor, write metrics.
-    final = evaluate(model, eval_dl, accelerator, task)
-    final.update(train_seconds=train_seconds, optimizer_steps=float(progress.optimizer_steps))
+    # 7. The selected weights; the validation figures they had; the test split scored once; save.
+    results: dict = {"train_seconds": train_seconds, "optimizer_steps": progress.optimizer_steps}
     accelerator.wait_for_everyone()
-    unwrapped = accelerator.unwrap_model(model)
+    if args.select_best and progress.best_step is not None:
+        best = load_file(str(output_dir / BEST_DIR / "model.safetensors"))
+        missing, unexpected = unwrapped.load_state_dict(best, strict=False)
+        tied = set(getattr(unwrapped, "all_tied_weights_keys", None) or {})  # stored once, under their source
+        if unexpected or set(missing) - tied:
+            raise RuntimeError(f"the best checkpoint does not fit the model: {missing=} {unexpected=}")
+        results.update(selected_step=progress.best_step, selected_by=args.select_best)
+    if eval_dl is not None:
+        results["validation"] = evaluate(model, eval_dl, accelerator, task)
+    if test_dl is not None:
+        results["test"] = evaluate(model, test_dl, accelerator, task)
     unwrapped.save_pretrained(
-        output_dir, is_main_process=accelerator.is_main_process, save_function=accelerator.save
+        output_dir,
+        is_main_process=accelerator.is_main_process,
+        save_function=accelerator.save,
+        state_dict=_state_dict(accelerator, model),
     )
     if accelerator.is_main_process:
         data.processor.save_pretrained(output_dir)
-        (output_dir / "eval_results.json").write_text(json.dumps(final, indent=2) + "\n")
-    accelerator.print("final: " + ", ".join(f"{k} {v:.4f}" for k, v in final.items()))
-    accelerator.log({f"final/{k}": v for k, v in final.items()}, step=progress.optimizer_steps)
+        (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    for split in ("validation", "test"):
+        if split in results:
+            accelerator.print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in results[split].items()))
+    accelerator.log(
+        {f"{s}/{k}": v for s in ("validation", "test") for k, v in results.get(s, {}).items()},
+        step=progress.optimizer_steps,
+    )
     accelerator.end_training()
-    return final
+    return results
 
 
 if __name__ == "__main__":

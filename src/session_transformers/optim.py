@@ -7,7 +7,9 @@ and scalars) so that its gradient norm is at most ``clip_factor`` times its weig
     G_i <- G_i * (clip_factor * max(||W_i||, eps) / ||G_i||)    where ||G_i|| > clip_factor * max(||W_i||, eps)
 
 TAGNN++ trains with it (its Table 3 ablates it). Call it after ``accelerator.backward`` (and after
-``accelerator.unscale_gradients()`` under fp16), only on steps where gradients are synchronised.
+``accelerator.unscale_gradients()`` under fp16), only on steps where gradients are synchronised, on the
+parameters :func:`agc_parameters` selects: Brock et al. do not clip the final (output) layer, and a model says
+which of its parameters that is with an ``agc_parameters()`` method.
 """
 
 from __future__ import annotations
@@ -53,4 +55,12 @@ def adaptive_clip_grad_(
     return clipped
 
 
-__all__ = ["adaptive_clip_grad_"]
+def agc_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters AGC clips: ``model.agc_parameters()`` where the model defines it (to leave out its output
+    layer, as Brock et al. prescribe), else every trainable parameter."""
+    select = getattr(model, "agc_parameters", None)
+    params = list(select()) if callable(select) else list(model.parameters())
+    return [p for p in params if p.requires_grad]
+
+
+__all__ = ["adaptive_clip_grad_", "agc_parameters"]

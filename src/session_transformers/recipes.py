@@ -12,11 +12,56 @@ into metrics.
 
 from __future__ import annotations
 
+import argparse
+
 from .models.ceres.recipe import RECIPE as _CERES
 from .models.tagnn_pp.recipe import RECIPE as _TAGNN_PP
+from .protocol import TrainingProtocol, add_protocol_arguments
 from .trainer_utils import PreparedData, Recipe, Task, add_data_arguments, resolve_data_arguments
 
 RECIPES: dict[str, Recipe] = {"tagnn_pp": _TAGNN_PP, "ceres": _CERES}
 """``model_type`` -> :class:`Recipe`; one row per model family."""
 
-__all__ = ["RECIPES", "PreparedData", "Recipe", "Task", "add_data_arguments", "resolve_data_arguments"]
+
+def training_parser(
+    description: str, argv: list[str] | None, *, with_task: bool = False
+) -> tuple[argparse.ArgumentParser, Recipe | None, Task | None]:
+    """The parser of a trainer for the model (and task) named in ``argv``.
+
+    ``--model`` (and ``--task``) are read first, so that the parser's protocol flags default to that model's
+    protocol (``--help`` then shows them) and the model's own flags are added. Returns the parser, the recipe
+    and the task (``None`` when ``--model`` is missing or unknown: the full parse then reports it).
+    """
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--model")
+    pre.add_argument("--task")
+    known, _ = pre.parse_known_args(argv)
+    recipe = RECIPES.get(known.model)
+    task = None
+    if recipe is not None:
+        task = (
+            recipe.finetune.get(known.task or next(iter(recipe.finetune))) if with_task else recipe.pretrain
+        )
+    protocol = recipe.task_protocol(task) if recipe is not None and task is not None else TrainingProtocol()
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--model", required=True, choices=sorted(RECIPES), help="model_type to train")
+    if with_task:
+        parser.add_argument("--task", default=None, help="downstream task (default: the model's first)")
+    add_data_arguments(parser)
+    add_protocol_arguments(parser, protocol)
+    if recipe is not None and recipe.add_arguments is not None:
+        recipe.add_arguments(parser.add_argument_group(f"{known.model} options"))
+    return parser, recipe, task
+
+
+__all__ = [
+    "RECIPES",
+    "PreparedData",
+    "Recipe",
+    "Task",
+    "add_data_arguments",
+    "resolve_data_arguments",
+    "training_parser",
+]

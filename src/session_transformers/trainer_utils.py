@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from datasets import Dataset
 
+from .protocol import TrainingProtocol
+
 
 @dataclass
 class PreparedData:
@@ -31,6 +33,9 @@ class PreparedData:
     init_weights: Callable[[Any], Any] | None = None
     """Called on a model built from ``config`` (not on one loaded with ``--init-from``), e.g. to load pretrained
     encoder weights from another checkpoint."""
+    test_dataset: Dataset | None = None
+    """Scored once, at the end, with the final (or selected) weights; ``eval_dataset`` is the validation split
+    that periodic evaluation and checkpoint selection use. ``None`` when the source has no test split."""
 
 
 @dataclass
@@ -48,6 +53,8 @@ class Task:
     per_example: Callable[[Any, torch.Tensor], dict[str, torch.Tensor]]
     summarize: Callable[[dict[str, torch.Tensor]], dict[str, float]]
     label_names: tuple[str, ...] = ("labels",)
+    protocol: TrainingProtocol | None = None
+    """This task's training protocol when it differs from the recipe's (e.g. a fine-tuning recipe)."""
 
     def eval_step(self, model: torch.nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         labels = batch.pop(self.label_names[0])
@@ -56,12 +63,20 @@ class Task:
 
 @dataclass
 class Recipe:
-    """How to train one model family: its pretraining task, its fine-tuning tasks and its data sources."""
+    """How to train one model family: its pretraining task, its fine-tuning tasks, its data sources, its paper's
+    training protocol (the trainers' defaults) and its own command-line flags."""
 
     pretrain: Task
     finetune: dict[str, Task]
     datasets: tuple[str, ...] = ("synthetic",)
     default_data_path: dict[str, str] = field(default_factory=dict)
+    protocol: TrainingProtocol = field(default_factory=TrainingProtocol)
+    """The paper's training protocol: the defaults of ``pretrain.py`` and of every task without its own."""
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    """Adds this family's own flags (what its ``prepare`` functions read) to both trainers' parsers."""
+
+    def task_protocol(self, task: Task) -> TrainingProtocol:
+        return task.protocol or self.protocol
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +97,13 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--num-sessions", type=int, default=None, help="synthetic store sessions (preset's default)"
     )
     parser.add_argument(
-        "--eval-fraction", type=float, default=0.1, help="synthetic sessions held out for eval"
+        "--eval-fraction", type=float, default=0.1, help="synthetic sessions held out for the test split"
+    )
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.1,
+        help="training sessions held out (by session) for validation: periodic evaluation and --select-best",
     )
     parser.add_argument("--max-train-samples", type=int, default=None)
     parser.add_argument("--max-eval-samples", type=int, default=None)
@@ -114,7 +135,9 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def resolve_data_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+def resolve_data_arguments(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, recipe: Recipe
+) -> argparse.Namespace:
     """Check the dataset against the model's recipe, fill the default data path, parse ``--config`` overrides."""
     overrides = {}
     for item in args.config:
@@ -126,9 +149,6 @@ def resolve_data_arguments(parser: argparse.ArgumentParser, args: argparse.Names
         except (ValueError, SyntaxError):
             overrides[key] = value
     args.config_overrides = overrides
-    from .recipes import RECIPES
-
-    recipe = RECIPES[args.model]
     if args.dataset not in recipe.datasets:
         parser.error(f"--model {args.model} trains on {list(recipe.datasets)}, not {args.dataset!r}")
     if args.data_path is None:
@@ -136,4 +156,11 @@ def resolve_data_arguments(parser: argparse.ArgumentParser, args: argparse.Names
     return args
 
 
-__all__ = ["PreparedData", "Recipe", "Task", "add_data_arguments", "resolve_data_arguments"]
+__all__ = [
+    "PreparedData",
+    "Recipe",
+    "Task",
+    "TrainingProtocol",
+    "add_data_arguments",
+    "resolve_data_arguments",
+]

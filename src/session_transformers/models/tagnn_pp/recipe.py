@@ -15,11 +15,22 @@ import torch
 from datasets import Dataset
 
 from ... import metrics
+from ...data.loaders import NextItemSplits
 from ...data.schema import session_item_ids
+from ...protocol import TrainingProtocol
 from ...trainer_utils import PreparedData, Recipe, Task
 
 
-def synthetic_next_item(args: argparse.Namespace) -> tuple[Dataset, Dataset, list[str], str]:
+def _split_sizes(n: int, args: argparse.Namespace) -> tuple[int, int]:
+    """(validation, test) session counts: the last ``eval_fraction`` of ``n`` sessions are the test split and
+    ``validation_fraction`` of the rest the validation split (at least one session each)."""
+    n_test = max(1, int(n * args.eval_fraction))
+    n_val = max(1, int((n - n_test) * args.validation_fraction)) if args.validation_fraction > 0 else 0
+    return n_val, n_test
+
+
+def synthetic_next_item(args: argparse.Namespace) -> NextItemSplits:
+    """Next-item samples of the synthetic store: train / validation / test by session (every prefix of each)."""
     from ...data.loaders import next_item_samples
     from ...data.synthetic import SyntheticStore, SyntheticStoreConfig
 
@@ -27,51 +38,61 @@ def synthetic_next_item(args: argparse.Namespace) -> tuple[Dataset, Dataset, lis
     cfg = dataclasses.replace(base, seed=args.seed, num_sessions=args.num_sessions or base.num_sessions)
     store = SyntheticStore(cfg)
     seqs = [session_item_ids(s) for s in store.iter_sessions(0, cfg.num_sessions)]
-    n_eval = max(1, int(len(seqs) * args.eval_fraction))
-    train_seqs, eval_seqs = seqs[:-n_eval], seqs[-n_eval:]
+    n_val, n_test = _split_sizes(len(seqs), args)
+    n_train = len(seqs) - n_val - n_test
     # Sessions, not prefixes, are split, so no session has prefixes on both sides.
-    train = next_item_samples(train_seqs)
-    evaluation = next_item_samples(eval_seqs)
-    return (
-        train,
-        evaluation,
-        list(store.item_ids),
-        (
-            f"synthetic store (seed {args.seed}, {cfg.num_sessions} sessions; last {n_eval} sessions held out, "
-            f"every prefix of each as a sample)"
-        ),
+    train = next_item_samples(seqs[:n_train])
+    validation = next_item_samples(seqs[n_train : n_train + n_val]) if n_val else None
+    test = next_item_samples(seqs[-n_test:])
+    stats = {"train_sessions": n_train, "validation_sessions": n_val, "test_sessions": n_test}
+    return NextItemSplits(train, validation, test, list(store.item_ids), stats)
+
+
+def diginetica_next_item(args: argparse.Namespace) -> NextItemSplits:
+    """The SR-GNN protocol: training prefixes (validation held out by session), ``test.tsv``, full catalogue;
+    ``--top-items K`` reduces it to the K most frequent training items."""
+    from ...data.loaders import load_next_item_splits
+
+    return load_next_item_splits(
+        args.data_path,
+        validation_fraction=args.validation_fraction,
+        top_items=getattr(args, "top_items", None),
     )
 
 
-def diginetica_next_item(args: argparse.Namespace) -> tuple[Dataset, Dataset, list[str], str]:
-    from ...data.loaders import load_next_item_dataset, next_item_catalogue_ids
-
-    train = load_next_item_dataset(args.data_path, split="train")
-    test = load_next_item_dataset(args.data_path, split="test")
-    if args.max_train_samples:
-        train = train.select(range(min(args.max_train_samples, len(train))))
-    if args.max_eval_samples:
-        test = test.select(range(min(args.max_eval_samples, len(test))))
-    return (
-        train,
-        test,
-        list(next_item_catalogue_ids(args.data_path)),
-        f"{args.data_path} (SR-GNN protocol: train prefixes, test.tsv, full catalogue)",
-    )
+def _cut(ds: Dataset | None, n: int | None) -> Dataset | None:
+    return ds.select(range(min(n, len(ds)))) if ds is not None and n else ds
 
 
 def _prepare_tagnn_pp(args: argparse.Namespace) -> PreparedData:
     from . import TagnnPPConfig, TagnnPPProcessor
 
     source = {"synthetic": synthetic_next_item, "diginetica": diginetica_next_item}[args.dataset]
-    train, evaluation, catalogue_ids, description = source(args)
+    splits = source(args)
+    train = _cut(splits.train, args.max_train_samples)
+    validation = _cut(splits.validation, args.max_eval_samples)
+    test = _cut(splits.test, args.max_eval_samples)
     if args.processor_path:
         processor = TagnnPPProcessor.from_pretrained(args.processor_path)
     else:
         # The vocabulary is the whole catalogue: the protocol ranks every item, seen in training or not.
-        processor = TagnnPPProcessor.from_sessions([catalogue_ids])
+        processor = TagnnPPProcessor.from_sessions([splits.catalogue_ids])
     config = TagnnPPConfig(num_items=processor.num_items, **args.config_overrides)
-    return PreparedData(processor, train, evaluation, processor.collate, config, description)
+    if args.dataset == "synthetic":
+        what = f"synthetic store (seed {args.seed})"
+    else:
+        reduced = f", reduced to its {args.top_items} most frequent training items" if args.top_items else ""
+        what = f"{args.data_path} (SR-GNN protocol{reduced}; validation held out by session; test.tsv)"
+    stats = ", ".join(f"{k} {v}" for k, v in splits.statistics.items())
+    return PreparedData(
+        processor,
+        train,
+        validation if validation is not None else test,
+        processor.collate,
+        config,
+        f"{what}; {stats}; catalogue of {len(splits.catalogue_ids)} items",
+        test_dataset=test if validation is not None else None,
+    )
 
 
 def _next_item_ranks(logits: Any, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -83,7 +104,11 @@ def _next_item_summarize(
     gathered: dict[str, torch.Tensor], ks: tuple[int, ...] = (10, 20)
 ) -> dict[str, float]:
     ranks = gathered["rank"]
-    out: dict[str, float] = {"num_samples": float(ranks.numel())}
+    # targets outside the vocabulary (label -100) rank inf: misses, counted here
+    out: dict[str, float] = {
+        "num_samples": float(ranks.numel()),
+        "num_unknown_targets": float(torch.isinf(ranks).sum()),
+    }
     for k in ks:
         out[f"HR@{k}"] = 100.0 * metrics.hit_rate_from_ranks(ranks, k)
         out[f"MRR@{k}"] = 100.0 * metrics.mrr_from_ranks(ranks, k)
@@ -96,12 +121,42 @@ def _next_item_task() -> Task:
     return Task(_prepare_tagnn_pp, AutoModelForNextItemPrediction, _next_item_ranks, _next_item_summarize)
 
 
+PAPER_PROTOCOL = TrainingProtocol(
+    optimizer="adam",
+    learning_rate=1e-4,
+    weight_decay=1e-6,
+    lr_scheduler_type="step",
+    lr_decay_epochs=3.0,
+    lr_decay_rate=0.1,
+    batch_size=50,
+    num_epochs=15.0,
+    max_grad_norm=None,
+    select_best="HR@20",
+    source="TAGNN++ paper, Sec. 4: Adam 1e-4 (betas 0.9/0.999), L2 1e-6, x0.1 every 3 epochs, batch 50, "
+    "15 epochs, 10% of training sessions for validation",
+)
+"""TAGNN++'s protocol (the paper's Section 4). The authors' released code trains with Adam 1e-3 and L2 1e-5
+instead; ``--learning-rate 1e-3 --weight-decay 1e-5`` reproduces that."""
+
+
+def _add_arguments(parser) -> None:
+    parser.add_argument(
+        "--top-items",
+        type=int,
+        default=None,
+        metavar="K",
+        help="Diginetica-format data: keep only the K most frequent training items (a CPU-sized benchmark)",
+    )
+
+
 RECIPE = Recipe(
     pretrain=_next_item_task(),
     finetune={"next_item": _next_item_task()},
     datasets=("synthetic", "diginetica"),
     default_data_path={"diginetica": str(Path("..") / "shared" / "data" / "diginetica")},
+    protocol=PAPER_PROTOCOL,
+    add_arguments=_add_arguments,
 )
 """``trainers/pretrain.py --model tagnn_pp`` and ``trainers/finetune.py --model tagnn_pp --task next_item``."""
 
-__all__ = ["RECIPE", "diginetica_next_item", "synthetic_next_item"]
+__all__ = ["PAPER_PROTOCOL", "RECIPE", "diginetica_next_item", "synthetic_next_item"]
