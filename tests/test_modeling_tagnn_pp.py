@@ -222,11 +222,38 @@ def test_adaptive_gradient_clipping():
     adaptive_clip_grad_([small], 0.01, 1e-3)
     torch.testing.assert_close(small.grad, torch.full((3,), 1e-4))  # under the threshold: unchanged
     config = TagnnPPConfig()
+    # off by default: it did not help on Diginetica (see the config docstring and the benchmark)
     assert (config.use_adaptive_gradient_clipping, config.agc_clip_factor, config.agc_eps) == (
-        True,
+        False,
         0.01,
         1e-3,
     )
+
+
+def test_agc_leaves_the_output_layer_alone():
+    from session_transformers.optim import agc_parameters
+
+    model = TagnnPPForNextItemPrediction(TagnnPPConfig(num_items=30, hidden_size=16, num_attention_heads=2))
+    clipped = {id(p) for p in agc_parameters(model)}
+    names = {n for n, p in model.named_parameters() if id(p) not in clipped}
+    assert names == {"tagnn_pp.item_embeddings.weight"}  # the tied input / output matrix only
+    plain = torch.nn.Linear(3, 2)
+    assert agc_parameters(plain) == list(plain.parameters())
+
+
+def test_gated_gnn_keeps_the_srgnn_uniform_init():
+    hidden = 64
+    model = TagnnPPForNextItemPrediction(
+        TagnnPPConfig(num_items=30, hidden_size=hidden, num_attention_heads=2)
+    )
+    bound = hidden**-0.5
+    for name, p in model.tagnn_pp.gnn.cell.named_parameters():
+        assert p.abs().max() <= bound, name
+        assert abs(p.std().item() - bound / 3**0.5) < 0.25 * bound, f"{name} is not uniform(+-1/sqrt(H))"
+    # everything else is transformers-style normal(0, initializer_range)
+    assert abs(model.readout.linear_t.weight.std().item() - 0.02) < 0.005
+    # and it survives save / load untouched (the guarded init never re-draws loaded weights)
+    assert model.tagnn_pp.gnn.cell.linear_edge_in.bias.abs().sum() > 0
 
 
 def test_paper_defaults():
@@ -366,7 +393,11 @@ def test_recommend_user_ids_survive_save_and_auto_loading(tmp_path):
     processor.save_pretrained(tmp_path)
     loaded = AutoModelForNextItemPrediction.from_pretrained(tmp_path, dtype=torch.float32)
     loaded.processor = AutoProcessor.from_pretrained(tmp_path)
-    assert loaded.recommend(sessions, top_k=5) == recs
+    again = loaded.recommend(sessions, top_k=5)
+    # the same items in the same order; scores equal up to float rounding (weights loaded from the
+    # memory-mapped safetensors file are not 64-byte aligned, so BLAS may take another kernel path)
+    assert [[i for i, _ in r] for r in again] == [[i for i, _ in r] for r in recs]
+    assert [[s for _, s in r] for r in again] == [pytest.approx([s for _, s in r], rel=1e-6) for r in recs]
     pretraining = AutoModelForPreTraining.from_pretrained(tmp_path, dtype=torch.float32)
     assert type(pretraining) is TagnnPPForNextItemPrediction
     assert type(AutoModel.from_pretrained(tmp_path, dtype=torch.float32)) is TagnnPPModel

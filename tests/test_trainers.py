@@ -258,3 +258,33 @@ def test_pretrain_bf16_with_gradient_accumulation(tmp_path):
     assert metrics["optimizer_steps"] == 2  # 4 micro-batches, 2 optimiser steps
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [1, 2]
+
+
+def test_agc_callback_clips_unscaled_fp16_gradients():
+    """Trainer does not unscale fp16 gradients when it does not clip norms itself: the callback must."""
+    from accelerate import Accelerator
+
+    sys.path.insert(0, str(ROOT / "trainers"))
+    from finetune import AdaptiveGradientClippingCallback
+
+    def grads(scale: float | None):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 3))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        acc = Accelerator(cpu=True, mixed_precision="fp16")
+        model, opt = acc.prepare(model, opt)
+        cb = AdaptiveGradientClippingCallback(clip_factor=0.01, eps=1e-3)
+        loss = 1e-5 * model(torch.randn(16, 4)).pow(2).mean()  # small: most units under the threshold
+        if scale is None:
+            loss.backward()
+        else:  # what a CUDA fp16 run hands the callback: loss-scaled gradients and a scaler that knows it
+            acc.scaler = torch.amp.GradScaler("cpu", init_scale=scale)
+            acc.native_amp = True
+            acc.scaler.scale(loss).backward()
+        cb.accelerator = acc
+        cb.on_pre_optimizer_step(None, None, None, model=model)
+        return [p.grad.clone() for p in model.parameters()]
+
+    plain, scaled = grads(None), grads(2.0**12)
+    for a, b in zip(plain, scaled):
+        torch.testing.assert_close(a, b)  # the same clipped gradients, whatever the loss scale

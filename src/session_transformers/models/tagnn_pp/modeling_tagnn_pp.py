@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import MessagePassing
 from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -97,13 +98,15 @@ class SRGNNCell(MessagePassing):
         self.linear_edge_in = nn.Linear(hidden_size, hidden_size)
         self.linear_edge_out = nn.Linear(hidden_size, hidden_size)
         self.gru = nn.GRUCell(2 * hidden_size, hidden_size)
+        for module in (self.linear_edge_in, self.linear_edge_out, self.gru):
+            module._srgnn_uniform_init = True  # read by TagnnPPPreTrainedModel._init_weights
 
     def reset_parameters(self) -> None:
-        """SR-GNN's init: PyTorch's uniform ``±1/sqrt(H)`` for the GRU and edge maps."""
+        """SR-GNN's init: uniform ``±1/sqrt(H)`` for the GRU and the edge maps (biases included)."""
         super().reset_parameters()
-        self.linear_edge_in.reset_parameters()
-        self.linear_edge_out.reset_parameters()
-        self.gru.reset_parameters()
+        bound = self.gru.hidden_size**-0.5
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
 
     def forward(
         self, h: torch.Tensor, edge_index: torch.Tensor, in_weight: torch.Tensor, out_weight: torch.Tensor
@@ -338,9 +341,15 @@ class TagnnPPPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
+        if getattr(module, "_srgnn_uniform_init", False):
+            # The gated GNN keeps SR-GNN's uniform +-1/sqrt(H) init (weights and biases). Modules are visited
+            # children first, so this must happen here, on the cell's own Linear / GRUCell modules: a
+            # reset_parameters() on the parent afterwards would be skipped by transformers' init guard.
+            bound = self.config.hidden_size**-0.5
+            for p in module.parameters(recurse=False):
+                init.uniform_(p, -bound, bound)
+            return
         super()._init_weights(module)  # nn.Linear / nn.Embedding (padding row zeroed) / LayerNorm
-        if isinstance(module, MessagePassing):  # torch_geometric layers (and their GRU) own their init
-            module.reset_parameters()
 
 
 class TagnnPPModel(TagnnPPPreTrainedModel):
@@ -422,6 +431,17 @@ class TagnnPPForNextItemPrediction(TagnnPPPreTrainedModel):
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.tagnn_pp.item_embeddings = value
+
+    def agc_parameters(self) -> list[nn.Parameter]:
+        """What adaptive gradient clipping clips: every parameter but the item embeddings.
+
+        The item embedding matrix is also this model's output layer (the readout scores the catalogue with it),
+        and Brock et al. leave the final layer unclipped. Clipped at lambda = 0.01, this matrix is what kept
+        TAGNN++ from learning on real data. Biases and LayerNorm vectors are clipped as one unit each, as in
+        Brock et al.'s implementation.
+        """
+        embeddings = self.tagnn_pp.item_embeddings.weight
+        return [p for p in self.parameters() if p is not embeddings]
 
     @can_return_tuple
     def forward(
