@@ -60,6 +60,8 @@ class TagnnPPConfig(PreTrainedConfig):
         agc_clip_factor: AGC's clipping threshold ``lambda`` on the unit-wise ratio ``||G|| / ||W||``. Brock et
             al. use 0.01 at batch 4096 and report that smaller batches tolerate larger values; with the output
             layer left out, 0.01 did not slow TAGNN++ at batch 50 in our rerun.
+        agc_clip_output_layer: also clip the item embeddings, which are the output layer. Wrong by Brock et al.
+            and harmful here; it reproduces this package's behaviour before the fix, for the benchmark.
         agc_eps: AGC's floor on ``||W||`` so that zero-initialised units can still move (Brock et al.: 1e-3).
         score_chunk_size: catalogue items scored at a time by the target-aware readout; bounds the readout's
             memory at ``batch * seq_len * score_chunk_size`` floats.
@@ -85,6 +87,7 @@ class TagnnPPConfig(PreTrainedConfig):
     use_position_embeddings: bool = True
     use_adaptive_gradient_clipping: bool = False
     agc_clip_factor: float = 0.01
+    agc_clip_output_layer: bool = False
     agc_eps: float = 1e-3
     score_chunk_size: int = 8192
     pad_token_id: int | None = 0

@@ -440,6 +440,8 @@ class TagnnPPForNextItemPrediction(TagnnPPPreTrainedModel):
         TAGNN++ from learning on real data. Biases and LayerNorm vectors are clipped as one unit each, as in
         Brock et al.'s implementation.
         """
+        if self.config.agc_clip_output_layer:  # the behaviour before the fix, kept for the benchmark
+            return list(self.parameters())
         embeddings = self.tagnn_pp.item_embeddings.weight
         return [p for p in self.parameters() if p is not embeddings]
 
