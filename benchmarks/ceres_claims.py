@@ -22,8 +22,11 @@ only in what happens after that common start:
 Every training run goes through the trainers' ``main(argv)`` (each argv is recorded in the result). Runs are
 cells executed by ``--jobs`` worker processes (one torch thread each); each cell's result is kept in
 ``<workdir>/cells/`` so an interrupted benchmark resumes where it stopped (``--resume``). Evaluation is the
-recipe's protocol: a fixed pool per task (all distinct eval targets, topped up to 100 candidates), MAP@K and
-Recall@K for K = 1, 32, 64, ties counted pessimistically. A claim "holds" when CERES is ahead on MAP@1 and on
+recipe's protocol: the paper's fixed pool per task (``--eval-pool paper``: product search, the purchased
+products plus the search engine's first 10 results of each search, REES46 falling back to the purchases topped
+up to 100 sampled products; query search, all last queries; entity linking, every product attribute), MAP@K and
+Recall@K (the paper's: the share of sessions whose relevant items are all in the top K) for K = 1, 32, 64, ties
+counted pessimistically. A claim "holds" when CERES is ahead on MAP@1 and on
 MAP@64 and the MAP@1 gap is larger than the 95 % interval of the difference of two proportions on this
 many eval examples; "ahead within noise" when it is ahead on both but not by that much. Usage::
 
@@ -113,6 +116,8 @@ def run_cell(script: str, argv: list[str], out: str) -> dict:
 
     start = time.perf_counter()
     res = (pretrain if script == "pretrain" else finetune).main(argv)
+    # the trainers nest the figures by split ({"validation": {"validation_MAP@1": ...}}); CERES has no test split
+    res = {**res, **{k.removeprefix("validation_"): v for k, v in (res.get("validation") or {}).items()}}
     res = {k: float(v) for k, v in res.items() if isinstance(v, int | float)}
     res["cell_seconds"] = round(time.perf_counter() - start, 1)
     if script == "finetune":  # only the figures are kept; the fine-tuned weights are not needed
@@ -176,7 +181,8 @@ def ranks_to_metrics(scores: torch.Tensor, relevant: torch.Tensor) -> dict:
     out = {}
     for k in KS:
         out[f"MAP@{k}"] = round(100 * float(metrics.map_at_k(ranks=ranks, k=k)), 2)
-        out[f"Recall@{k}"] = round(100 * float(metrics.recall_at_k(ranks=ranks, k=k)), 2)
+        out[f"Recall@{k}"] = round(100 * float(metrics.session_recall_at_k(ranks=ranks, k=k)), 2)
+        out[f"ItemRecall@{k}"] = round(100 * float(metrics.recall_at_k(ranks=ranks, k=k)), 2)
     out["num_eval"], out["pool_size"] = int(scores.shape[0]), int(scores.shape[1])
     return out
 
@@ -185,7 +191,7 @@ def eval_setup(data_argv: list[str], task: str):
     """The recipe's eval examples, pool and catalogue, exactly as fine-tuning evaluates them."""
     import finetune
 
-    args = finetune.parse_args(["--model", "ceres", "--task", task, *data_argv])
+    args, _ = finetune.parse_args(["--model", "ceres", "--task", task, *data_argv])
     data = RECIPES["ceres"].finetune[task].prepare(args)
     _, _, catalogue, _ = ceres_source(args)
     return data, catalogue
@@ -584,8 +590,9 @@ def main() -> None:
         "synthetic": f"SyntheticStore(seed 0, {a.num_sessions} sessions, 4000 products); last 10% of sessions held "
         f"out; continued pretraining on {a.pretrain_sessions} training sessions (Product-BERT: catalogue "
         f"products) for {a.pretrain_steps} steps of {a.batch_size}; fine-tuning 1 epoch on {a.train_examples} "
-        f"examples per task; eval on the first {a.eval_examples} held-out examples against a fixed pool (all "
-        "their distinct targets, topped up to 100).",
+        f"examples per task; eval on the first {a.eval_examples} held-out examples against the paper's fixed "
+        "pool per task (product search: their purchases plus the search engine's first 10 results of each of "
+        "their searches; query search: all their last queries; entity linking: every product attribute).",
         "rees46": f"REES46 2019-10-01 head (5,066 sessions): last 30% held out; continued pretraining "
         f"{a.rees46_pretrain_steps} steps; product search only (91 sessions with a purchase in all: a few dozen "
         "training examples and ~17 eval examples, so its figures are anecdotes, not measurements).",

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from launch import ROOT, run_script
+from launch import run_script
 
 CONFIG = [
     "--config",
@@ -37,8 +37,9 @@ def test_pretrain_then_finetune_product_search(tmp_path):
         ]
     )
     assert pre.returncode == 0, pre.stderr[-3000:]
-    metrics = json.loads((tmp_path / "pre" / "eval_results.json").read_text())
-    assert metrics["optimizer_steps"] == 3 and metrics["num_masked_tokens"] > 0
+    results = json.loads((tmp_path / "pre" / "eval_results.json").read_text())
+    metrics = results["validation"]
+    assert results["optimizer_steps"] == 3 and metrics["num_masked_tokens"] > 0
     # an untrained LM head over the vocabulary: loss near log(V), finite
     assert 0 < metrics["mlm_loss"] < 20 and 0 < metrics["gmlm_loss"] < 20
     assert math.isclose(metrics["loss"], metrics["mlm_loss"] + metrics["gmlm_loss"], rel_tol=1e-6)
@@ -59,6 +60,8 @@ def test_pretrain_then_finetune_product_search(tmp_path):
             "--use-cpu",
             "--save-steps",
             "1000",
+            "--eval-pool",
+            "random",
             "--num-candidates",
             "50",
             "--output-dir",
@@ -66,24 +69,25 @@ def test_pretrain_then_finetune_product_search(tmp_path):
         ]
     )
     assert ft.returncode == 0, ft.stderr[-3000:]
-    out = json.loads((tmp_path / "ft" / "eval_results.json").read_text())
-    assert out["eval_num_samples"] >= 1 and out["eval_pool_size"] == 50
+    out = json.loads((tmp_path / "ft" / "eval_results.json").read_text())["validation"]
+    assert out["validation_num_samples"] >= 1 and out["validation_pool_size"] == 50
     for k in (1, 32, 64):
-        assert 0 <= out[f"eval_MAP@{k}"] <= out[f"eval_Recall@{k}"] + 1e-6 <= 100 + 1e-6
-    assert out["eval_Recall@64"] == 100.0  # one relevant candidate in a pool of 50
+        assert 0 <= out[f"validation_MAP@{k}"] <= out[f"validation_Recall@{k}"] + 1e-6 <= 100 + 1e-6
+        # one relevant candidate per session: the paper's Recall@K is the share of relevant items too
+        assert out[f"validation_Recall@{k}"] == out[f"validation_ItemRecall@{k}"]
+    assert out["validation_Recall@64"] == 100.0  # one relevant candidate in a pool of 50
 
 
 def test_retrieval_tasks_prepare_and_rank(tmp_path):
     """Each fine-tuning task builds examples and a fixed pool; per_example turns logits into fixed-width ranks."""
-    from session_transformers.models.ceres import CeresForSessionRetrieval
+    from session_transformers.models.ceres import CeresCandidatePool, CeresForSessionRetrieval
     from session_transformers.models.ceres.recipe import CERES_MAX_RELEVANT
-    from session_transformers.recipes import RECIPES
-
-    sys.path.insert(0, str(ROOT / "trainers"))
-    import finetune
+    from session_transformers.recipes import RECIPES, resolve_data_arguments, training_parser
 
     for task_name in ("product_search", "query_search", "entity_linking"):
-        args = finetune.parse_args([*TINY, "--task", task_name, *CONFIG, "--max-eval-samples", "6"])
+        argv = [*TINY, "--task", task_name, "--max-eval-samples", "6", *CONFIG]
+        parser, recipe, _ = training_parser("test", argv, with_task=True)
+        args = resolve_data_arguments(parser, parser.parse_args(argv), recipe)
         task = RECIPES["ceres"].finetune[task_name]
         data = task.prepare(args)
         assert len(data.train_dataset) > 0 and 0 < len(data.eval_dataset) <= 6
@@ -93,6 +97,10 @@ def test_retrieval_tasks_prepare_and_rank(tmp_path):
         rows = [data.eval_dataset[i] for i in range(len(data.eval_dataset))]
         batch = data.collate_fn(rows)
         assert batch["labels"].shape == (len(rows), len(data.collate_fn.pool))
+        assert isinstance(batch["candidate_pool"], CeresCandidatePool)  # tokenised once, not per batch
+        assert (
+            len(batch["candidate_pool"]) == len(data.collate_fn.pool) and "candidate_input_ids" not in batch
+        )
         with torch.no_grad():
             out = task.per_example(model(**batch).logits, batch["labels"])
         ranks = out["ranks"]
@@ -117,6 +125,16 @@ def test_ranks_known_answer():
     assert out["pool_size"].tolist() == [3.0, 2.0]
     summary = task.summarize(out)
     assert summary["MAP@1"] == 50.0 and summary["Recall@32"] == 100.0
+    # two relevant candidates (ranks 1 and 3 of 4) and one (rank 2): the paper's Recall@K counts a session when
+    # all its relevant candidates are in the top K; ItemRecall@K is the share of relevant candidates
+    logits = torch.tensor([[0.9, 0.1, 0.5, 0.7], [0.4, 0.3, 0.1, 0.0]])
+    labels = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    out = task.per_example(logits, labels)
+    assert out["ranks"][0, :2].tolist() == [1.0, 3.0] and out["ranks"][1, 0] == 2.0
+    summary = task.summarize(out)
+    assert summary["Recall@1"] == 0.0 and summary["ItemRecall@1"] == 25.0  # (1/2 + 0) / 2
+    assert summary["MAP@1"] == 50.0  # row 0: 1 / min(2, 1); row 1: 0
+    assert summary["Recall@32"] == summary["ItemRecall@32"] == 100.0
 
 
 def test_pretrain_rees46_smoke(tmp_path, shared_data):
@@ -148,8 +166,8 @@ def test_pretrain_rees46_smoke(tmp_path, shared_data):
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "REES46" in res.stdout
-    metrics = json.loads((tmp_path / "rees" / "eval_results.json").read_text())
-    assert metrics["optimizer_steps"] == 2 and 0 < metrics["loss"] < 40
+    results = json.loads((tmp_path / "rees" / "eval_results.json").read_text())
+    assert results["optimizer_steps"] == 2 and 0 < results["validation"]["loss"] < 40
 
 
 def test_pretrain_item_encoder_from_bert_checkpoint(tmp_path):

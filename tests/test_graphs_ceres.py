@@ -98,3 +98,25 @@ def test_batching_offsets_edges_not_positions():
     assert batch.position.tolist() == [0, 1, 0, 1]
     assert batch.batch.tolist() == [0, 0, 1, 1]
     assert torch.equal(batch.node_kind, torch.tensor([0, 1, 0, 0]))
+
+
+def test_query_subjects_are_defined_once_in_the_schema():
+    import re
+    from pathlib import Path
+
+    import session_transformers
+    from session_transformers.data import schema
+    from session_transformers.graphs import ceres as ceres_graphs
+    from session_transformers.models.ceres import tasks
+
+    assert schema.QUERY_SUBJECTS == ("keyword_query", "product_query")
+    assert (
+        ceres_graphs.QUERY_SUBJECTS is schema.QUERY_SUBJECTS and tasks.QUERY_SUBJECTS is schema.QUERY_SUBJECTS
+    )
+    package = Path(session_transformers.__file__).parent
+    defined = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if re.search(r"^QUERY_SUBJECTS\b[^=\n]*=", path.read_text(), flags=re.MULTILINE)
+    ]
+    assert defined == ["data/schema.py"]

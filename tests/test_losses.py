@@ -133,6 +133,17 @@ class TestCosineHinge:
         cosine_hinge_loss(a, p, margin=2.0).backward()  # margin 2 keeps every hinge active
         assert a.grad.abs().sum() > 0 and p.grad.abs().sum() > 0
 
+    def test_default_margin_is_the_ceres_config_margin(self):
+        import inspect
+
+        from session_transformers.models.ceres import CeresConfig
+
+        default = inspect.signature(cosine_hinge_loss).parameters["margin"].default
+        assert default == CeresConfig().retrieval_margin == 0.3
+        # cos(a, p) = 1, cos(a, n) = 0.8: max(0, 0.3 - 1 + 0.8) = 0.1 (it was 0.3 with the old 0.5 default)
+        negative = torch.tensor([[0.8, 0.6, 0.0, 0.0]])
+        assert value(cosine_hinge_loss(E[:1], E[:1], negative)) == 0.1
+
     def test_errors(self):
         with pytest.raises(ValueError, match="at least 2"):
             cosine_hinge_loss(E[:1], E[:1])

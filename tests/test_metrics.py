@@ -21,6 +21,8 @@ from session_transformers.metrics import (
     ranks_from_topk,
     recall_at_k,
     recall_from_ranks,
+    session_recall_at_k,
+    session_recall_from_ranks,
     topk_compute_metrics,
     topk_logits_preprocessor,
     topk_metrics,
@@ -134,6 +136,35 @@ def test_map_and_recall_with_several_relevant_items():
     # NDCG@3 of row 0: (1/log2(2) + 1/log2(4)) / (1/log2(2) + 1/log2(3) + 1/log2(4))
     expected = 1.5 / (1.5 + 1 / math.log2(3))
     assert ndcg_at_k(MULTI_SCORES, MULTI_RELEVANT, k=3, reduction="none")[0].item() == pytest.approx(expected)
+
+
+def test_session_recall_is_the_share_of_rows_with_all_relevant_items_in_the_top_k():
+    # the CERES paper's Recall@K: a session counts when its relevant items were retrieved in the top K
+    nan, inf = math.nan, math.inf
+    ranks = torch.tensor([[1.0, 3.0, nan], [2.0, 5.0, 9.0], [inf, nan, nan], [4.0, nan, nan]])
+    # K = 3: row 0 (1, 3) all in; row 1 has 5 and 9 out; row 2 unknown (inf); row 3 has 4 out
+    assert session_recall_at_k(ranks=ranks, k=3, reduction="none").tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert session_recall_from_ranks(ranks, 3) == pytest.approx(1 / 4)
+    assert session_recall_from_ranks(ranks, 5) == pytest.approx(2 / 4)  # rows 0 and 3
+    assert session_recall_from_ranks(ranks, 9) == pytest.approx(3 / 4)  # row 2's inf never counts
+    # the item share (recall_at_k) and "any relevant item" (hit_rate_at_k) on the same rows
+    assert recall_from_ranks(ranks, 3) == pytest.approx((1 + 1 / 3 + 0 + 0) / 4)
+    assert recall_from_ranks(ranks, 5) == pytest.approx((1 + 2 / 3 + 0 + 1) / 4)
+    assert hit_rate_from_ranks(ranks, 3) == pytest.approx(2 / 4)
+    assert metrics_from_ranks(ranks, ks=(5,), metrics=("session_recall", "recall")) == pytest.approx(
+        {"session_recall@5": 0.5, "recall@5": (1 + 2 / 3 + 0 + 1) / 4}
+    )
+    # from scores: MULTI_RELEVANT ranks are (1, 3, 6) and (5,)
+    per_row = session_recall_at_k(MULTI_SCORES, MULTI_RELEVANT, k=5, reduction="none")
+    assert per_row.tolist() == [0.0, 1.0]
+    assert close(session_recall_at_k(MULTI_SCORES, MULTI_RELEVANT, k=6), 1.0)
+    assert close(session_recall_at_k(MULTI_SCORES, MULTI_RELEVANT, k=3), 0.0)
+    # one relevant item per row: all three recalls are the same number
+    for k in (1, 2, 3, 5):
+        one = float(session_recall_at_k(SCORES, TARGETS, k=k))
+        assert one == float(recall_at_k(SCORES, TARGETS, k=k)) == float(hit_rate_at_k(SCORES, TARGETS, k=k))
+    # a padded row with no relevant item does not count
+    assert session_recall_at_k(ranks=torch.tensor([[nan, nan]]), k=5, reduction="none").tolist() == [0.0]
 
 
 def test_relevance_forms_agree():

@@ -282,12 +282,11 @@ def test_task_builders():
 
 
 def test_evaluate_retrieval_and_collator():
-    from session_transformers.models.ceres.tasks import (
-        CeresRetrievalCollator,
-        entity_linking_examples,
-        evaluate_retrieval,
-    )
+    from session_transformers.models.ceres import tasks
+    from session_transformers.models.ceres.recipe import evaluate_retrieval
+    from session_transformers.models.ceres.tasks import CeresRetrievalCollator, entity_linking_examples
 
+    assert not hasattr(tasks, "evaluate_retrieval")  # one evaluation: the recipe's, that the trainers run
     sessions = make_sessions()
     sessions += [
         {
@@ -300,10 +299,156 @@ def test_evaluate_retrieval_and_collator():
     model = CeresForSessionRetrieval(tiny_config())
     batch = CeresRetrievalCollator(PROCESSOR, CATALOGUE, negatives=[{"item_id": "dvd"}])(examples)
     assert batch["labels"].shape == (2, 3) and torch.isfinite(model(**batch).loss)
-    result = evaluate_retrieval(model, PROCESSOR, examples, CATALOGUE, ks=(1, 2))
-    assert set(result) == {"map@1", "recall@1", "map@2", "recall@2"}
-    assert result["recall@2"] == 1.0  # two relevant entities in a pool of two
-    assert all(0.0 <= v <= 1.0 for v in result.values())
+    result = evaluate_retrieval(model, PROCESSOR, examples, CATALOGUE)
+    assert {"MAP@1", "Recall@1", "ItemRecall@1", "MAP@64", "Recall@64", "ItemRecall@64"} <= set(result)
+    assert result["num_samples"] == 2 and result["pool_size"] == 2
+    assert result["Recall@32"] == result["ItemRecall@32"] == 100.0  # two relevant entities in a pool of two
+    assert model.training  # restored
+    with pytest.raises(ValueError, match="not in the eval pool"):
+        evaluate_retrieval(model, PROCESSOR, examples, CATALOGUE, candidates=[{"item_id": "dvd"}])
+
+
+def _pool_setup(chunk_size: int = 256):
+    from session_transformers.models.ceres import CeresCandidatePool
+
+    model = CeresForSessionRetrieval(tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    inputs = PROCESSOR.encode_candidates(TARGETS, CATALOGUE)
+    pool = CeresCandidatePool.from_inputs(inputs, chunk_size=chunk_size)
+    batches = [PROCESSOR(make_sessions()[i : i + 2], CATALOGUE) for i in (0, 2, 3)]
+    return model, inputs, pool, batches
+
+
+def _count_candidate_encodings(model) -> list[int]:
+    calls = [0]
+    encode = model.embed_candidates
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return encode(*args, **kwargs)
+
+    model.embed_candidates = counted
+    return calls
+
+
+def test_candidate_pool_is_embedded_once_per_evaluation_and_scores_as_inputs_do():
+    model, inputs, pool, batches = _pool_setup()
+    assert len(pool) == len(TARGETS)
+    model.eval()
+    with torch.no_grad():
+        per_batch = [model(**b, **inputs).logits for b in batches]  # the pool's inputs in every batch
+        calls = _count_candidate_encodings(model)
+        pooled = [model(**b, candidate_pool=pool).logits for b in batches]
+    assert calls[0] == 1  # three batches, one embedding of the pool
+    for old, new in zip(per_batch, pooled):
+        assert torch.equal(old, new)
+    with torch.no_grad():  # precomputed embeddings: the same scores
+        given = model.embed_candidate_pool(pool)
+        assert torch.equal(model(**batches[0], candidate_embeddings=given).logits, per_batch[0])
+    with pytest.raises(ValueError, match="one way"):
+        model(**batches[0], **inputs, candidate_pool=pool)
+    # a copy of the pool (as a DataLoader worker sends it) shares the cache: same content, same key
+    import copy
+
+    twin = copy.deepcopy(pool)
+    assert twin.key == pool.key and twin is not pool
+    with torch.no_grad():
+        model(**batches[0], candidate_pool=twin)
+    assert calls[0] == 1
+
+
+def test_candidate_pool_chunks_match_one_pass():
+    model, inputs, pool, _ = _pool_setup()
+    _, _, chunked, _ = _pool_setup(chunk_size=1)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model.embed_candidate_pool(chunked), model.embed_candidates(**inputs))
+    assert sum(1 for _ in chunked.chunks()) == len(TARGETS)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_candidate_pool_cache_follows_the_weights(fused):
+    model, _, pool, batches = _pool_setup()
+    model.eval()  # eval mode throughout: only the weights change
+    calls = _count_candidate_encodings(model)
+    with torch.no_grad():
+        first = model(**batches[0], candidate_pool=pool).logits
+        model(**batches[1], candidate_pool=pool)
+    assert calls[0] == 1
+    # an optimizer step (fused AdamW does not bump parameter versions; the step hook sees it)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.05, fused=fused)
+    train_batch = PROCESSOR(make_sessions()[:2], CATALOGUE, targets=[TARGETS[0], TARGETS[3]])
+    model(**train_batch).loss.backward()  # in-batch candidates: one more encoding
+    optimizer.step()
+    assert calls[0] == 2
+    with torch.no_grad():
+        after = model(**batches[0], candidate_pool=pool).logits
+    assert calls[0] == 3 and not torch.equal(after, first)
+    # an in-place edit under no_grad, and load_state_dict
+    with torch.no_grad():
+        model.candidate_projection.bias.add_(0.5)
+        model(**batches[0], candidate_pool=pool)
+        assert calls[0] == 4
+        model.load_state_dict(model.state_dict())
+        model(**batches[0], candidate_pool=pool)
+        assert calls[0] == 5
+        model(**batches[0], candidate_pool=pool)
+        assert calls[0] == 5
+    # train() / eval() start afresh; training mode and gradients never use the cache
+    model.train()
+    assert model._candidate_pool_cache is None
+    model(**batches[0], candidate_pool=pool)
+    model(**batches[0], candidate_pool=pool)
+    assert calls[0] == 7 and model._candidate_pool_cache is None
+    model.eval()
+    model(**batches[0], candidate_pool=pool)  # gradients on
+    assert calls[0] == 8 and model._candidate_pool_cache is None
+
+
+def test_candidate_pool_cache_is_never_saved(tmp_path):
+    import copy
+    import pickle
+
+    from safetensors.torch import load_file
+
+    model, _, pool, batches = _pool_setup()
+    model.eval()
+    with torch.no_grad():
+        model(**batches[0], candidate_pool=pool)
+    assert model._candidate_pool_cache is not None
+    assert not any("cache" in k for k in model.state_dict())
+    model.save_pretrained(tmp_path)
+    saved = load_file(str(tmp_path / "model.safetensors"))
+    assert set(saved) == set(model.state_dict())
+    assert model._candidate_pool_cache is not None  # saving leaves the live cache alone
+    assert copy.deepcopy(model)._candidate_pool_cache is None
+    assert pickle.loads(pickle.dumps(model))._candidate_pool_cache is None
+    reloaded = CeresForSessionRetrieval.from_pretrained(tmp_path)
+    assert reloaded._candidate_pool_cache is None
+
+
+def test_retrieval_loss_uses_the_config_margin(monkeypatch):
+    from session_transformers import losses
+
+    seen = []
+    hinge = losses.cosine_hinge_loss
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("margin"))
+        return hinge(*args, **kwargs)
+
+    monkeypatch.setattr(losses, "cosine_hinge_loss", spy)
+    batch = PROCESSOR(make_sessions()[:2], CATALOGUE, targets=[TARGETS[0], TARGETS[3]])
+    model = CeresForSessionRetrieval(tiny_config(retrieval_margin=0.7)).eval()
+    with torch.no_grad():
+        out = model(**batch)
+    assert seen == [0.7]  # passed explicitly, by keyword
+    # the known answer: mean over (session, non-relevant candidate) of max(0, 0.7 - cos(s, y) + cos(s, n))
+    s, c = out.session_embeddings, out.candidate_embeddings
+    cos = s @ c.T
+    expected = torch.stack(
+        [(0.7 - cos[0, 0] + cos[0, 1]).clamp(min=0), (0.7 - cos[1, 1] + cos[1, 0]).clamp(min=0)]
+    ).mean()
+    torch.testing.assert_close(out.loss, expected)
 
 
 def test_sentence_pooling_mean_is_the_masked_token_mean():

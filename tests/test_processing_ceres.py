@@ -270,6 +270,29 @@ def test_masking_is_seedable(processor):
     assert not torch.equal(outs[0]["labels"], other["labels"])
 
 
+def test_seeded_masks_are_a_function_of_the_batch_sessions(processor):
+    cat = make_catalogue()
+    sessions = [{**make_sessions()[0], "session_id": f"s{i}"} for i in range(30)]
+    collator = CeresMaskingCollator(processor, cat, seed=7)
+    state = torch.get_rng_state()
+    first = collator(sessions)
+    assert torch.equal(torch.get_rng_state(), state)  # nothing drawn from the global RNG
+    torch.rand(5)  # whatever runs in between
+    again = collator(sessions)
+    assert torch.equal(first["input_ids"], again["input_ids"]) and torch.equal(
+        first["labels"], again["labels"]
+    )
+    assert (first["labels"] != -100).any()
+    # other session ids or another seed: other masks; extra row keys (e.g. "evaluate") are ignored
+    renamed = [{**s, "session_id": f"t{i}"} for i, s in enumerate(sessions)]
+    assert not torch.equal(collator(renamed)["labels"], first["labels"])
+    assert not torch.equal(CeresMaskingCollator(processor, cat, seed=8)(sessions)["labels"], first["labels"])
+    flagged = [{**s, "evaluate": True} for s in sessions]
+    assert torch.equal(collator(flagged)["labels"], first["labels"])
+    with pytest.raises(ValueError, match="generator or a seed"):
+        CeresMaskingCollator(processor, cat, generator=torch.Generator(), seed=1)
+
+
 def test_collator_on_raw_sessions_and_config_rates(processor):
     config = CeresConfig(
         vocab_size=len(processor.tokenizer),

@@ -119,6 +119,9 @@ def get_dataloaders(args, data):
             shuffle=False,
             collate_fn=eval_collate,
             num_workers=args.num_workers,
+            # iterating a loader draws its base seed from its generator: never from the global RNG, so that
+            # evaluating does not change what training draws afterwards
+            generator=torch.Generator().manual_seed(args.seed),
         )
 
     return train, _eval_loader(data.eval_dataset), _eval_loader(data.test_dataset)

@@ -89,7 +89,7 @@ def cosine_hinge_loss(
     anchor: torch.Tensor,
     positive: torch.Tensor,
     negatives: torch.Tensor | None = None,
-    margin: float = 0.5,
+    margin: float = 0.3,
     *,
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
@@ -102,7 +102,9 @@ def cosine_hinge_loss(
         positive: ``(B, D)`` the relevant item embedding ``y`` of each session.
         negatives: ``(B, M, D)`` negatives per row, ``(M, D)`` negatives shared by every row, or ``None`` for
             in-batch negatives (row ``i`` uses every ``positive_j``, ``j != i``; needs ``B >= 2``).
-        margin: the required gap between the positive and each negative similarity.
+        margin: the required gap between the positive and each negative similarity. The default is
+            ``CeresConfig.retrieval_margin``'s (0.3; the paper does not state its margin); the CERES model
+            passes its config's value explicitly.
         reduction: ``"mean"`` over all (row, negative) pairs, ``"sum"``, or ``"none"`` (``(B, M)``; in-batch:
             ``(B, B - 1)``).
     """

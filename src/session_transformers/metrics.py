@@ -1,4 +1,4 @@
-"""Ranking metrics over full rankings: HR@K, MRR@K, NDCG@K, MAP@K and Recall@K.
+"""Ranking metrics over full rankings: HR@K, MRR@K, NDCG@K, MAP@K, Recall@K and session Recall@K.
 
 Every metric is a function of the **ranks of the relevant items** (1 = best). Ranks come from scores without a
 sort (:func:`rank_of_target` counts the items that score higher, ``O(N * num_items)`` memory in ``bool``), so
@@ -22,12 +22,20 @@ items are ranked even when excluded.
 
 **Definitions** for one row with sorted relevant ranks ``r_1 < r_2 < ... < r_R`` and cut-off ``K``:
 
-- ``hit_rate@K = 1[r_1 <= K]`` (equal to Recall@K when there is one relevant item);
+- ``hit_rate@K = 1[r_1 <= K]``: *any* relevant item in the top K (equal to Recall@K with one relevant item);
 - ``mrr@K = 1 / r_1`` if ``r_1 <= K`` else 0;
 - ``ndcg@K = sum_{r_j <= K} 1 / log2(1 + r_j)  /  sum_{j <= min(R, K)} 1 / log2(1 + j)`` (binary gains);
-- ``recall@K = #{j : r_j <= K} / R``;
+- ``recall@K = #{j : r_j <= K} / R``: the **share of the row's relevant items** in the top K
+  (:func:`recall_at_k`);
+- ``session_recall@K = 1[r_R <= K]``: whether **all** of the row's relevant items are in the top K
+  (:func:`session_recall_at_k`). Averaged over rows (sessions) this is the CERES paper's Recall@K, "the
+  percentage of sessions whose relevant items were retrieved among the top N predictions" (its appendix,
+  *Details on Evaluation Metrics*; it gives no formula, and this follows its text: all of them). With ``R > K``
+  a row cannot count. With one relevant item per row, ``hit_rate@K``, ``recall@K`` and ``session_recall@K``
+  are the same number. (The paper's entity-linking table, Recall@1 close to MAP@1, fits "any relevant item",
+  i.e. ``hit_rate@K``, at least as well: the text and the table do not settle it.)
 - ``map@K = sum_{r_j <= K} (j / r_j)  /  min(R, K)`` (precision at each relevant hit, normalised by the most
-  hits possible in the top K, as in ``ml_metrics.apk``).
+  hits possible in the top K, as in ``ml_metrics.apk`` and the CERES paper's AP@N).
 
 Ranks of several relevant items are an ``(N, R)`` float tensor sorted along rows and padded with ``nan`` (no
 item); ``inf`` marks a relevant item ranked beyond what was kept (the top-k path). One relevant item gives
@@ -45,7 +53,7 @@ import torch
 Ties = Literal["pessimistic", "optimistic", "average"]
 Reduction = Literal["mean", "none"]
 Relevant = torch.Tensor | Sequence[Iterable[int]]
-METRIC_NAMES: tuple[str, ...] = ("hit_rate", "mrr", "ndcg", "map", "recall")
+METRIC_NAMES: tuple[str, ...] = ("hit_rate", "mrr", "ndcg", "map", "recall", "session_recall")
 _TIE_WEIGHT = {"pessimistic": 1.0, "optimistic": 0.0, "average": 0.5}
 
 
@@ -237,6 +245,11 @@ def _recall(ranks: torch.Tensor, k: int) -> torch.Tensor:
     return (ranks <= k).sum(1).float() / (~ranks.isnan()).sum(1).clamp(min=1).float()
 
 
+def _session_recall(ranks: torch.Tensor, k: int) -> torch.Tensor:
+    present = ~ranks.isnan()  # nan pads; a row with no relevant item does not count
+    return (((ranks <= k) | ~present).all(1) & present.any(1)).float()
+
+
 def _map(ranks: torch.Tensor, k: int) -> torch.Tensor:
     position = torch.arange(1, ranks.shape[1] + 1, dtype=torch.float)  # j for the j-th relevant item
     precision = torch.where(ranks <= k, position / ranks.clamp(max=1e30), torch.zeros_like(ranks))
@@ -249,6 +262,7 @@ _METRICS: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
     "ndcg": _ndcg,
     "map": _map,
     "recall": _recall,
+    "session_recall": _session_recall,
 }
 
 
@@ -313,8 +327,31 @@ def recall_at_k(
     ties: Ties = "pessimistic",
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
-    """Recall@K: the share of each row's relevant items in the top K (arguments as :func:`hit_rate_at_k`)."""
+    """Recall@K as the share of each row's relevant items in the top K (arguments as :func:`hit_rate_at_k`).
+
+    For the share of rows (sessions) whose relevant items are all in the top K, the CERES paper's Recall@K, see
+    :func:`session_recall_at_k`.
+    """
     return _metric("recall", scores, targets, k, ranks, exclude, ties, reduction)
+
+
+def session_recall_at_k(
+    scores=None,
+    targets=None,
+    k: int = 20,
+    *,
+    ranks=None,
+    exclude=None,
+    ties: Ties = "pessimistic",
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Session Recall@K (the CERES paper's Recall@K): 1 for a row whose relevant items are **all** in the top K.
+
+    The mean is the share of rows (sessions) whose relevant items were retrieved among the top K. It differs from
+    :func:`recall_at_k` (the share of relevant items) and from :func:`hit_rate_at_k` (any relevant item) only on
+    rows with several relevant items. Arguments as :func:`hit_rate_at_k`.
+    """
+    return _metric("session_recall", scores, targets, k, ranks, exclude, ties, reduction)
 
 
 def map_at_k(
@@ -350,8 +387,13 @@ def ndcg_from_ranks(ranks: torch.Tensor, k: int) -> float:
 
 
 def recall_from_ranks(ranks: torch.Tensor, k: int) -> float:
-    """Recall@K of precomputed ranks, as a float."""
+    """Recall@K (the share of relevant items) of precomputed ranks, as a float."""
     return float(recall_at_k(ranks=ranks, k=k))
+
+
+def session_recall_from_ranks(ranks: torch.Tensor, k: int) -> float:
+    """Session Recall@K (the CERES paper's Recall@K) of precomputed ranks, as a float."""
+    return float(session_recall_at_k(ranks=ranks, k=k))
 
 
 def map_from_ranks(ranks: torch.Tensor, k: int) -> float:
@@ -511,6 +553,8 @@ __all__ = [
     "ranks_from_topk",
     "recall_at_k",
     "recall_from_ranks",
+    "session_recall_at_k",
+    "session_recall_from_ranks",
     "topk_compute_metrics",
     "topk_logits_preprocessor",
     "topk_metrics",

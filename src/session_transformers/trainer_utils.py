@@ -36,6 +36,9 @@ class PreparedData:
     test_dataset: Dataset | None = None
     """Scored once, at the end, with the final (or selected) weights; ``eval_dataset`` is the validation split
     that periodic evaluation and checkpoint selection use. ``None`` when the source has no test split."""
+    eval_collate_fn: Callable[[list[dict]], dict] | None = None
+    """The collator of the evaluation loaders when it differs from ``collate_fn`` (e.g. fixed masks); ``None``:
+    ``collate_fn``."""
 
 
 @dataclass
@@ -116,7 +119,16 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--num-candidates",
         type=int,
         default=100,
-        help="CERES retrieval eval: candidate pool size (all eval targets, topped up to this)",
+        help="CERES retrieval eval: candidate pool size (all eval targets, topped up to this) with --eval-pool "
+        "random, and for REES46 product search (no search results) with --eval-pool paper",
+    )
+    parser.add_argument(
+        "--eval-pool",
+        choices=("paper", "random"),
+        default="paper",
+        help="CERES retrieval eval pool: the paper's (product search: purchased products + the search engine's "
+        "first 10 results per search; query search: all last queries; entity linking: every product attribute) "
+        "or the eval targets topped up with random candidates to --num-candidates",
     )
     parser.add_argument(
         "--pretrain-corpus",

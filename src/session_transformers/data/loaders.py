@@ -584,15 +584,15 @@ def load_next_item_splits(
         reduced = [[i for i in s if i in keep] for s in sessions]
         lines, sessions = map(list, zip(*[(n, s) for n, s in zip(lines, reduced) if len(s) >= 2]) or ([], []))
         kept_cases = [
-            (p2, t)
-            for p, t in zip(prefixes, targets)
-            if t in keep and (p2 := [i for i in p if i in keep])
+            (p2, t) for p, t in zip(prefixes, targets) if t in keep and (p2 := [i for i in p if i in keep])
         ]
         stats["test_cases_dropped"] = len(targets) - len(kept_cases)
         prefixes, targets = [p for p, _ in kept_cases], [t for _, t in kept_cases]
         catalogue = sorted(keep, key=lambda i: (int(i) if i.isdigit() else 0, i))
     else:
-        catalogue = next_item_catalogue_ids(path, on_error=on_error, train_file=train_file, test_file=test_file)
+        catalogue = next_item_catalogue_ids(
+            path, on_error=on_error, train_file=train_file, test_file=test_file
+        )
     order = np.random.default_rng(validation_seed).permutation(len(sessions))
     n_val = int(round(validation_fraction * len(sessions)))
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
@@ -600,7 +600,8 @@ def load_next_item_splits(
     def _samples(idx: np.ndarray) -> Dataset:
         seqs = [sessions[i] for i in idx.tolist()]
         return _table_dataset(
-            _expand_prefixes(seqs, _prefixed_ids("train", [lines[i] for i in idx.tolist()])), NEXT_ITEM_FEATURES
+            _expand_prefixes(seqs, _prefixed_ids("train", [lines[i] for i in idx.tolist()])),
+            NEXT_ITEM_FEATURES,
         )
 
     train = _samples(train_idx)

@@ -37,6 +37,9 @@ DEFAULT_ACTIONS: tuple[str, ...] = ("search", "view", "click", "add_to_cart", "p
 SUBJECTS: tuple[str, ...] = ("item", "keyword_query", "product_query", "image_query")
 """The four kinds of event subject."""
 
+QUERY_SUBJECTS: tuple[str, ...] = ("keyword_query", "product_query")
+"""The subjects of text queries (their text is ``query``); ``image_query`` carries a vector instead."""
+
 EVENT_FEATURES = {
     "action": Value("string"),
     "timestamp": Value("float64"),
@@ -193,7 +196,7 @@ def validate_session(
                 raise InvalidRecordError(
                     source, index, f"{where}.item_id", f"'{item_id}' is not in the catalogue"
                 )
-        elif subject in ("keyword_query", "product_query"):
+        elif subject in QUERY_SUBJECTS:
             if not isinstance(query, str) or not query.strip():
                 raise InvalidRecordError(source, index, f"{where}.query", f"missing or empty for a {subject}")
         else:
@@ -316,6 +319,7 @@ __all__ = [
     "CATALOGUE_FEATURES",
     "DEFAULT_ACTIONS",
     "EVENT_FEATURES",
+    "QUERY_SUBJECTS",
     "SESSION_FEATURES",
     "SUBJECTS",
     "InvalidRecordError",

@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch_geometric.data import Data
 
+from ..data.schema import QUERY_SUBJECTS  # the subjects that become query nodes (image ones are skipped)
+
 QUERY_QUERY_EDGE = "previous_query"
 """Name of the query-query relation (each query to every earlier query)."""
 
@@ -39,9 +41,6 @@ EDGE_TYPES: tuple[str, ...] = (QUERY_QUERY_EDGE, *PRODUCT_ACTIONS)
 
 NODE_KINDS: tuple[str, ...] = ("query", "product")
 """Node kind vocabulary: ``node_kind`` indexes this tuple (0 = query, 1 = product)."""
-
-QUERY_SUBJECTS: tuple[str, ...] = ("keyword_query", "product_query")
-"""Event subjects that become query nodes (image queries are skipped)."""
 
 
 def ceres_session_items(

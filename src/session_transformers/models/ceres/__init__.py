@@ -2,6 +2,7 @@
 
 from .configuration_ceres import CeresConfig
 from .modeling_ceres import (
+    CeresCandidatePool,
     CeresForPreTraining,
     CeresForPreTrainingOutput,
     CeresForSessionRetrieval,
@@ -13,6 +14,7 @@ from .modeling_ceres import (
 from .processing_ceres import CeresMaskingCollator, CeresProcessor
 
 __all__ = [
+    "CeresCandidatePool",
     "CeresConfig",
     "CeresForPreTraining",
     "CeresForPreTrainingOutput",

@@ -16,7 +16,8 @@ Top to bottom, as in the paper (Section 3.2, Figure 2):
 Heads: :class:`CeresForPreTraining` (masked LM on the intra-item token embeddings + graph-conditioned masked LM on
 the inter-item ones, summed, Figure 3) and :class:`CeresForSessionRetrieval` (Section 3.3: session embedding =
 average of its item embeddings, candidates through the item encoder alone, separate linear maps, cosine
-similarity, hinge loss).
+similarity, hinge loss). A fixed candidate pool (:class:`CeresCandidatePool`, what evaluation ranks every session
+against) is embedded once and reused for every batch while the weights do not change.
 
 Tensors are flat (see :class:`CeresProcessor`): ``S`` text sequences of ``T`` tokens, ``I`` items, ``B`` sessions,
 ``E`` graph edges, ``C`` candidates, ``K`` latent tokens, ``H`` hidden size.
@@ -24,14 +25,17 @@ Tensors are flat (see :class:`CeresProcessor`): ``S`` text sequences of ``T`` to
 
 from __future__ import annotations
 
+import hashlib
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch_geometric.nn import GATConv
 from transformers import PreTrainedModel
 from transformers import initialization as init
@@ -350,6 +354,95 @@ class CeresSessionRetrievalOutput(ModelOutput):
     candidate_embeddings: torch.Tensor | None = None
 
 
+@dataclass(eq=False)
+class CeresCandidatePool:
+    r"""A fixed candidate pool, tokenised once, that :class:`CeresForSessionRetrieval` embeds once per evaluation.
+
+    Evaluation ranks every session against the same pool. An eval collator puts this object in every eval batch
+    as ``candidate_pool``; it is not a tensor, so ``transformers.Trainer`` and Accelerate pass it to the model
+    untouched (and a DataLoader worker sends only shared-memory handles of its tensors). The model embeds it
+    chunk by chunk and, in eval mode without gradients, keeps the embeddings until its weights change
+    (:meth:`CeresForSessionRetrieval.embed_candidate_pool`), so one evaluation runs the candidate encoder over
+    the pool once instead of once per batch.
+
+    Args:
+        candidate_input_ids, candidate_attention_mask: ``(S_c, T_c)`` from :meth:`CeresProcessor.encode_candidates`.
+        candidate_sequence_index: ``(S_c,)`` candidate of each sequence, non-decreasing (as the processor writes it).
+        chunk_size: candidates embedded at once.
+
+    ``key`` identifies the content (a digest of the three tensors): copies of one pool (e.g. made by DataLoader
+    workers) share the model's cached embeddings; ``len(pool)`` is the number of candidates.
+    """
+
+    candidate_input_ids: torch.Tensor
+    candidate_attention_mask: torch.Tensor
+    candidate_sequence_index: torch.Tensor
+    chunk_size: int = 256
+    key: str = field(init=False)
+    num_candidates: int = field(init=False)
+
+    def __post_init__(self):
+        index = self.candidate_sequence_index
+        if index.dim() != 1 or index.numel() == 0:
+            raise ValueError("a candidate pool needs at least one candidate sequence")
+        if bool((index[1:] < index[:-1]).any()):
+            raise ValueError("candidate_sequence_index must be non-decreasing (candidates in order)")
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        self.num_candidates = int(index.max()) + 1
+        digest = hashlib.sha1()
+        for t in (self.candidate_input_ids, self.candidate_attention_mask, index):
+            t = t.detach().cpu().contiguous()
+            digest.update(repr((tuple(t.shape), str(t.dtype))).encode())
+            digest.update(t.numpy().tobytes())
+        self.key = digest.hexdigest()
+
+    @classmethod
+    def from_inputs(cls, inputs: Mapping[str, torch.Tensor], chunk_size: int = 256) -> CeresCandidatePool:
+        """From :meth:`CeresProcessor.encode_candidates`'s output."""
+        return cls(
+            inputs["candidate_input_ids"],
+            inputs["candidate_attention_mask"],
+            inputs["candidate_sequence_index"],
+            chunk_size=chunk_size,
+        )
+
+    def __len__(self) -> int:
+        return self.num_candidates
+
+    def chunks(self) -> Iterator[dict[str, torch.Tensor]]:
+        """:meth:`CeresForSessionRetrieval.embed_candidates` inputs of ``chunk_size`` candidates at a time, cut to
+        the chunk's longest sequence."""
+        index = self.candidate_sequence_index
+        for start in range(0, self.num_candidates, self.chunk_size):
+            stop = min(start + self.chunk_size, self.num_candidates)
+            lo, hi = (int(i) for i in torch.searchsorted(index, torch.tensor([start, stop])))
+            mask = self.candidate_attention_mask[lo:hi]
+            width = max(1, int(mask.sum(1).max()))
+            yield {
+                "candidate_input_ids": self.candidate_input_ids[lo:hi, :width],
+                "candidate_attention_mask": mask[:, :width],
+                "candidate_sequence_index": index[lo:hi] - start,
+            }
+
+
+_OPTIMIZER_STEPS = [0]
+"""Optimizer steps taken in this process (any ``torch.optim`` optimizer), counted by a global step hook."""
+_OPTIMIZER_HOOK: list = []
+
+
+def _optimizer_steps() -> int:
+    """Steps taken by every optimizer of the process since the first call. Fused optimizers update parameters
+    without bumping their version counters; the global post-step hook sees them all."""
+    if not _OPTIMIZER_HOOK:
+
+        def count(optimizer, args, kwargs) -> None:
+            _OPTIMIZER_STEPS[0] += 1
+
+        _OPTIMIZER_HOOK.append(register_optimizer_step_post_hook(count))
+    return _OPTIMIZER_STEPS[0]
+
+
 # --- models --------------------------------------------------------------------------------------------------
 
 
@@ -625,8 +718,15 @@ class CeresForSessionRetrieval(CeresPreTrainedModel):
     The session embedding is the average of the session's item embeddings: graph-conditioned ones
     (``retrieval_use_conditioning=True``, the paper's CERES) or the item encoder's alone ("CERES w/o Cond").
     Candidates (products, queries or entities) go through the item encoder alone. Separate linear maps project
-    sessions and candidates; relevance is their cosine similarity, trained with a hinge loss where every other
-    candidate of the batch (in-batch and given negatives) is a negative.
+    sessions and candidates; relevance is their cosine similarity, trained with a hinge loss (margin
+    ``config.retrieval_margin``) where every other candidate of the batch (in-batch and given negatives) is a
+    negative.
+
+    Candidates come as inputs (``candidate_input_ids``...: training batches), as precomputed
+    ``candidate_embeddings``, or as a fixed :class:`CeresCandidatePool` (evaluation), whose embeddings are cached
+    in eval mode without gradients and recomputed once the weights change (see :meth:`embed_candidate_pool`).
+    The cache is a plain attribute: not in ``state_dict``, never saved, dropped when the model is pickled or
+    copied and on every ``train()`` / ``eval()`` call.
     """
 
     def __init__(self, config: CeresConfig):
@@ -634,7 +734,46 @@ class CeresForSessionRetrieval(CeresPreTrainedModel):
         self.ceres = CeresModel(config)
         self.session_projection = nn.Linear(config.hidden_size, config.retrieval_projection_size)
         self.candidate_projection = nn.Linear(config.hidden_size, config.retrieval_projection_size)
+        self._candidate_pool_cache: tuple[tuple, torch.Tensor] | None = None
         self.post_init()
+
+    def train(self, mode: bool = True):
+        self._candidate_pool_cache = None  # a new training or evaluation phase: embed the pool afresh
+        return super().train(mode)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_candidate_pool_cache"] = None  # never pickled or deep-copied with the model
+        return state
+
+    def _weights_version(self) -> tuple:
+        """Changes whenever a parameter is modified in place (``load_state_dict``, edits under ``no_grad``: each
+        bumps the tensor's version counter), replaced (moved, cast, reassigned), or any optimizer steps (fused
+        optimizers do not bump version counters). Writes through ``param.data`` are not seen: call ``train()``
+        or ``eval()`` after those."""
+        return _optimizer_steps(), tuple((p.data_ptr(), p._version) for p in self.parameters())
+
+    def embed_candidate_pool(self, pool: CeresCandidatePool) -> torch.Tensor:
+        """``(C, P)`` embeddings of a fixed pool, ``pool.chunk_size`` candidates at a time.
+
+        In eval mode without gradients (an evaluation loop) the result is cached, keyed on the pool's content and
+        on the weights' version, so every batch of one evaluation reuses it; any weight change, or a
+        ``train()`` / ``eval()`` call, makes the next call embed the pool again. In training mode or with
+        gradients enabled nothing is cached.
+        """
+        cacheable = not self.training and not torch.is_grad_enabled()
+        if cacheable:
+            key = (pool.key, self._weights_version())
+            cached = self._candidate_pool_cache
+            if cached is not None and cached[0] == key:
+                return cached[1]
+        device = self.candidate_projection.weight.device
+        embeddings = torch.cat(
+            [self.embed_candidates(**{k: v.to(device) for k, v in chunk.items()}) for chunk in pool.chunks()]
+        )
+        if cacheable:
+            self._candidate_pool_cache = (key, embeddings)
+        return embeddings
 
     def embed_sessions(
         self,
@@ -687,9 +826,27 @@ class CeresForSessionRetrieval(CeresPreTrainedModel):
         candidate_attention_mask: torch.Tensor | None = None,
         candidate_sequence_index: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        candidate_embeddings: torch.Tensor | None = None,
+        candidate_pool: CeresCandidatePool | None = None,
     ) -> CeresSessionRetrievalOutput:
-        r"""Session inputs as :meth:`CeresModel.forward`; candidates ``(S_c, T_c)`` with their
-        ``candidate_sequence_index`` ``(S_c,)``; ``labels`` ``(B, C)``: 1 where candidate ``c`` is relevant."""
+        r"""Session inputs as :meth:`CeresModel.forward`; ``labels`` ``(B, C)``: 1 where candidate ``c`` is relevant.
+
+        Candidates, one of: ``candidate_input_ids`` / ``candidate_attention_mask`` ``(S_c, T_c)`` with their
+        ``candidate_sequence_index`` ``(S_c,)``; ``candidate_embeddings`` ``(C, P)`` already projected and
+        normalised (:meth:`embed_candidates`); or a fixed ``candidate_pool`` (:class:`CeresCandidatePool`),
+        embedded once per evaluation (:meth:`embed_candidate_pool`).
+        """
+        given = [
+            name
+            for name, value in (
+                ("candidate_input_ids", candidate_input_ids),
+                ("candidate_embeddings", candidate_embeddings),
+                ("candidate_pool", candidate_pool),
+            )
+            if value is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(f"pass candidates one way, got {' and '.join(given)}")
         sessions = self.embed_sessions(
             input_ids,
             attention_mask,
@@ -700,17 +857,22 @@ class CeresForSessionRetrieval(CeresPreTrainedModel):
             edge_type,
             item_kind,
         )
-        if candidate_input_ids is None:
+        if not given:
             if labels is not None:
-                raise ValueError("labels were given without candidates (candidate_input_ids)")
+                raise ValueError("labels were given without candidates")
             return CeresSessionRetrievalOutput(session_embeddings=sessions)
-        candidates = self.embed_candidates(
-            candidate_input_ids, candidate_attention_mask, candidate_sequence_index
-        )
+        if candidate_pool is not None:
+            candidates = self.embed_candidate_pool(candidate_pool)
+        elif candidate_embeddings is not None:
+            candidates = candidate_embeddings.to(sessions)
+        else:
+            candidates = self.embed_candidates(
+                candidate_input_ids, candidate_attention_mask, candidate_sequence_index
+            )
         logits = sessions @ candidates.T  # (B, C) cosine similarity
         loss = None
         if labels is not None:
-            loss = retrieval_hinge_loss(sessions, candidates, labels, self.config.retrieval_margin)
+            loss = retrieval_hinge_loss(sessions, candidates, labels, margin=self.config.retrieval_margin)
         return CeresSessionRetrievalOutput(
             loss=loss, logits=logits, session_embeddings=sessions, candidate_embeddings=candidates
         )
@@ -723,7 +885,8 @@ def retrieval_hinge_loss(
 
     Every (session ``b``, relevant ``c``) pair is an anchor/positive row; its negatives are the candidates not
     relevant to ``b`` (the other sessions' targets and the given negatives). Mean over (pair, negative).
-    ``sessions`` ``(B, P)``, ``candidates`` ``(C, P)``, ``labels`` ``(B, C)``.
+    ``sessions`` ``(B, P)``, ``candidates`` ``(C, P)``, ``labels`` ``(B, C)``; ``margin``: the model passes its
+    ``config.retrieval_margin``.
     """
     row, col = torch.nonzero(labels > 0, as_tuple=True)  # (R,) relevant pairs
     per_pair = losses.cosine_hinge_loss(
@@ -734,6 +897,7 @@ def retrieval_hinge_loss(
 
 
 __all__ = [
+    "CeresCandidatePool",
     "CeresCrossAttentionTransformer",
     "CeresForPreTraining",
     "CeresForPreTrainingOutput",

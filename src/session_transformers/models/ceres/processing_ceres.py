@@ -18,6 +18,7 @@ belongs to, ``item_session_index`` which session each item belongs to, and the b
 
 from __future__ import annotations
 
+import hashlib
 import re
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -395,11 +396,19 @@ class CeresMaskingCollator:
       ``labels`` hold the original id at chosen tokens and ``-100`` elsewhere. Special tokens and padding are
       never chosen.
 
+    **Where the randomness comes from.** By default masks are drawn from ``generator`` (or, without one, from
+    torch's global RNG, which Accelerate checkpoints save and restore, so a resumed run draws the same masks).
+    With ``seed`` set, the masks of a batch called on raw sessions are a pure function of ``seed`` and the batch's
+    ``session_id`` list (a private generator seeded from their digest): evaluation masks are then the same at
+    every evaluation, whatever ran before, and drawing them consumes nothing from the global RNG, so turning
+    evaluation on does not change the training masks.
+
     Args:
         processor: the :class:`CeresProcessor`.
         catalogue: ``item_id -> record`` used when called on raw sessions.
         config: a :class:`CeresConfig` whose masking rates are used (defaults: the paper's).
         generator: a seeded ``torch.Generator`` for reproducible masks.
+        seed: fixed masks per batch of sessions (evaluation), as above; excludes ``generator``.
     """
 
     def __init__(
@@ -408,11 +417,15 @@ class CeresMaskingCollator:
         catalogue=None,
         config: CeresConfig | None = None,
         generator: torch.Generator | None = None,
+        seed: int | None = None,
     ):
+        if seed is not None and generator is not None:
+            raise ValueError("pass a generator or a seed, not both")
         config = config or CeresConfig()
         self.processor = processor
         self.catalogue = _as_catalogue(catalogue)
         self.generator = generator
+        self.seed = seed
         self.mlm_probability = config.mlm_probability
         self.short_sequence_mask_probability = config.short_sequence_mask_probability
         self.short_token_mask_probability = config.short_token_mask_probability
@@ -431,34 +444,50 @@ class CeresMaskingCollator:
 
     def __call__(self, sessions: Sequence[Mapping[str, Any]]) -> BatchFeature:
         """Encode raw sessions with the processor and mask them."""
-        return self.mask(self.processor(list(sessions), self.catalogue))
+        sessions = [{"session_id": s.get("session_id"), "events": s["events"]} for s in sessions]
+        generator = self.batch_generator(sessions) if self.seed is not None else self.generator
+        return self.mask(self.processor(sessions, self.catalogue), generator=generator)
 
-    def _rand(self, *shape: int) -> torch.Tensor:
-        return torch.rand(*shape, generator=self.generator)
+    def batch_generator(self, sessions: Sequence[Mapping[str, Any]]) -> torch.Generator:
+        """The private generator of a batch under ``seed``: seeded from ``seed`` and the batch's session ids (a
+        session without an id is identified by its events)."""
+        if self.seed is None:
+            raise ValueError("batch_generator needs the collator's seed")
+        digest = hashlib.sha256(str(self.seed).encode())
+        for s in sessions:
+            sid = s.get("session_id")
+            digest.update(b"\0" + (repr(s["events"]) if sid is None else f"id:{sid}").encode())
+        return torch.Generator().manual_seed(int.from_bytes(digest.digest()[:8], "little") >> 1)
 
-    def mask(self, batch: Mapping[str, torch.Tensor]) -> BatchFeature:
-        """Mask ``batch["input_ids"]`` in place of a copy; adds ``labels`` ``(S, T)``."""
+    def mask(
+        self, batch: Mapping[str, torch.Tensor], generator: torch.Generator | None = None
+    ) -> BatchFeature:
+        """Mask ``batch["input_ids"]`` in place of a copy; adds ``labels`` ``(S, T)``. Draws from ``generator``,
+        else from the collator's own (``generator`` argument of the constructor), else from the global RNG."""
+        generator = generator if generator is not None else self.generator
+
+        def rand(*shape: int) -> torch.Tensor:
+            return torch.rand(*shape, generator=generator)
+
         ids = batch["input_ids"]
         maskable = batch["attention_mask"].bool() & ~torch.isin(ids, self.special_ids)  # (S, T)
         is_long = torch.isin(ids[:, 0], self.long_ids)  # (S,)
-        chosen_long = (self._rand(*ids.shape) < self.mlm_probability) & maskable & is_long[:, None]
+        chosen_long = (rand(*ids.shape) < self.mlm_probability) & maskable & is_long[:, None]
         # Short sequences: pick round(p * n) (>= 1) of the n maskable tokens of each selected sequence.
         n = maskable.sum(1)
         k = torch.clamp(torch.round(n * self.short_token_mask_probability), min=1).long()
-        selected = (self._rand(ids.size(0)) < self.short_sequence_mask_probability) & ~is_long & (n > 0)
-        scores = torch.where(maskable, self._rand(*ids.shape), torch.full(ids.shape, 2.0))
+        selected = (rand(ids.size(0)) < self.short_sequence_mask_probability) & ~is_long & (n > 0)
+        scores = torch.where(maskable, rand(*ids.shape), torch.full(ids.shape, 2.0))
         rank = scores.argsort(1).argsort(1)
         chosen_short = (rank < k[:, None]) & maskable & selected[:, None]
         chosen = chosen_long | chosen_short
         labels = torch.where(chosen, ids, torch.full_like(ids, -100))
-        draw = self._rand(*ids.shape)
+        draw = rand(*ids.shape)
         to_mask = chosen & (draw < self.mask_replace_probability)
         to_random = (
             chosen & ~to_mask & (draw < self.mask_replace_probability + self.random_replace_probability)
         )
-        random_tokens = self.random_ids[
-            torch.randint(len(self.random_ids), ids.shape, generator=self.generator)
-        ]
+        random_tokens = self.random_ids[torch.randint(len(self.random_ids), ids.shape, generator=generator)]
         masked = torch.where(to_mask, torch.full_like(ids, self.mask_token_id), ids)
         masked = torch.where(to_random, random_tokens, masked)
         return BatchFeature(data={**batch, "input_ids": masked, "labels": labels})

@@ -1,12 +1,16 @@
 """The CERES paper's downstream tasks (Section 4.1), built from sessions in the package schema.
 
 - **Product search**: the purchased product is removed from the session (all of its events, so that no view
-  leaks it); the target is that product. Candidate pool: every target of the evaluated set, plus any extra
-  products the caller adds (the paper adds the search engine's first 10 results).
+  leaks it); the target is that product. The paper's candidate pool: every target of the evaluated set plus the
+  search engine's first 10 results of each of its searches.
 - **Query search**: the last query is hidden with the products associated with it (every event from the last
-  query on); the target is that query. Candidate pool: all last queries of the evaluated set.
+  query on); the target is that query. The paper's candidate pool: all last queries of the evaluated set.
 - **Entity linking**: as product search, but the targets are the purchased product's attribute values
-  ("entities": brand, category leaf and named attributes). Candidate pool: all entities of the evaluated set.
+  ("entities": brand, category leaf and named attributes). The paper's candidate pool: every possible product
+  attribute.
+
+The eval pools themselves are built by the recipe (``models/ceres/recipe.py``, ``--eval-pool``) from
+:func:`candidate_pool`, which evaluates them the way the trainers do (``recipe.evaluate_retrieval``).
 
 The purchased product is ``record["labels"]["purchased_item_id"]`` when the record carries labels (the synthetic
 store), else the item of the session's last ``purchase`` event (REES46 and other real sessions). Entities are
@@ -15,7 +19,7 @@ queries, so REES46 sessions (products only) yield no query-search examples.
 
 Each example is ``{"session_id", "events", "targets": [spec, ...]}`` where a spec is ``{"item_id"}``,
 ``{"query"}`` or ``{"attribute", "value"}``, ready for :class:`CeresRetrievalCollator` and
-:func:`evaluate_retrieval` (MAP@K and Recall@K, K in 1, 32, 64, as in the paper's tables).
+``recipe.evaluate_retrieval`` (MAP@K and Recall@K, K in 1, 32, 64, as in the paper's tables).
 """
 
 from __future__ import annotations
@@ -23,13 +27,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import torch
-
-from ... import metrics
+from ...data.schema import QUERY_SUBJECTS
 from .processing_ceres import CeresProcessor, _as_catalogue, candidate_key
-
-DEFAULT_KS: tuple[int, ...] = (1, 32, 64)
-QUERY_SUBJECTS = ("keyword_query", "product_query")
 
 
 def purchased_item(session: Mapping[str, Any]) -> str | None:
@@ -155,59 +154,10 @@ class CeresRetrievalCollator:
         )
 
 
-@torch.no_grad()
-def evaluate_retrieval(
-    model,
-    processor: CeresProcessor,
-    examples: Sequence[Mapping[str, Any]],
-    catalogue=None,
-    candidates: Sequence[Mapping[str, Any]] | None = None,
-    ks: Sequence[int] = DEFAULT_KS,
-    batch_size: int = 64,
-) -> dict[str, float]:
-    """Rank the candidate pool for every example; return ``{"map@K": ..., "recall@K": ...}``.
-
-    Args:
-        model: a :class:`CeresForSessionRetrieval` (its ``embed_sessions`` / ``embed_candidates`` are used).
-        examples: task examples (``targets`` lists the relevant candidates).
-        candidates: the pool; defaults to :func:`candidate_pool` of ``examples``.
-    """
-    catalogue = _as_catalogue(catalogue)
-    candidates = list(candidates) if candidates is not None else candidate_pool(examples)
-    index = {candidate_key(c): i for i, c in enumerate(candidates)}
-    device = next(model.parameters()).device
-    model.eval()
-    pool = []
-    for start in range(0, len(candidates), batch_size):
-        enc = processor.encode_candidates(candidates[start : start + batch_size], catalogue).to(device)
-        pool.append(model.embed_candidates(**enc))
-    pool = torch.cat(pool)  # (C, P)
-    scores, relevant = [], torch.zeros(len(examples), len(candidates), dtype=torch.bool)
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start : start + batch_size]
-        scores.append((model.embed_sessions(**processor(list(chunk), catalogue).to(device)) @ pool.T).cpu())
-        for row, ex in enumerate(chunk, start=start):
-            for spec in ex["targets"]:
-                if candidate_key(spec) not in index:
-                    raise ValueError(
-                        f"target {dict(spec)!r} of session {ex['session_id']!r} is not in the pool"
-                    )
-                relevant[row, index[candidate_key(spec)]] = True
-    scores = torch.cat(scores)  # (N, C)
-    ranks = metrics.ranks_from_scores(scores, relevant)
-    out = {}
-    for k in ks:
-        out[f"map@{k}"] = float(metrics.map_at_k(ranks=ranks, k=k))
-        out[f"recall@{k}"] = float(metrics.recall_at_k(ranks=ranks, k=k))
-    return out
-
-
 __all__ = [
-    "DEFAULT_KS",
     "CeresRetrievalCollator",
     "candidate_pool",
     "entity_linking_examples",
-    "evaluate_retrieval",
     "product_entities",
     "product_search_examples",
     "purchased_item",
