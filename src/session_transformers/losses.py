@@ -39,6 +39,7 @@ def info_nce(
     negatives: torch.Tensor | None = None,
     decoupled: bool = False,
     reduction: Reduction = "mean",
+    gather: bool = False,
 ) -> torch.Tensor:
     """In-batch InfoNCE: row ``i`` of ``query`` must pick row ``i`` of ``key`` among all keys.
 
@@ -54,13 +55,21 @@ def info_nce(
         decoupled: drop the positive from the denominator (``sum_{j != i}``, as UBM's equations print it: the
             decoupled contrastive loss). The default is the usual cross-entropy.
         reduction: ``"mean"`` over the batch, ``"sum"`` or ``"none"`` (``(B,)``).
+        gather: under ``torch.distributed``, the keys of every process are the negatives
+            (:func:`~session_transformers.distributed.gather_with_grad`): with the data-parallel gradient average,
+            P processes with batch B give the loss and gradients of one process with batch P * B.
     """
     _check_pair(query, key, "query and key")
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    keys = key if negatives is None else torch.cat([key, negatives.to(key.dtype)], 0)  # (B + M, D)
-    logits = F.normalize(query, dim=-1) @ F.normalize(keys, dim=-1).t() / temperature  # (B, B + M)
-    targets = torch.arange(query.shape[0], device=query.device)
+    offset = 0
+    if gather:
+        from .distributed import gather_with_grad
+
+        key, offset = gather_with_grad(key)
+    keys = key if negatives is None else torch.cat([key, negatives.to(key.dtype)], 0)  # (B' + M, D)
+    logits = F.normalize(query, dim=-1) @ F.normalize(keys, dim=-1).t() / temperature  # (B, B' + M)
+    targets = offset + torch.arange(query.shape[0], device=query.device)
     if not decoupled:
         return F.cross_entropy(logits, targets, reduction=reduction)
     positive = logits.gather(1, targets[:, None]).squeeze(1)  # (B,)

@@ -1,0 +1,72 @@
+"""Negatives gathered across processes: 2 CPU processes with batch N = 1 process with batch 2N."""
+
+import os
+import tempfile
+
+import torch
+from accelerate import debug_launcher
+
+
+def _model_and_data():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 4)
+    x, y = torch.randn(8, 6), torch.randn(8, 6)
+    return model, x, y
+
+
+def _worker(out_dir: str) -> None:
+    from accelerate import Accelerator
+
+    from session_transformers.losses import info_nce
+
+    acc = Accelerator(cpu=True)
+    model, x, y = _model_and_data()
+    model = acc.prepare(model)
+    rank, n = acc.process_index, x.shape[0] // acc.num_processes
+    rows = slice(rank * n, (rank + 1) * n)
+    loss = info_nce(model(x[rows]), model(y[rows]), temperature=0.1, gather=True)
+    acc.backward(loss)  # DDP averages the gradients of the processes
+    mean_loss = acc.reduce(loss.detach(), "mean")
+    if acc.is_main_process:
+        grads = {k: p.grad for k, p in acc.unwrap_model(model).named_parameters()}
+        torch.save({"loss": mean_loss, "grads": grads}, os.path.join(out_dir, "two.pt"))
+
+
+def test_two_processes_with_batch_n_equal_one_process_with_batch_2n():
+    from session_transformers.losses import info_nce
+
+    model, x, y = _model_and_data()
+    loss = info_nce(model(x), model(y), temperature=0.1, gather=True)  # one process: gather is a no-op
+    loss.backward()
+    with tempfile.TemporaryDirectory() as out:
+        debug_launcher(_worker, args=(out,), num_processes=2)
+        two = torch.load(os.path.join(out, "two.pt"), weights_only=True)
+    torch.testing.assert_close(two["loss"], loss.detach())
+    for k, p in model.named_parameters():
+        torch.testing.assert_close(two["grads"][k], p.grad, msg=f"gradient of {k}")
+
+
+def _uneven_worker(out_dir: str) -> None:
+    from accelerate import Accelerator
+
+    from session_transformers.distributed import gather_with_grad
+
+    acc = Accelerator(cpu=True)
+    rank = acc.process_index
+    t = torch.full((rank + 1, 2), float(rank), requires_grad=True)  # 1 row on rank 0, 2 rows on rank 1
+    gathered, offset = gather_with_grad(t)
+    (gathered.sum(1) * torch.arange(1, 4)).sum().backward()
+    torch.save(
+        {"gathered": gathered.detach(), "offset": offset, "grad": t.grad}, os.path.join(out_dir, f"{rank}.pt")
+    )
+
+
+def test_uneven_batches_are_gathered_in_rank_order_and_gradients_return_to_their_owner():
+    with tempfile.TemporaryDirectory() as out:
+        debug_launcher(_uneven_worker, args=(out,), num_processes=2)
+        r0, r1 = (torch.load(os.path.join(out, f"{r}.pt"), weights_only=True) for r in (0, 1))
+    torch.testing.assert_close(r0["gathered"], torch.tensor([[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]]))
+    assert (r0["offset"], r1["offset"]) == (0, 1)
+    # both processes' losses weight row j by (j + 1): each owner receives the sum over the 2 processes
+    torch.testing.assert_close(r0["grad"], torch.full((1, 2), 2.0))
+    torch.testing.assert_close(r1["grad"], torch.tensor([[4.0, 4.0], [6.0, 6.0]]))
