@@ -52,6 +52,16 @@ class AdaptiveGradientClippingCallback(TrainerCallback):
             torch.nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
 
 
+class StepHookCallback(TrainerCallback):
+    """Runs the task's ``after_optimizer_step`` hook (e.g. BYOL's EMA target update) after every optimiser step."""
+
+    def __init__(self, hook):
+        self.hook = hook
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self.hook(model, state.global_step, state.max_steps)
+
+
 class RecipeTrainer(Trainer):
     """``Trainer`` with the recipe's optimiser and schedule (the same builders as ``trainers/pretrain.py``)."""
 
@@ -188,7 +198,10 @@ def main(argv: list[str] | None = None) -> dict:
         processing_class=data.processor,
         compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,
-        callbacks=[agc] if agc else None,
+        callbacks=[
+            c for c in (agc, task.after_optimizer_step and StepHookCallback(task.after_optimizer_step)) if c
+        ]
+        or None,
         protocol_args=args,
     )
     if agc:

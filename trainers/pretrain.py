@@ -29,6 +29,7 @@ validation score are saved with each checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -43,7 +44,7 @@ from tqdm.auto import tqdm
 
 import session_transformers  # noqa: F401  (registers the models with the Auto classes)
 from session_transformers.optim import adaptive_clip_grad_, agc_parameters
-from session_transformers.protocol import build_optimizer, build_scheduler
+from session_transformers.protocol import build_optimizer, build_scheduler, protocol_from_args
 from session_transformers.recipes import resolve_data_arguments, training_parser
 
 BEST_DIR = "best"
@@ -91,7 +92,32 @@ def parse_args(argv: list[str] | None = None):
         p.error(
             "--checkpoints-total-limit must be >= 2: the oldest is deleted before the next one is written"
         )
+    try:
+        stage = recipe.stage(args.stage)
+    except ValueError as err:
+        p.error(str(err))
+    if args.stage > 1:
+        previous = recipe.stage(args.stage - 1).name
+        if not args.init_from:
+            p.error(
+                f"stage {args.stage} ({stage.name}) starts from stage {args.stage - 1}'s weights: "
+                f"pass --init-from <the output of --stage {args.stage - 1}>"
+            )
+        done = [s["name"] for s in _stages_done(Path(args.init_from))]
+        if previous not in done:
+            p.error(
+                f"{args.init_from} has not been through stage {args.stage - 1} ({previous}); its stages: {done}"
+            )
     return resolve_data_arguments(p, args, recipe), recipe
+
+
+STAGES_FILE = "pretraining_stages.json"
+"""Written beside a pretrained model: the stages it has been through, each with its protocol and data."""
+
+
+def _stages_done(folder: Path) -> list[dict]:
+    path = folder / STAGES_FILE
+    return json.loads(path.read_text())["stages"] if path.exists() else []
 
 
 def get_dataloaders(args, data):
@@ -179,7 +205,8 @@ def _better(value: float, best: float | None, greater: bool) -> bool:
 def main(argv: list[str] | None = None) -> dict:
     # 1. Flags: the model's protocol as defaults.
     args, recipe = parse_args(argv)
-    task = recipe.pretrain
+    stage = recipe.stage(args.stage)
+    task = stage.task
     output_dir = Path(args.output_dir)
     ckpt_dir = output_dir / "checkpoints"
 
@@ -215,6 +242,9 @@ def main(argv: list[str] | None = None) -> dict:
         model = task.auto_class.from_config(data.config)
         if data.init_weights is not None:
             data.init_weights(model)
+    if stage.trainable is not None:  # this stage trains some modules only; the others stay frozen
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith(stage.trainable))
     config = model.config
     use_agc = bool(getattr(config, "use_adaptive_gradient_clipping", False))
     if use_agc and accelerator.distributed_type == DistributedType.FSDP:
@@ -222,7 +252,7 @@ def main(argv: list[str] | None = None) -> dict:
             "adaptive gradient clipping needs whole parameters (unit-wise norms) but FSDP shards them: "
             "train with --config use_adaptive_gradient_clipping=False under FSDP, or use DDP"
         )
-    optimizer = build_optimizer(model.parameters(), args)
+    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], args)
     model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
     eval_dl = accelerator.prepare(eval_dl) if eval_dl is not None else None
     test_dl = accelerator.prepare(test_dl) if test_dl is not None else None
@@ -322,6 +352,8 @@ def main(argv: list[str] | None = None) -> dict:
             scheduler.step()
             progress.optimizer_steps += 1
             step = progress.optimizer_steps
+            if task.after_optimizer_step is not None:  # e.g. an EMA target network; the same on every process
+                task.after_optimizer_step(unwrapped, step, total_steps)
             # the optimiser step's loss: mean over its micro-batches and over processes
             record = {
                 "step": step,
@@ -376,6 +408,15 @@ def main(argv: list[str] | None = None) -> dict:
     if accelerator.is_main_process:
         data.processor.save_pretrained(output_dir)
         (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+        before = _stages_done(Path(args.init_from)) if args.init_from else []
+        record = {
+            "stage": args.stage,
+            "name": stage.name,
+            "optimizer_steps": progress.optimizer_steps,
+            "data": data.description,
+            "protocol": dataclasses.asdict(protocol_from_args(args)),
+        }
+        (output_dir / STAGES_FILE).write_text(json.dumps({"stages": [*before, record]}, indent=2) + "\n")
     for split in ("validation", "test"):
         if split in results:
             accelerator.print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in results[split].items()))

@@ -14,6 +14,7 @@ which of its parameters that is with an ``agc_parameters()`` method.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -63,4 +64,28 @@ def agc_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in params if p.requires_grad]
 
 
-__all__ = ["adaptive_clip_grad_", "agc_parameters"]
+@torch.no_grad()
+def ema_update_(target: torch.nn.Module, online: torch.nn.Module, tau: float) -> None:
+    """``target <- tau * target + (1 - tau) * online``, parameter by parameter (buffers are copied).
+
+    BYOL's target network update. Both modules must have the same structure; the update is deterministic, so
+    processes holding identical online weights (data parallelism) keep identical targets.
+    """
+    if not 0.0 <= tau <= 1.0:
+        raise ValueError(f"tau must be in [0, 1], got {tau}")
+    t_params, o_params = list(target.parameters()), list(online.parameters())
+    if len(t_params) != len(o_params) or any(a.shape != b.shape for a, b in zip(t_params, o_params)):
+        raise ValueError("target and online networks differ in structure")
+    torch._foreach_lerp_(t_params, [p.detach() for p in o_params], 1.0 - tau)
+    for tb, ob in zip(target.buffers(), online.buffers()):
+        tb.copy_(ob)
+
+
+def byol_momentum(step: int, total_steps: int, base: float = 0.996) -> float:
+    """BYOL's target momentum at optimiser step ``step`` of ``total_steps``: ``1 - (1 - base) * (cos(pi k / K) + 1) / 2``,
+    rising from ``base`` to 1 (Grill et al., 2020, Sec. 3.2)."""
+    k = min(max(step, 0), total_steps)
+    return 1.0 - (1.0 - base) * (math.cos(math.pi * k / max(1, total_steps)) + 1.0) / 2.0
+
+
+__all__ = ["adaptive_clip_grad_", "agc_parameters", "byol_momentum", "ema_update_"]

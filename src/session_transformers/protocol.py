@@ -126,10 +126,11 @@ def add_protocol_arguments(parser: argparse.ArgumentParser, protocol: TrainingPr
     )
     g.add_argument(
         "--select-best",
+        type=lambda text: None if text.lower() == "none" else text,
         default=protocol.select_best,
         metavar="METRIC",
-        help="validation metric that picks the best checkpoint (e.g. HR@20); the test set is scored once, "
-        "with the selected weights",
+        help="validation metric that picks the best checkpoint (e.g. HR@20; none: keep the last weights); the "
+        "test set is scored once, with the selected weights",
     )
     g.add_argument(
         "--greater-is-better",

@@ -28,27 +28,41 @@ def training_parser(
 ) -> tuple[argparse.ArgumentParser, Recipe | None, Task | None]:
     """The parser of a trainer for the model (and task) named in ``argv``.
 
-    ``--model`` (and ``--task``) are read first, so that the parser's protocol flags default to that model's
+    ``--model`` (and ``--task`` or ``--stage``) are read first, so that the parser's protocol flags default to that model's
     protocol (``--help`` then shows them) and the model's own flags are added. Returns the parser, the recipe
     and the task (``None`` when ``--model`` is missing or unknown: the full parse then reports it).
     """
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--model")
     pre.add_argument("--task")
+    pre.add_argument("--stage", type=int, default=1)
     known, _ = pre.parse_known_args(argv)
     recipe = RECIPES.get(known.model)
-    task = None
-    if recipe is not None:
-        task = (
-            recipe.finetune.get(known.task or next(iter(recipe.finetune))) if with_task else recipe.pretrain
-        )
-    protocol = recipe.task_protocol(task) if recipe is not None and task is not None else TrainingProtocol()
+    task, protocol = None, TrainingProtocol()
+    if recipe is not None and with_task:
+        task = recipe.finetune.get(known.task or next(iter(recipe.finetune)))
+        protocol = recipe.task_protocol(task) if task is not None else protocol
+    elif recipe is not None:
+        try:
+            stage = recipe.stage(known.stage)
+            task, protocol = stage.task, recipe.stage_protocol(stage)
+        except ValueError:  # the full parse reports it
+            pass
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument("--model", required=True, choices=sorted(RECIPES), help="model_type to train")
     if with_task:
         parser.add_argument("--task", default=None, help="downstream task (default: the model's first)")
+    else:
+        stages = recipe.pretraining_stages() if recipe is not None else ()
+        parser.add_argument(
+            "--stage",
+            type=int,
+            default=1,
+            help="pretraining stage (1-based): "
+            + (", ".join(f"{i} = {s.name}" for i, s in enumerate(stages, 1)) or "see the model's recipe"),
+        )
     add_data_arguments(parser)
     add_protocol_arguments(parser, protocol)
     if recipe is not None and recipe.add_arguments is not None:

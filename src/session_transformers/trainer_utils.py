@@ -58,10 +58,34 @@ class Task:
     label_names: tuple[str, ...] = ("labels",)
     protocol: TrainingProtocol | None = None
     """This task's training protocol when it differs from the recipe's (e.g. a fine-tuning recipe)."""
+    after_optimizer_step: Callable[[Any, int, int], None] | None = None
+    """``hook(model, step, total_steps)``, called by both trainers after every optimiser step (``step`` counts
+    from 1) on the unwrapped model, on every process: updates state that gradients do not train (BYOL's EMA
+    target network). Keep that state in the model (parameters with ``requires_grad=False`` or buffers) so that
+    checkpoints save it, and make the update a function of the weights and ``step`` alone, so that it resumes
+    exactly and stays identical on every process."""
 
     def eval_step(self, model: torch.nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         labels = batch.pop(self.label_names[0])
         return self.per_example(model(**batch).logits, labels)
+
+
+@dataclass
+class Stage:
+    """One ordered pretraining stage: its own task (data, collator, objective), protocol and trainable modules.
+
+    UBM, for example, trains its interaction encoder on item pairs first, then the whole model on sessions
+    starting from stage 1's weights: ``trainers/pretrain.py --stage 2 --init-from <stage-1 output>``.
+    """
+
+    name: str
+    task: Task
+    protocol: TrainingProtocol | None = None
+    """The stage's protocol (default: the recipe's)."""
+    trainable: tuple[str, ...] | None = None
+    """Parameter-name prefixes this stage trains (``("ubm.interaction_encoder.",)``); the others are frozen.
+    ``None``: every parameter."""
+    description: str = ""
 
 
 @dataclass
@@ -77,9 +101,24 @@ class Recipe:
     """The paper's training protocol: the defaults of ``pretrain.py`` and of every task without its own."""
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
     """Adds this family's own flags (what its ``prepare`` functions read) to both trainers' parsers."""
+    stages: tuple[Stage, ...] = ()
+    """Ordered pretraining stages (``--stage N``, 1-based); empty: one stage, ``pretrain`` with ``protocol``."""
 
     def task_protocol(self, task: Task) -> TrainingProtocol:
         return task.protocol or self.protocol
+
+    def pretraining_stages(self) -> tuple[Stage, ...]:
+        return self.stages or (Stage("pretrain", self.pretrain, self.protocol),)
+
+    def stage(self, number: int) -> Stage:
+        """Stage ``number`` (1-based)."""
+        stages = self.pretraining_stages()
+        if not 1 <= number <= len(stages):
+            raise ValueError(f"--stage {number}: this model has {len(stages)} pretraining stage(s)")
+        return stages[number - 1]
+
+    def stage_protocol(self, stage: Stage) -> TrainingProtocol:
+        return stage.protocol or self.task_protocol(stage.task)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -171,6 +210,7 @@ def resolve_data_arguments(
 __all__ = [
     "PreparedData",
     "Recipe",
+    "Stage",
     "Task",
     "TrainingProtocol",
     "add_data_arguments",

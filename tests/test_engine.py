@@ -1,0 +1,187 @@
+"""The training engine's recipe contract, on a toy model family: stages, step hooks (an EMA target), resume.
+
+The toy family is registered in this process only (``RECIPES`` is a plain dict), and ``trainers/pretrain.py``'s
+``main`` runs in-process.
+"""
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import Dataset
+from huggingface_hub.dataclasses import strict
+from safetensors.torch import load_file
+from torch import nn
+from transformers import PreTrainedConfig, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from session_transformers.optim import byol_momentum, ema_update_
+from session_transformers.recipes import RECIPES
+from session_transformers.trainer_utils import PreparedData, Recipe, Stage, Task, TrainingProtocol
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainers"))
+import pretrain  # noqa: E402
+
+
+@strict
+class ToyConfig(PreTrainedConfig):
+    model_type = "st_engine_toy"
+    hidden: int = 4
+
+
+@dataclass
+class ToyOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+
+
+class ToyModel(PreTrainedModel):
+    """``head(encoder(x))`` regresses on a target network's output; the target moves only by EMA."""
+
+    config_class = ToyConfig
+    main_input_name = "x"
+    accepts_loss_kwargs = False
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.encoder = nn.Linear(config.hidden, config.hidden)
+        self.head = nn.Linear(config.hidden, config.hidden)
+        self.target = nn.Linear(config.hidden, config.hidden)
+        self.target.requires_grad_(False)
+        self.dropout = nn.Dropout(0.2)
+        self.post_init()
+
+    def forward(self, x, labels=None):
+        pred = self.head(self.dropout(torch.tanh(self.encoder(x)))) + self.target(x).detach()
+        loss = None if labels is None else (pred - labels).pow(2).mean()
+        return ToyOutput(loss=loss, logits=pred)
+
+
+class ToyProcessor:
+    def save_pretrained(self, path):
+        Path(path, "toy_processor.json").write_text("{}")
+
+
+CRASH_AT: list[int] = []
+
+
+def ema_hook(model, step: int, total_steps: int) -> None:
+    if CRASH_AT and step == CRASH_AT[0]:
+        raise RuntimeError("simulated crash")
+    ema_update_(model.target, model.encoder, byol_momentum(step, total_steps, base=0.9))
+
+
+def _prepare(args) -> PreparedData:
+    g = torch.Generator().manual_seed(0)
+    rows = {"x": torch.randn(64, 4, generator=g).tolist(), "labels": torch.randn(64, 4, generator=g).tolist()}
+    ds = Dataset.from_dict(rows)
+
+    def collate(batch):
+        return {k: torch.tensor([r[k] for r in batch]) for k in ("x", "labels")}
+
+    return PreparedData(
+        ToyProcessor(),
+        ds.select(range(48)),
+        ds.select(range(48, 56)),
+        collate,
+        ToyConfig(),
+        "toy",
+        test_dataset=ds.select(range(56, 64)),
+    )
+
+
+class _Auto:
+    from_config = staticmethod(lambda config: ToyModel(config))
+    from_pretrained = staticmethod(lambda path, **kw: ToyModel.from_pretrained(path, **kw))
+
+
+def _task(hook=None) -> Task:
+    return Task(
+        _prepare,
+        _Auto,
+        lambda logits, labels: {"err": (logits - labels).pow(2).mean(1)},
+        lambda g: {"loss": float(g["err"].mean())},
+        after_optimizer_step=hook,
+    )
+
+
+PROTOCOL = TrainingProtocol(learning_rate=1e-2, batch_size=8, num_epochs=2, lr_scheduler_type="linear")
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    recipe = Recipe(
+        pretrain=_task(ema_hook),
+        finetune={"toy": _task()},
+        protocol=PROTOCOL,
+        stages=(
+            Stage("encoder", _task(), PROTOCOL.replace(num_epochs=1), trainable=("encoder.",)),
+            Stage("everything", _task(ema_hook), PROTOCOL),
+        ),
+    )
+    monkeypatch.setitem(RECIPES, "st_engine_toy", recipe)
+    CRASH_AT.clear()
+    return recipe
+
+
+def _run(*argv: str):
+    return pretrain.main(["--model", "st_engine_toy", *argv])
+
+
+def test_stage_one_trains_only_its_modules_and_stage_two_needs_its_weights(toy, tmp_path):
+    init = ToyModel(ToyConfig())  # what stage 1 starts from (same seed as the trainer's)
+    _run("--stage", "1", "--output-dir", str(tmp_path / "s1"), "--seed", "3")
+    w1 = load_file(str(tmp_path / "s1" / "model.safetensors"))
+    torch.manual_seed(3)
+    init = ToyModel(ToyConfig())
+    assert torch.equal(w1["head.weight"], init.head.weight) and torch.equal(
+        w1["target.weight"], init.target.weight
+    )
+    assert not torch.equal(w1["encoder.weight"], init.encoder.weight)  # only the encoder trained
+    with pytest.raises(SystemExit):
+        _run("--stage", "2", "--output-dir", str(tmp_path / "s2"))  # no --init-from
+    with pytest.raises(SystemExit):
+        _run("--stage", "3", "--output-dir", str(tmp_path / "s3"))  # there is no stage 3
+    _run("--stage", "2", "--init-from", str(tmp_path / "s1"), "--output-dir", str(tmp_path / "s2"))
+    stages = json.loads((tmp_path / "s2" / "pretraining_stages.json").read_text())["stages"]
+    assert [(s["stage"], s["name"]) for s in stages] == [(1, "encoder"), (2, "everything")]
+    assert stages[0]["protocol"]["num_epochs"] == 1 and stages[1]["protocol"]["num_epochs"] == 2
+    w2 = load_file(str(tmp_path / "s2" / "model.safetensors"))
+    assert not torch.equal(w2["head.weight"], w1["head.weight"])  # stage 2 trains everything
+    assert not torch.equal(w2["target.weight"], w1["target.weight"])  # ... and its hook moved the target
+
+
+def test_ema_target_gets_no_gradient_and_resumes_exactly_after_a_crash(toy, tmp_path):
+    common = ["--stage", "2", "--init-from", None, "--checkpointing-steps", "3", "--select-best", "none"]
+    _run("--stage", "1", "--output-dir", str(tmp_path / "s1"))
+    common[3] = str(tmp_path / "s1")
+    full = tmp_path / "full"
+    _run(*common, "--output-dir", str(full))
+    CRASH_AT.append(5)  # after the step-3 checkpoint, before the step-6 one
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _run(*common, "--output-dir", str(tmp_path / "crashed"))
+    CRASH_AT.clear()
+    _run(*common, "--output-dir", str(tmp_path / "crashed"), "--resume")
+    a, b = (
+        load_file(str(full / "model.safetensors")),
+        load_file(str(tmp_path / "crashed" / "model.safetensors")),
+    )
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=k)
+    s1 = load_file(str(tmp_path / "s1" / "model.safetensors"))
+    # the target moved only by EMA towards the encoder: it is a convex mix of the two at every step
+    assert not torch.equal(a["target.weight"], s1["target.weight"])
+
+
+def test_ema_update_and_momentum_schedule():
+    target, online = nn.Linear(2, 2), nn.Linear(2, 2)
+    t0, o = target.weight.detach().clone(), online.weight.detach().clone()
+    ema_update_(target, online, 0.75)
+    torch.testing.assert_close(target.weight, 0.75 * t0 + 0.25 * o)
+    assert byol_momentum(0, 100) == pytest.approx(0.996) and byol_momentum(100, 100) == pytest.approx(1.0)
+    assert byol_momentum(50, 100) == pytest.approx(0.998)
+    with pytest.raises(ValueError, match="structure"):
+        ema_update_(nn.Linear(2, 3), online, 0.5)
