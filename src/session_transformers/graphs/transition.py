@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch_geometric.data import Batch, Data
 
@@ -41,46 +42,80 @@ class SessionGraph(Data):
         return super().__inc__(key, value, *args, **kwargs)
 
 
+def build_graph_batch(sessions: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+    """The disjoint union of the sessions' transition graphs, as numpy arrays (see the module docstring).
+
+    Nodes in order of first appearance, edges sorted by ``(source, target)`` within each session, repeated
+    transitions counted in the weights, node indices offset session by session (a disjoint union); ``alias``
+    padded to ``(B, L)`` with node 0, and its ``attention_mask``. This is the one builder of the graph: the
+    TAGNN++ processor batches with it and :func:`session_transition_graph` wraps one session of it.
+    """
+    x: list[int] = []
+    src: list[int] = []
+    dst: list[int] = []
+    w_in: list[float] = []
+    w_out: list[float] = []
+    flat_alias: list[int] = []
+    lengths: list[int] = []
+    for seq in sessions:
+        n, offset = len(seq), len(x)
+        lengths.append(n)
+        if len(set(seq)) == n:  # fast path, most sessions: a chain of distinct items, all weights 1
+            x.extend(seq)
+            flat_alias.extend(range(offset, offset + n))
+            src.extend(range(offset, offset + n - 1))
+            dst.extend(range(offset + 1, offset + n))
+            w_in.extend([1.0] * (n - 1))
+            w_out.extend([1.0] * (n - 1))
+            continue
+        node: dict[int, int] = {}
+        for item in seq:
+            node.setdefault(item, len(node))
+        local = [node[item] for item in seq]
+        x.extend(node)
+        flat_alias.extend(offset + i for i in local)
+        counts: dict[tuple[int, int], int] = {}
+        for pair in zip(local, local[1:]):
+            counts[pair] = counts.get(pair, 0) + 1
+        in_deg = [0] * len(node)
+        out_deg = [0] * len(node)
+        for (u, v), c in counts.items():
+            out_deg[u] += c
+            in_deg[v] += c
+        for (u, v), c in sorted(counts.items()):
+            src.append(offset + u)
+            dst.append(offset + v)
+            w_in.append(c / in_deg[v])
+            w_out.append(c / out_deg[u])
+    lengths_np = np.array(lengths, dtype=np.int64)
+    attention_mask = np.arange(max(lengths, default=0))[None, :] < lengths_np[:, None]  # (B, L)
+    alias = np.zeros(attention_mask.shape, dtype=np.int64)
+    alias[attention_mask] = flat_alias  # row-major order = session by session, position by position
+    return {
+        "x": np.array(x, dtype=np.int64),
+        "edge_index": np.array([src, dst], dtype=np.int64).reshape(2, -1),
+        "in_weight": np.array(w_in, dtype=np.float32),
+        "out_weight": np.array(w_out, dtype=np.float32),
+        "alias": alias,
+        "attention_mask": attention_mask.astype(np.int64),
+    }
+
+
 def session_transition_graph(items: Sequence[int] | torch.Tensor) -> SessionGraph:
     """Build the transition graph of one session of item indices (see the module docstring)."""
-    seq = torch.as_tensor(items, dtype=torch.long).flatten()
-    if seq.numel() == 0:
+    seq = torch.as_tensor(items, dtype=torch.long).flatten().tolist()
+    if not seq:
         raise ValueError("a session needs at least one item to build its transition graph")
-    nodes, alias = _unique_in_order(seq)
-    src, dst = alias[:-1], alias[1:]
-    num_nodes = nodes.numel()
-    if src.numel():
-        pair = src * num_nodes + dst
-        uniq, counts = torch.unique(pair, return_counts=True)
-        edge_index = torch.stack([uniq // num_nodes, uniq % num_nodes])
-        counts = counts.float()
-        in_deg = torch.zeros(num_nodes).index_add_(0, edge_index[1], counts)
-        out_deg = torch.zeros(num_nodes).index_add_(0, edge_index[0], counts)
-        in_weight = counts / in_deg[edge_index[1]]
-        out_weight = counts / out_deg[edge_index[0]]
-    else:
-        edge_index = torch.empty(2, 0, dtype=torch.long)
-        in_weight = out_weight = torch.empty(0)
+    arrays = build_graph_batch([seq])
     return SessionGraph(
-        x=nodes,
-        edge_index=edge_index,
-        in_weight=in_weight,
-        out_weight=out_weight,
-        alias=alias,
-        length=torch.tensor([seq.numel()]),
-        num_nodes=num_nodes,
+        x=torch.from_numpy(arrays["x"]),
+        edge_index=torch.from_numpy(arrays["edge_index"]),
+        in_weight=torch.from_numpy(arrays["in_weight"]),
+        out_weight=torch.from_numpy(arrays["out_weight"]),
+        alias=torch.from_numpy(arrays["alias"][0]),
+        length=torch.tensor([len(seq)]),
+        num_nodes=int(arrays["x"].shape[0]),
     )
-
-
-def _unique_in_order(seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unique values in order of first appearance, and each position's index into them."""
-    uniq, inverse = torch.unique(seq, return_inverse=True)
-    first = torch.full((uniq.numel(),), seq.numel(), dtype=torch.long)
-    first.scatter_reduce_(0, inverse, torch.arange(seq.numel()), reduce="amin")
-    order = torch.argsort(first)  # rank of each unique value by first appearance
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(order.numel())
-    return uniq[order], rank[inverse]
 
 
 def batch_transition_graphs(sessions: Sequence[Sequence[int]]) -> Batch:
@@ -88,4 +123,4 @@ def batch_transition_graphs(sessions: Sequence[Sequence[int]]) -> Batch:
     return Batch.from_data_list([session_transition_graph(s) for s in sessions])
 
 
-__all__ = ["SessionGraph", "batch_transition_graphs", "session_transition_graph"]
+__all__ = ["SessionGraph", "batch_transition_graphs", "build_graph_batch", "session_transition_graph"]

@@ -1,8 +1,8 @@
 """Processor of TAGNN++: your item IDs <-> item indices, and sessions -> the flat batch of transition graphs.
 
-The graph is SR-GNN's session transition graph (see :mod:`session_transformers.graphs.transition`); this
-processor builds the same nodes, edges and weights as :func:`~session_transformers.graphs.batch_transition_graphs`
-but in plain Python with one tensor conversion per field, because it runs in DataLoader workers for every batch.
+The graph is SR-GNN's session transition graph, built for a whole batch at once by
+:func:`session_transformers.graphs.transition.build_graph_batch` (plain Python and numpy, one tensor conversion per
+field, because it runs in DataLoader workers for every batch).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Literal
 import numpy as np
 import torch
 from transformers import BatchFeature, ProcessorMixin
+
+from ...graphs.transition import build_graph_batch
 
 PAD_INDEX = 0
 IGNORE_INDEX = -100
@@ -198,62 +200,4 @@ class TagnnPPProcessor(ProcessorMixin):
         return dict(self(sessions, targets=targets))
 
 
-def build_graph_batch(sessions: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
-    """The disjoint union of the sessions' transition graphs, as numpy arrays (see the module docstring).
-
-    Equal to :func:`~session_transformers.graphs.batch_transition_graphs` (nodes in order of first appearance,
-    edges sorted by ``(source, target)`` within each session, repeated transitions counted in the weights),
-    plus ``alias`` padded to ``(B, L)`` with node 0 and its ``attention_mask``.
-    """
-    x: list[int] = []
-    src: list[int] = []
-    dst: list[int] = []
-    w_in: list[float] = []
-    w_out: list[float] = []
-    flat_alias: list[int] = []
-    lengths: list[int] = []
-    for seq in sessions:
-        n, offset = len(seq), len(x)
-        lengths.append(n)
-        if len(set(seq)) == n:  # fast path, most sessions: a chain of distinct items, all weights 1
-            x.extend(seq)
-            flat_alias.extend(range(offset, offset + n))
-            src.extend(range(offset, offset + n - 1))
-            dst.extend(range(offset + 1, offset + n))
-            w_in.extend([1.0] * (n - 1))
-            w_out.extend([1.0] * (n - 1))
-            continue
-        node: dict[int, int] = {}
-        for item in seq:
-            node.setdefault(item, len(node))
-        local = [node[item] for item in seq]
-        x.extend(node)
-        flat_alias.extend(offset + i for i in local)
-        counts: dict[tuple[int, int], int] = {}
-        for pair in zip(local, local[1:]):
-            counts[pair] = counts.get(pair, 0) + 1
-        in_deg = [0] * len(node)
-        out_deg = [0] * len(node)
-        for (u, v), c in counts.items():
-            out_deg[u] += c
-            in_deg[v] += c
-        for (u, v), c in sorted(counts.items()):
-            src.append(offset + u)
-            dst.append(offset + v)
-            w_in.append(c / in_deg[v])
-            w_out.append(c / out_deg[u])
-    lengths_np = np.array(lengths, dtype=np.int64)
-    attention_mask = np.arange(max(lengths, default=0))[None, :] < lengths_np[:, None]  # (B, L)
-    alias = np.zeros(attention_mask.shape, dtype=np.int64)
-    alias[attention_mask] = flat_alias  # row-major order = session by session, position by position
-    return {
-        "x": np.array(x, dtype=np.int64),
-        "edge_index": np.array([src, dst], dtype=np.int64).reshape(2, -1),
-        "in_weight": np.array(w_in, dtype=np.float32),
-        "out_weight": np.array(w_out, dtype=np.float32),
-        "alias": alias,
-        "attention_mask": attention_mask.astype(np.int64),
-    }
-
-
-__all__ = ["TagnnPPProcessor", "build_graph_batch"]
+__all__ = ["TagnnPPProcessor", "build_graph_batch"]  # build_graph_batch lives in graphs.transition
