@@ -18,14 +18,10 @@ from session_transformers.metrics import (
     ndcg_from_ranks,
     rank_of_target,
     ranks_from_scores,
-    ranks_from_topk,
     recall_at_k,
     recall_from_ranks,
     session_recall_at_k,
     session_recall_from_ranks,
-    topk_compute_metrics,
-    topk_logits_preprocessor,
-    topk_metrics,
 )
 
 # row 0: target 3 (0.5) is behind item 1 (0.9) -> rank 2
@@ -191,48 +187,6 @@ def test_ties_between_relevant_items_are_broken_by_index():
     assert ranks_from_scores(scores, relevant, ties="optimistic").tolist() == [[1.0, 2.0]]
     assert close(map_at_k(scores, relevant, k=3, ties="optimistic"), 1.0)
     assert ranks_from_scores(scores, relevant, ties="average").tolist() == [[1.5, 2.5]]
-
-
-def test_scores_path_equals_topk_path():
-    generator = torch.Generator().manual_seed(0)
-    n, num_items, top = 64, 50, 10
-    # permutations: no ties
-    scores = torch.stack([torch.randperm(num_items, generator=generator).float() for _ in range(n)])
-    targets = torch.randint(0, num_items, (n,), generator=generator)
-    ks, names = (1, 5, 10), ("hit_rate", "mrr", "ndcg", "map", "recall")
-    from_scores = metrics_from_ranks(ranks_from_scores(scores, targets), ks, names)
-    topk = scores.topk(top, dim=1).indices
-    from_topk = topk_metrics(topk, targets, ks, names)
-    assert from_topk.keys() == from_scores.keys()
-    for key, value in from_scores.items():
-        assert from_topk[key] == pytest.approx(value), key
-    assert 0 < from_scores["hit_rate@10"] < 1  # the test is not vacuous
-    # several relevant items
-    relevant = [set(torch.randint(0, num_items, (3,), generator=generator).tolist()) for _ in range(n)]
-    ranks = ranks_from_scores(scores, relevant)
-    from_topk_ranks = ranks_from_topk(topk, relevant)
-    within, padding = ranks <= top, ranks.isnan()
-    assert torch.equal(ranks[within], from_topk_ranks[within])
-    assert torch.equal(from_topk_ranks.isnan(), padding)  # same number of relevant items per row
-    assert torch.isinf(from_topk_ranks[~within & ~padding]).all()
-    assert topk_metrics(topk, relevant, ks, names) == pytest.approx(metrics_from_ranks(ranks, ks, names))
-
-
-def test_trainer_hooks():
-    from transformers import EvalPrediction
-
-    pad = torch.zeros(5, dtype=torch.bool)
-    pad[0] = True
-    preprocess = topk_logits_preprocessor(3, exclude=pad)
-    logits = torch.tensor([[9.0, 1.0, 2.0, 3.0, 4.0], [9.0, 4.0, 3.0, 2.0, 1.0]])
-    topk = preprocess((logits,), None)
-    assert topk.tolist() == [[4, 3, 2], [1, 2, 3]]  # item 0 never appears
-    labels = torch.tensor([3, 4])
-    compute = topk_compute_metrics(ks=(1, 3), metrics=("hit_rate", "mrr"))
-    result = compute(EvalPrediction(predictions=topk.numpy(), label_ids=labels.numpy()))
-    assert result == pytest.approx({"hit_rate@1": 0.0, "hit_rate@3": 0.5, "mrr@1": 0.0, "mrr@3": 0.25})
-    with pytest.raises(ValueError, match="exceeds"):
-        topk_metrics(topk, labels, ks=(5,))
 
 
 def test_ranking_metrics_accumulator():

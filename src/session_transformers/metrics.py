@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
@@ -466,76 +466,6 @@ class RankingMetrics:
         return sum(r.shape[0] for r in self._ranks)
 
 
-def ranks_from_topk(topk_indices: Any, targets: Any) -> torch.Tensor:
-    """Ranks from top-k item indices ``(N, K)``: a relevant item's position + 1, ``inf`` beyond K, ``nan`` padding.
-
-    ``targets`` is ``(N,)`` or a list of index sets. Exact for every cut-off ``<= K``; ties among scores follow
-    whatever order produced the top k (``torch.topk``), so this equals :func:`ranks_from_scores` when no
-    relevant item ties with another item.
-    """
-    topk = torch.as_tensor(topk_indices).long()
-    sets = _index_sets(targets)
-    if len(sets) != topk.shape[0]:
-        raise ValueError(f"{len(sets)} targets for {topk.shape[0]} rows of top-k indices")
-    width = max((s.numel() for s in sets), default=1)
-    out = torch.full((topk.shape[0], width), math.nan)
-    for i, items in enumerate(sets):
-        found = (topk[i][None, :] == items[:, None]).float()  # (R, K)
-        hit = found.any(1)
-        pos = found.argmax(1).float() + 1.0
-        out[i, : items.numel()] = torch.where(hit, pos, torch.full_like(pos, math.inf))
-    return out.sort(1).values
-
-
-def _index_sets(targets: Any) -> list[torch.Tensor]:
-    """``(N,)`` targets or ``N`` collections of relevant indices as a list of 1-d long tensors."""
-    if isinstance(targets, torch.Tensor) or hasattr(targets, "__array__"):
-        return list(torch.as_tensor(targets).long().reshape(-1, 1))
-    return [torch.as_tensor([t] if isinstance(t, int) else list(t), dtype=torch.long) for t in targets]
-
-
-def topk_metrics(
-    topk_indices: Any,
-    targets: Any,
-    ks: Sequence[int] = (20,),
-    metrics: Sequence[str] = ("hit_rate", "mrr", "ndcg"),
-) -> dict[str, float]:
-    """Metrics from top-k indices ``(N, K)`` (what :func:`topk_logits_preprocessor` keeps) and targets."""
-    topk = torch.as_tensor(topk_indices)
-    if max(ks) > topk.shape[1]:
-        raise ValueError(f"cut-off {max(ks)} exceeds the {topk.shape[1]} top-k indices kept")
-    return metrics_from_ranks(ranks_from_topk(topk, targets), ks, metrics)
-
-
-def topk_logits_preprocessor(k: int, exclude: torch.Tensor | None = None) -> Callable:
-    """A ``Trainer(preprocess_logits_for_metrics=...)`` that keeps only the top-k item indices ``(N, k)``.
-
-    Excluded items (``(num_items,)`` bool mask) are set to ``-inf`` first. Keeping ``(N, k)`` indices instead of
-    ``(N, num_items)`` logits keeps evaluation memory flat in the catalogue size.
-    """
-
-    def preprocess(logits, labels):
-        logits = logits[0] if isinstance(logits, tuple | list) else logits
-        if exclude is not None:
-            logits = logits.masked_fill(exclude.to(logits.device), -math.inf)
-        return logits.topk(k, dim=-1).indices
-
-    return preprocess
-
-
-def topk_compute_metrics(
-    ks: Sequence[int] = (20,), metrics: Sequence[str] = ("hit_rate", "mrr", "ndcg")
-) -> Callable[[Any], dict[str, float]]:
-    """A ``Trainer(compute_metrics=...)`` reading the top-k indices of :func:`topk_logits_preprocessor`."""
-
-    def compute(eval_prediction) -> dict[str, float]:
-        predictions, labels = eval_prediction.predictions, eval_prediction.label_ids
-        predictions = predictions[0] if isinstance(predictions, tuple) else predictions
-        return topk_metrics(predictions, torch.as_tensor(labels).reshape(-1), ks, metrics)
-
-    return compute
-
-
 __all__ = [
     "METRIC_NAMES",
     "RankingMetrics",
@@ -550,12 +480,8 @@ __all__ = [
     "ndcg_from_ranks",
     "rank_of_target",
     "ranks_from_scores",
-    "ranks_from_topk",
     "recall_at_k",
     "recall_from_ranks",
     "session_recall_at_k",
     "session_recall_from_ranks",
-    "topk_compute_metrics",
-    "topk_logits_preprocessor",
-    "topk_metrics",
 ]
