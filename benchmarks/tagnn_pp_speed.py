@@ -57,10 +57,13 @@ def _data(args):
 
     from session_transformers.models.tagnn_pp.recipe import synthetic_next_item
 
-    train, test, ids, desc = synthetic_next_item(
-        Namespace(seed=0, num_sessions=20_000, eval_fraction=0.1, store_preset="default")
+    splits = synthetic_next_item(
+        Namespace(
+            seed=0, num_sessions=20_000, eval_fraction=0.1, validation_fraction=0.1, store_preset="default"
+        )
     )
-    return train, test, ids, desc
+    desc = f"synthetic store (seed 0, 20,000 sessions): {len(splits.train)} train prefixes, {len(splits.test)} test"
+    return splits.train, splits.test, splits.catalogue_ids, desc
 
 
 def _peak_memory_mib(device: torch.device) -> float:

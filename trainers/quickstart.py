@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> None:
             ]
         )
         metrics = json.loads((ft_dir / "eval_results.json").read_text())
-        results[model_type] = {k: metrics[f"eval_{k}"] for k in shown}
-    print("== 5. held-out synthetic sessions")
+        results[model_type] = {k: metrics["test"][f"test_{k}"] for k in shown}  # the test split, scored once
+    print("== 5. held-out synthetic sessions (test split)")
     for model_type, metrics in results.items():
         print(f"  {model_type:9s} " + "  ".join(f"{k} {v:6.2f}" for k, v in metrics.items()))
 
