@@ -288,3 +288,14 @@ def test_agc_callback_clips_unscaled_fp16_gradients():
     plain, scaled = grads(None), grads(2.0**12)
     for a, b in zip(plain, scaled):
         torch.testing.assert_close(a, b)  # the same clipped gradients, whatever the loss scale
+
+
+def test_agc_is_refused_under_fsdp():
+    from accelerate.utils import DistributedType
+
+    from session_transformers.optim import check_agc_supported
+
+    with pytest.raises(ValueError, match="FSDP shards them"):
+        check_agc_supported(DistributedType.FSDP)
+    for ok in (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
+        check_agc_supported(ok)

@@ -56,6 +56,16 @@ def adaptive_clip_grad_(
     return clipped
 
 
+def check_agc_supported(distributed_type) -> None:
+    """Refuse AGC where parameters are sharded (FSDP): its unit-wise norms need whole weight rows, and a flat
+    shard would be clipped by norms of arbitrary slices."""
+    if str(getattr(distributed_type, "value", distributed_type)).upper() == "FSDP":
+        raise ValueError(
+            "adaptive gradient clipping needs whole parameters (unit-wise norms) but FSDP shards them: "
+            "train with --config use_adaptive_gradient_clipping=False under FSDP, or use DDP"
+        )
+
+
 def agc_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     """The parameters AGC clips: ``model.agc_parameters()`` where the model defines it (to leave out its output
     layer, as Brock et al. prescribe), else every trainable parameter."""
@@ -88,4 +98,4 @@ def byol_momentum(step: int, total_steps: int, base: float = 0.996) -> float:
     return 1.0 - (1.0 - base) * (math.cos(math.pi * k / max(1, total_steps)) + 1.0) / 2.0
 
 
-__all__ = ["adaptive_clip_grad_", "agc_parameters", "byol_momentum", "ema_update_"]
+__all__ = ["adaptive_clip_grad_", "agc_parameters", "check_agc_supported", "byol_momentum", "ema_update_"]
