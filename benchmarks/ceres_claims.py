@@ -21,14 +21,18 @@ only in what happens after that common start:
 
 Every training run goes through the trainers' ``main(argv)`` (each argv is recorded in the result). Runs are
 cells executed by ``--jobs`` worker processes (one torch thread each); each cell's result is kept in
-``<workdir>/cells/`` so an interrupted benchmark resumes where it stopped (``--resume``). Evaluation is the
-recipe's protocol: the paper's fixed pool per task (``--eval-pool paper``: product search, the purchased
-products plus the search engine's first 10 results of each search, REES46 falling back to the purchases topped
-up to 100 sampled products; query search, all last queries; entity linking, every product attribute), MAP@K and
-Recall@K (the paper's: the share of sessions whose relevant items are all in the top K) for K = 1, 32, 64, ties
-counted pessimistically. A claim "holds" when CERES is ahead on MAP@1 and on
-MAP@64 and the MAP@1 gap is larger than the 95 % interval of the difference of two proportions on this
-many eval examples; "ahead within noise" when it is ahead on both but not by that much. Usage::
+``<workdir>/cells/`` so an interrupted benchmark resumes where it stopped (``--resume``). Training follows the
+recipe's protocol (the paper's optimiser and schedule) at CPU-scale learning rates, batch sizes and step counts.
+Sessions are split as the recipe splits them: the last 10% the test split, 10% of the rest validation; every
+row of the tables is scored on the test split (fine-tuned rows once, at the end of their run; the frozen and
+zero-step rows on the very same examples and pools). Evaluation is the recipe's protocol: the paper's fixed
+pool per task (``--eval-pool paper``: product search, the purchased products plus the search engine's first 10
+results of each search, REES46 falling back to the purchases topped up to 100 sampled products; query search,
+all last queries; entity linking, every product attribute), MAP@K and Recall@K (the paper's: the share of
+sessions whose relevant items are all in the top K) for K = 1, 32, 64, ties counted pessimistically. A claim
+"holds" when CERES is ahead on MAP@1 and on MAP@64 and the MAP@1 gap is larger than the 95 % interval of the
+difference of two proportions on this many eval examples; "ahead within noise" when it is ahead on both but
+not by that much. Usage::
 
     .venv/bin/python benchmarks/ceres_claims.py --jobs 2 --curve 300 1000 3000
     # 31 cells, 10,340 s of cell time with 2 workers on 2 CPU cores (about 1 h 40 min of wall time); the default
@@ -116,9 +120,14 @@ def run_cell(script: str, argv: list[str], out: str) -> dict:
 
     start = time.perf_counter()
     res = (pretrain if script == "pretrain" else finetune).main(argv)
-    # the trainers nest the figures by split ({"validation": {"validation_MAP@1": ...}}); CERES has no test split
-    res = {**res, **{k.removeprefix("validation_"): v for k, v in (res.get("validation") or {}).items()}}
-    res = {k: float(v) for k, v in res.items() if isinstance(v, int | float)}
+    # the trainers nest the figures by split ({"validation": {...}, "test": {...}}; fine-tuning prefixes each key
+    # with its split): the test split's figures are the cell's, the validation split's are kept as validation_*
+    flat = {k: v for k, v in res.items() if k not in ("validation", "test")}
+    flat.update(
+        {f"validation_{k.removeprefix('validation_')}": v for k, v in res.get("validation", {}).items()}
+    )
+    flat.update({k.removeprefix("test_"): v for k, v in res.get("test", {}).items()})
+    res = {k: float(v) for k, v in flat.items() if isinstance(v, int | float)}
     res["cell_seconds"] = round(time.perf_counter() - start, 1)
     if script == "finetune":  # only the figures are kept; the fine-tuned weights are not needed
         shutil.rmtree(argv[argv.index("--output-dir") + 1], ignore_errors=True)
@@ -188,13 +197,17 @@ def ranks_to_metrics(scores: torch.Tensor, relevant: torch.Tensor) -> dict:
 
 
 def eval_setup(data_argv: list[str], task: str):
-    """The recipe's eval examples, pool and catalogue, exactly as fine-tuning evaluates them."""
+    """The recipe's data (its test split and pool, exactly as fine-tuning scores them) and the catalogue."""
     import finetune
 
     args, _ = finetune.parse_args(["--model", "ceres", "--task", task, *data_argv])
     data = RECIPES["ceres"].finetune[task].prepare(args)
-    _, _, catalogue, _ = ceres_source(args)
-    return data, catalogue
+    return data, ceres_source(args).catalogue
+
+
+def scored_split(data) -> tuple[list[dict], list[dict]]:
+    """The test split's rows and its fixed pool: what every row of the tables is scored on."""
+    return list(data.test_dataset), data.collate_fn.pools["test"]
 
 
 def build_processor(ns: argparse.Namespace, encoder: Path, out: Path) -> str:
@@ -202,8 +215,9 @@ def build_processor(ns: argparse.Namespace, encoder: Path, out: Path) -> str:
     from session_transformers.models.ceres import CeresProcessor
     from session_transformers.models.ceres.processing_ceres import catalogue_attribute_names
 
-    train, _, catalogue, _ = ceres_source(ns)
-    names = sorted(set(catalogue_attribute_names(catalogue)) | label_attribute_names(train))
+    splits = ceres_source(ns)
+    catalogue = splits.catalogue
+    names = sorted(set(catalogue_attribute_names(catalogue)) | label_attribute_names(splits.train))
     processor = CeresProcessor.from_bert_tokenizer(str(encoder), attribute_names=names, **LENGTHS)
     processor.save_pretrained(out)
     return str(out)
@@ -216,6 +230,7 @@ def data_namespace(dataset: str, data_path: str | None, num_sessions: int | None
         store_preset="default",
         num_sessions=num_sessions,
         eval_fraction=eval_fraction,
+        validation_fraction=0.1,  # the trainers' default
         seed=0,
     )
 
@@ -279,11 +294,11 @@ def minilm_scores(path: Path, data, catalogue: dict) -> dict:
             cache.update(zip(todo[i : i + 64], pooled))
         return torch.stack([cache[t] for t in texts])
 
-    pool = data.collate_fn.pool
+    rows, pool = scored_split(data)
     cand = embed([spec_text(c, catalogue) for c in pool])
     index = {data.collate_fn._key(c): i for i, c in enumerate(pool)}
-    sessions, relevant = [], torch.zeros(len(data.eval_dataset), len(pool), dtype=torch.bool)
-    for row, ex in enumerate(data.eval_dataset):
+    sessions, relevant = [], torch.zeros(len(rows), len(pool), dtype=torch.bool)
+    for row, ex in enumerate(rows):
         items, _ = ceres_session_items(ex["events"])
         texts = [key if kind == "query" else product_text(catalogue[key]) for kind, key in items][-8:]
         sessions.append(torch.nn.functional.normalize(embed(texts).mean(0), dim=-1))
@@ -304,7 +319,7 @@ def zero_step_scores(task: str, data) -> dict:
     model = AutoModelForSessionRetrieval.from_config(data.config)
     data.init_weights(model)
     model.eval()
-    rows = [data.eval_dataset[i] for i in range(len(data.eval_dataset))]
+    rows, _ = scored_split(data)
     outs = []
     for i in range(0, len(rows), 50):
         batch = data.collate_fn(rows[i : i + 50])
@@ -323,10 +338,9 @@ def tagnn_scores(ckpt: Path, data) -> dict:
 
     model = AutoModelForNextItemPrediction.from_pretrained(ckpt).eval()
     processor = TagnnPPProcessor.from_pretrained(ckpt)
-    pool = data.collate_fn.pool
+    rows, pool = scored_split(data)
     cols = torch.tensor([processor.encode_target(c["item_id"]) for c in pool])
     scores, relevant = [], []
-    rows = list(data.eval_dataset)
     for i in range(0, len(rows), 64):
         chunk = rows[i : i + 64]
         seqs = [[ev["item_id"] for ev in r["events"] if ev["subject"] == "item"] for r in chunk]
@@ -348,7 +362,7 @@ def tagnn_scores(ckpt: Path, data) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--num-sessions", type=int, default=40000, help="synthetic store sessions (10%% held out)")
+    p.add_argument("--num-sessions", type=int, default=40000, help="synthetic store sessions (10%% test)")
     p.add_argument("--pretrain-sessions", type=int, default=4800, help="sessions (or products) pretrained on")
     p.add_argument("--pretrain-steps", type=int, default=150)
     p.add_argument("--rees46-pretrain-steps", type=int, default=60)
@@ -587,15 +601,17 @@ def main() -> None:
         "commands": cells.commands,
     }
     data_desc = {
-        "synthetic": f"SyntheticStore(seed 0, {a.num_sessions} sessions, 4000 products); last 10% of sessions held "
-        f"out; continued pretraining on {a.pretrain_sessions} training sessions (Product-BERT: catalogue "
-        f"products) for {a.pretrain_steps} steps of {a.batch_size}; fine-tuning 1 epoch on {a.train_examples} "
-        f"examples per task; eval on the first {a.eval_examples} held-out examples against the paper's fixed "
-        "pool per task (product search: their purchases plus the search engine's first 10 results of each of "
-        "their searches; query search: all their last queries; entity linking: every product attribute).",
-        "rees46": f"REES46 2019-10-01 head (5,066 sessions): last 30% held out; continued pretraining "
-        f"{a.rees46_pretrain_steps} steps; product search only (91 sessions with a purchase in all: a few dozen "
-        "training examples and ~17 eval examples, so its figures are anecdotes, not measurements).",
+        "synthetic": f"SyntheticStore(seed 0, {a.num_sessions} sessions, 4000 products); last 10% of sessions the "
+        f"test split, 10% of the rest validation; continued pretraining on {a.pretrain_sessions} training "
+        f"sessions (Product-BERT: catalogue products) for {a.pretrain_steps} steps of {a.batch_size}; "
+        f"fine-tuning 1 epoch on {a.train_examples} examples per task; scored on the first {a.eval_examples} "
+        "test examples against the paper's fixed pool per task (product search: their purchases plus the search "
+        "engine's first 10 results of each of their searches; query search: all their last queries; entity "
+        "linking: every product attribute).",
+        "rees46": f"REES46 2019-10-01 head (5,066 sessions, ordered by start time): last 30% the test split, 10% "
+        f"of the rest validation; continued pretraining {a.rees46_pretrain_steps} steps; product search only "
+        "(91 sessions with a purchase in all: a few dozen training examples and ~17 test examples, so its "
+        "figures are anecdotes, not measurements).",
         "scale": f"CPU-scale run, NOT the paper's scale. Item encoder: {_portable(str(encoder))} (6 layers x 384, "
         "the same start for every trained row); CERES adds a 2-layer GAT, 1 conditioned layer, 2 latent tokens; "
         "sequences cut to 16 (product) / 10 (query) / 6 (attribute) tokens, 1 attribute per product, 6 items per "

@@ -1,5 +1,6 @@
-"""CERES evaluation through the recipe: the paper's eval pools, the pool embedded once per evaluation (with the
-same metrics as encoding it in every batch), and fixed pretraining eval masks."""
+"""CERES evaluation through the recipe: the paper's eval pools (one per evaluation split, from its own sessions),
+the pool embedded once per evaluation (with the same metrics as encoding it in every batch), and fixed pretraining
+eval masks."""
 
 import argparse
 import dataclasses
@@ -73,29 +74,35 @@ def test_paper_product_search_pool_is_the_purchases_plus_the_search_engines_firs
     assert args.eval_pool == "paper"
     data = RECIPES["ceres"].finetune["product_search"].prepare(args)
     store = _tiny_store(args)
-    purchased, shown = [], []
-    for row in data.eval_dataset:
-        purchased.append(row["targets"][0]["item_id"])
-        raw = store.session(int(row["session_id"].rsplit("-", 1)[1]))  # the session with its image vectors
-        for ev in raw["events"]:
-            if ev["action"] != "search":
-                continue
-            if ev["query"] is not None:
-                found = store.search(ev["query"].split())
-            else:
-                found = list(store.search_image(np.asarray(ev["image"], dtype=np.float32)))
-            shown += [store.item_ids[k] for k in found[:10]]
-    expected = list(dict.fromkeys(purchased + shown))
-    assert [c["item_id"] for c in data.collate_fn.pool] == expected
-    assert len(expected) > len(set(purchased))  # hard negatives joined the purchases
-    assert "eval pool (the paper's)" in data.description and "first 10 results" in data.description
+    # one pool per evaluation split, from that split's own sessions only
+    for split, dataset in (("validation", data.eval_dataset), ("test", data.test_dataset)):
+        purchased, shown = [], []
+        for row in dataset:
+            purchased.append(row["targets"][0]["item_id"])
+            # the session with its image vectors
+            raw = store.session(int(row["session_id"].rsplit("-", 1)[1]))
+            for ev in raw["events"]:
+                if ev["action"] != "search":
+                    continue
+                if ev["query"] is not None:
+                    found = store.search(ev["query"].split())
+                else:
+                    found = list(store.search_image(np.asarray(ev["image"], dtype=np.float32)))
+                shown += [store.item_ids[k] for k in found[:10]]
+        expected = list(dict.fromkeys(purchased + shown))
+        assert [c["item_id"] for c in data.collate_fn.pools[split]] == expected, split
+        assert len(expected) > len(set(purchased))  # hard negatives joined the purchases
+        assert f"{split} eval pool (the paper's)" in data.description
+    assert data.collate_fn.pools["validation"] != data.collate_fn.pools["test"]
+    assert "first 10 results" in data.description
+    purchased = [row["targets"][0]["item_id"] for row in data.eval_dataset]
 
     random_pool = (
         RECIPES["ceres"]
         .finetune["product_search"]
         .prepare(recipe_args("--eval-pool", "random", "--num-candidates", "30", task="product_search"))
     )
-    pool = random_pool.collate_fn.pool
+    pool = random_pool.collate_fn.pools["validation"]
     assert len(pool) == 30 and [c["item_id"] for c in pool[: len(set(purchased))]] == list(
         dict.fromkeys(purchased)
     )
@@ -104,10 +111,11 @@ def test_paper_product_search_pool_is_the_purchases_plus_the_search_engines_firs
 
 def test_paper_pool_without_search_results_falls_back_to_purchases_and_seeded_products():
     args = recipe_args(task="product_search")
-    train_sessions, eval_sessions, catalogue, _ = recipe.ceres_source(args)
-    evaluation = tasks.product_search_examples(eval_sessions)
-    train = tasks.product_search_examples(train_sessions)
-    bare = [{k: v for k, v in s.items() if k != "search_results"} for s in eval_sessions]  # as REES46's
+    splits = recipe.ceres_source(args)
+    catalogue = splits.catalogue
+    evaluation = tasks.product_search_examples(splits.test)
+    train = tasks.product_search_examples(splits.train)
+    bare = [{k: v for k, v in s.items() if k != "search_results"} for s in splits.test]  # as REES46's
     ns = argparse.Namespace(dataset="rees46", seed=3, num_candidates=40)
     pool, description = recipe._eval_pool(
         "product_search", "paper", evaluation, train, bare, catalogue, None, ns
@@ -127,35 +135,51 @@ def test_rees46_paper_pool_falls_back(shared_data):
     argv = ["--dataset", "rees46", "--data-path", str(rees), "--eval-fraction", "0.5"]
     args = recipe_args(*argv, "--max-eval-samples", "20", "--num-candidates", "60", task="product_search")
     data = RECIPES["ceres"].finetune["product_search"].prepare(args)
-    assert len(data.collate_fn.pool) == 60
+    assert len(data.collate_fn.pools["validation"]) == len(data.collate_fn.pools["test"]) == 60
     assert "rees46 sessions carry no search-engine results" in data.description
     assert "falls back" in data.description
+    # REES46 sessions are split by time: the test sessions are the latest
+    assert "ordered by start time" in data.description
+    splits = recipe.ceres_source(args)
+
+    def start(session):
+        return min(ev["timestamp"] for ev in session["events"])
+
+    assert max(map(start, splits.train)) <= min(map(start, splits.validation))
+    assert max(map(start, splits.validation)) <= min(map(start, splits.test))
+    test_ids = {s["session_id"] for s in splits.test}
+    assert set(data.test_dataset["session_id"]) <= test_ids
+    assert not test_ids & (set(data.train_dataset["session_id"]) | set(data.eval_dataset["session_id"]))
 
 
 def test_paper_query_search_and_entity_linking_pools():
     args = recipe_args(task="query_search")
     data = RECIPES["ceres"].finetune["query_search"].prepare(args)
-    rows = list(data.eval_dataset)
-    last_queries = list(dict.fromkeys(r["targets"][0]["query"] for r in rows))
-    assert [c["query"] for c in data.collate_fn.pool] == last_queries  # all last queries, nothing else
-    assert f"all {len(last_queries)} distinct last queries" in data.description
+    for split, dataset in (("validation", data.eval_dataset), ("test", data.test_dataset)):
+        last_queries = list(dict.fromkeys(r["targets"][0]["query"] for r in dataset))
+        # all last queries of the split, nothing else
+        assert [c["query"] for c in data.collate_fn.pools[split]] == last_queries, split
+        assert (
+            f"{split} eval pool (the paper's): all {len(last_queries)} distinct last queries"
+            in data.description
+        )
 
     args = recipe_args(task="entity_linking")
     data = RECIPES["ceres"].finetune["entity_linking"].prepare(args)
-    pool = [candidate_key(c) for c in data.collate_fn.pool]
-    assert len(pool) == len(set(pool))
-    eval_targets = list(
-        dict.fromkeys(candidate_key(t) for r in data.eval_dataset for t in _clean(r["targets"]))
-    )
-    assert pool[: len(eval_targets)] == eval_targets
-    train_sessions, _, catalogue, _ = recipe.ceres_source(args)
+    splits = recipe.ceres_source(args)
+    catalogue = splits.catalogue
     every_entity = {candidate_key(e) for i in catalogue for e in tasks.product_entities(i, catalogue)}
     every_label = {
         candidate_key(t)
-        for ex in tasks.entity_linking_examples(train_sessions, catalogue)
+        for ex in tasks.entity_linking_examples(splits.train, catalogue)
         for t in ex["targets"]
     }
-    assert every_entity | every_label <= set(pool)  # every possible product attribute
+    for split, dataset in (("validation", data.eval_dataset), ("test", data.test_dataset)):
+        pool = [candidate_key(c) for c in data.collate_fn.pools[split]]
+        assert len(pool) == len(set(pool))
+        eval_targets = list(dict.fromkeys(candidate_key(t) for r in dataset for t in _clean(r["targets"])))
+        assert pool[: len(eval_targets)] == eval_targets  # the split's own labels first
+        assert every_entity | every_label <= set(pool)  # every possible product attribute
     assert "every possible product attribute" in data.description
 
 
@@ -192,7 +216,8 @@ def test_eval_pool_is_embedded_once_per_evaluation_with_the_per_batch_metrics(na
     batches = [data.collate_fn(rows[i : i + 2]) for i in range(0, len(rows), 2)]
     assert len(batches) >= 2 and all("candidate_input_ids" not in b for b in batches)
     # what the collator used to attach to every eval batch: the whole pool's inputs
-    pool_inputs = dict(data.processor.encode_candidates(data.collate_fn.pool, data.collate_fn.catalogue))
+    pool = data.collate_fn.pools["validation"]
+    pool_inputs = dict(data.processor.encode_candidates(pool, data.collate_fn.catalogue))
 
     def evaluate(make_batch):
         with torch.no_grad():
@@ -214,10 +239,21 @@ def test_eval_pool_is_embedded_once_per_evaluation_with_the_per_batch_metrics(na
     # recipe.evaluate_retrieval is this same evaluation
     examples = [{**r, "targets": _clean(r["targets"])} for r in rows]
     assert recipe.evaluate_retrieval(
-        model, data.processor, examples, data.collate_fn.catalogue, data.collate_fn.pool, batch_size=2
+        model, data.processor, examples, data.collate_fn.catalogue, pool, batch_size=2
     ) == pytest.approx(new)
 
 
+@pytest.fixture
+def fresh_accelerator_state():
+    """Trainer and Accelerator set the process-wide AcceleratorState; reset it afterwards, so that later tests in
+    this process can build an Accelerator with other settings (e.g. mixed precision)."""
+    from accelerate.state import AcceleratorState
+
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.mark.usefixtures("fresh_accelerator_state")
 def test_trainer_and_accelerate_evaluations_embed_the_pool_once(tmp_path):
     from accelerate import Accelerator
     from torch.utils.data import DataLoader
@@ -233,7 +269,7 @@ def test_trainer_and_accelerate_evaluations_embed_the_pool_once(tmp_path):
         data.processor,
         [{**r, "targets": _clean(r["targets"])} for r in data.eval_dataset],
         data.collate_fn.catalogue,
-        data.collate_fn.pool,
+        data.collate_fn.pools["validation"],
         batch_size=2,
     )
     keys: list[str] = []

@@ -154,36 +154,6 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument(
-        "--num-candidates",
-        type=int,
-        default=100,
-        help="CERES retrieval eval: candidate pool size (all eval targets, topped up to this) with --eval-pool "
-        "random, and for REES46 product search (no search results) with --eval-pool paper",
-    )
-    parser.add_argument(
-        "--eval-pool",
-        choices=("paper", "random"),
-        default="paper",
-        help="CERES retrieval eval pool: the paper's (product search: purchased products + the search engine's "
-        "first 10 results per search; query search: all last queries; entity linking: every product attribute) "
-        "or the eval targets topped up with random candidates to --num-candidates",
-    )
-    parser.add_argument(
-        "--pretrain-corpus",
-        choices=("sessions", "products"),
-        default="sessions",
-        help="CERES pretraining on sessions, or on each product alone (Product-BERT)",
-    )
-    parser.add_argument(
-        "--item-encoder-from",
-        default=None,
-        metavar="PATH",
-        help=(
-            "CERES: a BERT-family checkpoint folder on disk; its tokenizer (plus the CERES special tokens), its "
-            "encoder sizes and its weights initialise the item encoder (ignored with --init-from)"
-        ),
-    )
 
 
 def resolve_data_arguments(

@@ -1,26 +1,41 @@
 """CERES's training recipe: graph-conditioned masked-LM pretraining and the three retrieval tasks.
 
 Data: the synthetic store (default) or REES46 sessions (products only, so no query search), reduced to text
-(image vectors dropped: CERES is text-only); the last ``--eval-fraction`` of the sessions is held out.
+(image vectors dropped: CERES is text-only), split by session into train / validation / test as the TAGNN++
+recipe does (:func:`ceres_source`): the last ``--eval-fraction`` of the sessions is the test split, scored
+once at the end; ``--validation-fraction`` of the rest (the latest ones) is the validation split, for periodic
+evaluation and ``--select-best``. Synthetic sessions keep the store's order; REES46 sessions are ordered by
+their start time first, so the test sessions are the latest. ``--max-eval-samples`` cuts both evaluation
+splits.
+
+Training protocol: the paper's (Section 4.2, :data:`PRETRAIN_PROTOCOL` for pretraining and
+:data:`FINETUNE_PROTOCOL` for every retrieval task), the trainers' defaults; ``--model ceres --help`` shows
+them. CERES's own flags (``--num-candidates``, ``--eval-pool``, ``--pretrain-corpus``,
+``--item-encoder-from``) are added to both trainers' parsers by this recipe (:func:`add_ceres_arguments`).
 
 Pretraining (``--model ceres``): a WordPiece CeresProcessor is fitted on the catalogue text and the queries of
 the training sessions (or loaded from ``--processor-path``; or, with ``--item-encoder-from PATH``, the BERT
-checkpoint's tokenizer plus the CERES special tokens, its encoder sizes and its weights); batches are sessions, encoded by the processor and
-masked by CeresMaskingCollator; the loss is the model's MLM + graph-conditioned MLM loss. ``--pretrain-corpus
-products`` trains on one-product "sessions" (every catalogue product alone): with ``gmlm_loss_weight=0`` and
-``use_gnn=False`` that is plain MLM on product text (the paper's Product-BERT baseline).
+checkpoint's tokenizer plus the CERES special tokens, its encoder sizes and its weights); batches are
+sessions, encoded by the processor and masked by CeresMaskingCollator; the loss is the model's MLM +
+graph-conditioned MLM loss. ``--pretrain-corpus products`` trains on one-product "sessions" (every catalogue
+product alone): with ``gmlm_loss_weight=0`` and ``use_gnn=False`` that is plain MLM on product text (the
+paper's Product-BERT baseline).
 
 Evaluation of pretraining: the masked-LM loss. Its per-example output is **one element per batch** (the
 batch's summed token cross-entropy and its masked-token count), so ``summarize`` gives the token-weighted mean
-over the eval set. Under several processes ``gather_for_metrics`` may trim the last, padded batch's values;
-the figures are then the mean over the batches kept. Eval masks are fixed: eval rows carry ``evaluate`` and
-are masked by a CeresMaskingCollator with a ``seed`` (each batch's masks are a function of the seed and its
-session ids), so two evaluations of the same weights give the same loss, and evaluating draws nothing from the
-global RNG that the training masks come from. ``PreparedData.eval_collate_fn`` is that eval collator.
+over the split (validation, and test at the end). Under several processes ``gather_for_metrics`` may trim the
+last, padded batch's values; the figures are then the mean over the batches kept. Eval masks are fixed:
+validation and test rows carry ``evaluate`` and are masked by a CeresMaskingCollator with a ``seed`` (each
+batch's masks are a function of the seed and its session ids), so two evaluations of the same weights give the
+same loss, and evaluating draws nothing from the global RNG that the training masks come from.
+``PreparedData.eval_collate_fn`` is that eval collator. The validation ``loss`` selects the checkpoint
+(``--select-best loss``, lower is better).
 
 Fine-tuning (product_search, query_search, entity_linking; see models/ceres/tasks.py for the task builders):
 training batches rank the batch's targets (in-batch negatives, as in the paper). Evaluation ranks a FIXED
-candidate pool shared by every eval example, chosen by ``--eval-pool``:
+candidate pool shared by every example of one split, built separately for the validation and for the test
+split from that split's own sessions (below, "the eval set" is the split being evaluated), chosen by
+``--eval-pool``:
 
 - ``paper`` (default), the CERES paper's protocol (Section 4.1):
 
@@ -40,14 +55,16 @@ candidate pool shared by every eval example, chosen by ``--eval-pool``:
   candidates drawn (seeded) from the task's universe (the catalogue for products; the training targets for
   queries and entities).
 
-The eval batches carry the pool once tokenised (``candidate_pool``, a CeresCandidatePool); the model embeds it
-once per evaluation and reuses it for every batch (CeresForSessionRetrieval.embed_candidate_pool). Each
-example's ranks of its relevant candidates are padded with NaN to CERES_MAX_RELEVANT columns, so Trainer can
-concatenate them across batches. Metrics (K = 1, 32, 64, ties pessimistic, in percent): ``MAP@K``
-(metrics.map_at_k), ``Recall@K``, the paper's: the share of sessions whose relevant items are all in the top K
+Validation and test rows name their pool (``evaluate``: ``"validation"`` or ``"test"``); the eval batches
+carry that pool once tokenised (``candidate_pool``, a CeresCandidatePool); the model embeds it once per
+evaluation and reuses it for every batch (CeresForSessionRetrieval.embed_candidate_pool). Each example's ranks
+of its relevant candidates are padded with NaN to CERES_MAX_RELEVANT columns, so Trainer can concatenate them
+across batches. Metrics (K = 1, 32, 64, ties pessimistic, in percent): ``MAP@K`` (metrics.map_at_k),
+``Recall@K``, the paper's: the share of sessions whose relevant items are all in the top K
 (metrics.session_recall_at_k), and ``ItemRecall@K``, the share of relevant items in the top K
 (metrics.recall_at_k). With one relevant candidate per session (product and query search) the two recalls are
-equal. :func:`evaluate_retrieval` runs this same evaluation outside the trainers.
+equal. Validation ``MAP@1`` selects the checkpoint (the paper picks its fine-tuning learning rate by it).
+:func:`evaluate_retrieval` runs this same evaluation outside the trainers.
 """
 
 from __future__ import annotations
@@ -55,8 +72,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import random
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -65,6 +83,7 @@ from transformers import AutoConfig
 
 from ... import metrics
 from ...data.schema import QUERY_SUBJECTS
+from ...protocol import TrainingProtocol
 from ...trainer_utils import PreparedData, Recipe, Task
 from . import tasks
 from .configuration_ceres import CeresConfig
@@ -87,7 +106,7 @@ EVAL_POOLS: tuple[str, ...] = ("paper", "random")
 PAPER_SEARCH_RESULTS = 10
 """Search-engine results per search that join the paper's product-search pool ("the first 10 products")."""
 _CATALOGUE_FIELDS = ("item_id", "title", "description", "category", "brand", "attributes")
-_CERES_SOURCES: dict[tuple, tuple] = {}
+_CERES_SOURCES: dict[tuple, CeresSplits] = {}
 
 
 def text_session(session: dict, search_results: list[list[str]] | None = None) -> dict:
@@ -124,11 +143,60 @@ def synthetic_search_results(store, session: dict) -> list[list[str]]:
     return out
 
 
-def ceres_source(args: argparse.Namespace) -> tuple[list[dict], list[dict], dict[str, dict], str]:
-    """``(train_sessions, eval_sessions, catalogue, description)``; the last ``eval_fraction`` sessions are held
-    out. Synthetic sessions carry their ``search_results`` (:func:`synthetic_search_results`); REES46 ones have
-    none. Cached per process (benchmarks call the trainers' ``main`` many times); callers must not mutate."""
-    key = (args.dataset, args.data_path, args.store_preset, args.seed, args.num_sessions, args.eval_fraction)
+class CeresSplits(NamedTuple):
+    """What :func:`ceres_source` returns: text sessions split by session, the catalogue and a description."""
+
+    train: list[dict]
+    validation: list[dict]
+    """Periodic evaluation and ``--select-best``; empty with ``--validation-fraction 0``."""
+    test: list[dict]
+    """Scored once, at the end."""
+    catalogue: dict[str, dict]
+    description: str
+
+
+def split_sizes(n: int, eval_fraction: float, validation_fraction: float) -> tuple[int, int]:
+    """(validation, test) session counts, as the TAGNN++ recipe splits: the last ``eval_fraction`` of ``n``
+    sessions are the test split and ``validation_fraction`` of the rest the validation split (at least one
+    session each; no validation split when ``validation_fraction`` is 0)."""
+    n_test = max(1, int(n * eval_fraction))
+    n_val = max(1, int((n - n_test) * validation_fraction)) if validation_fraction > 0 else 0
+    if n - n_test - n_val < 1:
+        raise ValueError(
+            f"{n} sessions leave none for training with --eval-fraction {eval_fraction} and "
+            f"--validation-fraction {validation_fraction}"
+        )
+    return n_val, n_test
+
+
+def _by_start_time(sessions: list[dict]) -> tuple[list[dict], str]:
+    """Sessions ordered by their first event's time (ties keep file order), so the held-out splits are the latest
+    sessions; file order when some event has no timestamp."""
+    if all(ev.get("timestamp") is not None for s in sessions for ev in s["events"]):
+        ordered = sorted(sessions, key=lambda s: min(ev["timestamp"] for ev in s["events"]))
+        return ordered, "sessions ordered by start time"
+    return sessions, "sessions in file order (some events have no timestamp)"
+
+
+def ceres_source(args: argparse.Namespace) -> CeresSplits:
+    """Train / validation / test text sessions, the catalogue and a description.
+
+    Sessions without a product or query are dropped; of the rest, the last ``args.eval_fraction`` are the test
+    split and ``args.validation_fraction`` of the remaining ones (the latest) the validation split
+    (:func:`split_sizes`). Synthetic sessions keep the store's order and carry their ``search_results``
+    (:func:`synthetic_search_results`); REES46 ones are ordered by start time (:func:`_by_start_time`) and have
+    none. Cached per process (benchmarks call the trainers' ``main`` many times); callers must not mutate.
+    """
+    validation_fraction = args.validation_fraction
+    key = (
+        args.dataset,
+        args.data_path,
+        args.store_preset,
+        args.seed,
+        args.num_sessions,
+        args.eval_fraction,
+        validation_fraction,
+    )
     if key in _CERES_SOURCES:
         return _CERES_SOURCES[key]
     if args.dataset == "synthetic":
@@ -143,23 +211,27 @@ def ceres_source(args: argparse.Namespace) -> tuple[list[dict], list[dict], dict
         ]
         records = store.catalogue
         what = f"synthetic store (seed {args.seed}, {cfg.num_sessions} sessions, {cfg.num_items} products)"
+        order = "sessions in the store's order"
     elif args.dataset == "rees46":
         from ...data.loaders import load_rees46
 
         session_ds, catalogue_ds = load_rees46(args.data_path)
-        sessions = [text_session(s) for s in session_ds]
+        sessions, order = _by_start_time([text_session(s) for s in session_ds])
         records = list(catalogue_ds)
         what = f"REES46 events {args.data_path} ({len(sessions)} sessions, {len(records)} products)"
     else:
         raise ValueError(f"CERES has no data source {args.dataset!r}")
     catalogue = {rec["item_id"]: {k: rec.get(k) for k in _CATALOGUE_FIELDS} for rec in records}
     sessions = [s for s in sessions if tasks._has_text_item(s["events"])]
-    n_eval = max(1, int(len(sessions) * args.eval_fraction))
-    out = (
-        sessions[:-n_eval],
-        sessions[-n_eval:],
+    n_val, n_test = split_sizes(len(sessions), args.eval_fraction, validation_fraction)
+    n_train = len(sessions) - n_val - n_test
+    out = CeresSplits(
+        sessions[:n_train],
+        sessions[n_train : n_train + n_val],
+        sessions[n_train + n_val :],
         catalogue,
-        f"{what}; the last {n_eval} of {len(sessions)} text sessions held out",
+        f"{what}; {len(sessions)} text sessions ({order}): the last {n_test} the test split, the {n_val} before "
+        f"them the validation split, {n_train} for training",
     )
     _CERES_SOURCES[key] = out
     return out
@@ -178,7 +250,7 @@ def _ceres_processor(args: argparse.Namespace, train: list[dict], catalogue: dic
     if args.processor_path:
         return CeresProcessor.from_pretrained(args.processor_path)
     names = sorted(set(catalogue_attribute_names(catalogue)) | label_attribute_names(train))
-    if getattr(args, "item_encoder_from", None):
+    if args.item_encoder_from:
         return CeresProcessor.from_bert_tokenizer(args.item_encoder_from, attribute_names=names)
     return CeresProcessor.train_tokenizer(iter_corpus(train, catalogue), attribute_names=names)
 
@@ -190,14 +262,14 @@ def _ceres_config(args: argparse.Namespace, processor) -> CeresConfig:
         "pad_token_id": processor.tokenizer.pad_token_id,
         **args.config_overrides,
     }
-    if getattr(args, "item_encoder_from", None):
+    if args.item_encoder_from:
         return CeresConfig.from_bert_config(AutoConfig.from_pretrained(args.item_encoder_from), **overrides)
     return CeresConfig(**overrides)
 
 
 def _bert_initializer(args: argparse.Namespace):
     """``PreparedData.init_weights`` for ``--item-encoder-from``: load the BERT weights into the item encoder."""
-    path = getattr(args, "item_encoder_from", None)
+    path = args.item_encoder_from
     if not path:
         return None
 
@@ -225,11 +297,15 @@ class CeresPretrainCollator:
         return (self.evaluation if rows and rows[0].get("evaluate") else self.train)(rows)
 
 
+def _cut(rows: list, n: int | None) -> list:
+    return rows[:n] if n else rows
+
+
 def _prepare_ceres_pretrain(args: argparse.Namespace) -> PreparedData:
-    train, evaluation, catalogue, description = ceres_source(args)
+    train, validation, test, catalogue, description = ceres_source(args)
     processor = _ceres_processor(args, train, catalogue)
     config = _ceres_config(args, processor)
-    if getattr(args, "pretrain_corpus", "sessions") == "products":
+    if args.pretrain_corpus == "products":
         # Product-BERT corpus: every catalogue product alone, as a one-view session.
         train = [
             {
@@ -248,20 +324,20 @@ def _prepare_ceres_pretrain(args: argparse.Namespace) -> PreparedData:
             for i in catalogue
         ]
         description += "; pretraining corpus: each catalogue product alone (product text only)"
-    if args.max_train_samples:
-        train = train[: args.max_train_samples]
-    if args.max_eval_samples:
-        evaluation = evaluation[: args.max_eval_samples]
+    train = _cut(train, args.max_train_samples)
+    validation, test = _cut(validation, args.max_eval_samples), _cut(test, args.max_eval_samples)
     eval_collate = CeresMaskingCollator(processor, catalogue, config, seed=args.seed)
     collate = CeresPretrainCollator(CeresMaskingCollator(processor, catalogue, config), eval_collate)
+    test_rows = _ceres_rows(test, evaluate=True)
     return PreparedData(
         processor,
         _ceres_rows(train),
-        _ceres_rows(evaluation, evaluate=True),
+        _ceres_rows(validation, evaluate=True) if validation else test_rows,
         collate,
         config,
         description,
         init_weights=_bert_initializer(args),
+        test_dataset=test_rows if validation else None,
         eval_collate_fn=eval_collate,
     )
 
@@ -321,44 +397,59 @@ def _ceres_universe(task: str, train_examples: list[dict], catalogue: dict[str, 
 class CeresRetrievalTaskCollator:
     """Rows ``{"session_id", "events", "targets"[, "evaluate"]}`` -> CeresForSessionRetrieval inputs.
 
-    Training rows: candidates are the batch's targets (in-batch negatives). Rows with ``evaluate`` set: the
-    candidates are the fixed eval ``pool`` (the same for every batch), given as ``candidate_pool`` (a
-    :class:`CeresCandidatePool` tokenised once, that the model embeds once per evaluation), and ``labels``
-    ``(B, len(pool))``.
+    Training rows: candidates are the batch's targets (in-batch negatives). Rows with ``evaluate`` set to a name
+    of ``pools`` (``"validation"``, ``"test"``): the candidates are that split's fixed pool (the same for every
+    batch of the split), given as ``candidate_pool`` (a :class:`CeresCandidatePool` tokenised once, that the
+    model embeds once per evaluation), and ``labels`` ``(B, len(pool))``. One batch holds rows of one split.
     """
 
-    def __init__(self, processor, catalogue: dict[str, dict], pool: list[dict], chunk_size: int = 256):
-        self.processor, self.catalogue, self.pool = processor, catalogue, pool
+    def __init__(
+        self,
+        processor,
+        catalogue: dict[str, dict],
+        pools: Mapping[str, list[dict]],
+        chunk_size: int = 256,
+    ):
+        self.processor, self.catalogue, self.pools = processor, catalogue, dict(pools)
         self.chunk_size = chunk_size
         self._key = candidate_key
-        self._index = {candidate_key(c): i for i, c in enumerate(pool)}
-        self._candidate_pool: CeresCandidatePool | None = None
+        self._index = {
+            name: {candidate_key(c): i for i, c in enumerate(pool)} for name, pool in self.pools.items()
+        }
+        self._candidate_pools: dict[str, CeresCandidatePool] = {}
 
-    @property
-    def candidate_pool(self) -> CeresCandidatePool:
-        """The pool tokenised once (on first use), what every eval batch carries."""
-        if self._candidate_pool is None:
-            inputs = self.processor.encode_candidates(self.pool, self.catalogue)
-            self._candidate_pool = CeresCandidatePool.from_inputs(inputs, chunk_size=self.chunk_size)
-        return self._candidate_pool
+    def candidate_pool(self, name: str) -> CeresCandidatePool:
+        """The pool ``name`` tokenised once (on first use), what every eval batch of that split carries."""
+        if name not in self.pools:
+            raise ValueError(f"no eval pool {name!r}; the pools are {list(self.pools)}")
+        if name not in self._candidate_pools:
+            inputs = self.processor.encode_candidates(self.pools[name], self.catalogue)
+            self._candidate_pools[name] = CeresCandidatePool.from_inputs(inputs, chunk_size=self.chunk_size)
+        return self._candidate_pools[name]
 
     def __call__(self, rows: list[dict]) -> dict[str, Any]:
         sessions = [{"session_id": r["session_id"], "events": r["events"]} for r in rows]
         targets = [[{k: v for k, v in t.items() if v is not None} for t in r["targets"]] for r in rows]
-        if not rows[0].get("evaluate"):
+        name = rows[0].get("evaluate")
+        if not name:
             return dict(self.processor(sessions, self.catalogue, targets=targets))
-        labels = torch.zeros(len(rows), len(self.pool))
+        if any(r.get("evaluate") != name for r in rows):
+            raise ValueError("an eval batch mixes rows of several splits (pools)")
+        candidate_pool = self.candidate_pool(name)
+        index = self._index[name]
+        labels = torch.zeros(len(rows), len(self.pools[name]))
         for b, specs in enumerate(targets):
             for spec in specs:
-                column = self._index.get(self._key(spec))
+                column = index.get(self._key(spec))
                 if column is None:
                     raise ValueError(
-                        f"target {spec!r} of session {sessions[b]['session_id']!r} is not in the eval pool"
+                        f"target {spec!r} of session {sessions[b]['session_id']!r} is not in the eval pool "
+                        f"({name})"
                     )
                 labels[b, column] = 1.0
         return {
             **self.processor(sessions, self.catalogue),
-            "candidate_pool": self.candidate_pool,
+            "candidate_pool": candidate_pool,
             "labels": labels,
         }
 
@@ -383,14 +474,15 @@ def _eval_pool(
 ) -> tuple[list[dict], str]:
     """The fixed eval pool of ``--eval-pool kind`` and its description (see the module docstring).
 
-    ``evaluation`` and ``train`` are the task's examples (``train`` before any ``--max-train-samples`` cut, so the
-    pool does not depend on it); ``eval_sessions`` the held-out sessions they come from.
+    ``evaluation`` are the examples of the split being evaluated (validation or test; each split gets its own
+    pool) and ``eval_sessions`` the sessions they come from; ``train`` the task's training examples (before any
+    ``--max-train-samples`` cut, so the pool does not depend on it).
     """
     if kind not in EVAL_POOLS:
         raise ValueError(f"--eval-pool must be one of {list(EVAL_POOLS)}, got {kind!r}")
     targets = tasks.candidate_pool(evaluation)
     n_targets = len(targets)
-    num_candidates = getattr(args, "num_candidates", 100)
+    num_candidates = args.num_candidates
 
     def topped_up(universe: list[dict]) -> list[dict]:
         in_pool = {candidate_key(p) for p in targets}
@@ -436,50 +528,71 @@ def _eval_pool(
     )
 
 
+def _eval_rows(examples: list[dict], split: str) -> Dataset:
+    """Evaluation rows of one split; ``evaluate`` names the split's pool in the collator."""
+    return Dataset.from_list(
+        [{**{k: ex[k] for k in ("session_id", "events", "targets")}, "evaluate": split} for ex in examples]
+    )
+
+
 def _prepare_ceres_retrieval(task: str, args: argparse.Namespace) -> PreparedData:
-    train_sessions, eval_sessions, catalogue, description = ceres_source(args)
+    train_sessions, validation_sessions, test_sessions, catalogue, description = ceres_source(args)
     processor = _ceres_processor(args, train_sessions, catalogue)
     config = _ceres_config(args, processor)
-    train, evaluation = (_ceres_examples(task, s, catalogue) for s in (train_sessions, eval_sessions))
-    if (
-        task == "entity_linking"
-    ):  # entities whose attribute the tokenizer has no [ATTRTYPE] token for are dropped
-
-        def known(spec):
-            return processor._marker(spec["attribute"]) is not None
+    sessions = {"validation": validation_sessions, "test": test_sessions}
+    sessions = {split: part for split, part in sessions.items() if part}  # no validation split: test only
+    parts = {
+        split: _ceres_examples(task, part, catalogue)
+        for split, part in {"train": train_sessions, **sessions}.items()
+    }
+    if task == "entity_linking":
+        # entities whose attribute the tokenizer has no [ATTRTYPE] token for are dropped
+        def known_only(examples: list[dict]) -> list[dict]:
+            out = []
+            for ex in examples:
+                targets = [t for t in ex["targets"] if processor._marker(t["attribute"]) is not None]
+                if targets:
+                    out.append({**ex, "targets": targets})
+            return out
 
         processor.on_unknown_attribute, saved = "skip", processor.on_unknown_attribute
-        train, evaluation = (
-            [{**ex, "targets": [t for t in ex["targets"] if known(t)]} for ex in part]
-            for part in (train, evaluation)
-        )
-        processor.on_unknown_attribute = saved
-        train, evaluation = [ex for ex in train if ex["targets"]], [ex for ex in evaluation if ex["targets"]]
-    if not train or not evaluation:
+        try:
+            parts = {split: known_only(part) for split, part in parts.items()}
+        finally:
+            processor.on_unknown_attribute = saved
+    if not all(parts.values()):
+        counts = " / ".join(f"{len(part)} {split}" for split, part in parts.items())
         raise ValueError(
-            f"{args.dataset} gives {len(train)} train / {len(evaluation)} eval {task} examples"
+            f"{args.dataset} gives {counts} {task} examples"
             + (" (its sessions have no queries)" if task == "query_search" else "")
         )
-    all_train = train  # before any cut, so the pool ignores --max-train-samples
-    if args.max_train_samples:
-        train = train[: args.max_train_samples]
-    if args.max_eval_samples:
-        evaluation = evaluation[: args.max_eval_samples]
-    widest = max(len(ex["targets"]) for ex in train + evaluation)
+    all_train = parts["train"]  # before any cut, so the pools ignore --max-train-samples
+    train = _cut(all_train, args.max_train_samples)
+    evaluation = {split: _cut(parts[split], args.max_eval_samples) for split in sessions}
+    widest = max(len(ex["targets"]) for part in (train, *evaluation.values()) for ex in part)
     if widest > CERES_MAX_RELEVANT:
         raise ValueError(f"an example has {widest} relevant candidates, more than {CERES_MAX_RELEVANT}")
-    kind = getattr(args, "eval_pool", "paper")
-    pool, pool_description = _eval_pool(
-        task, kind, evaluation, all_train, eval_sessions, catalogue, processor, args
-    )
-    description += f"; {task}: {len(train)} train / {len(evaluation)} eval examples; {pool_description}"
+    # One fixed pool per evaluation split, from that split's own examples and sessions.
+    pools, pool_descriptions = {}, []
+    for split, examples in evaluation.items():
+        pools[split], what = _eval_pool(
+            task, args.eval_pool, examples, all_train, sessions[split], catalogue, processor, args
+        )
+        pool_descriptions.append(f"{split} {what}")
+    counts = " / ".join(f"{len(part)} {split}" for split, part in {"train": train, **evaluation}.items())
+    description += f"; {task}: {counts} examples; " + "; ".join(pool_descriptions)
     train_ds = Dataset.from_list([{k: ex[k] for k in ("session_id", "events", "targets")} for ex in train])
-    eval_ds = Dataset.from_list(
-        [{**{k: ex[k] for k in ("session_id", "events", "targets")}, "evaluate": True} for ex in evaluation]
-    )
-    collate = CeresRetrievalTaskCollator(processor, catalogue, pool)
+    test_ds = _eval_rows(evaluation["test"], "test")
+    collate = CeresRetrievalTaskCollator(processor, catalogue, pools)
     return PreparedData(
-        processor, train_ds, eval_ds, collate, config, description, init_weights=_bert_initializer(args)
+        processor,
+        train_ds,
+        _eval_rows(evaluation["validation"], "validation") if "validation" in evaluation else test_ds,
+        collate,
+        config,
+        description,
+        init_weights=_bert_initializer(args),
+        test_dataset=test_ds if "validation" in evaluation else None,
     )
 
 
@@ -532,7 +645,7 @@ def evaluate_retrieval(
         ``num_samples``, ``pool_size``.
     """
     pool = list(candidates) if candidates is not None else tasks.candidate_pool(examples)
-    collate = CeresRetrievalTaskCollator(processor, _as_catalogue(catalogue), pool)
+    collate = CeresRetrievalTaskCollator(processor, _as_catalogue(catalogue), {"eval": pool})
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -543,7 +656,7 @@ def evaluate_retrieval(
                 "session_id": ex["session_id"],
                 "events": ex["events"],
                 "targets": ex["targets"],
-                "evaluate": True,
+                "evaluate": "eval",
             }
             for ex in examples[start : start + batch_size]
         ]
@@ -563,6 +676,85 @@ def _ceres_pretrain_task() -> Task:
     )
 
 
+PRETRAIN_PROTOCOL = TrainingProtocol(
+    optimizer="adamw",
+    learning_rate=3e-5,
+    weight_decay=0.01,
+    lr_scheduler_type="linear",
+    warmup_ratio=0.01,
+    min_learning_rate=1e-5,
+    batch_size=512,
+    num_epochs=1.0,
+    max_grad_norm=1.0,
+    select_best="loss",
+    greater_is_better=False,
+    source="CERES paper, Sec. 4.2, pretraining: Adam, peak lr 3e-5, linear warm-up over 1% of the steps, then "
+    "linear decay to 1e-5; batch 512 sessions, the global batch of the paper's 16-GPU run (under N processes "
+    "pass --batch-size 512/N); 300,000 steps, about a third of a pass over its 468M sessions (here one pass; "
+    "--max-steps 300000 for the paper's length). Not in the paper: decoupled weight decay 0.01 and gradient "
+    "clipping at 1.0, the defaults of Megatron-LM, which the paper built on; the checkpoint with the lowest "
+    "validation loss is kept",
+)
+"""CERES pretraining (the paper's Section 4.2): "trained for 300,000 steps with a batch size of 512 sessions. The
+parameters are updated with Adam, with peak learning rate as 3e-5, 1% steps for linear warm-up, and linear
+learning rate decay after warm-up until the learning rate reaches the minimum 1e-5", on 16 GPUs (so 512 is the
+global batch). Weight decay and clipping are not stated: Megatron-LM's defaults (``--weight-decay 0.01``,
+``--clip-grad 1.0``, Adam betas 0.9/0.999; its Adam decouples the decay, as AdamW). ``num_epochs=1`` stands in for
+the 300,000 steps: the protocol counts passes, and the paper's third of a pass reflects its 468M-session corpus,
+not a length that carries over to a smaller one."""
+
+FINETUNE_PROTOCOL = PRETRAIN_PROTOCOL.replace(
+    learning_rate=5e-5,
+    batch_size=64,
+    num_epochs=10.0,
+    select_best="MAP@1",
+    greater_is_better=True,
+    source="CERES paper, Sec. 4.2, fine-tuning: 10 epochs; peak lr chosen from [1e-4, 1e-5, 5e-5, 5e-6] to "
+    "maximise validation MAP@1 (the paper does not say which won; here 5e-5), the checkpoint with the best "
+    "validation MAP@1 kept; the rest of the optimiser as in pretraining (Adam, 1% linear warm-up, linear decay "
+    "to 1e-5: with --learning-rate 1e-5 or 5e-6 also lower --min-learning-rate, e.g. to 0). Not in the paper: "
+    "batch 64 sessions (in-batch negatives), weight decay 0.01 and clipping at 1.0 (Megatron-LM's defaults, as "
+    "in pretraining)",
+)
+"""CERES fine-tuning on each retrieval task (the paper's Section 4.2): "we finetune them for 10 epochs with a
+maximal learning rate chosen from [1e-4, 1e-5, 5e-5, 5e-6] to maximize MAP@1 on the validation set. The rest of
+the configuration of optimizers is the same as in pretraining." The paper's splits are 30,000 training, 3,000
+validation and 5,000 test sessions per task. The batch size is not stated: 64 is this recipe's choice."""
+
+
+def add_ceres_arguments(parser) -> None:
+    """CERES's own flags, on both trainers' parsers (``Recipe.add_arguments``)."""
+    parser.add_argument(
+        "--num-candidates",
+        type=int,
+        default=100,
+        help="retrieval eval: candidate pool size (all eval targets, topped up to this) with --eval-pool random, "
+        "and for REES46 product search (no search results) with --eval-pool paper",
+    )
+    parser.add_argument(
+        "--eval-pool",
+        choices=EVAL_POOLS,
+        default="paper",
+        help="retrieval eval pool, one per split (validation, test) from its own sessions: the paper's (product "
+        "search: purchased products + the search engine's first 10 results per search; query search: all last "
+        "queries; entity linking: every product attribute) or the eval targets topped up with random "
+        "candidates to --num-candidates",
+    )
+    parser.add_argument(
+        "--pretrain-corpus",
+        choices=("sessions", "products"),
+        default="sessions",
+        help="pretraining on sessions, or on each product alone (Product-BERT)",
+    )
+    parser.add_argument(
+        "--item-encoder-from",
+        default=None,
+        metavar="PATH",
+        help="a BERT-family checkpoint folder on disk; its tokenizer (plus the CERES special tokens), its encoder "
+        "sizes and its weights initialise the item encoder (ignored with --init-from)",
+    )
+
+
 def _ceres_retrieval_task(task: str) -> Task:
     from ...auto import AutoModelForSessionRetrieval
 
@@ -571,6 +763,7 @@ def _ceres_retrieval_task(task: str) -> Task:
         AutoModelForSessionRetrieval,
         _ceres_ranks,
         _ceres_retrieval_summarize,
+        protocol=FINETUNE_PROTOCOL,
     )
 
 
@@ -579,6 +772,8 @@ RECIPE = Recipe(
     finetune={t: _ceres_retrieval_task(t) for t in ("product_search", "query_search", "entity_linking")},
     datasets=("synthetic", "rees46"),
     default_data_path={"rees46": str(Path("..") / "shared" / "data" / "rees46")},
+    protocol=PRETRAIN_PROTOCOL,
+    add_arguments=add_ceres_arguments,
 )
 """``trainers/pretrain.py --model ceres`` and ``trainers/finetune.py --model ceres --task <task>``."""
 
@@ -586,14 +781,19 @@ __all__ = [
     "CERES_KS",
     "CERES_MAX_RELEVANT",
     "EVAL_POOLS",
+    "FINETUNE_PROTOCOL",
     "PAPER_SEARCH_RESULTS",
+    "PRETRAIN_PROTOCOL",
     "RECIPE",
     "CeresPretrainCollator",
     "CeresPretrainTask",
     "CeresRetrievalTaskCollator",
+    "CeresSplits",
+    "add_ceres_arguments",
     "ceres_source",
     "evaluate_retrieval",
     "label_attribute_names",
+    "split_sizes",
     "synthetic_search_results",
     "text_session",
 ]
