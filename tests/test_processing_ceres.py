@@ -127,13 +127,11 @@ def test_layout_of_queries_products_and_graph(processor):
         "sequence_item_index",
         "item_session_index",
         "item_position",
-        "item_kind",
         "edge_index",
         "edge_type",
     }
     # session 0: 6 items (3 queries, razor, dvd, book); session 1: the mug
     assert batch["item_session_index"].tolist() == [0] * 6 + [1]
-    assert batch["item_kind"].tolist() == [0, 1, 0, 1, 0, 1, 1]
     assert batch["item_position"].tolist() == [0, 1, 2, 3, 4, 5, 0]
     rows = {i: [r for r, o in enumerate(batch["sequence_item_index"].tolist()) if o == i] for i in range(7)}
     assert _tokens(processor, batch["input_ids"][rows[0][0]]) == ["[SEARCH]", "harry"]
@@ -152,7 +150,8 @@ def test_layout_of_queries_products_and_graph(processor):
 
 def test_image_queries_are_skipped(processor):
     batch = processor(make_sessions()[3], make_catalogue())
-    assert batch["item_kind"].tolist() == [0, 1]
+    assert batch["item_session_index"].tolist() == [0, 0]  # the text query and the product; no image node
+    assert batch["item_position"].tolist() == [0, 1]
 
 
 def test_candidates_are_deduplicated_and_labelled(processor):
@@ -176,7 +175,8 @@ def test_candidates_are_deduplicated_and_labelled(processor):
 def test_session_cut_to_most_recent_items():
     proc = make_processor(max_session_items=2)
     batch = proc(make_sessions()[0], make_catalogue())
-    assert batch["item_kind"].tolist() == [0, 1]  # the last query and the book
+    first = batch["input_ids"][batch["sequence_item_index"] == 0][0]
+    assert _tokens(processor=proc, ids=first)[0] == "[SEARCH]"  # the last query, then the book
     assert batch["item_position"].tolist() == [0, 1]
     assert sorted(batch["edge_index"].T.tolist()) == [[0, 1], [1, 0]]
 

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch_geometric import utils as pyg_utils
 from torch_geometric.nn import GATConv
 from transformers import PreTrainedModel
 from transformers import initialization as init
@@ -78,10 +79,8 @@ def latent_attention_mask(attention_mask: torch.Tensor, num_latent: int) -> torc
 
 
 def scatter_mean(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
-    """Mean of the rows of ``values`` ``(N, ...)`` grouped by ``index`` ``(N,)`` into ``(size, ...)``."""
-    total = values.new_zeros((size, *values.shape[1:])).index_add(0, index, values)
-    count = torch.bincount(index, minlength=size).clamp(min=1).to(values.dtype)
-    return total / count.view(-1, *([1] * (values.dim() - 1)))
+    """Mean of the rows of ``values`` ``(N, ...)`` grouped by ``index`` ``(N,)`` into ``(size, ...)`` (empty: 0)."""
+    return pyg_utils.scatter(values, index, dim=0, dim_size=size, reduce="mean")
 
 
 def pool_sentences(tokens: torch.Tensor, attention_mask: torch.Tensor, how: str) -> torch.Tensor:
@@ -104,13 +103,11 @@ def neighbourhood_average(latent: torch.Tensor, edge_index: torch.Tensor) -> tor
         ``(I, K, H)`` latent conditioning tokens.
     """
     num_items = latent.size(0)
+    edge_index, _ = pyg_utils.remove_self_loops(edge_index)
+    edge_index = pyg_utils.coalesce(edge_index, num_nodes=num_items)  # parallel edges count once
+    edge_index, _ = pyg_utils.add_self_loops(edge_index, num_nodes=num_items)  # the item itself
     src, dst = edge_index
-    keep = src != dst
-    pairs = torch.unique(dst[keep] * num_items + src[keep])
-    dst, src = pairs // num_items, pairs % num_items
-    total = latent.index_add(0, dst, latent[src])
-    count = 1 + torch.bincount(dst, minlength=num_items).to(latent.dtype)
-    return total / count[:, None, None]
+    return pyg_utils.scatter(latent[src], dst, dim=0, dim_size=num_items, reduce="mean")
 
 
 class CeresEmbeddings(nn.Module):
@@ -508,7 +505,6 @@ class CeresModel(CeresPreTrainedModel):
         item_position: torch.Tensor,
         edge_index: torch.Tensor,
         edge_type: torch.Tensor,
-        item_kind: torch.Tensor | None = None,
     ) -> CeresModelOutput:
         r"""Encode a batch of sessions (inputs as produced by :class:`CeresProcessor`).
 
@@ -519,7 +515,6 @@ class CeresModel(CeresPreTrainedModel):
             item_position: ``(I,)`` order of each item in its session.
             edge_index: ``(2, E)`` batched session graph edges ``source -> target``.
             edge_type: ``(E,)`` relation of each edge.
-            item_kind: ``(I,)`` 0 query, 1 product; informative only (both kinds are pooled the same way).
         """
         num_items = item_session_index.numel()
         tokens, items = self.encode_items(input_ids, attention_mask, sequence_item_index, num_items)
@@ -675,7 +670,6 @@ class CeresForPreTraining(CeresPreTrainedModel):
         item_position: torch.Tensor,
         edge_index: torch.Tensor,
         edge_type: torch.Tensor,
-        item_kind: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
     ) -> CeresForPreTrainingOutput:
         r"""Inputs as :meth:`CeresModel.forward`; ``labels`` ``(S, T)``: original ids at masked tokens, -100 elsewhere
@@ -688,7 +682,6 @@ class CeresForPreTraining(CeresPreTrainedModel):
             item_position,
             edge_index,
             edge_type,
-            item_kind,
         )
         intra, inter = out.item_token_embeddings, out.last_hidden_state
         if labels is None:
@@ -784,7 +777,6 @@ class CeresForSessionRetrieval(CeresPreTrainedModel):
         item_position,
         edge_index,
         edge_type,
-        item_kind=None,
     ) -> torch.Tensor:
         """``(B, P)`` projected, L2-normalised session embeddings."""
         if self.config.retrieval_use_conditioning:
@@ -796,7 +788,6 @@ class CeresForSessionRetrieval(CeresPreTrainedModel):
                 item_position,
                 edge_index,
                 edge_type,
-                item_kind,
             ).session_embeddings
         else:
             _, items = self.ceres.encode_items(
@@ -821,7 +812,6 @@ class CeresForSessionRetrieval(CeresPreTrainedModel):
         item_position: torch.Tensor,
         edge_index: torch.Tensor,
         edge_type: torch.Tensor,
-        item_kind: torch.Tensor | None = None,
         candidate_input_ids: torch.Tensor | None = None,
         candidate_attention_mask: torch.Tensor | None = None,
         candidate_sequence_index: torch.Tensor | None = None,
@@ -855,7 +845,6 @@ class CeresForSessionRetrieval(CeresPreTrainedModel):
             item_position,
             edge_index,
             edge_type,
-            item_kind,
         )
         if not given:
             if labels is not None:

@@ -311,14 +311,14 @@ class CeresProcessor(ProcessorMixin):
         Returns:
             A :class:`~transformers.BatchFeature` with ``input_ids``/``attention_mask`` ``(S, T)``,
             ``sequence_item_index`` ``(S,)``, ``item_session_index`` ``(I,)``, ``item_position`` ``(I,)``,
-            ``item_kind`` ``(I,)`` (0 query, 1 product), ``edge_index`` ``(2, E)``, ``edge_type`` ``(E,)``; with
+            ``edge_index`` ``(2, E)``, ``edge_type`` ``(E,)``; with
             ``targets`` also ``candidate_input_ids``/``candidate_attention_mask`` ``(S_c, T_c)``,
             ``candidate_sequence_index`` ``(S_c,)`` and ``labels`` ``(B, C)`` (1.0 where candidate c is relevant).
         """
         if isinstance(sessions, Mapping):
             sessions = [sessions]
         catalogue = _as_catalogue(catalogue)
-        items, item_session, positions, kinds, edges, types = [], [], [], [], [], []
+        items, item_session, positions, edges, types = [], [], [], [], []
         for b, session in enumerate(sessions):
             try:
                 graph = self.session_graph(session)
@@ -329,14 +329,12 @@ class CeresProcessor(ProcessorMixin):
             items += graph.item_keys
             item_session += [b] * graph.num_nodes
             positions.append(graph.position)
-            kinds.append(graph.node_kind)
         sequences, owner = self._encode_items(items, catalogue)
         data = {
             **self._pad(sequences, ""),
             "sequence_item_index": torch.tensor(owner, dtype=torch.long),
             "item_session_index": torch.tensor(item_session, dtype=torch.long),
             "item_position": torch.cat(positions),
-            "item_kind": torch.cat(kinds),
             "edge_index": torch.cat(edges, dim=1),
             "edge_type": torch.cat(types),
         }
