@@ -25,6 +25,27 @@ adaptive gradient clipping, checkpoints every N optimiser steps and periodic eva
 Resume is exact: the sampler is seedable and re-seeded per epoch, the partial epoch is skipped batch by batch,
 checkpoints are taken only at optimiser-step boundaries, and the scheduler, the counters and the best
 validation score are saved with each checkpoint.
+
+**Streaming** (``--streaming``, e.g. ``--model tagnn_pp --dataset sessions --data-path DIR --streaming
+--max-steps N``): when the recipe's training split is a ``datasets.IterableDataset`` (a corpus larger than
+memory), each process reads its own part of it: ``split_dataset_by_node`` (whole shard files per process when
+their number is a multiple of the number of processes), shuffled through a buffer of ``--shuffle-buffer``
+samples (``shuffle(seed=--seed)``, ``set_epoch`` at every epoch), into a DataLoader that is *not* passed through
+``accelerator.prepare`` (accelerate would split the stream again); batches are moved to the device here. The
+length of an epoch is unknown, so ``--max-steps`` is required; ``--steps-per-epoch`` (default ``--max-steps /
+--num-epochs``) is the nominal epoch of epoch-based schedules and of end-of-epoch evaluation. Every process takes
+one batch per micro-step (so the processes step in lockstep) and counts its own epoch and batches: a process
+whose stream ends starts its next epoch on its own.
+
+Exact resume of a stream *replays* it. ``IterableDataset.state_dict()`` cannot be used: it does not save the
+shuffle buffer, and on ``load_state_dict`` ``datasets`` refills the buffer from the position it saved (its
+``BufferShuffledExamplesIterable`` warns "Loading a state dict of a shuffle buffer of a dataset without the buffer
+content"), so the resumed order differs from the uninterrupted one. Instead every checkpoint holds each process's
+(epoch, batches consumed in it), gathered with ``accelerate.utils.gather_object`` into the registered
+``TrainingProgress``; on resume each process takes its own entry, rebuilds that epoch's stream (same seed and
+epoch, hence the same order) and skips the batches already consumed, which costs reading and collating them, not
+training on them. The replay needs the same number of processes, batch size, ``--num-workers`` (workers
+interleave their batches), ``--shuffle-buffer`` and ``--seed``: resume checks them.
 """
 
 from __future__ import annotations
@@ -37,13 +58,20 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, DistributedType, ProjectConfiguration, set_seed
+from accelerate.utils import (
+    DataLoaderConfiguration,
+    ProjectConfiguration,
+    gather_object,
+    send_to_device,
+    set_seed,
+)
+from datasets import IterableDataset
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 import session_transformers  # noqa: F401  (registers the models with the Auto classes)
-from session_transformers.optim import adaptive_clip_grad_, agc_parameters
+from session_transformers.optim import adaptive_clip_grad_, agc_parameters, check_agc_supported
 from session_transformers.protocol import build_optimizer, build_scheduler, protocol_from_args
 from session_transformers.recipes import resolve_data_arguments, training_parser
 
@@ -60,6 +88,10 @@ class TrainingProgress:
         self.samples_seen = 0
         self.best_metric: float | None = None
         self.best_step: int | None = None
+        # streaming only: every process's (epoch, batches consumed in it), in process order, and what the replay
+        # of the stream depends on (checked on resume)
+        self.stream_positions: list[tuple[int, int]] | None = None
+        self.stream_signature: dict | None = None
 
     def state_dict(self) -> dict:
         return dict(self.__dict__)
@@ -86,8 +118,29 @@ def parse_args(argv: list[str] | None = None):
         help="evaluate on the validation split every N optimiser steps (default: at the end of each epoch)",
     )
     p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument(
+        "--shuffle-buffer",
+        type=int,
+        default=10_000,
+        help="streaming: samples in the shuffle buffer of each process's stream (0: no shuffling)",
+    )
+    p.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=None,
+        help="streaming: the nominal epoch in optimiser steps, for epoch-based schedules and end-of-epoch "
+        "evaluation (default: --max-steps / --num-epochs)",
+    )
     p.add_argument("--report-to", default=None, help="an accelerate tracker (tensorboard, wandb, ...)")
     args = p.parse_args(argv)
+    if getattr(args, "streaming", False) and not args.max_steps:
+        p.error("--streaming needs --max-steps: the length of a streamed epoch is unknown")
+    if args.steps_per_epoch is not None and not getattr(args, "streaming", False):
+        p.error("--steps-per-epoch is for --streaming (an in-memory epoch has a known length)")
+    if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
+        p.error("--steps-per-epoch must be >= 1")
+    if args.shuffle_buffer < 0:
+        p.error("--shuffle-buffer must be >= 0")
     if args.checkpoints_total_limit < 2:
         p.error(
             "--checkpoints-total-limit must be >= 2: the oldest is deleted before the next one is written"
@@ -120,20 +173,39 @@ def _stages_done(folder: Path) -> list[dict]:
     return json.loads(path.read_text())["stages"] if path.exists() else []
 
 
-def get_dataloaders(args, data):
-    """Train loader (shuffled by a seedable sampler), validation and test loaders; ``prepare`` shards them."""
-    g = torch.Generator().manual_seed(
-        args.seed
-    )  # own generator: the loader must not draw from the global RNG
-    train = DataLoader(
-        data.train_dataset,
-        batch_size=args.batch_size,
-        shuffle=True,
-        collate_fn=data.collate_fn,
-        num_workers=args.num_workers,
-        generator=g,
-        drop_last=False,
-    )
+def get_dataloaders(args, data, accelerator: Accelerator | None = None):
+    """Train loader (shuffled by a seedable sampler), validation and test loaders; ``prepare`` shards them.
+
+    A streamed training split (an ``IterableDataset``) gets this process's part of the stream instead, shuffled
+    through a buffer, in a loader that must not be prepared (see the module docstring)."""
+    if isinstance(data.train_dataset, IterableDataset):
+        from session_transformers.data.streaming import shuffled_split, stream_loader
+
+        if accelerator is None:
+            raise ValueError("a streamed training split needs the accelerator (process index and count)")
+        stream = shuffled_split(
+            data.train_dataset,
+            rank=accelerator.process_index,
+            world_size=accelerator.num_processes,
+            seed=args.seed,
+            buffer_size=args.shuffle_buffer,
+        )
+        train = stream_loader(
+            stream, data.collate_fn, batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed
+        )
+    else:
+        g = torch.Generator().manual_seed(
+            args.seed
+        )  # own generator: the loader must not draw from the global RNG
+        train = DataLoader(
+            data.train_dataset,
+            batch_size=args.batch_size,
+            shuffle=True,
+            collate_fn=data.collate_fn,
+            num_workers=args.num_workers,
+            generator=g,
+            drop_last=False,
+        )
     eval_collate = getattr(data, "eval_collate_fn", None) or data.collate_fn
 
     def _eval_loader(dataset):
@@ -184,9 +256,13 @@ def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
-def _save_checkpoint(accelerator: Accelerator) -> None:
+def _save_checkpoint(accelerator: Accelerator, progress: TrainingProgress | None = None) -> None:
     """``save_state`` into the next ``checkpoints/checkpoint_<n>`` (accelerate names and rotates them), then mark
-    it complete; resume only ever loads a marked one."""
+    it complete; resume only ever loads a marked one. When streaming, every process's stream position is gathered
+    into ``progress`` first (only the main process writes the registered objects)."""
+    if progress is not None and progress.stream_signature is not None:
+        mine = [(progress.epoch, progress.batches_in_epoch)]
+        progress.stream_positions = [tuple(p) for p in gather_object(mine)]
     path = Path(accelerator.save_state())
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -200,6 +276,70 @@ def _state_dict(accelerator: Accelerator, model) -> dict:
 
 def _better(value: float, best: float | None, greater: bool) -> bool:
     return best is None or (value > best if greater else value < best)
+
+
+def _stream_signature(args, accelerator: Accelerator) -> dict:
+    """What the order of a process's stream depends on (besides the data): a resume must replay the same."""
+    return {
+        "num_processes": accelerator.num_processes,
+        "batch_size": args.batch_size,
+        "num_workers": args.num_workers,
+        "shuffle_buffer": args.shuffle_buffer,
+        "seed": args.seed,
+    }
+
+
+def _resume_stream(progress: TrainingProgress, signature: dict, rank: int) -> None:
+    """After ``load_state``: check that the stream can be replayed and take this process's position."""
+    saved = progress.stream_signature
+    if saved is None or progress.stream_positions is None:
+        raise ValueError("the checkpoint was not written by a streaming run: resume it without --streaming")
+    changed = {k: (saved.get(k), v) for k, v in signature.items() if saved.get(k) != v}
+    if changed:
+        raise ValueError(
+            "cannot replay the training stream: "
+            + ", ".join(f"{k} was {a}, now {b}" for k, (a, b) in changed.items())
+            + "; resume with the checkpoint's values"
+        )
+    progress.epoch, progress.batches_in_epoch = progress.stream_positions[rank]
+
+
+_END = object()
+
+
+def _stream_batches(loader: DataLoader, progress: TrainingProgress, seed: int, rank: int):
+    """This process's training batches, epoch after epoch, forever.
+
+    Starts at ``(progress.epoch, progress.batches_in_epoch)``, replaying the consumed part of that epoch, and keeps
+    the two counters at the position after each batch it hands out. It reads one batch ahead, so the position of
+    an epoch's last batch is already ``(epoch + 1, 0)``: a checkpoint taken there resumes on the next epoch.
+    """
+    dataset = loader.dataset
+    while True:
+        epoch, skip = progress.epoch, progress.batches_in_epoch
+        dataset.set_epoch(epoch)  # the shard order and the shuffle buffer: a function of (seed, epoch)
+        loader.generator.manual_seed(seed + epoch)  # the workers' base seed; never the global RNG
+        it = iter(loader)
+        for i in range(skip):
+            if next(it, _END) is _END:
+                raise RuntimeError(
+                    f"process {rank}: epoch {epoch} of the training stream has {i} batches but the checkpoint "
+                    f"consumed {skip}: the data changed since the checkpoint"
+                )
+        batch = next(it, _END)
+        if batch is _END:
+            raise RuntimeError(
+                f"process {rank}: the training stream of epoch {epoch} is empty (after {skip} batches): this "
+                "process has no samples (more processes than samples?)"
+            )
+        while batch is not _END:
+            following = next(it, _END)
+            if following is _END:
+                progress.epoch, progress.batches_in_epoch = epoch + 1, 0
+            else:
+                progress.batches_in_epoch += 1
+            yield batch
+            batch = following
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -229,13 +369,18 @@ def main(argv: list[str] | None = None) -> dict:
     # 3. Data, processor and config from the model's recipe.
     with accelerator.main_process_first():
         data = task.prepare(args)
+    streaming = isinstance(data.train_dataset, IterableDataset)
+    if streaming and not args.max_steps:
+        raise ValueError("the training split is streamed (its epoch length is unknown): give --max-steps")
     accelerator.print(
-        f"data: {data.description}; {len(data.train_dataset)} train / {len(data.eval_dataset)} validation"
+        f"data: {data.description}; "
+        + ("streamed" if streaming else f"{len(data.train_dataset)}")
+        + f" train / {len(data.eval_dataset)} validation"
         + (f" / {len(data.test_dataset)} test" if data.test_dataset is not None else "")
     )
 
     # 4. Loaders, model, optimiser and schedule (the protocol's); prepare once.
-    train_dl, eval_dl, test_dl = get_dataloaders(args, data)
+    train_dl, eval_dl, test_dl = get_dataloaders(args, data, accelerator)
     if args.init_from:
         model = task.auto_class.from_pretrained(args.init_from, dtype=torch.float32, **args.config_overrides)
     else:
@@ -247,28 +392,35 @@ def main(argv: list[str] | None = None) -> dict:
             p.requires_grad_(name.startswith(stage.trainable))
     config = model.config
     use_agc = bool(getattr(config, "use_adaptive_gradient_clipping", False))
-    if use_agc and accelerator.distributed_type == DistributedType.FSDP:
-        raise ValueError(
-            "adaptive gradient clipping needs whole parameters (unit-wise norms) but FSDP shards them: "
-            "train with --config use_adaptive_gradient_clipping=False under FSDP, or use DDP"
-        )
+    if use_agc:
+        check_agc_supported(accelerator.distributed_type)
     optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], args)
-    model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
+    if streaming:  # not the stream's loader: accelerate would split it across processes again
+        model, optimizer = accelerator.prepare(model, optimizer)
+    else:
+        model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
     eval_dl = accelerator.prepare(eval_dl) if eval_dl is not None else None
     test_dl = accelerator.prepare(test_dl) if test_dl is not None else None
     unwrapped = accelerator.unwrap_model(model)
     clip_params = agc_parameters(unwrapped) if use_agc else None
 
-    steps_per_epoch = math.ceil(len(train_dl) / args.gradient_accumulation_steps)
+    if streaming:  # a nominal epoch: the stream's length is unknown
+        steps_per_epoch = args.steps_per_epoch or max(1, math.ceil(args.max_steps / args.num_epochs))
+    else:
+        steps_per_epoch = math.ceil(len(train_dl) / args.gradient_accumulation_steps)
     total_steps = args.max_steps or math.ceil(args.num_epochs * steps_per_epoch)
     # Stepped once per optimiser step by this loop (not by accelerate, which would step it once per process).
     scheduler = build_scheduler(optimizer, args, total_steps, steps_per_epoch)
     progress = TrainingProgress()
+    if streaming:
+        progress.stream_signature = _stream_signature(args, accelerator)
     accelerator.register_for_checkpointing(progress, scheduler)
     accelerator.print(
         f"model: {type(unwrapped).__name__}, {sum(p.numel() for p in model.parameters()):,} parameters; "
-        f"{total_steps} optimiser steps, {steps_per_epoch} per epoch, {accelerator.num_processes} process(es); "
-        f"{args.optimizer} lr {args.learning_rate:g} ({args.lr_scheduler_type}), weight decay "
+        f"{total_steps} optimiser steps, {steps_per_epoch} per {'nominal ' if streaming else ''}epoch, "
+        f"{accelerator.num_processes} process(es); "
+        + (f"streamed (shuffle buffer {args.shuffle_buffer}); " if streaming else "")
+        + f"{args.optimizer} lr {args.learning_rate:g} ({args.lr_scheduler_type}), weight decay "
         f"{args.weight_decay:g}, batch {args.batch_size}"
         + (", adaptive gradient clipping" if use_agc else "")
         + (f", gradient norm clipped to {args.max_grad_norm:g}" if args.max_grad_norm else "")
@@ -278,6 +430,10 @@ def main(argv: list[str] | None = None) -> dict:
     log_path = output_dir / "metrics.jsonl"
     if args.resume and (latest := _latest_checkpoint(ckpt_dir)) is not None:
         accelerator.load_state(str(latest))
+        if streaming:
+            _resume_stream(progress, _stream_signature(args, accelerator), accelerator.process_index)
+        elif progress.stream_signature is not None:
+            raise ValueError(f"{latest} was written by a streaming run: resume it with --streaming")
         # accelerate does not advance its checkpoint counter on load; skip any half-written folder too
         accelerator.project_configuration.iteration = _checkpoint_index(_checkpoints(ckpt_dir)[-1]) + 1
         accelerator.print(f"resumed from {latest} at step {progress.optimizer_steps}")
@@ -324,14 +480,21 @@ def main(argv: list[str] | None = None) -> dict:
         output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     step_loss = torch.zeros((), device=accelerator.device)
+    # streaming: one endless stream per process (it keeps progress.epoch / batches_in_epoch itself)
+    stream = _stream_batches(train_dl, progress, args.seed, accelerator.process_index) if streaming else None
     while progress.optimizer_steps < total_steps:
-        train_dl.set_epoch(progress.epoch)
-        batches = (
-            accelerator.skip_first_batches(train_dl, progress.batches_in_epoch)
-            if progress.batches_in_epoch
-            else train_dl
-        )
+        if streaming:
+            batches = stream
+        else:
+            train_dl.set_epoch(progress.epoch)
+            batches = (
+                accelerator.skip_first_batches(train_dl, progress.batches_in_epoch)
+                if progress.batches_in_epoch
+                else train_dl
+            )
         for batch in batches:
+            if streaming:
+                batch = send_to_device(batch, accelerator.device)
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
                 accelerator.backward(loss)
@@ -344,7 +507,8 @@ def main(argv: list[str] | None = None) -> dict:
                         accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad()
-            progress.batches_in_epoch += 1
+            if not streaming:
+                progress.batches_in_epoch += 1
             progress.samples_seen += args.batch_size * accelerator.num_processes
             if not accelerator.sync_gradients:
                 continue
@@ -364,10 +528,13 @@ def main(argv: list[str] | None = None) -> dict:
             step_loss.zero_()
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.4f}")
-            epoch_end = progress.batches_in_epoch >= len(train_dl)  # the last batch always syncs
-            if epoch_end:
-                progress.epoch += 1
-                progress.batches_in_epoch = 0
+            if streaming:  # each process's epochs end on their own: evaluate at the nominal epoch's end
+                epoch_end = step % steps_per_epoch == 0
+            else:
+                epoch_end = progress.batches_in_epoch >= len(train_dl)  # the last batch always syncs
+                if epoch_end:
+                    progress.epoch += 1
+                    progress.batches_in_epoch = 0
             if (
                 (args.eval_steps and step % args.eval_steps == 0)
                 or (not args.eval_steps and epoch_end)
@@ -379,7 +546,7 @@ def main(argv: list[str] | None = None) -> dict:
                 with open(log_path, "a") as fh:
                     fh.write(json.dumps(record) + "\n")
             if args.checkpointing_steps and step % args.checkpointing_steps == 0:
-                _save_checkpoint(accelerator)
+                _save_checkpoint(accelerator, progress)
             if step >= total_steps:
                 break
     bar.close()

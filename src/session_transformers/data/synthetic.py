@@ -15,7 +15,9 @@ streaming a million sessions with constant memory)::
     store.session(0)                        # {"session_id", "events", "labels"}
     ds = store.sessions_dataset(streaming=True)
 
-Command line: ``python -m session_transformers.data.synthetic --out DIR [--format parquet] [--stats]``.
+Command line: ``python -m session_transformers.data.synthetic --out DIR [--format parquet] [--num-shards N]
+[--stats]``; ``--num-shards N`` writes the sessions as ``sessions-00000-of-0000N.<fmt>`` ... (contiguous ranges of
+sessions), a corpus that ``trainers/pretrain.py --dataset sessions --data-path DIR --streaming`` streams.
 """
 
 from __future__ import annotations
@@ -1162,21 +1164,33 @@ def _generate_shards(config: dict[str, Any], shards: list[tuple[int, int]]) -> I
 
 
 def write_store(
-    store: SyntheticStore, out: str | Path, num_sessions: int | None = None, fmt: str = "parquet"
+    store: SyntheticStore,
+    out: str | Path,
+    num_sessions: int | None = None,
+    fmt: str = "parquet",
+    num_shards: int = 1,
 ) -> dict[str, Path]:
-    """Write a store as four files in ``out``, streaming (sessions are never all in memory), each atomically.
+    """Write a store into ``out``, streaming (sessions are never all in memory), each file atomically.
 
     ``catalogue.<fmt>`` and ``sessions.<fmt>`` follow the package schema (:data:`CATALOGUE_FEATURES`,
     :data:`SESSION_FEATURES`) so the generic loaders read them; ``catalogue_labels.<fmt>`` (item ID, pattern,
     popularity, flags) and ``session_labels.<fmt>`` (session ID, labels) hold what only the synthetic store knows.
+
+    ``num_shards > 1`` writes the sessions and their labels as shards instead, ``sessions-00000-of-0000N.<fmt>``
+    and ``session_labels-00000-of-0000N.<fmt>`` (contiguous ranges of sessions, sizes differing by at most one),
+    and removes the session files of an earlier write with another shard count from ``out``. Returns the paths
+    written, keyed by file name without its format.
     """
+    from .streaming import parse_shard_name, shard_bounds, shard_name
+
     if fmt not in ("jsonl", "parquet"):
         raise ValueError(f"fmt must be 'jsonl' or 'parquet', got {fmt!r}")
     out, n = Path(out), store.config.num_sessions if num_sessions is None else num_sessions
-    paths = {
-        name: out / f"{name}.{fmt}"
-        for name in ("catalogue", "catalogue_labels", "sessions", "session_labels")
-    }
+    if num_shards < 1 or (num_shards > 1 and num_shards > n):
+        raise ValueError(
+            f"num_shards={num_shards} must be >= 1 and at most the {n} sessions (no empty shard)"
+        )
+    paths = {name: out / f"{name}.{fmt}" for name in ("catalogue", "catalogue_labels")}
     cat_keys, item_label_keys = list(CATALOGUE_FEATURES), ["item_id", *CATALOGUE_LABEL_FEATURES]
     write_records(
         ({k: rec[k] for k in cat_keys} for rec in store.catalogue), paths["catalogue"], CATALOGUE_FEATURES
@@ -1186,16 +1200,36 @@ def write_store(
         paths["catalogue_labels"],
         Features({"item_id": Value("string"), **CATALOGUE_LABEL_FEATURES}),
     )
-    write_records(
-        ({"session_id": s["session_id"], "events": s["events"]} for s in store.iter_sessions(0, n)),
-        paths["sessions"],
-        SESSION_FEATURES,
-    )
-    write_records(
-        ({"session_id": s["session_id"], "labels": s["labels"]} for s in store.iter_sessions(0, n)),
-        paths["session_labels"],
-        Features({"session_id": Value("string"), "labels": LABEL_FEATURES}),
-    )
+    label_features = Features({"session_id": Value("string"), "labels": LABEL_FEATURES})
+    for i, (start, stop) in enumerate(shard_bounds(n, num_shards)):
+        names = [
+            stem if num_shards == 1 else shard_name(stem, i, num_shards, fmt).removesuffix(f".{fmt}")
+            for stem in ("sessions", "session_labels")
+        ]
+        sessions, labels = (paths.setdefault(name, out / f"{name}.{fmt}") for name in names)
+        write_records(
+            (
+                {"session_id": s["session_id"], "events": s["events"]}
+                for s in store.iter_sessions(start, stop)
+            ),
+            sessions,
+            SESSION_FEATURES,
+        )
+        write_records(
+            (
+                {"session_id": s["session_id"], "labels": s["labels"]}
+                for s in store.iter_sessions(start, stop)
+            ),
+            labels,
+            label_features,
+        )
+    written = set(paths.values())
+    for stem in ("sessions", "session_labels"):  # session files of an earlier write into this folder
+        for old in out.glob(f"{stem}*.{fmt}"):
+            shard = parse_shard_name(old.name)
+            ours = old.name == f"{stem}.{fmt}" or (shard is not None and shard[0] == stem)
+            if ours and old not in written:
+                old.unlink()
     return paths
 
 
@@ -1212,6 +1246,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--format", choices=("jsonl", "parquet"), default="parquet")
+    parser.add_argument(
+        "--num-shards",
+        type=int,
+        default=1,
+        metavar="N",
+        help="write the sessions (and their labels) as N shards sessions-00000-of-0000N.<fmt> ..., contiguous "
+        "ranges of sessions: a corpus that trainers stream (default: one sessions.<fmt>)",
+    )
     parser.add_argument("--stats", action="store_true", help="print statistics of the generated sessions")
     parser.add_argument("--tiny", action="store_true", help="use the tiny test configuration")
     args = parser.parse_args(argv)
@@ -1221,13 +1263,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.num_sessions is not None:
         overrides["num_sessions"] = args.num_sessions
     config = SyntheticStoreConfig.tiny(**overrides) if args.tiny else SyntheticStoreConfig(**overrides)
+    if args.num_shards < 1 or (args.num_shards > 1 and args.num_shards > config.num_sessions):
+        parser.error(
+            f"--num-shards {args.num_shards} must be >= 1 and at most the {config.num_sessions} sessions"
+        )
     store = SyntheticStore(config)
     if args.out is not None:
         start = time.perf_counter()
-        paths = write_store(store, args.out, fmt=args.format)
+        paths = write_store(store, args.out, fmt=args.format, num_shards=args.num_shards)
+        files = list(paths.values())
+        listed = ", ".join(str(p) for p in files) if len(files) <= 6 else f"{len(files)} files in {args.out}"
         print(
-            f"wrote {len(store.item_ids)} products and {config.num_sessions} sessions in "
-            f"{time.perf_counter() - start:.1f}s: " + ", ".join(str(p) for p in paths.values())
+            f"wrote {len(store.item_ids)} products and {config.num_sessions} sessions"
+            + (f" in {args.num_shards} shards" if args.num_shards > 1 else "")
+            + f" in {time.perf_counter() - start:.1f}s: {listed}"
         )
     if args.stats:
         print(format_stats(store.stats()))

@@ -1,4 +1,5 @@
-"""TAGNN++'s training recipe: next-item prediction on the synthetic store or on Diginetica (SR-GNN protocol).
+"""TAGNN++'s training recipe: next-item prediction on the synthetic store, on Diginetica (SR-GNN protocol) or on
+a folder of session files (``--dataset sessions``, streamed with ``--streaming`` by ``trainers/pretrain.py``).
 
 Pretraining and fine-tuning are the same task here (TAGNN++ is trained end to end on next-item prediction);
 evaluation ranks the whole catalogue and reports HR@K and MRR@K (K = 10, 20), ties pessimistic.
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from datasets import Dataset
+from datasets import Dataset, IterableDataset
 
 from ... import metrics
 from ...data.loaders import NextItemSplits
@@ -60,14 +61,79 @@ def diginetica_next_item(args: argparse.Namespace) -> NextItemSplits:
     )
 
 
-def _cut(ds: Dataset | None, n: int | None) -> Dataset | None:
+def sessions_next_item(args: argparse.Namespace) -> NextItemSplits:
+    """Next-item samples of a folder of session files in the package schema (e.g. the synthetic store written with
+    ``python -m session_transformers.data.synthetic --out DIR --num-shards N``).
+
+    Validation and test are held-out files, loaded in memory: the last file is test, the one before it
+    validation; with 2 files the validation split is the last ``--validation-fraction`` of the first file's
+    sessions, with 1 file both are its last sessions, as in the synthetic source
+    (:func:`~session_transformers.data.streaming.split_corpus`). The training split is the other files: streamed
+    (a ``datasets.IterableDataset``, one shard per file, expanded to every prefix with its next item as it is read)
+    with ``--streaming``, else loaded in memory with the same samples in the same order. The vocabulary is the
+    folder's ``catalogue.parquet`` / ``.jsonl`` (``catalogue_ids`` is empty without one: ``--processor-path``
+    then gives it).
+    """
+    from ...data import streaming
+
+    if not args.data_path:
+        raise ValueError(
+            "--dataset sessions needs --data-path DIR, a folder of session files and its catalogue"
+        )
+    corpus = streaming.split_corpus(
+        args.data_path, validation_fraction=args.validation_fraction, eval_fraction=args.eval_fraction
+    )
+    if getattr(args, "streaming", False):
+        train = streaming.stream_next_item_samples(streaming.stream_sessions(corpus.train))
+    else:
+        train = streaming.next_item_dataset(corpus.train)
+    validation = streaming.next_item_dataset(corpus.validation) if corpus.validation else None
+    test = streaming.next_item_dataset(corpus.test)
+    suffix = next(s for s in streaming.SESSION_SUFFIXES if corpus.files[0].name.endswith(s))
+    catalogue = streaming.catalogue_path(args.data_path, prefer=suffix)
+    if catalogue is None and not args.processor_path:
+        raise FileNotFoundError(
+            f"{args.data_path}: no catalogue.parquet or catalogue.jsonl for the item vocabulary: add one, or "
+            "give --processor-path"
+        )
+    stats = {"session_files": len(corpus.files), "train_pieces": len(corpus.train)}
+    if corpus.train_sessions is not None:
+        stats["train_sessions"] = corpus.train_sessions
+    if not isinstance(train, IterableDataset):
+        stats["train_samples"] = len(train)
+    stats.update(
+        validation_sessions=len(set(validation["session_id"])) if validation is not None else 0,
+        validation_samples=len(validation) if validation is not None else 0,
+        test_sessions=len(set(test["session_id"])),
+        test_samples=len(test),
+    )
+    ids = streaming.catalogue_item_ids(catalogue) if catalogue is not None else []
+    return NextItemSplits(train, validation, test, ids, {"rule": corpus.rule, **stats})
+
+
+def _cut(ds: Dataset | IterableDataset | None, n: int | None) -> Dataset | IterableDataset | None:
+    if isinstance(ds, IterableDataset):  # the first n samples (datasets divides n between the shards)
+        return ds.take(n) if n else ds
     return ds.select(range(min(n, len(ds)))) if ds is not None and n else ds
 
 
 def _prepare_tagnn_pp(args: argparse.Namespace) -> PreparedData:
     from . import TagnnPPConfig, TagnnPPProcessor
 
-    source = {"synthetic": synthetic_next_item, "diginetica": diginetica_next_item}[args.dataset]
+    if getattr(args, "streaming", False):
+        if args.dataset != "sessions":
+            raise ValueError(
+                f"--streaming streams --dataset sessions (a folder of session files), not {args.dataset!r}: "
+                "write the synthetic store with python -m session_transformers.data.synthetic --out DIR "
+                "--num-shards N and train with --dataset sessions --data-path DIR"
+            )
+        if not hasattr(args, "shuffle_buffer"):  # the streaming engine's flag: trainers/pretrain.py only
+            raise ValueError("--streaming is supported by trainers/pretrain.py only")
+    source = {
+        "synthetic": synthetic_next_item,
+        "diginetica": diginetica_next_item,
+        "sessions": sessions_next_item,
+    }[args.dataset]
     splits = source(args)
     train = _cut(splits.train, args.max_train_samples)
     validation = _cut(splits.validation, args.max_eval_samples)
@@ -78,19 +144,23 @@ def _prepare_tagnn_pp(args: argparse.Namespace) -> PreparedData:
         # The vocabulary is the whole catalogue: the protocol ranks every item, seen in training or not.
         processor = TagnnPPProcessor.from_sessions([splits.catalogue_ids])
     config = TagnnPPConfig(num_items=processor.num_items, **args.config_overrides)
+    catalogue_size = len(splits.catalogue_ids or processor.item_vocab)
     if args.dataset == "synthetic":
         what = f"synthetic store (seed {args.seed})"
+    elif args.dataset == "sessions":
+        mode = "streamed" if isinstance(train, IterableDataset) else "in memory"
+        what = f"{args.data_path} (session files, training split {mode}; {splits.statistics['rule']})"
     else:
         reduced = f", reduced to its {args.top_items} most frequent training items" if args.top_items else ""
         what = f"{args.data_path} (SR-GNN protocol{reduced}; validation held out by session; test.tsv)"
-    stats = ", ".join(f"{k} {v}" for k, v in splits.statistics.items())
+    stats = ", ".join(f"{k} {v}" for k, v in splits.statistics.items() if k != "rule")
     return PreparedData(
         processor,
         train,
         validation if validation is not None else test,
         processor.collate,
         config,
-        f"{what}; {stats}; catalogue of {len(splits.catalogue_ids)} items",
+        f"{what}; {stats}; catalogue of {catalogue_size} items",
         test_dataset=test if validation is not None else None,
     )
 
@@ -147,16 +217,22 @@ def _add_arguments(parser) -> None:
         metavar="K",
         help="Diginetica-format data: keep only the K most frequent training items (a CPU-sized benchmark)",
     )
+    parser.add_argument(
+        "--streaming",
+        action="store_true",
+        help="--dataset sessions: stream the training files (a datasets.IterableDataset, never in memory) instead "
+        "of loading them; trainers/pretrain.py only, with --max-steps",
+    )
 
 
 RECIPE = Recipe(
     pretrain=_next_item_task(),
     finetune={"next_item": _next_item_task()},
-    datasets=("synthetic", "diginetica"),
+    datasets=("synthetic", "diginetica", "sessions"),
     default_data_path={"diginetica": str(Path("..") / "shared" / "data" / "diginetica")},
     protocol=PAPER_PROTOCOL,
     add_arguments=_add_arguments,
 )
 """``trainers/pretrain.py --model tagnn_pp`` and ``trainers/finetune.py --model tagnn_pp --task next_item``."""
 
-__all__ = ["PAPER_PROTOCOL", "RECIPE", "diginetica_next_item", "synthetic_next_item"]
+__all__ = ["PAPER_PROTOCOL", "RECIPE", "diginetica_next_item", "sessions_next_item", "synthetic_next_item"]
