@@ -37,3 +37,14 @@ def tiny_store():
     from session_transformers.data.synthetic import SyntheticStore, SyntheticStoreConfig
 
     return SyntheticStore(SyntheticStoreConfig.tiny())
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerator_state():
+    """Trainer, Accelerator and the trainers' ``main`` run in-process set the process-wide ``AcceleratorState``;
+    reset it after every test, so that later tests can build an Accelerator with other settings and processes
+    forked by ``accelerate.debug_launcher`` do not inherit a one-process state."""
+    yield
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)

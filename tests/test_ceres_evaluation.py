@@ -243,17 +243,6 @@ def test_eval_pool_is_embedded_once_per_evaluation_with_the_per_batch_metrics(na
     ) == pytest.approx(new)
 
 
-@pytest.fixture
-def fresh_accelerator_state():
-    """Trainer and Accelerator set the process-wide AcceleratorState; reset it afterwards, so that later tests in
-    this process can build an Accelerator with other settings (e.g. mixed precision)."""
-    from accelerate.state import AcceleratorState
-
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
-@pytest.mark.usefixtures("fresh_accelerator_state")
 def test_trainer_and_accelerate_evaluations_embed_the_pool_once(tmp_path):
     from accelerate import Accelerator
     from torch.utils.data import DataLoader

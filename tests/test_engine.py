@@ -43,6 +43,7 @@ class ToyModel(PreTrainedModel):
 
     config_class = ToyConfig
     main_input_name = "x"
+    _frozen_parameters = ("target.",)  # moved by the EMA hook only
     accepts_loss_kwargs = False
 
     def __init__(self, config):
@@ -50,7 +51,6 @@ class ToyModel(PreTrainedModel):
         self.encoder = nn.Linear(config.hidden, config.hidden)
         self.head = nn.Linear(config.hidden, config.hidden)
         self.target = nn.Linear(config.hidden, config.hidden)
-        self.target.requires_grad_(False)
         self.dropout = nn.Dropout(0.2)
         self.post_init()
 
@@ -185,3 +185,32 @@ def test_ema_update_and_momentum_schedule():
     assert byol_momentum(50, 100) == pytest.approx(0.998)
     with pytest.raises(ValueError, match="structure"):
         ema_update_(nn.Linear(2, 3), online, 0.5)
+
+
+def _two_process_worker(out_dir: str) -> None:
+    import os
+
+    os.environ["ACCELERATE_USE_CPU"] = "1"  # what `accelerate launch` sets for a multi-process CPU run
+
+    def hook(model, step, total_steps):
+        ema_hook(model, step, total_steps)
+        if step == total_steps:  # what every process holds after the last update
+            rank = torch.distributed.get_rank()
+            torch.save(model.target.state_dict(), Path(out_dir, f"target{rank}.pt"))
+
+    RECIPES["st_engine_toy"].stages[1].task.after_optimizer_step = hook
+    _run("--stage", "2", "--init-from", str(Path(out_dir, "s1")), "--output-dir", str(Path(out_dir, "s2")))
+
+
+def test_ema_target_is_identical_on_every_process(toy, tmp_path):
+    from accelerate import debug_launcher
+    from accelerate.state import AcceleratorState
+
+    _run("--stage", "1", "--output-dir", str(tmp_path / "s1"))
+    AcceleratorState._reset_state(reset_partial_state=True)  # the forked processes must start distributed
+    debug_launcher(_two_process_worker, args=(str(tmp_path),), num_processes=2)
+    a, b = (torch.load(tmp_path / f"target{r}.pt", weights_only=True) for r in (0, 1))
+    s1 = load_file(str(tmp_path / "s1" / "model.safetensors"))
+    assert not torch.equal(a["weight"], s1["target.weight"])  # it moved
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

@@ -221,3 +221,15 @@ def test_errors():
         ranks_from_scores(MULTI_SCORES, [{0}, set()])
     with pytest.raises(ValueError, match="unknown metrics"):
         RankingMetrics(metrics=("auc",))
+
+
+def test_unknown_targets_are_misses_not_crashes():
+    from session_transformers.models.tagnn_pp.recipe import _next_item_ranks, _next_item_summarize
+
+    scores = torch.tensor([[0.0, 3.0, 1.0, 2.0], [0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 3.0, 2.0]])
+    labels = torch.tensor([1, -100, 3])  # the processor gives -100 to a target outside its vocabulary
+    ranks = rank_of_target(scores, labels)
+    assert ranks.tolist() == [1.0, float("inf"), 2.0]
+    out = _next_item_summarize(_next_item_ranks(scores, labels), ks=(1, 2))
+    assert out["num_unknown_targets"] == 1 and out["num_samples"] == 3
+    assert out["HR@2"] == pytest.approx(200 / 3) and out["MRR@2"] == pytest.approx(100 * 1.5 / 3)

@@ -299,3 +299,26 @@ def test_agc_is_refused_under_fsdp():
         check_agc_supported(DistributedType.FSDP)
     for ok in (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
         check_agc_supported(ok)
+
+
+def test_logged_loss_is_the_optimizer_steps_loss_over_micro_batches(tmp_path):
+    """Batch 8 in one micro-batch and batch 4 x 2 accumulated log the same first-step loss (no dropout)."""
+    common = [sys.executable, "trainers/pretrain.py", *TINY, "--max-steps", "1", "--select-best", "none"]
+    common += ["--config", "hidden_dropout_prob=0", "attention_probs_dropout_prob=0"]
+    # TINY's --config comes first: the second --config replaces it, so repeat its fields
+    common += ["hidden_size=16", "num_attention_heads=2", "score_chunk_size=64"]
+    one = run_script([*common, "--batch-size", "8", "--output-dir", str(tmp_path / "one")])
+    two = run_script(
+        [
+            *common,
+            "--batch-size",
+            "4",
+            "--gradient-accumulation-steps",
+            "2",
+            "--output-dir",
+            str(tmp_path / "acc"),
+        ]
+    )
+    assert one.returncode == 0 and two.returncode == 0, (one.stderr + two.stderr)[-3000:]
+    a, b = (json.loads((tmp_path / d / "metrics.jsonl").read_text().splitlines()[0]) for d in ("one", "acc"))
+    assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)

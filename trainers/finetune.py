@@ -30,6 +30,7 @@ import session_transformers  # noqa: F401  (registers the models with the Auto c
 from session_transformers.optim import adaptive_clip_grad_, agc_parameters
 from session_transformers.protocol import build_optimizer, build_scheduler
 from session_transformers.recipes import resolve_data_arguments, training_parser
+from session_transformers.trainer_utils import freeze_parameters
 
 
 class AdaptiveGradientClippingCallback(TrainerCallback):
@@ -140,6 +141,10 @@ def main(argv: list[str] | None = None) -> dict:
         model = task.auto_class.from_config(data.config)
         if data.init_weights is not None:
             data.init_weights(model)
+
+    freeze_parameters(
+        model
+    )  # parameters gradients must not train (e.g. an EMA target), frozen again after loading
 
     # 4. Trainer.
     keys: list[str] = []

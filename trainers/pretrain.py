@@ -74,6 +74,7 @@ import session_transformers  # noqa: F401  (registers the models with the Auto c
 from session_transformers.optim import adaptive_clip_grad_, agc_parameters, check_agc_supported
 from session_transformers.protocol import build_optimizer, build_scheduler, protocol_from_args
 from session_transformers.recipes import resolve_data_arguments, training_parser
+from session_transformers.trainer_utils import freeze_parameters
 
 BEST_DIR = "best"
 
@@ -387,9 +388,8 @@ def main(argv: list[str] | None = None) -> dict:
         model = task.auto_class.from_config(data.config)
         if data.init_weights is not None:
             data.init_weights(model)
-    if stage.trainable is not None:  # this stage trains some modules only; the others stay frozen
-        for name, p in model.named_parameters():
-            p.requires_grad_(name.startswith(stage.trainable))
+    # what gradients must not train: the model's own (an EMA target) and, in a stage, what the stage leaves alone
+    freeze_parameters(model, stage.trainable)
     config = model.config
     use_agc = bool(getattr(config, "use_adaptive_gradient_clipping", False))
     if use_agc:

@@ -61,9 +61,11 @@ class Task:
     after_optimizer_step: Callable[[Any, int, int], None] | None = None
     """``hook(model, step, total_steps)``, called by both trainers after every optimiser step (``step`` counts
     from 1) on the unwrapped model, on every process: updates state that gradients do not train (BYOL's EMA
-    target network). Keep that state in the model (parameters with ``requires_grad=False`` or buffers) so that
-    checkpoints save it, and make the update a function of the weights and ``step`` alone, so that it resumes
-    exactly and stays identical on every process."""
+    target network). Keep that state in the model, as buffers or as parameters whose names the model class lists
+    in ``_frozen_parameters`` (name prefixes; the trainers freeze them after building or loading the model,
+    because ``from_pretrained`` returns every parameter trainable), so that checkpoints save it; and make the
+    update a function of the weights and ``step`` alone, so that it resumes exactly and stays identical on every
+    process."""
 
     def eval_step(self, model: torch.nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         labels = batch.pop(self.label_names[0])
@@ -119,6 +121,15 @@ class Recipe:
 
     def stage_protocol(self, stage: Stage) -> TrainingProtocol:
         return stage.protocol or self.task_protocol(stage.task)
+
+
+def freeze_parameters(model: torch.nn.Module, trainable: tuple[str, ...] | None = None) -> None:
+    """Freeze what gradients must not train: the model's ``_frozen_parameters`` (name prefixes, e.g. an EMA
+    target network), and, when ``trainable`` (a stage's prefixes) is given, every parameter outside it."""
+    frozen = tuple(getattr(model, "_frozen_parameters", ()) or ())
+    for name, p in model.named_parameters():
+        keep = trainable is None or name.startswith(trainable)
+        p.requires_grad_(keep and not (frozen and name.startswith(frozen)))
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -184,5 +195,6 @@ __all__ = [
     "Task",
     "TrainingProtocol",
     "add_data_arguments",
+    "freeze_parameters",
     "resolve_data_arguments",
 ]
