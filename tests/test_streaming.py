@@ -306,7 +306,7 @@ def test_two_process_streaming_run_resumes_from_an_earlier_checkpoint(tmp_path):
     assert "2 process(es)" in first.stdout
     ckpts = sorted((out / "checkpoints").glob("checkpoint_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
     positions = [
-        torch.load(c / "custom_checkpoint_0.pkl", weights_only=False)["stream_positions"] for c in ckpts
+        torch.load(c / "custom_checkpoint_0.pkl", weights_only=True)["stream_positions"] for c in ckpts
     ]
     assert all(len(p) == 2 for p in positions)  # both processes' positions, at every checkpoint
     assert any(e > 0 for p in positions for e, _ in p)  # the short epochs ended and restarted on their own

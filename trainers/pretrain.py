@@ -51,6 +51,7 @@ interleave their batches), ``--shuffle-buffer`` and ``--seed``: resume checks th
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import math
 import time
@@ -591,7 +592,14 @@ def main(argv: list[str] | None = None) -> dict:
         {f"{s}/{k}": v for s in ("validation", "test") for k, v in results.get(s, {}).items()},
         step=progress.optimizer_steps,
     )
-    accelerator.end_training()
+    # Release the DDP model (its reducer holds the process group) while every process is still here: a gloo group
+    # torn down at interpreter exit, after a peer has already gone, can hang in its destructor.
+    accelerator.wait_for_everyone()
+    model = optimizer = train_dl = eval_dl = test_dl = None
+    accelerator.free_memory()
+    gc.collect()
+    accelerator.wait_for_everyone()
+    accelerator.end_training()  # destroys the process group
     return results
 
 
