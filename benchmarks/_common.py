@@ -42,6 +42,8 @@ def machine_info() -> dict[str, Any]:
     mem = _read_first("/proc/meminfo", "MemTotal")
     if mem and mem.split()[0].isdigit():
         info["ram_gib"] = round(int(mem.split()[0]) / 2**20, 1)
+    if hasattr(os, "getloadavg"):  # when the result is written: a busy machine inflates every timing
+        info["load_average_1min_at_write"] = round(os.getloadavg()[0], 2)
     info["os"] = platform.platform()
     info["python"] = platform.python_version()
     for lib in ("numpy", "torch", "datasets", "pyarrow", "transformers"):
