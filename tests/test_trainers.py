@@ -322,3 +322,44 @@ def test_logged_loss_is_the_optimizer_steps_loss_over_micro_batches(tmp_path):
     assert one.returncode == 0 and two.returncode == 0, (one.stderr + two.stderr)[-3000:]
     a, b = (json.loads((tmp_path / d / "metrics.jsonl").read_text().splitlines()[0]) for d in ("one", "acc"))
     assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+
+
+def test_finetune_trainer_uses_the_recipes_optimizer_and_schedule(tmp_path):
+    """Trainer would default to AdamW + linear decay + max_grad_norm 1; finetune.py hands it the protocol's."""
+    from datasets import Dataset
+    from transformers import TrainingArguments
+
+    sys.path.insert(0, str(ROOT / "trainers"))
+    from finetune import RecipeTrainer
+    from session_transformers.recipes import RECIPES, training_parser
+
+    parser, recipe, _ = training_parser("test", ["--model", "tagnn_pp"], with_task=True)
+    args = parser.parse_args(["--model", "tagnn_pp"])
+    model = torch.nn.Linear(2, 2)
+    train = Dataset.from_dict({"x": [[0.0, 1.0]] * 20})
+    trainer = RecipeTrainer(
+        model=model,
+        args=TrainingArguments(
+            output_dir=str(tmp_path),
+            per_device_train_batch_size=5,
+            use_cpu=True,
+            report_to="none",
+            remove_unused_columns=False,
+        ),
+        train_dataset=train,
+        protocol_args=args,
+    )
+    trainer.create_optimizer_and_scheduler(num_training_steps=40)
+    opt, sched = trainer.optimizer, trainer.lr_scheduler
+    assert (
+        type(opt) is torch.optim.Adam
+        and opt.defaults["weight_decay"] == RECIPES["tagnn_pp"].protocol.weight_decay
+    )
+    assert isinstance(sched, torch.optim.lr_scheduler.LambdaLR)
+    lrs = []
+    for _ in range(16):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    # 4 batches an epoch, x0.1 every 3 epochs: 12 steps at 1e-4, then 1e-5
+    assert lrs[:12] == pytest.approx([1e-4] * 12) and lrs[12:] == pytest.approx([1e-5] * 4)
