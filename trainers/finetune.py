@@ -30,7 +30,7 @@ import session_transformers  # noqa: F401  (registers the models with the Auto c
 from session_transformers.optim import adaptive_clip_grad_, agc_parameters
 from session_transformers.protocol import build_optimizer, build_scheduler
 from session_transformers.recipes import resolve_data_arguments, training_parser
-from session_transformers.trainer_utils import freeze_parameters
+from session_transformers.trainer_utils import LengthGroupedEpochSampler, freeze_parameters
 
 
 class AdaptiveGradientClippingCallback(TrainerCallback):
@@ -66,9 +66,17 @@ class StepHookCallback(TrainerCallback):
 class RecipeTrainer(Trainer):
     """``Trainer`` with the recipe's optimiser and schedule (the same builders as ``trainers/pretrain.py``)."""
 
-    def __init__(self, *a, protocol_args=None, **kw):
-        self.protocol_args = protocol_args
+    def __init__(self, *a, protocol_args=None, train_lengths=None, **kw):
+        self.protocol_args, self.train_lengths = protocol_args, train_lengths
         super().__init__(*a, **kw)
+
+    def _get_train_sampler(self, train_dataset=None):
+        """``--group-by-length``: the same length-grouped, epoch-seeded sampler as ``trainers/pretrain.py`` (Trainer's
+        own ``group_by_length`` strategy would also reorder evaluation and needs a length column in every split)."""
+        if self.train_lengths is None:
+            return super()._get_train_sampler(train_dataset)
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return LengthGroupedEpochSampler(batch, self.train_lengths, self.args.seed)
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
@@ -163,6 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = model.config
     use_agc = bool(getattr(config, "use_adaptive_gradient_clipping", False))
     strategy = "steps" if args.eval_steps else "epoch"
+    grouped = args.group_by_length and data.train_lengths is not None
     training_args = TrainingArguments(
         output_dir=args.output_dir,
         per_device_train_batch_size=args.batch_size,
@@ -208,6 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
         ]
         or None,
         protocol_args=args,
+        train_lengths=data.train_lengths if grouped else None,
     )
     if agc:
         agc.accelerator = trainer.accelerator

@@ -75,7 +75,7 @@ import session_transformers  # noqa: F401  (registers the models with the Auto c
 from session_transformers.optim import adaptive_clip_grad_, agc_parameters, check_agc_supported
 from session_transformers.protocol import build_optimizer, build_scheduler, protocol_from_args
 from session_transformers.recipes import resolve_data_arguments, training_parser
-from session_transformers.trainer_utils import freeze_parameters
+from session_transformers.trainer_utils import LengthGroupedEpochSampler, freeze_parameters
 
 BEST_DIR = "best"
 
@@ -199,10 +199,14 @@ def get_dataloaders(args, data, accelerator: Accelerator | None = None):
         g = torch.Generator().manual_seed(
             args.seed
         )  # own generator: the loader must not draw from the global RNG
+        grouped = args.group_by_length and data.train_lengths is not None
         train = DataLoader(
             data.train_dataset,
             batch_size=args.batch_size,
-            shuffle=True,
+            shuffle=not grouped,
+            sampler=LengthGroupedEpochSampler(args.batch_size, data.train_lengths, args.seed)
+            if grouped
+            else None,
             collate_fn=data.collate_fn,
             num_workers=args.num_workers,
             generator=g,

@@ -46,6 +46,9 @@ class TrainingProtocol:
         batch_size: examples per process and optimiser step (before gradient accumulation).
         num_epochs: passes over the training data.
         max_grad_norm: clip the global gradient norm to this (``None``: no clipping).
+        group_by_length: batch examples of similar lengths together (random mega-batches of 50 batches sorted
+            by length, as ``transformers.Trainer``'s ``group_by_length``), where the recipe gives lengths: little
+            padding, the same samples per epoch, a less random batch composition.
         select_best: validation metric that selects the best checkpoint (``None``: keep the last).
         greater_is_better: direction of ``select_best``.
         source: where these numbers come from (shown in ``--help``).
@@ -64,6 +67,7 @@ class TrainingProtocol:
     batch_size: int = 32
     num_epochs: float = 1.0
     max_grad_norm: float | None = None
+    group_by_length: bool = False
     select_best: str | None = None
     greater_is_better: bool = True
     source: str = ""
@@ -123,6 +127,12 @@ def add_protocol_arguments(parser: argparse.ArgumentParser, protocol: TrainingPr
         type=_optional_float,
         default=protocol.max_grad_norm,
         help="clip the global gradient norm (none: no clipping)",
+    )
+    g.add_argument(
+        "--group-by-length",
+        type=lambda t: t.lower() in ("1", "true", "yes"),
+        default=protocol.group_by_length,
+        help="batch examples of similar length together (true/false): far less padding",
     )
     g.add_argument(
         "--select-best",

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import ast
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from datasets import Dataset
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from .protocol import TrainingProtocol
 
@@ -33,6 +34,9 @@ class PreparedData:
     init_weights: Callable[[Any], Any] | None = None
     """Called on a model built from ``config`` (not on one loaded with ``--init-from``), e.g. to load pretrained
     encoder weights from another checkpoint."""
+    train_lengths: Sequence[int] | None = None
+    """Length of every training example (e.g. items in a TAGNN++ prefix), for ``--group-by-length``: batches of
+    similar lengths carry little padding."""
     test_dataset: Dataset | None = None
     """Scored once, at the end, with the final (or selected) weights; ``eval_dataset`` is the validation split
     that periodic evaluation and checkpoint selection use. ``None`` when the source has no test split."""
@@ -123,6 +127,23 @@ class Recipe:
         return stage.protocol or self.task_protocol(stage.task)
 
 
+class LengthGroupedEpochSampler(LengthGroupedSampler):
+    """``transformers``' length grouping (random mega-batches of 50 batches, sorted by length inside), re-seeded
+    from ``(seed, epoch)`` at every epoch so that an epoch's order is reproducible: accelerate calls
+    :meth:`set_epoch`, and ``skip_first_batches`` then resumes a partial epoch exactly."""
+
+    def __init__(self, batch_size: int, lengths: Sequence[int], seed: int):
+        super().__init__(batch_size, lengths=list(lengths), generator=torch.Generator())
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.generator.manual_seed(self.seed + self.epoch)
+        return super().__iter__()
+
+
 def freeze_parameters(model: torch.nn.Module, trainable: tuple[str, ...] | None = None) -> None:
     """Freeze what gradients must not train: the model's ``_frozen_parameters`` (name prefixes, e.g. an EMA
     target network), and, when ``trainable`` (a stage's prefixes) is given, every parameter outside it."""
@@ -194,6 +215,7 @@ __all__ = [
     "Stage",
     "Task",
     "TrainingProtocol",
+    "LengthGroupedEpochSampler",
     "add_data_arguments",
     "freeze_parameters",
     "resolve_data_arguments",

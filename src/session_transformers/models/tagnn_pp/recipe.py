@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
 import torch
 from datasets import Dataset, IterableDataset
 
@@ -162,7 +163,18 @@ def _prepare_tagnn_pp(args: argparse.Namespace) -> PreparedData:
         config,
         f"{what}; {stats}; catalogue of {catalogue_size} items",
         test_dataset=test if validation is not None else None,
+        train_lengths=_prefix_lengths(train, processor.max_length),
     )
+
+
+def _prefix_lengths(ds, max_length: int) -> list[int] | None:
+    """Items per training prefix (as the processor truncates them), for ``--group-by-length``; ``None`` for a
+    stream (its examples are not known up front)."""
+    if not isinstance(ds, Dataset):
+        return None
+    column = ds.select_columns(["item_ids"]).with_format("arrow")[:]["item_ids"]  # the selected rows only
+    lengths = pc.list_value_length(column)
+    return pc.min_element_wise(lengths, max_length).to_pylist()
 
 
 def _next_item_ranks(logits: Any, labels: torch.Tensor) -> dict[str, torch.Tensor]:
