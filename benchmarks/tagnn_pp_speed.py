@@ -35,6 +35,7 @@ from session_transformers.models.tagnn_pp import (  # noqa: E402
     TagnnPPForNextItemPrediction,
     TagnnPPProcessor,
 )
+from session_transformers.models.tagnn_pp.recipe import _prefix_lengths  # noqa: E402
 
 EPOCH_SAMPLES = 719_470
 
@@ -72,11 +73,16 @@ def _peak_memory_mib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def time_training(model, processor, train, batch_size, args, device) -> dict:
+def time_training(model, processor, train, batch_size, args, device, lengths=None) -> dict:
+    """``lengths`` given: length-grouped batches (``--group-by-length``), as the trainers draw them."""
+    from session_transformers.trainer_utils import LengthGroupedEpochSampler
+
+    sampler = LengthGroupedEpochSampler(batch_size, lengths, seed=0) if lengths is not None else None
     loader = DataLoader(
         train,
         batch_size=batch_size,
-        shuffle=True,
+        shuffle=sampler is None,
+        sampler=sampler,
         collate_fn=processor.collate,
         num_workers=args.num_workers,
         pin_memory=device.type == "cuda",
@@ -167,6 +173,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-eval-samples", type=int, default=None)
     p.add_argument("--latency-sessions", type=int, default=105)
     p.add_argument("--bf16", action="store_true")
+    p.add_argument(
+        "--sampling",
+        nargs="+",
+        choices=("random", "grouped"),
+        default=["random", "grouped"],
+        help="random batches (the paper) and/or length-grouped ones (--group-by-length in the trainers); time at "
+        "least 100 steps for grouped batches: a mega-batch of 50 batches runs from its longest to its shortest",
+    )
     p.add_argument("--name", default=None, help="result name (default tagnn_pp_speed_<device>)")
     args = p.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -178,11 +192,18 @@ def main(argv: list[str] | None = None) -> None:
     processor = TagnnPPProcessor.from_sessions([ids])
     config = TagnnPPConfig(num_items=processor.num_items, hidden_size=120, num_attention_heads=8)
     rows = {}
+    lengths = _prefix_lengths(train, processor.max_length)
     for bs in args.batch_sizes:
-        torch.manual_seed(0)
-        model = TagnnPPForNextItemPrediction(config).to(device)
-        rows[f"train batch {bs}"] = time_training(model, processor, train, bs, args, device)
-        print(bs, rows[f"train batch {bs}"], flush=True)
+        for sampling in args.sampling:
+            torch.manual_seed(0)
+            model = TagnnPPForNextItemPrediction(config).to(device)
+            name = f"train batch {bs}" + (
+                " (length-grouped)" if sampling == "grouped" else " (random batches)"
+            )
+            rows[name] = time_training(
+                model, processor, train, bs, args, device, lengths if sampling == "grouped" else None
+            )
+            print(name, rows[name], flush=True)
     figures = {
         "results": rows,
         "load_average_1min_at_start": round(load_at_start, 2),
