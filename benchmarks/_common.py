@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import shlex
 import sys
 from datetime import UTC, datetime
@@ -80,6 +81,22 @@ def now_iso() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, MiB (Linux reports ``ru_maxrss`` in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mib() -> float:
+    """Current resident set size, MiB (from /proc/self/status; the peak where that is unavailable)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return peak_rss_mib()
+
+
 def write_result(
     name: str,
     figures: dict[str, Any],
@@ -111,4 +128,12 @@ def write_result(
     return path
 
 
-__all__ = ["RESULTS_DIR", "command_line", "machine_info", "now_iso", "write_result"]
+__all__ = [
+    "RESULTS_DIR",
+    "command_line",
+    "current_rss_mib",
+    "machine_info",
+    "now_iso",
+    "peak_rss_mib",
+    "write_result",
+]

@@ -20,7 +20,6 @@ Results go to ``benchmarks/results/synthetic_store.json``.
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import tempfile
 import time
@@ -33,29 +32,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import write_result  # noqa: E402
+from _common import current_rss_mib, peak_rss_mib, write_result  # noqa: E402
 from session_transformers.data.io import write_records  # noqa: E402
 from session_transformers.data.synthetic import (  # noqa: E402
     SYNTHETIC_SESSION_FEATURES,
     SyntheticStore,
     SyntheticStoreConfig,
 )
-
-
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process so far, MiB (Linux reports ``ru_maxrss`` in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def current_rss_mib() -> float:
-    """Current resident set size, MiB (from /proc/self/status; the peak where that is unavailable)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return peak_rss_mib()
 
 
 def measure_speed(store: SyntheticStore, n: int) -> dict:
