@@ -269,7 +269,7 @@ def test_streaming_run_killed_after_a_checkpoint_resumes_exactly(tmp_path, corpu
     assert full_log[-1]["epoch"] >= 1  # it crossed an epoch boundary
     progress = torch.load(
         sorted((resumed_dir / "checkpoints").glob("checkpoint_*/custom_checkpoint_0.pkl"))[-1],
-        weights_only=False,
+        weights_only=True,
     )
     assert progress["stream_positions"] == [(progress["epoch"], progress["batches_in_epoch"])]
 
