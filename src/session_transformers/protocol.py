@@ -82,6 +82,11 @@ class TrainingProtocol:
         return dataclasses.replace(self, **changes)
 
 
+def _flag(text: str) -> bool:
+    """A true/false flag value (``true``, ``yes``, ``1`` are true)."""
+    return text.lower() in ("1", "true", "yes")
+
+
 def _optional_float(text: str) -> float | None:
     return None if text.lower() in ("none", "") else float(text)
 
@@ -130,7 +135,7 @@ def add_protocol_arguments(parser: argparse.ArgumentParser, protocol: TrainingPr
     )
     g.add_argument(
         "--group-by-length",
-        type=lambda t: t.lower() in ("1", "true", "yes"),
+        type=_flag,
         default=protocol.group_by_length,
         help="batch examples of similar length together (true/false): far less padding",
     )
@@ -144,7 +149,7 @@ def add_protocol_arguments(parser: argparse.ArgumentParser, protocol: TrainingPr
     )
     g.add_argument(
         "--greater-is-better",
-        type=lambda t: t.lower() in ("1", "true", "yes"),
+        type=_flag,
         default=protocol.greater_is_better,
         help="direction of --select-best (true/false)",
     )

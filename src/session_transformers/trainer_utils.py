@@ -144,6 +144,20 @@ class LengthGroupedEpochSampler(LengthGroupedSampler):
         return super().__iter__()
 
 
+def split_sizes(n: int, eval_fraction: float, validation_fraction: float) -> tuple[int, int]:
+    """(validation, test) session counts, as every recipe splits its sessions: the last ``eval_fraction`` of ``n``
+    sessions are the test split and ``validation_fraction`` of the rest the validation split (at least one
+    session each; no validation split when ``validation_fraction`` is 0)."""
+    n_test = max(1, int(n * eval_fraction))
+    n_val = max(1, int((n - n_test) * validation_fraction)) if validation_fraction > 0 else 0
+    if n - n_test - n_val < 1:
+        raise ValueError(
+            f"{n} sessions leave none for training with --eval-fraction {eval_fraction} and "
+            f"--validation-fraction {validation_fraction}"
+        )
+    return n_val, n_test
+
+
 def freeze_parameters(model: torch.nn.Module, trainable: tuple[str, ...] | None = None) -> None:
     """Freeze what gradients must not train: the model's ``_frozen_parameters`` (name prefixes, e.g. an EMA
     target network), and, when ``trainable`` (a stage's prefixes) is given, every parameter outside it."""
@@ -218,5 +232,6 @@ __all__ = [
     "LengthGroupedEpochSampler",
     "add_data_arguments",
     "freeze_parameters",
+    "split_sizes",
     "resolve_data_arguments",
 ]

@@ -84,7 +84,7 @@ from transformers import AutoConfig
 from ... import metrics
 from ...data.schema import QUERY_SUBJECTS
 from ...protocol import TrainingProtocol
-from ...trainer_utils import PreparedData, Recipe, Task
+from ...trainer_utils import PreparedData, Recipe, Task, split_sizes
 from . import tasks
 from .configuration_ceres import CeresConfig
 from .modeling_ceres import CeresCandidatePool
@@ -153,20 +153,6 @@ class CeresSplits(NamedTuple):
     """Scored once, at the end."""
     catalogue: dict[str, dict]
     description: str
-
-
-def split_sizes(n: int, eval_fraction: float, validation_fraction: float) -> tuple[int, int]:
-    """(validation, test) session counts, as the TAGNN++ recipe splits: the last ``eval_fraction`` of ``n``
-    sessions are the test split and ``validation_fraction`` of the rest the validation split (at least one
-    session each; no validation split when ``validation_fraction`` is 0)."""
-    n_test = max(1, int(n * eval_fraction))
-    n_val = max(1, int((n - n_test) * validation_fraction)) if validation_fraction > 0 else 0
-    if n - n_test - n_val < 1:
-        raise ValueError(
-            f"{n} sessions leave none for training with --eval-fraction {eval_fraction} and "
-            f"--validation-fraction {validation_fraction}"
-        )
-    return n_val, n_test
 
 
 def _by_start_time(sessions: list[dict]) -> tuple[list[dict], str]:

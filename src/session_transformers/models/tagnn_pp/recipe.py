@@ -20,15 +20,7 @@ from ... import metrics
 from ...data.loaders import NextItemSplits
 from ...data.schema import session_item_ids
 from ...protocol import TrainingProtocol
-from ...trainer_utils import PreparedData, Recipe, Task
-
-
-def _split_sizes(n: int, args: argparse.Namespace) -> tuple[int, int]:
-    """(validation, test) session counts: the last ``eval_fraction`` of ``n`` sessions are the test split and
-    ``validation_fraction`` of the rest the validation split (at least one session each)."""
-    n_test = max(1, int(n * args.eval_fraction))
-    n_val = max(1, int((n - n_test) * args.validation_fraction)) if args.validation_fraction > 0 else 0
-    return n_val, n_test
+from ...trainer_utils import PreparedData, Recipe, Task, split_sizes
 
 
 def synthetic_next_item(args: argparse.Namespace) -> NextItemSplits:
@@ -40,7 +32,7 @@ def synthetic_next_item(args: argparse.Namespace) -> NextItemSplits:
     cfg = dataclasses.replace(base, seed=args.seed, num_sessions=args.num_sessions or base.num_sessions)
     store = SyntheticStore(cfg)
     seqs = [session_item_ids(s) for s in store.iter_sessions(0, cfg.num_sessions)]
-    n_val, n_test = _split_sizes(len(seqs), args)
+    n_val, n_test = split_sizes(len(seqs), args.eval_fraction, args.validation_fraction)
     n_train = len(seqs) - n_val - n_test
     # Sessions, not prefixes, are split, so no session has prefixes on both sides.
     train = next_item_samples(seqs[:n_train])
