@@ -71,6 +71,11 @@ class Task:
     update a function of the weights and ``step`` alone, so that it resumes exactly and stays identical on every
     process."""
 
+    baseline: Callable[[PreparedData], dict[str, dict[str, float]]] | None = None
+    """Trivial baselines of this task on the prepared test split (``{"popularity": {"HR@20": ...}, ...}``: popularity,
+    last item, majority class, mean length...), with the same metric names as ``summarize``; the trainers write them
+    beside the model's results so that a reader sees whether the model learned anything."""
+
     def eval_step(self, model: torch.nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         labels = batch.pop(self.label_names[0])
         return self.per_example(model(**batch).logits, labels)
@@ -94,6 +99,24 @@ class Stage:
     description: str = ""
 
 
+@dataclass(frozen=True)
+class QuickstartJob:
+    """What the main job (``trainers/quickstart.py``) runs for one model family, at CPU scale on the synthetic store.
+
+    ``pretrain_stages`` holds the ``trainers/pretrain.py`` flags of each pretraining stage in order (a later stage
+    starts from the previous stage's output); ``finetune_args`` the ``trainers/finetune.py`` flags of
+    ``finetune_task``; ``metrics`` the held-out metrics the summary table prints (each against the task's
+    baselines). ``full_*``: the larger version run by ``--full`` (``None``: the same flags).
+    """
+
+    pretrain_stages: tuple[tuple[str, ...], ...]
+    finetune_task: str
+    finetune_args: tuple[str, ...]
+    metrics: tuple[str, ...]
+    full_pretrain_stages: tuple[tuple[str, ...], ...] | None = None
+    full_finetune_args: tuple[str, ...] | None = None
+
+
 @dataclass
 class Recipe:
     """How to train one model family: its pretraining task, its fine-tuning tasks, its data sources, its paper's
@@ -109,6 +132,8 @@ class Recipe:
     """Adds this family's own flags (what its ``prepare`` functions read) to both trainers' parsers."""
     stages: tuple[Stage, ...] = ()
     """Ordered pretraining stages (``--stage N``, 1-based); empty: one stage, ``pretrain`` with ``protocol``."""
+    quickstart: QuickstartJob | None = None
+    """This family's part of the main job; ``None``: the main job skips it."""
 
     def task_protocol(self, task: Task) -> TrainingProtocol:
         return task.protocol or self.protocol
@@ -194,12 +219,26 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         help="training sessions held out (by session) for validation: periodic evaluation and --select-best",
     )
     parser.add_argument("--max-train-samples", type=int, default=None)
-    parser.add_argument("--max-eval-samples", type=int, default=None)
+    parser.add_argument(
+        "--max-eval-samples", type=int, default=None, help="cut the validation and test splits to N samples"
+    )
+    parser.add_argument(
+        "--max-validation-samples",
+        type=int,
+        default=None,
+        help="cut only the validation split (periodic evaluation) to N samples; the test set stays whole",
+    )
     parser.add_argument(
         "--processor-path", default=None, help="reuse a saved processor instead of fitting one"
     )
     parser.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     parser.add_argument("--seed", type=int, default=42)
+
+
+def validation_limit(args: argparse.Namespace) -> int | None:
+    """How many validation samples to keep: ``--max-validation-samples``, else ``--max-eval-samples``."""
+    limit = getattr(args, "max_validation_samples", None)
+    return limit if limit is not None else getattr(args, "max_eval_samples", None)
 
 
 def resolve_data_arguments(

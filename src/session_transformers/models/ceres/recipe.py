@@ -84,7 +84,7 @@ from transformers import AutoConfig
 from ... import metrics
 from ...data.schema import QUERY_SUBJECTS
 from ...protocol import TrainingProtocol
-from ...trainer_utils import PreparedData, Recipe, Task, split_sizes
+from ...trainer_utils import PreparedData, Recipe, Task, split_sizes, validation_limit
 from . import tasks
 from .configuration_ceres import CeresConfig
 from .modeling_ceres import CeresCandidatePool
@@ -311,7 +311,7 @@ def _prepare_ceres_pretrain(args: argparse.Namespace) -> PreparedData:
         ]
         description += "; pretraining corpus: each catalogue product alone (product text only)"
     train = _cut(train, args.max_train_samples)
-    validation, test = _cut(validation, args.max_eval_samples), _cut(test, args.max_eval_samples)
+    validation, test = _cut(validation, validation_limit(args)), _cut(test, args.max_eval_samples)
     eval_collate = CeresMaskingCollator(processor, catalogue, config, seed=args.seed)
     collate = CeresPretrainCollator(CeresMaskingCollator(processor, catalogue, config), eval_collate)
     test_rows = _ceres_rows(test, evaluate=True)
@@ -554,7 +554,10 @@ def _prepare_ceres_retrieval(task: str, args: argparse.Namespace) -> PreparedDat
         )
     all_train = parts["train"]  # before any cut, so the pools ignore --max-train-samples
     train = _cut(all_train, args.max_train_samples)
-    evaluation = {split: _cut(parts[split], args.max_eval_samples) for split in sessions}
+    evaluation = {
+        split: _cut(parts[split], validation_limit(args) if split == "validation" else args.max_eval_samples)
+        for split in sessions
+    }
     widest = max(len(ex["targets"]) for part in (train, *evaluation.values()) for ex in part)
     if widest > CERES_MAX_RELEVANT:
         raise ValueError(f"an example has {widest} relevant candidates, more than {CERES_MAX_RELEVANT}")

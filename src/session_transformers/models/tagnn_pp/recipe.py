@@ -20,7 +20,7 @@ from ... import metrics
 from ...data.loaders import NextItemSplits
 from ...data.schema import session_item_ids
 from ...protocol import TrainingProtocol
-from ...trainer_utils import PreparedData, Recipe, Task, split_sizes
+from ...trainer_utils import PreparedData, Recipe, Task, split_sizes, validation_limit
 
 
 def synthetic_next_item(args: argparse.Namespace) -> NextItemSplits:
@@ -129,7 +129,7 @@ def _prepare_tagnn_pp(args: argparse.Namespace) -> PreparedData:
     }[args.dataset]
     splits = source(args)
     train = _cut(splits.train, args.max_train_samples)
-    validation = _cut(splits.validation, args.max_eval_samples)
+    validation = _cut(splits.validation, validation_limit(args))
     test = _cut(splits.test, args.max_eval_samples)
     if args.processor_path:
         processor = TagnnPPProcessor.from_pretrained(args.processor_path)
