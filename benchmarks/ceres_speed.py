@@ -90,7 +90,7 @@ def n_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     load_at_start = os.getloadavg()[0]
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -104,7 +104,12 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--num-sessions", type=int, default=1000)
     p.add_argument("--results-dir", default=None)
-    a = p.parse_args()
+    p.add_argument(
+        "--toy-base",
+        action="store_true",
+        help="stand a 2x64 item encoder in for the paper's base size (for dry runs of the GPU suite)",
+    )
+    a = p.parse_args(argv)
     device = a.device
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device")
@@ -180,12 +185,25 @@ def main() -> None:
     )
 
     # 2. The paper's base size.
-    base = CeresConfig(vocab_size=30522)
+    if a.toy_base:
+        base = CeresConfig(
+            vocab_size=30522,
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=128,
+            num_cross_attention_layers=1,
+            retrieval_projection_size=64,
+        )
+    else:
+        base = CeresConfig(vocab_size=30522)
     base_model = CeresForPreTraining(base)
     figures["paper_base"] = {
-        "config": "12x768 item encoder, 2-layer GAT, 3-layer conditioned Transformer, vocab 30522",
+        "config": "TOY stand-in (--toy-base): 2x64 item encoder"
+        if a.toy_base
+        else "12x768 item encoder, 2-layer GAT, 3-layer conditioned Transformer, vocab 30522",
         "parameters": n_params(base_model),
-        "parameters_with_our_vocab": n_params(base_model) - (30522 - vocab) * 768,
+        "parameters_with_our_vocab": n_params(base_model) - (30522 - vocab) * base.hidden_size,
     }
     base_model.resize_token_embeddings(vocab)
     base_model.to(device)

@@ -60,10 +60,17 @@ def _data(args):
 
     splits = synthetic_next_item(
         Namespace(
-            seed=0, num_sessions=20_000, eval_fraction=0.1, validation_fraction=0.1, store_preset="default"
+            seed=0,
+            num_sessions=args.num_sessions,
+            eval_fraction=0.1,
+            validation_fraction=0.1,
+            store_preset="default",
         )
     )
-    desc = f"synthetic store (seed 0, 20,000 sessions): {len(splits.train)} train prefixes, {len(splits.test)} test"
+    desc = (
+        f"synthetic store (seed 0, {args.num_sessions:,} sessions): {len(splits.train)} train prefixes, "
+        f"{len(splits.test)} test"
+    )
     return splits.train, splits.test, splits.catalogue_ids, desc
 
 
@@ -168,6 +175,12 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-path", type=Path, default=ROOT.parent / "shared" / "data" / "diginetica")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[50, 500])
+    p.add_argument(
+        "--num-sessions",
+        type=int,
+        default=20_000,
+        help="synthetic store size when --data-path has no Diginetica",
+    )
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--num-workers", type=int, default=0)
@@ -184,6 +197,17 @@ def main(argv: list[str] | None = None) -> None:
         "least 100 steps for grouped batches: a mega-batch of 50 batches runs from its longest to its shortest",
     )
     p.add_argument("--name", default=None, help="result name (default tagnn_pp_speed_<device>)")
+    p.add_argument(
+        "--results-dir", default=None, help="where to write the result (default benchmarks/results)"
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (dynamic shapes)")
+    p.add_argument(
+        "--compile-backend",
+        default="inductor",
+        help="torch.compile backend (aot_eager: trace only, for dry runs)",
+    )
+    p.add_argument("--hidden-size", type=int, default=120, help="paper config: 120")
+    p.add_argument("--num-heads", type=int, default=8, help="paper config: 8")
     args = p.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     load_at_start = os.getloadavg()[0]  # other processes on the machine inflate CPU timings
@@ -192,13 +216,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.max_eval_samples:
         test = test.select(range(min(args.max_eval_samples, len(test))))
     processor = TagnnPPProcessor.from_sessions([ids])
-    config = TagnnPPConfig(num_items=processor.num_items, hidden_size=120, num_attention_heads=8)
+    config = TagnnPPConfig(
+        num_items=processor.num_items, hidden_size=args.hidden_size, num_attention_heads=args.num_heads
+    )
     rows = {}
     lengths = _prefix_lengths(train, processor.max_length)
     for bs in args.batch_sizes:
         for sampling in args.sampling:
             torch.manual_seed(0)
             model = TagnnPPForNextItemPrediction(config).to(device)
+            if args.compile:
+                model = torch.compile(model, dynamic=True, backend=args.compile_backend)
             name = f"train batch {bs}" + (
                 " (length-grouped)" if sampling == "grouped" else " (random batches)"
             )
@@ -215,10 +243,13 @@ def main(argv: list[str] | None = None) -> None:
         "torch_threads": torch.get_num_threads(),
     }
     figures.update(time_evaluation(model, processor, test, args, device))
-    figures.update(time_recommend(config, processor, list(test["item_ids"]), args))
+    if args.latency_sessions > 5:
+        figures.update(time_recommend(config, processor, list(test["item_ids"]), args))
+    figures["compiled"] = args.compile_backend if args.compile else False
+    figures["config"] = f"hidden {args.hidden_size}, {args.num_heads} heads"
     name = args.name or f"tagnn_pp_speed_{device.type}"
     print(figures)
-    print(write_result(name, figures, data=desc))
+    print(write_result(name, figures, data=desc, results_dir=args.results_dir))
 
 
 if __name__ == "__main__":
