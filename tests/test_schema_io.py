@@ -129,9 +129,10 @@ def test_file_errors_name_file_and_line(tmp_path):
         load_sessions(path)
     assert err.value.source == str(path) and err.value.index == 1 and err.value.field == "events[0].action"
     report = ValidationReport()
-    # Skip mode drops the bad action record; the broken JSON line still raises (it is not a record at all).
-    with pytest.raises(InvalidRecordError, match="record 2: field '<json>'"):
-        load_sessions(path, on_error="skip", report=report)
+    # Skip mode drops the bad action record and the broken JSON line (a truncated record), and counts both.
+    ds = load_sessions(path, on_error="skip", report=report)
+    assert len(ds) == 2 and report.skipped == 2 and report.seen == 4
+    assert any("record 2: field '<json>'" in e for e in report.examples)
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     report = ValidationReport()
     ds = load_sessions(path, on_error="skip", report=report)

@@ -46,37 +46,94 @@ def _format(path: Path) -> str:
     raise ValueError(f"{path}: unknown file format (expected .jsonl or .parquet)")
 
 
-def iter_records(path: PathLike) -> Iterator[dict[str, Any]]:
-    """Yield raw records from a JSONL or Parquet file, one at a time (Parquet is read batch by batch)."""
+def iter_records(path: PathLike, *, errors: str = "raise") -> Iterator[dict[str, Any] | InvalidRecordError]:
+    """Yield raw records from a JSONL or Parquet file, one at a time (Parquet is read batch by batch).
+
+    A line that is not UTF-8 or not JSON, and a Parquet file that cannot be read (truncated, not Parquet), raise
+    :class:`InvalidRecordError` naming the file and the record (``errors="raise"``), or are yielded as that error
+    in place of the record (``errors="yield"``: the loaders' skip mode counts them and goes on; a corrupt
+    Parquet file then ends after its last readable batch).
+    """
     path = Path(path)
+
+    def bad(index: int, field: str, reason: str):
+        err = InvalidRecordError(str(path), index, field, reason)
+        if errors == "raise":
+            raise err
+        return err
+
     if _format(path) == "jsonl":
         opener = __import__("gzip").open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for i, line in enumerate(fh):
+        with opener(path, "rb") as fh:
+            i = -1
+            while True:
+                try:
+                    raw = next(fh)
+                except StopIteration:
+                    break
+                except (EOFError, OSError) as err:  # a truncated or corrupt gzip stream
+                    yield bad(i + 1, "<gzip>", f"unreadable compressed data ({err})")
+                    break
+                i += 1
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    yield bad(
+                        i,
+                        "<utf-8>",
+                        f"not valid UTF-8 (byte {err.start}: {raw[err.start : err.start + 1]!r})",
+                    )
+                    continue
                 if not line.strip():
                     continue
                 try:
-                    yield json.loads(line)
+                    record = json.loads(line)
                 except json.JSONDecodeError as err:
-                    raise InvalidRecordError(str(path), i, "<json>", f"not valid JSON ({err.msg})") from None
-    else:
+                    yield bad(i, "<json>", f"not valid JSON ({err.msg}; a truncated line?)")
+                    continue
+                if b"\\ud" in raw.lower():  # JSON escapes may encode lone surrogates, which are not text
+                    try:
+                        json.dumps(record, ensure_ascii=False).encode("utf-8")
+                    except UnicodeEncodeError:
+                        yield bad(
+                            i, "<utf-8>", "contains a lone surrogate escape (\\ud800-\\udfff): not text"
+                        )
+                        continue
+                yield record
+        return
+    row = 0
+    try:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
-            yield from batch.to_pylist()
+            rows = batch.to_pylist()
+            yield from rows
+            row += len(rows)
+    except (pa.ArrowException, OSError) as err:
+        yield bad(row, "<parquet>", f"unreadable Parquet data after {row} rows (truncated or corrupt: {err})")
 
 
-def _validated(paths: Sequence[PathLike], validate, on_error: ErrorMode, report, **kwargs):
+def _validated(paths: Sequence[PathLike], validate, on_error: ErrorMode, report, unique_key: str, **kwargs):
+    seen: dict = {}  # ID -> (file, record) of its first occurrence, across every file of the load
     for path in paths:
         yield from iter_valid(
-            iter_records(path), validate, on_error=on_error, report=report, source=str(path), **kwargs
+            iter_records(path, errors="yield"),
+            validate,
+            on_error=on_error,
+            report=report,
+            source=str(path),
+            unique_key=unique_key,
+            seen=seen,
+            **kwargs,
         )
 
 
 def _gen(paths, kind, on_error, spec, item_ids, report=None):
     # A module-level generator so that ``datasets`` can fingerprint and shard it (one shard per file).
     if kind == "sessions":
-        yield from _validated(paths, validate_session, on_error, report, spec=spec, item_ids=item_ids)
+        yield from _validated(
+            paths, validate_session, on_error, report, "session_id", spec=spec, item_ids=item_ids
+        )
     else:
-        yield from _validated(paths, validate_item, on_error, report, spec=spec)
+        yield from _validated(paths, validate_item, on_error, report, "item_id", spec=spec)
 
 
 def _load(paths, kind, features, *, streaming, on_error, spec, item_ids, report):
@@ -100,6 +157,8 @@ def _load(paths, kind, features, *, streaming, on_error, spec, item_ids, report)
         )
     report = report if report is not None else ValidationReport()
     records = list(_gen(paths, kind, on_error, spec, item_ids, report))
+    if not records:  # every record skipped: an empty dataset with the schema
+        return Dataset.from_dict({name: [] for name in features}, features=features)
     return Dataset.from_list(records, features=features)
 
 

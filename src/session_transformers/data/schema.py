@@ -249,20 +249,37 @@ def iter_valid(
     *,
     on_error: ErrorMode = "raise",
     report: ValidationReport | None = None,
+    unique_key: str | None = None,
+    seen: dict | None = None,
     **kwargs,
 ) -> Iterator[Mapping[str, Any]]:
     """Yield the records that pass ``validate(record, index, **kwargs)``.
 
     With ``on_error="raise"`` the first bad record raises :class:`InvalidRecordError`; with ``"skip"`` bad records
-    are dropped and counted in ``report``.
+    are dropped and counted in ``report``. ``records`` may yield an :class:`InvalidRecordError` in place of a
+    record it could not read (a line that is not JSON): it counts as a bad record. ``unique_key``: a field whose
+    value must not repeat (``session_id``, ``item_id``); ``seen`` carries the IDs across several files.
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     report = report if report is not None else ValidationReport()
+    seen = seen if seen is not None else {}
+    source = kwargs.get("source", "<records>")
     for i, rec in enumerate(records):
         report.seen += 1
         try:
+            if isinstance(rec, InvalidRecordError):
+                raise rec
             validate(rec, i, **kwargs)
+            if unique_key is not None:
+                first = seen.setdefault(rec[unique_key], (source, i))
+                if first != (source, i):
+                    raise InvalidRecordError(
+                        source,
+                        i,
+                        unique_key,
+                        f"duplicate ID {rec[unique_key]!r} (first at {first[0]}: record {first[1]})",
+                    )
         except InvalidRecordError as err:
             if on_error == "raise":
                 raise
