@@ -66,11 +66,15 @@ class ToyProcessor:
 
 
 CRASH_AT: list[int] = []
+NAN_AT: list[int] = []
 
 
 def ema_hook(model, step: int, total_steps: int) -> None:
     if CRASH_AT and step == CRASH_AT[0]:
         raise RuntimeError("simulated crash")
+    if NAN_AT and step == NAN_AT[0]:  # simulated divergence: the next step's loss is NaN
+        with torch.no_grad():
+            model.encoder.weight.fill_(float("nan"))
     ema_update_(model.target, model.encoder, byol_momentum(step, total_steps, base=0.9))
 
 
@@ -124,6 +128,7 @@ def toy(monkeypatch):
     )
     monkeypatch.setitem(RECIPES, "st_engine_toy", recipe)
     CRASH_AT.clear()
+    NAN_AT.clear()
     return recipe
 
 
@@ -174,6 +179,30 @@ def test_ema_target_gets_no_gradient_and_resumes_exactly_after_a_crash(toy, tmp_
     s1 = load_file(str(tmp_path / "s1" / "model.safetensors"))
     # the target moved only by EMA towards the encoder: it is a convex mix of the two at every step
     assert not torch.equal(a["target.weight"], s1["target.weight"])
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(toy, tmp_path):
+    _run("--stage", "1", "--output-dir", str(tmp_path / "s1"))
+    out = tmp_path / "diverged"
+    NAN_AT.append(4)
+    with pytest.raises(
+        FloatingPointError, match=r"step 5: the training loss is nan.*checkpoints.checkpoint_0"
+    ):
+        _run(
+            "--stage", "2", "--init-from", str(tmp_path / "s1"), "--checkpointing-steps", "3",
+            "--select-best", "none", "--output-dir", str(out),
+        )  # fmt: skip
+    assert not (out / "model.safetensors").exists()  # no diverged weights saved as a result
+    good = out / "checkpoints" / "checkpoint_0"  # accelerate numbers saves, not steps
+    assert (good / pretrain.COMPLETE).exists()
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]  # the NaN step is not logged as a result either
+    NAN_AT.clear()
+    _run(
+        "--stage", "2", "--init-from", str(tmp_path / "s1"), "--checkpointing-steps", "3",
+        "--select-best", "none", "--output-dir", str(out), "--resume",
+    )  # fmt: skip
+    assert all(torch.isfinite(t).all() for t in load_file(str(out / "model.safetensors")).values())
 
 
 def test_ema_update_and_momentum_schedule():

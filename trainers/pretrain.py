@@ -530,6 +530,17 @@ def main(argv: list[str] | None = None) -> dict:
                 "loss": float(accelerator.reduce(step_loss, "mean")),
             }
             record["lr"] = lr
+            if not math.isfinite(record["loss"]):  # the same value on every process: all stop together
+                last = _latest_checkpoint(ckpt_dir)
+                raise FloatingPointError(
+                    f"step {step}: the training loss is {record['loss']}; training stopped and nothing after the "
+                    + (
+                        f"last good checkpoint ({last}) was saved: resume from it with --resume (e.g. with a "
+                        "lower --learning-rate or --max-grad-norm)"
+                        if last is not None
+                        else "start was saved (no checkpoint yet: use --checkpointing-steps)"
+                    )
+                )
             step_loss.zero_()
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.4f}")
@@ -578,6 +589,8 @@ def main(argv: list[str] | None = None) -> dict:
         state_dict=_state_dict(accelerator, model),
     )
     if accelerator.is_main_process:
+        if task.baseline is not None:  # trivial baselines on the same test split, beside the model's results
+            results["baseline"] = task.baseline(data)
         data.processor.save_pretrained(output_dir)
         (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
         before = _stages_done(Path(args.init_from)) if args.init_from else []
@@ -592,6 +605,8 @@ def main(argv: list[str] | None = None) -> dict:
     for split in ("validation", "test"):
         if split in results:
             accelerator.print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in results[split].items()))
+    for name, figures in results.get("baseline", {}).items():
+        accelerator.print(f"baseline {name} (test): " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))
     accelerator.log(
         {f"{s}/{k}": v for s in ("validation", "test") for k, v in results.get(s, {}).items()},
         step=progress.optimizer_steps,
