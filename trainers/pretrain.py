@@ -54,6 +54,7 @@ import dataclasses
 import gc
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -269,10 +270,26 @@ def _save_checkpoint(accelerator: Accelerator, progress: TrainingProgress | None
     if progress is not None and progress.stream_signature is not None:
         mine = [(progress.epoch, progress.batches_in_epoch)]
         progress.stream_positions = [tuple(p) for p in gather_object(mine)]
+    if accelerator.is_main_process:
+        # A folder left half-written by a killed run would count towards accelerate's rotation, which deletes
+        # the oldest folders *before* writing the new one: it could delete the last complete checkpoint.
+        ckpt_dir = Path(accelerator.project_dir) / "checkpoints"
+        for folder in _checkpoints(ckpt_dir):
+            if not (folder / COMPLETE).exists():
+                shutil.rmtree(folder)
+    accelerator.wait_for_everyone()
     path = Path(accelerator.save_state())
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (path / COMPLETE).touch()
+
+
+def _log_record(line: str) -> dict | None:
+    """One ``metrics.jsonl`` record, or ``None`` for a line cut short by a killed run."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
 
 
 def _state_dict(accelerator: Accelerator, model) -> dict:
@@ -446,9 +463,12 @@ def main(argv: list[str] | None = None) -> dict:
             kept = [
                 line
                 for line in log_path.read_text().splitlines()
-                if json.loads(line).get("step", 0) <= progress.optimizer_steps
+                if (record := _log_record(line)) is not None
+                and record.get("step", 0) <= progress.optimizer_steps
             ]
             log_path.write_text("".join(f"{line}\n" for line in kept))
+    elif accelerator.is_main_process and log_path.exists():  # a fresh start: records of an earlier run go
+        log_path.unlink()
 
     # 6. Train.
     def _evaluate_and_select(record: dict) -> None:

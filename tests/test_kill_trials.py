@@ -1,0 +1,38 @@
+"""Killed runs lose nothing: SIGKILL at chosen moments (while writing a checkpoint, during evaluation, at random,
+twice), then ``--resume``, gives the uninterrupted run's exact weights and test figures. The trial runner is
+``benchmarks/kill_trials.py``; a fast subset runs by default, the full set under ``-m slow``."""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _trials():
+    spec = importlib.util.spec_from_file_location("kill_trials", ROOT / "benchmarks" / "kill_trials.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["kill_trials"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_killed_while_writing_a_checkpoint_resumes_exactly(tmp_path):
+    kt = _trials()
+    duration, ref = kt.reference("tagnn_pp", tmp_path / "reference")
+    out = kt.trial("tagnn_pp", "checkpoint", tmp_path / "checkpoint", random.Random(0), duration, ref)
+    assert out["ok"], out
+    assert out["kills"] == ["while writing a checkpoint"]
+
+
+@pytest.mark.slow
+def test_kill_trials_over_every_model(tmp_path):
+    kt = _trials()
+    result = kt.run_trials(list(kt.MODELS), list(kt.KINDS), 3, tmp_path)
+    assert result["trials"] >= 20
+    assert result["ok"] == result["trials"], [r for r in result["rows"] if not r["ok"]]
