@@ -1,0 +1,923 @@
+"""Releases on the Hugging Face Hub: model cards, release folders and one-commit publishing.
+
+Three steps, each usable alone (``trainers/release.py`` is their command line):
+
+1. :func:`render_card` turns a trained folder (``trainers/pretrain.py`` or ``trainers/finetune.py`` output:
+   ``eval_results.json``, ``pretraining_stages.json``, ``metrics.jsonl``) and, where the family has one, its
+   benchmark result (``benchmarks/results/<name>.json``) into a :class:`huggingface_hub.ModelCard`, rendered with
+   ``ModelCard.from_template`` from the family's Jinja template in ``hub_cards/<template>``. Its YAML metadata
+   (``ModelCardData``) holds ``library_name``, ``pipeline_tag``, tags, datasets, metrics, ``base_model`` and a
+   ``model-index`` of :class:`~huggingface_hub.EvalResult` s (the checkpoint's own test-split figures).
+2. :func:`build_release` writes the folder that is uploaded: weights (safetensors), config, processor files,
+   the evaluation JSON, ``README.md`` (the card) and ``training_curve.png``; :func:`verify_release` reloads it
+   with ``AutoConfig`` / ``AutoModel`` / ``AutoProcessor`` / the head's Auto class and checks that every output
+   equals the checkpoint's exactly.
+3. :func:`publish` creates the repo (``create_repo(exist_ok=True)``), compares the folder's file hashes with the
+   repo's (``list_repo_tree``: git blob ids, LFS sha256) and, when anything differs, uploads the changed files in
+   ONE ``create_commit``; then tags the release (``create_tag``). Publishing the same folder again makes no commit.
+   The token comes from the environment (``HF_TOKEN``) and is never written to disk.
+
+Adding a model family: one Jinja template in ``hub_cards/`` and one :class:`CardFamily` entry in
+:data:`CARD_FAMILIES` (see ``hub_cards/README.md``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+"""The checkout's root (``hub_cards/``, ``benchmarks/results/`` and ``trainers/`` live there)."""
+
+HUB_CARDS_DIR = Path(os.environ.get("SESSION_TRANSFORMERS_HUB_CARDS", ROOT / "hub_cards"))
+BENCHMARK_RESULTS_DIR = ROOT / "benchmarks" / "results"
+
+EVAL_FILE = "eval_results.json"
+STAGES_FILE = "pretraining_stages.json"
+METRICS_LOG = "metrics.jsonl"
+RELEASE_INFO_FILE = "release.json"
+"""Written beside a checkpoint by ``trainers/release.py build``: the exact training command(s) and data."""
+PLOT_FILE = "training_curve.png"
+
+RELEASE_FILES: tuple[str, ...] = (
+    "config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "processor_config.json",
+    "preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    EVAL_FILE,
+    STAGES_FILE,
+)
+"""Files of a checkpoint folder that go into a release (plus sharded ``model-*.safetensors``). Never pickles
+(``training_args.bin``), optimiser state or intermediate checkpoints."""
+
+HUB_PIPELINE_TAGS = frozenset(
+    {
+        "feature-extraction",
+        "fill-mask",
+        "graph-ml",
+        "other",
+        "sentence-similarity",
+        "text-classification",
+        "text-ranking",
+        "tabular-classification",
+        "tabular-regression",
+        "zero-shot-classification",
+    }
+)
+"""The Hub pipeline tags (``PIPELINE_DATA`` of huggingface.js ``packages/tasks/src/pipelines.ts``) that a session
+model can sensibly carry; the Hub rejects tags outside its list, so the registry is checked against this."""
+
+INSTALL = "pip install session_transformers"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The registry: one entry per model family
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Paper:
+    """The paper a family implements, for the card's first section and its citation."""
+
+    title: str
+    authors: tuple[str, ...]
+    year: int
+    venue: str
+    url: str | None = None
+    bibtex_key: str = ""
+
+    @property
+    def author_list(self) -> str:
+        return ", ".join(self.authors)
+
+    def bibtex(self) -> str:
+        lines = [
+            f"@article{{{self.bibtex_key},",
+            f"  title   = {{{self.title}}},",
+            f"  author  = {{{' and '.join(self.authors)}}},",
+            f"  journal = {{{self.venue}}},",
+            f"  year    = {{{self.year}}},",
+        ]
+        if self.url:
+            lines.append(f"  url     = {{{self.url}}},")
+        return "\n".join(lines) + "\n}"
+
+
+@dataclass(frozen=True)
+class BenchmarkTable:
+    """One table of a benchmark result, for the card: ``rows`` are ``(name, {column: value})``."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, Mapping[str, Any]], ...]
+    note: str = ""
+
+    def markdown(self) -> str:
+        return markdown_table(self.rows, self.columns, first="")
+
+
+@dataclass(frozen=True)
+class CardFamily:
+    """What the release path needs to know about one model family (one :data:`CARD_FAMILIES` entry).
+
+    ``metrics`` are the keys of the trainers' evaluation dict shown in the card and the ``model-index`` (with
+    ``higher_is_better`` for the plot's labels); ``build_flags`` the small ``trainers/pretrain.py`` flags of
+    ``trainers/release.py build`` when the recipe has no ``quickstart`` job (one tuple per pretraining stage);
+    ``real_data_builds`` extra builds on real data (``--real-data``): name suffix -> flags;
+    ``example_inputs(processor)`` a small batch of model inputs for :func:`verify_release`;
+    ``benchmark_tables(result)`` turns ``benchmarks/results/<benchmark>.json`` into card tables.
+    """
+
+    model_type: str
+    name: str
+    template: str
+    pipeline_tag: str
+    tags: tuple[str, ...]
+    paper: Paper
+    task_type: str
+    task_name: str
+    metrics: tuple[str, ...]
+    head_auto_class: str
+    example_inputs: Callable[[Any], dict]
+    lower_is_better: tuple[str, ...] = ()
+    benchmark: str | None = None
+    benchmark_tables: Callable[[dict], list[BenchmarkTable]] | None = None
+    build_flags: tuple[tuple[str, ...], ...] = ()
+    real_data_builds: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    datasets: Mapping[str, str] = field(default_factory=dict)
+    """``--dataset`` value -> the name put in the card's ``datasets`` and ``model-index``."""
+
+
+def _head_auto(name: str):
+    import transformers
+
+    from . import auto
+
+    cls = getattr(auto, name, None) or getattr(transformers, name, None)
+    if cls is None:
+        raise KeyError(f"no Auto class {name!r} in session_transformers.auto or transformers")
+    return cls
+
+
+def _tagnn_pp_inputs(processor) -> dict:
+    vocab = processor.item_vocab
+    if len(vocab) < 4:
+        raise ValueError(f"the processor knows {len(vocab)} items; the example sessions need 4")
+    sessions = [[vocab[0], vocab[1], vocab[2]], [vocab[3]], [vocab[1], vocab[0], vocab[1], vocab[3]]]
+    return dict(processor(sessions))
+
+
+def _ceres_inputs(processor) -> dict:
+    from .data.schema import item_event, query_event
+
+    def product(pid: str, title: str, description: str, category: list[str], brand: str) -> dict:
+        return {
+            "item_id": pid,
+            "title": title,
+            "description": description,
+            "category": category,
+            "brand": brand,
+            "attributes": [],
+            "image": None,
+        }
+
+    catalogue = {
+        "p1": product("p1", "blue cotton shirt", "a soft shirt for summer", ["apparel", "shirts"], "acme"),
+        "p2": product("p2", "red ceramic mug", "a large mug for coffee", ["home", "kitchen"], "brewco"),
+    }
+    sessions = [
+        {
+            "session_id": "a",
+            "events": [
+                query_event("search", "cotton shirt"),
+                item_event("view", "p1"),
+                item_event("view", "p2"),
+            ],
+        },
+        {"session_id": "b", "events": [item_event("view", "p2")]},
+    ]
+    return dict(processor(sessions, catalogue))
+
+
+def _tagnn_pp_benchmark(result: dict) -> list[BenchmarkTable]:
+    figures = result["figures"]
+    tables = []
+    summary = figures.get("summary") or {}
+    if summary:
+        columns = tuple(dict.fromkeys(k for row in summary.values() for k in row))
+        tables.append(
+            BenchmarkTable(
+                "Diginetica (reduced), this package's implementation",
+                columns,
+                tuple(summary.items()),
+                note=str(result.get("data", "")),
+            )
+        )
+    published = figures.get("published_full_diginetica") or {}
+    if published:
+        columns = tuple(dict.fromkeys(k for row in published.values() for k in row))
+        tables.append(
+            BenchmarkTable(
+                "Published figures on the full Diginetica (for reference, not reproduced here)",
+                columns,
+                tuple(published.items()),
+            )
+        )
+    return tables
+
+
+def _ceres_benchmark(result: dict) -> list[BenchmarkTable]:
+    figures = result["figures"]
+    tables = []
+    data = result.get("data") or {}
+    for source, by_task in (figures.get("results") or {}).items():
+        for i, (task, rows) in enumerate(by_task.items()):
+            columns = tuple(
+                c for c in ("MAP@1", "MAP@32", "Recall@32", "Recall@64") if any(c in r for r in rows.values())
+            )
+            note = (data.get(source, "") if isinstance(data, dict) else str(data)) if i == 0 else ""
+            tables.append(BenchmarkTable(f"{source}: {task}", columns, tuple(rows.items()), note=note))
+    return tables
+
+
+CARD_FAMILIES: dict[str, CardFamily] = {
+    "tagnn_pp": CardFamily(
+        model_type="tagnn_pp",
+        name="TAGNN++",
+        template="tagnn_pp.md",
+        pipeline_tag="graph-ml",
+        tags=(
+            "session-recommendation",
+            "next-item-prediction",
+            "recommender-system",
+            "graph-neural-network",
+            "e-commerce",
+        ),
+        paper=Paper(
+            title="Improved Representation Learning for Session-based Recommendation",
+            authors=("Sai Mitharan", "Abhinav Java", "Surya Kant Sahu", "Arshad Shaikh"),
+            year=2021,
+            venue="arXiv preprint",
+            bibtex_key="mitharan2021tagnnpp",
+        ),
+        task_type="session-recommendation",
+        task_name="Next-item prediction",
+        metrics=("HR@10", "MRR@10", "HR@20", "MRR@20"),
+        head_auto_class="AutoModelForNextItemPrediction",
+        example_inputs=_tagnn_pp_inputs,
+        benchmark="tagnn_pp_diginetica",
+        benchmark_tables=_tagnn_pp_benchmark,
+        build_flags=(
+            (
+                "--num-sessions",
+                "4000",
+                "--max-steps",
+                "200",
+                "--batch-size",
+                "100",
+                "--learning-rate",
+                "1e-3",
+                "--weight-decay",
+                "1e-5",
+            ),
+        ),
+        real_data_builds={
+            "diginetica": (
+                (
+                    "--dataset",
+                    "diginetica",
+                    "--top-items",
+                    "3000",
+                    "--max-steps",
+                    "500",
+                    "--batch-size",
+                    "100",
+                    "--learning-rate",
+                    "1e-3",
+                    "--weight-decay",
+                    "1e-5",
+                    "--max-validation-samples",
+                    "5000",
+                ),
+            )
+        },
+        datasets={"synthetic": "session-transformers-synthetic-store", "diginetica": "diginetica"},
+    ),
+    "ceres": CardFamily(
+        model_type="ceres",
+        name="CERES",
+        template="ceres.md",
+        pipeline_tag="feature-extraction",
+        tags=(
+            "session-understanding",
+            "product-search",
+            "graph-neural-network",
+            "masked-language-modeling",
+            "e-commerce",
+        ),
+        paper=Paper(
+            title="CERES: Pretraining of Graph-Conditioned Transformer for Semi-Structured Session Data",
+            authors=("Rui Feng", "Chen Luo", "Qingyu Yin", "Bing Yin", "Tuo Zhao", "Chao Zhang"),
+            year=2022,
+            venue="arXiv preprint arXiv:2204.04303 (NAACL 2022)",
+            url="https://arxiv.org/abs/2204.04303",
+            bibtex_key="feng2022ceres",
+        ),
+        task_type="fill-mask",
+        task_name="Graph-conditioned masked language modelling",
+        metrics=("loss", "mlm_accuracy", "gmlm_accuracy"),
+        lower_is_better=("loss", "mlm_loss", "gmlm_loss"),
+        head_auto_class="AutoModelForPreTraining",
+        example_inputs=_ceres_inputs,
+        benchmark="ceres_claims",
+        benchmark_tables=_ceres_benchmark,
+        build_flags=(
+            (
+                "--num-sessions",
+                "1500",
+                "--max-steps",
+                "60",
+                "--batch-size",
+                "16",
+                "--learning-rate",
+                "5e-4",
+                "--max-eval-samples",
+                "200",
+                "--config",
+                "hidden_size=64",
+                "num_hidden_layers=2",
+                "num_attention_heads=2",
+                "intermediate_size=128",
+                "num_cross_attention_layers=1",
+                "retrieval_projection_size=64",
+            ),
+        ),
+        datasets={"synthetic": "session-transformers-synthetic-store", "rees46": "rees46"},
+    ),
+}
+"""``model_type`` -> :class:`CardFamily`. UBM, MUVCOG and Product BYOL join with one entry and one template each."""
+
+
+def card_family(model_type: str) -> CardFamily:
+    try:
+        return CARD_FAMILIES[model_type]
+    except KeyError:
+        raise KeyError(
+            f"no model card family {model_type!r}: add a CardFamily to session_transformers.hub.CARD_FAMILIES and "
+            f"a template to hub_cards/ (known: {sorted(CARD_FAMILIES)})"
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reading a trained folder
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def split_metrics(results: Mapping[str, Any], split: str) -> dict[str, float]:
+    """The numeric metrics of one split of an ``eval_results.json``, with ``transformers.Trainer``'s
+    ``<split>_`` prefix removed (``trainers/finetune.py`` writes ``test_HR@20``, ``trainers/pretrain.py`` ``HR@20``)."""
+    raw = results.get(split) or {}
+    out = {}
+    for key, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        name = key[len(split) + 1 :] if key.startswith(f"{split}_") else key
+        out[name] = float(value)
+    return out
+
+
+def read_training_log(folder: Path) -> list[dict]:
+    path = Path(folder) / METRICS_LOG
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def training_curve(folder: Path, out_path: Path, family: CardFamily) -> Path | None:
+    """Draw the training loss per optimiser step and the validation metrics (``metrics.jsonl``) into a PNG;
+    ``None`` when the folder has no log (or matplotlib is missing). Deterministic bytes (no timestamp in the PNG
+    metadata), so a rebuilt release is byte-identical and re-publishing it makes no commit."""
+    log = read_training_log(folder)
+    if not log:
+        return None
+    try:
+        import matplotlib
+    except ImportError:  # an optional dependency (the `benchmarks` extra): the card then has no plot
+        warnings.warn("matplotlib is not installed: the release has no training-curve plot", stacklevel=2)
+        return None
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in log if "loss" in r]
+    losses = [r["loss"] for r in log if "loss" in r]
+    # validation curves only where there are at least two checks to draw a line through
+    val_keys = [f"validation/{m}" for m in family.metrics if sum(f"validation/{m}" in r for r in log) >= 2]
+    fig, axes = plt.subplots(1, 2 if val_keys else 1, figsize=(10 if val_keys else 5, 3.6), squeeze=False)
+    ax = axes[0][0]
+    ax.plot(steps, losses, lw=1.2)
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("training loss")
+    ax.set_title(f"{family.name}: training loss")
+    ax.grid(alpha=0.3)
+    if val_keys:
+        ax = axes[0][1]
+        for key in val_keys:
+            points = [(r["step"], r[key]) for r in log if key in r]
+            name = key.split("/", 1)[1]
+            label = f"{name} (lower is better)" if name in family.lower_is_better else name
+            ax.plot(*zip(*points), marker="o", ms=3, label=label)
+        ax.set_xlabel("optimiser step")
+        ax.set_title("validation split")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out_path = Path(out_path)
+    fig.savefig(out_path, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return out_path
+
+
+def load_benchmark(family: CardFamily, results_dir: Path | None = None) -> dict | None:
+    if family.benchmark is None:
+        return None
+    return _read_json(Path(results_dir or BENCHMARK_RESULTS_DIR) / f"{family.benchmark}.json")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The card
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        return f"{value:.2f}" if abs(value) >= 0.01 or value == 0 else f"{value:.2g}"
+    return "–" if value is None else str(value)
+
+
+def markdown_table(
+    rows: Iterable[tuple[str, Mapping[str, Any]]], columns: Iterable[str], first: str = ""
+) -> str:
+    columns = list(columns)
+    lines = [
+        "| " + " | ".join([first, *columns]) + " |",
+        "|" + "---|" * (len(columns) + 1),
+    ]
+    for name, row in rows:
+        lines.append("| " + " | ".join([str(name), *(_fmt(row.get(c)) for c in columns)]) + " |")
+    return "\n".join(lines)
+
+
+def _metric_type(name: str) -> str:
+    return name.lower().replace(" ", "_")
+
+
+def eval_results_for(
+    family: CardFamily, results: Mapping[str, Any], dataset_type: str, dataset_name: str
+) -> list:
+    """The ``model-index`` entries: the family's metrics on the test split (the validation split when the run
+    had no separate test split), as :class:`huggingface_hub.EvalResult` s."""
+    from huggingface_hub import EvalResult
+
+    split = "test" if results.get("test") else "validation"
+    values = split_metrics(results, split)
+    return [
+        EvalResult(
+            task_type=family.task_type,
+            task_name=family.task_name,
+            dataset_type=dataset_type,
+            dataset_name=dataset_name,
+            dataset_split=split,
+            metric_type=_metric_type(m),
+            metric_name=m,
+            metric_value=round(values[m], 4),
+        )
+        for m in family.metrics
+        if m in values
+    ]
+
+
+def _training_commands(release_info: Mapping | None, command: str | None) -> list[str]:
+    if command:
+        return [command]
+    if release_info and release_info.get("commands"):
+        return list(release_info["commands"])
+    return []
+
+
+def _dataset_of(stages: list[dict], release_info: Mapping | None, family: CardFamily) -> str:
+    if release_info and release_info.get("dataset"):
+        return str(release_info["dataset"])
+    for stage in stages:
+        data = str(stage.get("data", "")).lower()
+        for key in family.datasets:
+            if key in data:
+                return key
+    return "synthetic"
+
+
+def render_card(
+    checkpoint: str | Path,
+    model_type: str | None = None,
+    *,
+    repo_id: str | None = None,
+    command: str | None = None,
+    base_model: str | None = None,
+    license: str = "apache-2.0",
+    plot: str | None = PLOT_FILE,
+    results: Mapping[str, Any] | None = None,
+    benchmark_dir: Path | None = None,
+    templates_dir: Path | None = None,
+):
+    """The model card of a trained folder, rendered from its family's template.
+
+    Args:
+        checkpoint: a ``trainers/pretrain.py`` / ``finetune.py`` output folder (``config.json``,
+            ``eval_results.json``; ``pretraining_stages.json``, ``metrics.jsonl`` and ``release.json`` when there).
+        model_type: the family (default: ``config.json``'s ``model_type``).
+        repo_id: the Hub repo the card is for (shown in the usage example).
+        command: the exact training command, when ``release.json`` does not record it.
+        base_model: a Hub id the model was initialised from (e.g. ``--item-encoder-from``).
+        plot: the file name of the training-curve PNG in the release folder (``None``: no plot).
+        results: evaluation results to show instead of the folder's ``eval_results.json`` (a re-evaluation).
+
+    Returns:
+        A :class:`huggingface_hub.ModelCard`.
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    checkpoint = Path(checkpoint)
+    config = _read_json(checkpoint / "config.json") or {}
+    model_type = model_type or config.get("model_type")
+    family = card_family(model_type)
+    results = dict(results if results is not None else _read_json(checkpoint / EVAL_FILE) or {})
+    stages = (_read_json(checkpoint / STAGES_FILE) or {}).get("stages", [])
+    release_info = _read_json(checkpoint / RELEASE_INFO_FILE)
+    base_model = base_model or (release_info or {}).get("base_model")
+    dataset_key = _dataset_of(stages, release_info, family)
+    dataset_name = family.datasets.get(dataset_key, dataset_key)
+    eval_results = eval_results_for(family, results, dataset_name, dataset_name)
+    card_data = ModelCardData(
+        library_name="session_transformers",
+        license=license,
+        pipeline_tag=family.pipeline_tag,
+        tags=["session_transformers", model_type, *family.tags],
+        datasets=[dataset_name],
+        metrics=[_metric_type(m) for m in family.metrics],
+        base_model=base_model,
+        model_name=repo_id.split("/")[-1] if repo_id else f"{model_type}-{dataset_key}",
+        eval_results=eval_results or None,
+    )
+    splits = [s for s in ("validation", "test") if results.get(s)]
+    split_values = {s: split_metrics(results, s) for s in splits}
+    shown = [m for m in family.metrics if any(m in v for v in split_values.values())]
+    extra = sorted(
+        k for k in {k for v in split_values.values() for k in v} - set(shown) if not k.startswith("num_")
+    )
+    table = markdown_table(((s, split_values[s]) for s in splits), [*shown, *extra], first="split")
+    baselines = results.get("baseline") or results.get("baselines") or {}
+    baseline_table = ""
+    if baselines:
+        rows = []
+        for name, values in baselines.items():
+            values = values.get("test", values) if isinstance(values, dict) else {}
+            rows.append((name, {k: v for k, v in values.items() if isinstance(v, int | float)}))
+        if split_values:
+            rows.insert(0, (f"{family.name} (this model)", split_values[splits[-1]]))
+        baseline_table = markdown_table(rows, shown, first="")
+    benchmark = load_benchmark(family, benchmark_dir)
+    tables = family.benchmark_tables(benchmark) if benchmark and family.benchmark_tables else []
+    n_params = None
+    weights = checkpoint / "model.safetensors"
+    if weights.exists():
+        from safetensors import safe_open
+
+        with safe_open(str(weights), "pt") as fh:
+            n_params = sum(math.prod(fh.get_slice(k).get_shape()) for k in fh.keys())  # noqa: SIM118
+    template = Path(templates_dir or HUB_CARDS_DIR) / family.template
+    if not template.exists():
+        raise FileNotFoundError(f"{template}: the card template of {model_type!r} is missing")
+    import session_transformers
+
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(template),
+        family=family,
+        paper=family.paper,
+        citation=family.paper.bibtex(),
+        repo_id=repo_id or f"<user>/{model_type}",
+        install=INSTALL,
+        head_auto_class=family.head_auto_class,
+        config=config,
+        num_parameters=f"{n_params:,}" if n_params else "unknown",
+        results_table=table if splits else "",
+        results_split=splits[-1] if splits else None,
+        selected_step=results.get("selected_step"),
+        selected_by=results.get("selected_by"),
+        optimizer_steps=results.get("optimizer_steps"),
+        baseline_table=baseline_table,
+        stages=stages,
+        dataset_key=dataset_key,
+        commands=_training_commands(release_info, command),
+        benchmark=benchmark,
+        benchmark_tables=tables,
+        plot=plot,
+        package_version=session_transformers.__version__,
+    )
+    return card
+
+
+def check_card_metadata(text: str) -> dict:
+    """Validate a rendered card's YAML metadata offline (``ModelCard.validate`` needs the network): parse it as
+    ``ModelCardData``, check the fields the Hub needs and that the ``model-index`` round-trips through
+    ``model_index_to_eval_results`` / ``eval_results_to_model_index``. Returns the metadata; raises ``ValueError``."""
+    import yaml
+    from huggingface_hub import ModelCard
+    from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
+
+    if not text.startswith("---\n"):
+        raise ValueError("a model card starts with a YAML block between '---' lines")
+    meta = yaml.safe_load(text.split("---\n", 2)[1])
+    card = ModelCard(text)  # parses the block into ModelCardData (raises on malformed model-index)
+    problems = []
+    if meta.get("library_name") != "session_transformers":
+        problems.append(f"library_name is {meta.get('library_name')!r}")
+    if meta.get("pipeline_tag") not in HUB_PIPELINE_TAGS:
+        problems.append(f"pipeline_tag {meta.get('pipeline_tag')!r} is not a Hub pipeline tag")
+    for key in ("tags", "datasets", "metrics", "license"):
+        if not meta.get(key):
+            problems.append(f"{key} is missing")
+    index = meta.get("model-index")
+    if index:
+        name, results = model_index_to_eval_results(index)
+        if eval_results_to_model_index(name, results) != index:
+            problems.append("model-index does not round-trip through EvalResult")
+        if card.data.eval_results is None or len(card.data.eval_results) != len(results):
+            problems.append("ModelCardData did not read the model-index")
+        for r in results:
+            if not isinstance(r.metric_value, int | float) or not math.isfinite(r.metric_value):
+                problems.append(f"model-index value {r.metric_name}: {r.metric_value!r}")
+    if problems:
+        raise ValueError("invalid card metadata: " + "; ".join(problems))
+    return meta
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The release folder
+# --------------------------------------------------------------------------------------------------------------
+
+
+def release_files(checkpoint: Path) -> list[Path]:
+    checkpoint = Path(checkpoint)
+    files = [checkpoint / name for name in RELEASE_FILES if (checkpoint / name).is_file()]
+    files += sorted(checkpoint.glob("model-*-of-*.safetensors"))
+    if not (checkpoint / "config.json").is_file():
+        raise FileNotFoundError(f"{checkpoint} has no config.json: not a saved model folder")
+    if not any(f.name.endswith(".safetensors") for f in files):
+        raise FileNotFoundError(f"{checkpoint} has no safetensors weights")
+    return files
+
+
+def build_release(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    *,
+    model_type: str | None = None,
+    results: Mapping[str, Any] | None = None,
+    plot: bool = True,
+    **card_kwargs,
+) -> Path:
+    """Write the release folder of ``checkpoint`` into ``out_dir`` (replaced): weights, config, processor files,
+    evaluation JSON (``results`` when re-evaluated), ``README.md`` (the card) and, with ``plot``, the training
+    curve. Returns ``out_dir``."""
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    files = release_files(checkpoint)
+    if out_dir.resolve() == checkpoint.resolve():
+        raise ValueError("the release folder must differ from the checkpoint folder")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    for f in files:
+        shutil.copyfile(f, out_dir / f.name)
+    if results is not None:
+        (out_dir / EVAL_FILE).write_text(json.dumps(results, indent=2) + "\n")
+    model_type = model_type or json.loads((checkpoint / "config.json").read_text())["model_type"]
+    family = card_family(model_type)
+    drawn = training_curve(checkpoint, out_dir / PLOT_FILE, family) if plot else None
+    card = render_card(
+        checkpoint,
+        model_type,
+        plot=PLOT_FILE if drawn else None,
+        results=results,
+        **card_kwargs,
+    )
+    card.save(out_dir / "README.md")
+    return out_dir
+
+
+def _outputs(model, inputs: dict) -> dict[str, torch.Tensor]:
+    model.eval()
+    with torch.no_grad():
+        out = model(**inputs)
+    return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
+
+
+def verify_release(checkpoint: str | Path, release: str | Path) -> dict[str, int]:
+    """Reload ``release`` the way a user does (``import session_transformers``, then ``AutoConfig`` /
+    ``AutoModel`` / ``AutoProcessor`` / the head's Auto class ``.from_pretrained``) and check that every output
+    tensor equals the checkpoint's exactly on the family's example inputs (encoded by both processors, which must
+    agree too). Returns ``{class name: tensors compared}``; raises ``AssertionError`` on any difference."""
+    from transformers import AutoConfig, AutoModel, AutoProcessor
+
+    import session_transformers  # noqa: F401  (registers the Auto classes)
+
+    checkpoint, release = Path(checkpoint), Path(release)
+    config = AutoConfig.from_pretrained(release)
+    family = card_family(config.model_type)
+    ref_config = AutoConfig.from_pretrained(checkpoint)
+
+    def _plain(c) -> dict:
+        return {k: v for k, v in c.to_dict().items() if k != "_name_or_path"}
+
+    if _plain(config) != _plain(ref_config):
+        raise AssertionError("the released config differs from the checkpoint's")
+    inputs = family.example_inputs(AutoProcessor.from_pretrained(release))
+    ref_inputs = family.example_inputs(AutoProcessor.from_pretrained(checkpoint))
+    for key in ref_inputs:
+        a, b = inputs[key], ref_inputs[key]
+        if isinstance(a, torch.Tensor) and not torch.equal(a, b):
+            raise AssertionError(f"the released processor encodes {key!r} differently")
+    compared = {}
+    from transformers.utils import logging as hf_logging
+
+    for auto_cls in (AutoModel, _head_auto(family.head_auto_class)):
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # a base model loaded from a head checkpoint reports the head's keys
+        try:
+            mine = auto_cls.from_pretrained(release, dtype=torch.float32)
+            ref = auto_cls.from_pretrained(checkpoint, dtype=torch.float32)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        got, expected = _outputs(mine, inputs), _outputs(ref, ref_inputs)
+        if set(got) != set(expected):
+            raise AssertionError(f"{type(mine).__name__}: outputs {sorted(got)} != {sorted(expected)}")
+        for name in expected:
+            if not torch.equal(got[name], expected[name]):
+                diff = (got[name].float() - expected[name].float()).abs().max().item()
+                raise AssertionError(f"{type(mine).__name__}.{name} differs (max abs diff {diff})")
+        compared[type(mine).__name__] = len(expected)
+    return compared
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Publishing
+# --------------------------------------------------------------------------------------------------------------
+
+
+def git_blob_sha1(data: bytes) -> str:
+    """The git object id of a file's bytes (what the Hub reports as ``blob_id`` for a non-LFS file)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def local_hashes(folder: Path) -> dict[str, dict[str, str]]:
+    """``path in repo`` -> ``{"sha1": git blob id, "sha256": LFS oid}`` of every file under ``folder``."""
+    folder = Path(folder)
+    out = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        out[path.relative_to(folder).as_posix()] = {
+            "sha1": git_blob_sha1(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+    return out
+
+
+def remote_hashes(api, repo_id: str, revision: str | None = None) -> dict[str, str]:
+    """``path`` -> the hash the Hub keeps for it: the LFS sha256 for LFS files, the git blob id otherwise."""
+    from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.hf_api import RepoFile
+
+    out = {}
+    try:
+        for entry in api.list_repo_tree(repo_id, recursive=True, revision=revision, repo_type="model"):
+            if isinstance(entry, RepoFile):
+                out[entry.path] = entry.lfs.sha256 if entry.lfs is not None else entry.blob_id
+    except (EntryNotFoundError, RevisionNotFoundError):  # a repo without commits (or without that branch yet)
+        return {}
+    return out
+
+
+KEEP_REMOTE = frozenset({".gitattributes"})
+"""Remote files a release never deletes."""
+
+
+@dataclass
+class PublishResult:
+    repo_id: str
+    tag: str | None
+    committed: bool
+    commit_oid: str | None
+    uploaded: list[str]
+    deleted: list[str]
+    unchanged: list[str]
+
+
+def hf_token() -> str:
+    """The Hub token from the environment (``HF_TOKEN``); never read from or written to any file here."""
+    token = os.environ.get("HF_TOKEN")
+    if not token:
+        raise RuntimeError("set HF_TOKEN in the environment to publish (or use --dry-run DIR)")
+    return token
+
+
+def publish(
+    release_dir: str | Path,
+    repo_id: str,
+    *,
+    private: bool = True,
+    tag: str | None = None,
+    commit_message: str | None = None,
+    revision: str = "main",
+    token: str | None = None,
+) -> PublishResult:
+    """Publish a release folder to ``repo_id`` in one commit, and tag it.
+
+    Creates the repo if needed (``private``; an existing repo keeps its visibility), compares each file's hash
+    with the repo's and commits only when something differs: the changed files as ``CommitOperationAdd`` and the
+    files the release no longer has as ``CommitOperationDelete`` (``.gitattributes`` is kept), all in ONE
+    ``create_commit``. A tag ``tag`` (``create_tag``, ``exist_ok``) marks the release. Publishing the same folder
+    again finds no difference and makes no commit.
+    """
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+
+    release_dir = Path(release_dir)
+    if not (release_dir / "README.md").exists() or not (release_dir / "config.json").exists():
+        raise FileNotFoundError(f"{release_dir} is not a release folder (no README.md / config.json)")
+    api = HfApi(token=token or hf_token())
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    local = local_hashes(release_dir)
+    remote = remote_hashes(api, repo_id, revision=revision)
+    changed = [p for p, h in local.items() if remote.get(p) not in (h["sha1"], h["sha256"])]
+    stale = [p for p in remote if p not in local and p not in KEEP_REMOTE]
+    unchanged = [p for p in local if p not in changed]
+    commit_oid = None
+    if changed or stale:
+        operations = [
+            CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(release_dir / p)) for p in changed
+        ]
+        operations += [CommitOperationDelete(path_in_repo=p) for p in stale]
+        info = api.create_commit(
+            repo_id,
+            operations=operations,
+            commit_message=commit_message or f"Release {tag or ''}".strip(),
+            revision=revision,
+            repo_type="model",
+        )
+        commit_oid = info.oid
+    if tag:
+        api.create_tag(repo_id, tag=tag, revision=commit_oid or revision, exist_ok=True, repo_type="model")
+    return PublishResult(repo_id, tag, bool(changed or stale), commit_oid, changed, stale, unchanged)
+
+
+def folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+__all__ = [
+    "CARD_FAMILIES",
+    "BenchmarkTable",
+    "CardFamily",
+    "Paper",
+    "PublishResult",
+    "build_release",
+    "card_family",
+    "check_card_metadata",
+    "folder_size",
+    "local_hashes",
+    "publish",
+    "render_card",
+    "split_metrics",
+    "training_curve",
+    "verify_release",
+]

@@ -1,0 +1,247 @@
+"""Model cards: every family's template renders with valid Hub metadata from the trainers' evaluation JSON, the
+usage example in each card runs, the benchmark figures and the training curve come from their files."""
+
+import json
+import re
+
+import jinja2
+import jinja2.meta
+import pytest
+import torch
+import yaml
+from huggingface_hub import ModelCard
+from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
+
+from session_transformers import hub
+from session_transformers.hub import CARD_FAMILIES, HUB_CARDS_DIR, HUB_PIPELINE_TAGS, check_card_metadata
+
+FAMILIES_WITH_FOLDERS = ("tagnn_pp", "ceres")
+
+
+def _tagnn_pp_folder(path):
+    from session_transformers.models.tagnn_pp import (
+        TagnnPPConfig,
+        TagnnPPForNextItemPrediction,
+        TagnnPPProcessor,
+    )
+
+    processor = TagnnPPProcessor(item_vocab=[f"item-{i:06d}" for i in range(30)], max_length=16)
+    config = TagnnPPConfig(
+        num_items=processor.num_items,
+        hidden_size=16,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+        score_chunk_size=8,
+    )
+    torch.manual_seed(0)
+    TagnnPPForNextItemPrediction(config).save_pretrained(path)
+    processor.save_pretrained(path)
+    return ("HR@10", "MRR@10", "HR@20", "MRR@20")
+
+
+def _ceres_folder(path):
+    from session_transformers.models.ceres import CeresForPreTraining
+    from test_modeling_ceres import PROCESSOR, tiny_config
+
+    torch.manual_seed(0)
+    CeresForPreTraining(tiny_config()).save_pretrained(path)
+    PROCESSOR.save_pretrained(path)
+    return ("loss", "mlm_accuracy", "gmlm_accuracy")
+
+
+def _trained_folder(path, model_type: str, finetune_style: bool = False):
+    """A saved model with the files the trainers write beside it: eval_results.json (pretrain.py's shape, or
+    finetune.py's with ``<split>_`` prefixes), pretraining_stages.json and metrics.jsonl."""
+    metrics = {"tagnn_pp": _tagnn_pp_folder, "ceres": _ceres_folder}[model_type](path)
+    values = {
+        split: {m: 10.0 + i + (0.5 if split == "test" else 0.0) for i, m in enumerate(metrics)}
+        for split in ("validation", "test")
+    }
+    for split in values:
+        values[split]["num_samples"] = 100.0
+    if finetune_style:
+        results = {s: {f"{s}_{k}": v for k, v in vals.items()} for s, vals in values.items()}
+    else:
+        results = {"train_seconds": 1.0, "optimizer_steps": 4, "selected_step": 4, "selected_by": metrics[0]}
+        results.update(values)
+        # trivial baselines on the test split, as trainers/pretrain.py writes them (Task.baseline)
+        results["baseline"] = {"popularity": {m: 1.25 for m in metrics}}
+    (path / "eval_results.json").write_text(json.dumps(results))
+    protocol = {
+        "optimizer": "adam",
+        "learning_rate": 0.001,
+        "weight_decay": 1e-5,
+        "lr_scheduler_type": "step",
+        "warmup_ratio": 0.0,
+        "batch_size": 16,
+        "max_grad_norm": None,
+        "select_best": metrics[0],
+    }
+    stages = {
+        "stages": [
+            {
+                "stage": 1,
+                "name": "pretrain",
+                "optimizer_steps": 4,
+                "data": "synthetic store (seed 42)",
+                "protocol": protocol,
+            }
+        ]
+    }
+    (path / "pretraining_stages.json").write_text(json.dumps(stages))
+    log = [{"step": s, "epoch": 0, "loss": 5.0 - s, "lr": 1e-3} for s in range(1, 5)]
+    log[-1][f"validation/{metrics[0]}"] = 12.0
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    return results, values
+
+
+@pytest.fixture(scope="module", params=FAMILIES_WITH_FOLDERS)
+def trained(request, tmp_path_factory):
+    path = tmp_path_factory.mktemp(request.param)
+    results, values = _trained_folder(path, request.param)
+    return request.param, path, values
+
+
+def test_registry_entries_are_complete():
+    for model_type, family in CARD_FAMILIES.items():
+        assert family.model_type == model_type
+        assert (HUB_CARDS_DIR / family.template).is_file(), f"{model_type}: template missing"
+        assert family.pipeline_tag in HUB_PIPELINE_TAGS
+        assert family.metrics and family.paper.title and family.paper.authors
+        assert hub._head_auto(family.head_auto_class) is not None
+        if family.benchmark:
+            assert (hub.BENCHMARK_RESULTS_DIR / f"{family.benchmark}.json").is_file()
+    with pytest.raises(KeyError, match="CARD_FAMILIES"):
+        hub.card_family("no_such_family")
+
+
+def test_templates_use_only_variables_the_renderer_gives(trained):
+    model_type, path, _ = trained
+    family = CARD_FAMILIES[model_type]
+    source = (HUB_CARDS_DIR / family.template).read_text()
+    used = jinja2.meta.find_undeclared_variables(jinja2.Environment().parse(source))
+    captured = {}
+
+    def spy(card_data, template_path=None, template_str=None, **kwargs):
+        captured.update(kwargs, card_data=card_data)
+        return ModelCard("---\nlicense: mit\n---\n")
+
+    original = ModelCard.from_template
+    ModelCard.from_template = spy
+    try:
+        hub.render_card(path, repo_id="someone/model")
+    finally:
+        ModelCard.from_template = original
+    provided = set(captured) | set(captured["card_data"].to_dict())
+    assert used <= provided, f"{family.template} uses undefined variables {sorted(used - provided)}"
+    # and the real render is strict: no undefined variable anywhere
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    kwargs = {k: v for k, v in captured.items() if k != "card_data"}
+    env.from_string(source).render(card_data=captured["card_data"].to_yaml(), **kwargs)
+
+
+def test_card_metadata_is_valid_and_model_index_holds_the_test_figures(trained):
+    model_type, path, values = trained
+    family = CARD_FAMILIES[model_type]
+    card = hub.render_card(path, repo_id="someone/model", command="python trainers/pretrain.py --model x")
+    text = str(card)
+    meta = check_card_metadata(text)
+    assert meta["library_name"] == "session_transformers"
+    assert meta["pipeline_tag"] == family.pipeline_tag
+    assert set(family.tags) <= set(meta["tags"]) and model_type in meta["tags"]
+    name, results = model_index_to_eval_results(meta["model-index"])
+    assert eval_results_to_model_index(name, results) == meta["model-index"]
+    got = {r.metric_name: r.metric_value for r in results}
+    assert got == {m: round(values["test"][m], 4) for m in family.metrics}
+    assert {r.dataset_split for r in results} == {"test"}
+    # parsed back by huggingface_hub itself, from the saved file
+    card.save(path / "README.md")
+    reloaded = ModelCard.load(path / "README.md")
+    assert reloaded.data.library_name == "session_transformers"
+    assert len(reloaded.data.eval_results) == len(family.metrics)
+    # the sections the issue asks for, and the install line
+    for heading in (
+        "## Intended uses",
+        "## How to use",
+        "## Training data and procedure",
+        "## Evaluation results",
+        "## Limitations",
+        "## Privacy risks",
+        "## Citation",
+    ):
+        assert heading in text, heading
+    assert hub.INSTALL in text and "import session_transformers" in text
+    assert "python trainers/pretrain.py --model x" in text
+    assert family.paper.title in text and f"@article{{{family.paper.bibtex_key}" in text
+    assert "![training curve](training_curve.png)" in text
+    assert "| popularity | 1.25 |" in text  # the baseline row, beside this model's test figures
+
+
+def test_finetune_style_results_and_no_test_split(tmp_path):
+    results, values = _trained_folder(tmp_path, "tagnn_pp", finetune_style=True)
+    assert hub.split_metrics(results, "test")["HR@20"] == values["test"]["HR@20"]
+    meta = check_card_metadata(str(hub.render_card(tmp_path)))
+    assert {m["name"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}["HR@20"] == 12.5
+    # validation only (no separate test split): the model-index says so
+    (tmp_path / "eval_results.json").write_text(json.dumps({"validation": values["validation"]}))
+    meta = check_card_metadata(str(hub.render_card(tmp_path)))
+    assert meta["model-index"][0]["results"][0]["dataset"]["split"] == "validation"
+
+
+def test_bad_metadata_is_rejected(trained):
+    _, path, _ = trained
+    text = str(hub.render_card(path))
+    with pytest.raises(ValueError, match="pipeline_tag"):
+        check_card_metadata(
+            text.replace(
+                f"pipeline_tag: {yaml.safe_load(text.split('---')[1])['pipeline_tag']}",
+                "pipeline_tag: session-magic",
+            )
+        )
+    with pytest.raises(ValueError, match="library_name"):
+        check_card_metadata(text.replace("library_name: session_transformers", "library_name: transformers"))
+    broken = re.sub(r"value: [0-9.]+", "value: .nan", text, count=1)
+    with pytest.raises(ValueError, match="model-index value"):
+        check_card_metadata(broken)
+
+
+def test_benchmark_figures_and_command_come_from_the_result_file():
+    for model_type in FAMILIES_WITH_FOLDERS:
+        family = CARD_FAMILIES[model_type]
+        result = json.loads((hub.BENCHMARK_RESULTS_DIR / f"{family.benchmark}.json").read_text())
+        tables = family.benchmark_tables(result)
+        assert tables and all(t.rows and t.columns for t in tables)
+        text = "\n".join(t.markdown() for t in tables)
+        if model_type == "tagnn_pp":
+            expected = result["figures"]["summary"]["TAGNN++"]["test HR@20"]
+        else:
+            expected = result["figures"]["results"]["synthetic"]["product_search"]["CERES"]["MAP@1"]
+        assert f"{expected:.2f}" in text
+
+
+def test_usage_example_in_the_card_runs(trained):
+    """The card's Python example, with the repo id replaced by the local folder, runs and returns what it says."""
+    model_type, path, _ = trained
+    text = str(hub.render_card(path, repo_id="someone/model"))
+    code = re.findall(r"```python\n(.*?)```", text, flags=re.S)[0].replace("someone/model", str(path))
+    scope: dict = {}
+    exec(compile(code, "card-example", "exec"), scope)
+    if model_type == "tagnn_pp":
+        assert scope["embeddings"].shape == (1, 16)
+    else:
+        assert scope["outputs"].session_embeddings.shape == (1, 32)
+
+
+def test_training_curve_is_a_deterministic_png(trained, tmp_path):
+    model_type, path, _ = trained
+    family = CARD_FAMILIES[model_type]
+    a = hub.training_curve(path, tmp_path / "a.png", family)
+    b = hub.training_curve(path, tmp_path / "b.png", family)
+    assert a.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (
+        a.read_bytes() == b.read_bytes()
+    )  # a rebuilt release has the same bytes, so re-publishing is a no-op
+    empty = tmp_path / "no-log"
+    empty.mkdir()
+    assert hub.training_curve(empty, tmp_path / "c.png", family) is None
