@@ -226,3 +226,67 @@ def test_errors():
         build_global_view(three_query_session(), VOCAB, image_dim=3)
     with pytest.raises(TypeError, match="tokenize"):
         session_queries(three_query_session(), 42)
+
+
+def _random_sessions(n: int, seed: int, image_dim: int = 4):
+    """Random sessions with repeated words, repeated and shared images, one-query and image-only sessions."""
+    import random
+
+    from session_transformers.data.schema import image_event, item_event, query_event
+
+    r = random.Random(seed)
+    words = list(VOCAB) + ["blue", "shoes"]  # two unknown words: dropped
+    images = [[r.choice([0.0, 1.0]) for _ in range(image_dim)] for _ in range(3)]
+    sessions = []
+    for i in range(n):
+        events, ts = [], 0.0
+        for _ in range(r.choice([1, 1, 2, 3, 5, 8])):
+            ts += r.choice([0.0, 1.0, 1.0])  # 0: the next query event shares the timestamp (one query)
+            kind = r.random()
+            if kind < 0.45:
+                events.append(query_event("search", " ".join(r.choices(words, k=r.randint(1, 4))), ts))
+            elif kind < 0.75:
+                events.append(
+                    query_event("search", " ".join(r.choices(words, k=r.randint(1, 6))), ts, product=True)
+                )
+            else:
+                events.append(image_event("search", r.choice(images), ts))
+            if r.random() < 0.3:
+                events.append(item_event("click", "A", ts + 0.5))
+        sessions.append({"session_id": f"r{i}", "events": events})
+    return sessions
+
+
+@pytest.mark.parametrize("grouping", ["timestamp", "event"])
+def test_vectorised_batching_equals_per_session_reference(grouping):
+    """The vectorised builder (numpy over the whole batch) against the per-session dense builder + Batch."""
+    sessions = [
+        q for s in _random_sessions(120, seed=3) if (q := session_queries(s, VOCAB, grouping=grouping))
+    ]
+    assert any(len(q) == 1 for q in sessions) and any(len(q) >= 5 for q in sessions)
+    direct = batch_views_from_queries(sessions, image_dim=4)
+    views = [views_from_queries(q, image_dim=4) for q in sessions]
+    for position, view in enumerate(direct):
+        reference = Batch.from_data_list([v[position] for v in views])
+        for node_type in view.node_types:
+            for key in ("x", "batch", "ptr", "position"):
+                if key in reference[node_type]:
+                    assert torch.equal(view[node_type][key], reference[node_type][key]), (node_type, key)
+        for edge_type in view.edge_types:
+            assert torch.equal(view[edge_type].edge_index, reference[edge_type].edge_index), edge_type
+        assert torch.equal(view.num_queries, reference.num_queries)
+
+
+def test_encoded_sessions_batch_like_queries():
+    from session_transformers.graphs.muvcog import batch_encoded_views, encode_queries
+
+    queries = [session_queries(s, VOCAB) for s in (three_query_session(), one_query_session())]
+    encoded = [encode_queries(q, image_dim=2) for q in queries]
+    assert encoded[0].num_queries == 3 and encoded[0].images.shape == (1, 2)
+    assert encoded[0].node_type.tolist() == [0, 0, 1, 1, 1, 2, 0, 0, 0]
+    a, b = batch_encoded_views(encoded), batch_views_from_queries(queries)
+    for view_a, view_b in zip(a, b):
+        for edge_type in view_a.edge_types:
+            assert torch.equal(view_a[edge_type].edge_index, view_b[edge_type].edge_index)
+    with pytest.raises(ValueError, match="different sizes"):
+        batch_encoded_views(encoded, image_dim=3)

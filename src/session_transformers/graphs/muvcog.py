@@ -41,8 +41,10 @@ queries of their own, their title words as ``PQ`` nodes and their catalogue imag
 
 To build the paper's positive sample (a session with one query masked), take :func:`session_queries`,
 drop one and call :func:`views_from_queries`. A collator can skip per-session graphs altogether:
-:func:`batch_views_from_queries` builds both batched views of many sessions at once (same tensors as
-``Batch.from_data_list``).
+:func:`batch_views_from_queries` (queries) and :func:`batch_encoded_views` (:class:`EncodedSession` arrays, what
+``MuvcogProcessor`` produces) build both batched views of many sessions at once, vectorised over the batch with
+numpy index arithmetic (same tensors as ``Batch.from_data_list`` of the per-session views, which stay as the
+reference implementation).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
+import numpy as np
 import torch
 from torch_geometric.data import HeteroData
 
@@ -253,33 +256,205 @@ def _local_view(nodes: _Nodes) -> HeteroData:
     return data
 
 
-def _union(parts: list[_Nodes], edges: list[dict], node_types: tuple[str, ...]) -> HeteroData:
-    """The disjoint union of per-session nodes and edges, with ``batch`` and ``ptr`` per node type."""
-    data, offsets = HeteroData(), {}
-    sessions = torch.arange(len(parts))
-    for t in node_types:
-        counts = torch.tensor([p.num_queries if t == "VQ" else p.x[t].shape[0] for p in parts])
-        ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-        offsets[t] = ptr[:-1]
-        if t == "VQ":
-            data[t].num_nodes = int(ptr[-1])
-            data[t].position = torch.cat([torch.arange(p.num_queries) for p in parts])
+class EncodedSession(NamedTuple):
+    """One session as flat node memberships: what the vectorised :func:`batch_encoded_views` consumes.
+
+    Row ``m`` says that node ``(node_type[m], key[m])`` belongs to query ``query[m]``. Rows are ordered by query
+    (non-decreasing ``query``), and within a query the ``(node_type, key)`` pairs are distinct; node order of
+    each type is order of first appearance, as in :class:`MuvcogQuery`.
+
+    Attributes:
+        query: ``(M,)`` int64 query index of each membership, ``0 .. num_queries - 1``.
+        node_type: ``(M,)`` int64: 0 ``KQ``, 1 ``PQ``, 2 ``IQ``.
+        key: ``(M,)`` int64 word id (``KQ``, ``PQ``) or row of ``images`` (``IQ``).
+        images: ``(I, D)`` float32 distinct image vectors of the session.
+        num_queries: queries of the session (at least 1).
+    """
+
+    query: np.ndarray
+    node_type: np.ndarray
+    key: np.ndarray
+    images: np.ndarray
+    num_queries: int
+
+
+def encode_queries(queries: Sequence[MuvcogQuery], image_dim: int | None = None) -> EncodedSession:
+    """The :class:`EncodedSession` of a list of queries (images deduplicated by value)."""
+    if not queries:
+        raise ValueError("a MUVCOG graph needs at least one query with a word or an image")
+    rows_q, rows_t, rows_k = [], [], []
+    images: dict[tuple[float, ...], int] = {}
+    for q, query in enumerate(queries):
+        for t, keys in ((0, query.keyword_words), (1, query.product_words)):
+            rows_q += [q] * len(keys)
+            rows_t += [t] * len(keys)
+            rows_k += keys
+        for img in query.images:
+            rows_q.append(q)
+            rows_t.append(2)
+            rows_k.append(images.setdefault(img, len(images)))
+    dims = {len(img) for img in images} | ({image_dim} if image_dim is not None else set())
+    if len(dims) > 1:
+        raise ValueError(f"image vectors of different sizes {sorted(dims)} in one session")
+    dim = dims.pop() if dims else 0
+    matrix = np.asarray(list(images), dtype=np.float32).reshape(len(images), dim)
+    as_long = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
+    return EncodedSession(as_long(rows_q), as_long(rows_t), as_long(rows_k), matrix, len(queries))
+
+
+def _first_seen_ids(code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Node id of every row (ids numbered by first appearance of their code) and the first row of each id."""
+    _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return rank[inverse.reshape(-1)], first[order]
+
+
+def _pairs(group: np.ndarray, counts: np.ndarray, starts: np.ndarray, partner_group: np.ndarray):
+    """Every pair ``(row, partner row)`` where the partner is any row of group ``partner_group[row]``.
+
+    Rows are sorted by group; ``counts``/``starts``: rows and first row of every group. Returns two index arrays.
+    """
+    n = counts[partner_group]  # partners of each row
+    src = np.repeat(np.arange(group.size), n)
+    offset = np.arange(src.size) - np.repeat(np.cumsum(n) - n, n)
+    return src, starts[partner_group[src]] + offset
+
+
+def _split_edges(src_type, dst_type, src, dst, types_a, types_b, rel, sizes) -> dict:
+    """Deduplicated, sorted ``(2, |E|)`` edge indices of every ``(a, rel, b)`` from flat typed pairs.
+
+    One sort of ``(type pair, source, target)`` codes: duplicates become neighbours, each type pair a contiguous
+    run (found by binary search), each run sorted by ``(source, target)``.
+    """
+    width = int(max(sizes.values(), default=0)) + 1
+    block = width * width
+    code = np.sort(((src_type * 4 + dst_type) * width + src) * width + dst)
+    if code.size:
+        code = code[np.concatenate([[True], code[1:] != code[:-1]])]  # np.unique, without its hash path
+    bounds = np.searchsorted(code, np.arange(17) * block)
+    out = {}
+    for a in types_a:
+        for b in types_b:
+            pair = QUERY_NODE_TYPES.index(a) * 4 + LOCAL_NODE_TYPES.index(b)
+            s, d = np.divmod(code[bounds[pair] : bounds[pair + 1]] - pair * block, width)
+            out[a, rel, b] = torch.from_numpy(np.stack([s, d]))
+    return out
+
+
+def batch_encoded_views(sessions: Sequence[EncodedSession], *, image_dim: int | None = None) -> MuvcogViews:
+    """Both views of a batch of encoded sessions, built with array index arithmetic over the whole batch.
+
+    Gives exactly the tensors of ``Batch.from_data_list`` over the per-session views (``x``, ``edge_index``,
+    ``batch``, ``ptr``, ``position``, ``num_queries``), edges sorted by ``(source, target)``, as a plain
+    ``HeteroData`` per view. No Python loop runs per session or per query: node ids come from one
+    ``np.unique`` per node type, co-occurrence and refine pairs from ``np.repeat`` over query groups.
+    """
+    if not sessions:
+        raise ValueError("batch_views_from_queries needs at least one session")
+    num_sessions = len(sessions)
+    nq = np.asarray([s.num_queries for s in sessions], dtype=np.int64)
+    if (nq < 1).any():
+        bad = int(np.flatnonzero(nq < 1)[0])
+        raise ValueError(f"session {bad} of the batch has no query: a MUVCOG graph needs at least one query")
+    rows = np.asarray([len(s.query) for s in sessions], dtype=np.int64)
+    dims = {s.images.shape[1] for s in sessions if s.images.shape[0]}
+    if image_dim is not None:
+        dims.add(image_dim)
+    if len(dims) > 1:
+        raise ValueError(f"image vectors of different sizes {sorted(dims)} in one batch")
+    dim = dims.pop() if dims else 0
+    num_images = np.asarray([s.images.shape[0] for s in sessions], dtype=np.int64)
+    q_start = np.cumsum(nq) - nq
+    total_q = int(nq.sum())
+    session = np.repeat(np.arange(num_sessions), rows)
+    query = np.concatenate([s.query for s in sessions]) + np.repeat(q_start, rows)  # global query id
+    ntype = np.concatenate([s.node_type for s in sessions])
+    key = np.concatenate([s.key for s in sessions]).copy()
+    is_image = ntype == 2
+    key[is_image] += np.repeat(np.cumsum(num_images) - num_images, rows)[is_image]
+    images = (
+        np.concatenate([s.images for s in sessions if s.images.shape[0]])
+        if num_images.sum()
+        else np.zeros((0, dim), dtype=np.float32)
+    )
+
+    # node ids: per type, numbered by first appearance, session-major (rows are session-major)
+    width = int(key.max(initial=0)) + 1
+    local = np.empty_like(key)
+    node_x, node_session, sizes = {}, {}, {}
+    for t, name in enumerate(QUERY_NODE_TYPES):
+        sel = np.flatnonzero(ntype == t)
+        ids, first = _first_seen_ids(session[sel] * width + key[sel])
+        local[sel] = ids
+        node_x[name] = key[sel][first]
+        node_session[name] = session[sel][first]
+        sizes[name] = first.size
+    node_session["VQ"] = np.repeat(np.arange(num_sessions), nq)
+    sizes["VQ"] = total_q
+
+    # co-occurrence: distinct words of the same query (rows of one query are distinct nodes)
+    words = np.flatnonzero(ntype < 2)
+    wq = query[words]
+    counts = np.bincount(wq, minlength=total_q)
+    src, dst = _pairs(wq, counts, np.cumsum(counts) - counts, wq)
+    keep = src != dst
+    src, dst = words[src[keep]], words[dst[keep]]
+    co = _split_edges(ntype[src], ntype[dst], local[src], local[dst], WORD_TYPES, WORD_TYPES, "CO", sizes)
+
+    # refine: any node of a query -> any node of the next query of the same session
+    counts = np.bincount(query, minlength=total_q)
+    last = np.zeros(total_q, dtype=bool)
+    last[np.cumsum(nq) - 1] = True
+    nxt = np.where(last[query], query, query + 1)
+    partners = np.where(last[query], 0, counts[np.minimum(query + 1, total_q - 1)])
+    src = np.repeat(np.arange(query.size), partners)
+    offset = np.arange(src.size) - np.repeat(np.cumsum(partners) - partners, partners)
+    dst = (np.cumsum(counts) - counts)[nxt[src]] + offset
+    rf = _split_edges(
+        ntype[src], ntype[dst], local[src], local[dst], QUERY_NODE_TYPES, QUERY_NODE_TYPES, "RF", sizes
+    )
+
+    # hierarchical view: member -> its query's VQ node; VQ_t -> VQ_{t+1}
+    vq = LOCAL_NODE_TYPES.index("VQ")
+    member = _split_edges(
+        ntype, np.full_like(ntype, vq), local, query, QUERY_NODE_TYPES, ("VQ",), "CO", {**sizes, "q": total_q}
+    )
+    chain = np.flatnonzero(~last)
+    member["VQ", "RF", "VQ"] = torch.from_numpy(np.stack([chain, chain + 1]))
+
+    sessions_t = torch.arange(num_sessions)
+    num_queries = torch.from_numpy(nq)
+
+    def node_store(data: HeteroData, name: str) -> None:
+        counts = torch.from_numpy(np.bincount(node_session[name], minlength=num_sessions))
+        if name == "VQ":
+            data[name].num_nodes = total_q
+            data[name].position = torch.from_numpy(np.arange(total_q) - np.repeat(q_start, nq))
+        elif name == "IQ":
+            data[name].x = torch.from_numpy(images[node_x[name]].reshape(-1, dim))
         else:
-            data[t].x = torch.cat([p.x[t] for p in parts])
-        data[t].batch, data[t].ptr = sessions.repeat_interleave(counts), ptr
-    for edge_type in edges[0]:
-        pieces = [e[edge_type] for e in edges]
-        sizes = torch.tensor([piece.shape[1] for piece in pieces])
-        shift = torch.stack([offsets[edge_type[0]], offsets[edge_type[2]]]).repeat_interleave(sizes, dim=1)
-        data[edge_type].edge_index = torch.cat(pieces, 1) + shift  # (2, sum |E|)
-    data.num_queries = torch.tensor([p.num_queries for p in parts])
-    return data
+            data[name].x = torch.from_numpy(node_x[name])
+        data[name].batch = sessions_t.repeat_interleave(counts)
+        data[name].ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+
+    views = []
+    for node_types, edges in ((GLOBAL_NODE_TYPES, {**co, **rf}), (LOCAL_NODE_TYPES, member)):
+        data = HeteroData()
+        for name in node_types:
+            node_store(data, name)
+        for edge_type in GLOBAL_EDGE_TYPES if node_types is GLOBAL_NODE_TYPES else LOCAL_EDGE_TYPES:
+            data[edge_type].edge_index = edges[edge_type]
+        data.num_queries = num_queries
+        views.append(data)
+    return MuvcogViews(*views)
 
 
 def batch_views_from_queries(
     sessions: Sequence[Sequence[MuvcogQuery]], *, image_dim: int | None = None
 ) -> MuvcogViews:
-    """Both views of many sessions, each view one disjoint union built directly.
+    """Both views of many sessions, each view one disjoint union built directly (vectorised).
 
     Holds the same tensors as ``Batch.from_data_list`` of the per-session views (``x``, ``edge_index``,
     ``batch``, ``ptr``, ``position``, ``num_queries``) at a fraction of the cost; the result is a plain
@@ -289,11 +464,7 @@ def batch_views_from_queries(
         raise ValueError("batch_views_from_queries needs at least one session")
     if image_dim is None:
         image_dim = next((len(img) for queries in sessions for q in queries for img in q.images), None)
-    parts = [_Nodes(queries, image_dim) for queries in sessions]
-    return MuvcogViews(
-        _union(parts, [_global_edges(p) for p in parts], GLOBAL_NODE_TYPES),
-        _union(parts, [_local_edges(p) for p in parts], LOCAL_NODE_TYPES),
-    )
+    return batch_encoded_views([encode_queries(q, image_dim) for q in sessions], image_dim=image_dim)
 
 
 def global_view_from_queries(queries: Sequence[MuvcogQuery], *, image_dim: int | None = None) -> HeteroData:
@@ -334,6 +505,7 @@ def build_views(session, tokenize, catalogue=None, *, image_dim=None, **query_op
 
 
 __all__ = [
+    "EncodedSession",
     "GLOBAL_EDGE_TYPES",
     "GLOBAL_NODE_TYPES",
     "LOCAL_EDGE_TYPES",
@@ -344,6 +516,8 @@ __all__ = [
     "build_local_view",
     "batch_views_from_queries",
     "build_views",
+    "batch_encoded_views",
+    "encode_queries",
     "global_view_from_queries",
     "local_view_from_queries",
     "session_queries",

@@ -1,0 +1,109 @@
+"""Configuration of MUVCOG (multi-view contrastive graph network for multi-modal multi-query search sessions)."""
+
+from __future__ import annotations
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+NEGATIVE_STRATEGIES = ("hard", "random")
+VIEWS = ("both", "agv", "hlv", "gat")
+
+
+@strict
+class MuvcogConfig(PreTrainedConfig):
+    r"""Configuration of a MUVCOG model (``../papers/muvcog.txt``). Defaults are the paper's where it gives one.
+
+    Args:
+        vocab_size: words of the processor's vocabulary (``len(processor.vocab)``).
+        word_dim: input word vectors, 50 (Sec. 4.1: "50-dimensional vectors extracted from a word2vec model").
+        image_dim: input image-query vectors, 512 (Sec. 4.1); any fixed size works, a learned projection maps
+            them into the word space (Sec. 3.2, ``v_i = sigma(W^e v~_i + b)``).
+        hidden_size: session embedding of one view, 32 (Sec. 4.1: "The session embedding size ... is 32 for a
+            single view"); the concatenated embedding has ``2 * hidden_size`` with ``views="both"``.
+        discriminator_hidden_sizes: hidden layers of the discriminator MLP before its 1-unit output: [64, 32]
+            (Sec. 4.1: "three layers with [64, 32, 1] neurons").
+        views: ``"both"`` (MUVCOG), ``"agv"`` or ``"hlv"`` (the single-view ablations of Figure 4; the
+            contrast is then within the one view), or ``"gat"``: Figure 4's homogeneous baseline, one GAT layer
+            over the AGV graph with node and edge types ignored (contrasted within its one view).
+        negatives: ``"hard"`` (Sec. 3.4: among the batch sessions with no clicked item in common with the anchor,
+            the one the discriminator scores highest) or ``"random"`` (a uniform draw among the same sessions,
+            the ablation of Figure 5).
+        agv_self_loops: each node also attends to itself among the neighbours of its own type (as in GAT [27]);
+            the paper's Eq. (1) sums over neighbours only, which leaves a one-word session with no signal.
+        agv_mask_empty_types: a node's type mix (Eq. 3) and each type's weight (Eq. 4, the mean over the nodes)
+            use only the types the node has neighbours of; the paper's equations as printed (``False``) also mix in
+            ``sigma(0 + bias)`` for every type a node has no neighbour of, the same constant for every such node.
+        attention_negative_slope: LeakyReLU slope of the type-specific attention (Eq. 2), 0.2 as in GAT.
+        hlv_undirected: the inter-query GCN (Eq. 7) sees refine edges both ways with self-loops, as the GCN of
+            [20] does on an undirected graph; ``False`` keeps only ``q_{t-1} -> q_t`` (plus self-loops).
+        projection_act: activation of the image projection (``sigma`` of Sec. 3.2; ``tanh`` keeps the signed
+            range of word vectors).
+        freeze_word_embeddings: keep the input word vectors fixed during pretraining (the paper initialises the
+            nodes with pretrained word vectors and does not say whether they are trained).
+        freeze_encoder: downstream heads train on frozen session features (Sec. 4: "we keep the extracted session
+            embeddings fixed"); ``False`` fine-tunes the encoder too.
+        query_suggestion_hidden_size: the one hidden layer of the query-suggestion head (Sec. 4.5 gives no size).
+        num_items: catalogue size of the click-prediction head (set by the recipe from the processor).
+        click_hidden_size: width of the two towers of the click-prediction head.
+        click_use_session_features: concatenate the frozen session embedding into the query tower (Table 2's
+            MUVCOG rows); ``False`` is the vanilla click model.
+        initializer_range: unused by Glorot init (kept for transformers' generic init of unknown modules).
+    """
+
+    model_type = "muvcog"
+
+    vocab_size: int = 2
+    word_dim: int = 50
+    image_dim: int = 512
+    hidden_size: int = 32
+    discriminator_hidden_sizes: list[int] | tuple[int, ...] = (64, 32)
+    views: str = "both"
+    negatives: str = "hard"
+    agv_self_loops: bool = True
+    agv_mask_empty_types: bool = True
+    attention_negative_slope: float = 0.2
+    hlv_undirected: bool = True
+    projection_act: str = "tanh"
+    freeze_word_embeddings: bool = False
+    freeze_encoder: bool = True
+    query_suggestion_hidden_size: int = 128
+    num_items: int = 0
+    click_hidden_size: int = 64
+    click_use_session_features: bool = True
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        self.discriminator_hidden_sizes = list(self.discriminator_hidden_sizes)
+        self._check_values()
+        super().__post_init__(**kwargs)
+
+    @property
+    def session_embedding_size(self) -> int:
+        """Width of ``MuvcogModelOutput.session_embedding``: both views concatenated, or the one view."""
+        return self.hidden_size * (2 if self.views == "both" else 1)
+
+    def _check_values(self) -> None:
+        for name in ("vocab_size", "word_dim", "image_dim", "hidden_size", "query_suggestion_hidden_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.click_hidden_size < 1 or self.num_items < 0:
+            raise ValueError(
+                f"click_hidden_size must be >= 1 and num_items >= 0, got {self.click_hidden_size}, {self.num_items}"
+            )
+        if any(int(h) < 1 for h in self.discriminator_hidden_sizes):
+            raise ValueError(
+                f"discriminator_hidden_sizes must be >= 1, got {self.discriminator_hidden_sizes}"
+            )
+        if self.views not in VIEWS:
+            raise ValueError(f"views must be one of {VIEWS}, got {self.views!r}")
+        if self.negatives not in NEGATIVE_STRATEGIES:
+            raise ValueError(f"negatives must be one of {NEGATIVE_STRATEGIES}, got {self.negatives!r}")
+        if self.projection_act not in ("tanh", "sigmoid", "relu", "identity"):
+            raise ValueError(
+                f"projection_act must be tanh, sigmoid, relu or identity, got {self.projection_act!r}"
+            )
+        if self.attention_negative_slope < 0:
+            raise ValueError(f"attention_negative_slope must be >= 0, got {self.attention_negative_slope}")
+
+
+__all__ = ["MuvcogConfig"]

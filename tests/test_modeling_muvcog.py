@@ -1,0 +1,385 @@
+"""MUVCOG models: the shared model contract for the encoder and its three heads, hard-negative selection on a known
+batch, the Eq. (9) loss on known inputs, the view ablations, the query-suggestion Avg.Sim."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForPreTraining
+
+from model_tester import ModelTesterMixin
+from session_transformers import AutoModelForClickPrediction, AutoModelForQuerySuggestion
+from session_transformers.data.schema import image_event, item_event, query_event
+from session_transformers.models.muvcog import (
+    MuvcogConfig,
+    MuvcogForClickPrediction,
+    MuvcogForPreTraining,
+    MuvcogForQuerySuggestion,
+    MuvcogModel,
+    MuvcogProcessor,
+)
+from session_transformers.models.muvcog.modeling_muvcog import shared_click_mask
+from session_transformers.models.muvcog.processing_muvcog import click_code, mask_one_query
+from session_transformers.models.muvcog.recipe import _click_ids
+
+WORDS = ["red", "dress", "long", "cotton", "summer", "lamp", "oak", "table"]
+IMAGE_DIM = 6
+
+
+def _image(seed: int) -> list[float]:
+    return np.random.default_rng(seed).standard_normal(IMAGE_DIM).round(3).tolist()
+
+
+def sessions() -> list[dict]:
+    """Edge cases: one query of one word, an image-only session, a repeated word, product + image queries, long."""
+    return [
+        {"session_id": "one", "events": [query_event("search", "lamp", 0.0)]},
+        {
+            "session_id": "image",
+            "events": [image_event("search", _image(1), 0.0), item_event("click", "B", 1.0)],
+        },
+        {
+            "session_id": "mm",
+            "events": [
+                query_event("search", "red dress dress", 0.0),
+                item_event("click", "A", 1.0),
+                query_event("search", "red long cotton dress", 2.0, product=True),
+                image_event("search", _image(2), 2.0),
+                query_event("search", "long summer dress", 3.0),
+                item_event("click", "C", 4.0),
+            ],
+        },
+        {
+            "session_id": "long",
+            "events": [
+                query_event("search", w, float(t)) for t, w in enumerate(["oak", "oak table", "table lamp"])
+            ]
+            + [image_event("search", _image(3), 9.0), query_event("search", "oak lamp", 10.0, product=True)],
+        },
+    ]
+
+
+def processor() -> MuvcogProcessor:
+    vectors = np.random.default_rng(0).standard_normal((len(WORDS), 8)).astype(np.float32)
+    return MuvcogProcessor(
+        WORDS, vectors, image_dim=IMAGE_DIM, item_vocab=["A", "B", "C"], max_target_words=3
+    )
+
+
+def tiny_config(**kwargs) -> MuvcogConfig:
+    return MuvcogConfig(
+        vocab_size=len(WORDS),
+        word_dim=8,
+        image_dim=IMAGE_DIM,
+        hidden_size=8,
+        discriminator_hidden_sizes=[16, 8],
+        query_suggestion_hidden_size=12,
+        num_items=3,
+        click_hidden_size=8,
+        **kwargs,
+    )
+
+
+class _MuvcogTester(ModelTesterMixin):
+    config_class = MuvcogConfig
+    base_model_class = MuvcogModel
+    invalid_config_kwargs = [{"views": "three"}, {"negatives": "semi"}, {"hidden_size": 0}, {"word_dim": -1}]
+
+    def get_config(self):
+        return tiny_config()
+
+    def get_sessions(self):
+        return sessions()
+
+    def inputs(self, sessions):
+        return dict(processor()(sessions))
+
+    def collate(self, config, sessions, with_labels=False):
+        return self.inputs(sessions)
+
+    def session_outputs(self, outputs):
+        return outputs.session_embedding
+
+
+class TestMuvcogPreTraining(_MuvcogTester):
+    head_classes = {MuvcogForPreTraining: AutoModelForPreTraining}
+
+    def collate(self, config, sessions, with_labels=False):
+        batch = self.inputs(sessions)
+        if with_labels:
+            p = processor()
+            encoded = [p.encode(s) for s in sessions]
+            positives = p.views([mask_one_query(e, torch.Generator().manual_seed(0)) for e in encoded])
+            batch.update(
+                positive_global_view=positives["global_view"],
+                positive_local_view=positives["local_view"],
+                click_ids=_click_ids([[click_code(i) for i in p.clicked_items(s)] for s in sessions]),
+            )
+        return batch
+
+
+class TestMuvcogQuerySuggestion(_MuvcogTester):
+    head_classes = {MuvcogForQuerySuggestion: AutoModelForQuerySuggestion}
+
+    def collate(self, config, sessions, with_labels=False):
+        batch = self.inputs(sessions)
+        if with_labels:
+            batch["labels"] = processor().target_word_ids(
+                ["red dress"] + ["oak table lamp"] * (len(sessions) - 1)
+            )
+        return batch
+
+
+class TestMuvcogClickPrediction(_MuvcogTester):
+    head_classes = {MuvcogForClickPrediction: AutoModelForClickPrediction}
+
+    def collate(self, config, sessions, with_labels=False):
+        batch = self.inputs(sessions)
+        if not with_labels:  # the base model is called with these too: encoder inputs only
+            return batch
+        n = len(sessions)
+        batch["query_words"] = torch.tensor([[0, 1], [2, -1], [5, 6], [7, -1]][:n])
+        batch["query_image"] = torch.randn(n, IMAGE_DIM, generator=torch.Generator().manual_seed(0))
+        batch["query_image_mask"] = torch.tensor([False, True, True, False][:n])
+        batch["labels"] = torch.tensor([0, 1, 2, -100][:n])
+        return batch
+
+
+def test_config_defaults_are_the_papers():
+    config = MuvcogConfig(vocab_size=10)
+    assert (config.word_dim, config.image_dim, config.hidden_size) == (50, 512, 32)
+    assert config.discriminator_hidden_sizes == [64, 32] and config.session_embedding_size == 64
+    assert (config.views, config.negatives) == ("both", "hard")
+    assert MuvcogConfig(vocab_size=10, views="hlv").session_embedding_size == 32
+
+
+def test_shared_click_mask_known_answer():
+    anchors = torch.tensor([[1, 2], [3, -1], [-1, -1]])
+    candidates = torch.tensor([[2, -1, -1], [4, 5, 3], [7, -1, -1], [-1, -1, -1]])
+    expected = [[True, False, False, False], [False, True, False, False], [False, False, False, False]]
+    assert shared_click_mask(anchors, candidates).tolist() == expected
+
+
+def _known_batch(n: int = 6):
+    """``n`` copies of the test sessions with click sets: 0 shares with 1 and 2; 3 shares with every session."""
+    base = sessions()
+    batch_sessions = [base[i % len(base)] for i in range(n)]
+    clicks = [[10, 11], [10], [11, 12], [10, 12, 20, 21, 30, 31], [20], [30, 31]]
+    clicks[3] = sorted({c for i, cs in enumerate(clicks) if i != 3 for c in cs})
+    p = processor()
+    encoded = [p.encode(s) for s in batch_sessions]
+    positives = p.views([mask_one_query(e, torch.Generator().manual_seed(1)) for e in encoded])
+    return {
+        **p.views(encoded),
+        "positive_global_view": positives["global_view"],
+        "positive_local_view": positives["local_view"],
+        "click_ids": _click_ids(clicks),
+    }, clicks
+
+
+@pytest.mark.parametrize("negatives", ["hard", "random"])
+def test_negative_never_shares_a_click(negatives):
+    batch, clicks = _known_batch()
+    for seed in range(4):
+        torch.manual_seed(seed)
+        model = MuvcogForPreTraining(tiny_config(negatives=negatives)).eval()
+        with torch.no_grad():
+            out = model(**batch)
+        for i, j in enumerate(out.negative_index.tolist()):
+            if i == 3:  # shares a click with every other session: no negative, no negative term
+                assert j == -1 and not out.negative_mask[i]
+                continue
+            assert j != i and not set(clicks[i]) & set(clicks[j]), (i, j)
+        if negatives == "hard":  # the highest-scored allowed session, by the mean over both cross-view pairs
+            with torch.no_grad():
+                enc = model.muvcog(batch["num_queries"], batch["global_view"], batch["local_view"])
+                score = (
+                    model.discriminator.all_pairs(enc.agv_embedding, enc.hlv_embedding)
+                    + model.discriminator.all_pairs(enc.hlv_embedding, enc.agv_embedding)
+                ) / 2
+            for i, j in enumerate(out.negative_index.tolist()):
+                allowed = [k for k in range(6) if k != i and not set(clicks[i]) & set(clicks[k])]
+                if allowed:
+                    assert j == max(allowed, key=lambda k: float(score[i, k]))
+
+
+def test_random_negatives_vary_and_hard_negatives_do_not():
+    batch, _ = _known_batch()
+    picks = {"hard": set(), "random": set()}
+    for negatives in picks:
+        torch.manual_seed(0)
+        model = MuvcogForPreTraining(tiny_config(negatives=negatives)).eval()
+        for seed in range(8):
+            torch.manual_seed(seed)
+            with torch.no_grad():
+                picks[negatives].add(int(model(**batch).negative_index[4]))
+    assert len(picks["hard"]) == 1 and len(picks["random"]) > 1
+
+
+def test_loss_is_eq9_on_known_inputs():
+    batch, _ = _known_batch()
+    torch.manual_seed(0)
+    model = MuvcogForPreTraining(tiny_config()).eval()
+    with torch.no_grad():
+        out = model(**batch)
+        a = model.muvcog(batch["num_queries"], batch["global_view"], batch["local_view"])
+        p = model.muvcog(None, batch["positive_global_view"], batch["positive_local_view"])
+        n = out.negative_index.clamp_min(0)
+        has = out.negative_mask.float()
+        d = model.discriminator
+        expected = 0.0
+        for anchor, pos, cand in (
+            (a.agv_embedding, p.hlv_embedding, a.hlv_embedding),
+            (a.hlv_embedding, p.agv_embedding, a.agv_embedding),
+        ):
+            pos_prob, neg_prob = torch.sigmoid(d(anchor, pos)), torch.sigmoid(d(anchor, cand[n]))
+            expected = expected + (-torch.log(pos_prob) - has * torch.log(1 - neg_prob)).mean()
+    torch.testing.assert_close(out.loss, expected, rtol=1e-5, atol=1e-6)
+    # a perfect discriminator has a loss near 0: push the positive logits up, the negatives down
+    assert torch.isfinite(out.loss) and out.logits.shape == (6, 2)
+
+
+@pytest.mark.parametrize("views", ["agv", "hlv", "gat"])
+def test_single_view_ablations(views):
+    batch, _ = _known_batch()
+    model = MuvcogForPreTraining(tiny_config(views=views))
+    out = model(**batch)
+    assert out.session_embedding.shape == (6, 8) and torch.isfinite(out.loss)
+    out.loss.backward()
+    encoder = model.muvcog
+    assert (encoder.agv is None) == (views == "hlv") and (encoder.hlv is None) == (views != "hlv")
+
+
+def test_text_only_session_and_session_alone_in_views():
+    """AGV and HLV of one session do not depend on the rest of the batch (session-level attention)."""
+    model = MuvcogModel(tiny_config()).eval()
+    p = processor()
+    with torch.no_grad():
+        full = model(**p(sessions()))
+        alone = model(**p(sessions()[2:3]))
+    torch.testing.assert_close(full.agv_embedding[2], alone.agv_embedding[0])
+    torch.testing.assert_close(full.hlv_embedding[2], alone.hlv_embedding[0])
+    assert torch.equal(full.session_embedding, torch.cat([full.agv_embedding, full.hlv_embedding], 1))
+
+
+def test_query_suggestion_avg_sim_and_loss():
+    model = MuvcogForQuerySuggestion(tiny_config()).eval()
+    labels = torch.tensor([[0, 1, -100], [5, -100, -100]])
+    logits = torch.zeros(2, len(WORDS))
+    logits[0, [0, 1]] = 5.0
+    logits[1, 5] = 5.0
+    assert torch.allclose(
+        model.avg_sim(logits, labels), torch.ones(2), atol=1e-6
+    )  # top words are the targets
+    logits[1, 5], logits[1, 6] = -5.0, 5.0
+    assert model.avg_sim(logits, labels)[1] < 0.999
+    out = model(**processor()(sessions()[:2]), labels=labels)
+    manual = -torch.cat(
+        [F.log_softmax(out.logits[0], -1)[[0, 1]], F.log_softmax(out.logits[1], -1)[[5]]]
+    ).mean()
+    torch.testing.assert_close(out.loss, manual)
+
+
+def test_heads_freeze_the_encoder_for_the_trainers():
+    from session_transformers.trainer_utils import freeze_parameters
+
+    model = MuvcogForQuerySuggestion(tiny_config())
+    freeze_parameters(model)
+    assert all(not p.requires_grad for n, p in model.named_parameters() if n.startswith("muvcog."))
+    assert all(p.requires_grad for n, p in model.named_parameters() if n.startswith("head."))
+    unfrozen = MuvcogForClickPrediction(tiny_config(freeze_encoder=False))
+    freeze_parameters(unfrozen)
+    assert all(p.requires_grad for p in unfrozen.parameters())
+    fixed_words = MuvcogForPreTraining(tiny_config(freeze_word_embeddings=True))
+    freeze_parameters(fixed_words)  # what the trainers do after building or loading a model
+    trainable = {n for n, p in fixed_words.named_parameters() if p.requires_grad}
+    assert "muvcog.word_embeddings.weight" not in trainable and "discriminator.mlp.0.weight" in trainable
+
+
+def test_load_word_vectors_and_encode_sessions():
+    p = processor()
+    model = MuvcogModel(tiny_config())
+    model.load_word_vectors(p.word_vectors)
+    assert torch.equal(model.word_embeddings.weight, p.word_vectors)
+    vectors = model.encode_sessions(sessions(), processor=p, batch_size=3)
+    assert vectors.shape == (4, 16) and vectors.dtype == np.float32
+    with pytest.raises(ValueError, match="do not fit"):
+        model.load_word_vectors(np.zeros((2, 8)))
+
+
+def _rows_of(batch_sessions, clicks, rows):
+    p = processor()
+    encoded = [p.encode(batch_sessions[i]) for i in rows]
+    positives = p.views([mask_one_query(e, torch.Generator().manual_seed(1)) for e in encoded])
+    return {
+        **p.views(encoded),
+        "positive_global_view": positives["global_view"],
+        "positive_local_view": positives["local_view"],
+        "click_ids": _click_ids([clicks[i] for i in rows]),
+    }
+
+
+def _known_sessions_and_clicks():
+    base = sessions()
+    return [base[i % len(base)] for i in range(6)], [[10, 11], [10], [11, 12], [20], [20], [30, 31]]
+
+
+def _distributed_worker(out_dir: str) -> None:
+    import os
+
+    import torch.distributed as dist
+    from accelerate import Accelerator
+
+    acc = Accelerator(cpu=True)
+    rank = acc.process_index
+    torch.manual_seed(0)
+    model = MuvcogForPreTraining(tiny_config())
+    batch_sessions, clicks = _known_sessions_and_clicks()
+    out = model(**_rows_of(batch_sessions, clicks, range(3 * rank, 3 * rank + 3)))
+    out.loss.backward()
+    loss = out.loss.detach().clone()
+    dist.all_reduce(loss)
+    grads = {}
+    for name, param in model.named_parameters():
+        if param.grad is not None:
+            dist.all_reduce(param.grad)
+            grads[name] = param.grad / 2
+    if rank == 0:
+        torch.save(
+            {"loss": loss / 2, "grads": grads, "index": out.negative_index}, os.path.join(out_dir, "two.pt")
+        )
+
+
+def test_hard_negatives_across_two_processes_equal_one_process():
+    """2 processes with batch 3 choose the same negatives among all 6 sessions as 1 process with batch 6, and give
+    the same mean loss and (averaged) gradients: negatives are gathered with gradients across processes."""
+    import os
+    import tempfile
+
+    from accelerate import debug_launcher
+
+    torch.manual_seed(0)
+    model = MuvcogForPreTraining(tiny_config())
+    batch_sessions, clicks = _known_sessions_and_clicks()
+    out = model(**_rows_of(batch_sessions, clicks, range(6)))
+    out.loss.backward()
+    with tempfile.TemporaryDirectory() as folder:
+        debug_launcher(_distributed_worker, args=(folder,), num_processes=2)
+        two = torch.load(os.path.join(folder, "two.pt"), weights_only=True)
+    assert two["index"].tolist() == out.negative_index[:3].tolist()
+    torch.testing.assert_close(two["loss"], out.loss.detach())
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(two["grads"][name], param.grad, msg=name)
+
+
+def test_feature_extraction_pipeline(tmp_path):
+    """A saved MUVCOG checkpoint + processor serve ``pipeline("session-feature-extraction")``."""
+    from transformers import pipeline
+
+    model = MuvcogModel(tiny_config()).eval()
+    model.save_pretrained(tmp_path)
+    processor().save_pretrained(tmp_path)
+    extract = pipeline("session-feature-extraction", model=str(tmp_path))
+    vectors = extract(sessions())
+    assert vectors.shape == (4, 16)
+    np.testing.assert_allclose(vectors, model.encode_sessions(sessions(), processor=processor()), atol=1e-6)
