@@ -43,6 +43,7 @@ from transformers.utils import ModelOutput, can_return_tuple
 
 from ...distributed import gather_with_grad, world_size
 from ...graphs.muvcog import QUERY_NODE_TYPES
+from ...modeling_utils import StrictLoadingMixin
 from .configuration_muvcog import MuvcogConfig
 
 _ACT = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": F.relu, "identity": lambda x: x}
@@ -242,7 +243,7 @@ class MuvcogHLVEncoder(nn.Module):
 # --------------------------------------------------------------------------------------------------------------
 
 
-class MuvcogPreTrainedModel(PreTrainedModel):
+class MuvcogPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
     config_class = MuvcogConfig
     base_model_prefix = "muvcog"
     main_input_name = "num_queries"  # (B,) queries per session: the one plain tensor every batch has

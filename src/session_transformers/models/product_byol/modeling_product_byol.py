@@ -33,6 +33,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ... import losses
+from ...modeling_utils import StrictLoadingMixin
 from ...optim import ema_update_
 from .configuration_product_byol import ProductByolConfig
 
@@ -149,7 +150,7 @@ class ProductByolTextEncoder(nn.Module):
         return self.dropout(torch.cat(pooled, dim=-1))  # (B, D)
 
 
-class ProductByolPreTrainedModel(PreTrainedModel):
+class ProductByolPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
     config: ProductByolConfig
     config_class = ProductByolConfig
     base_model_prefix = "product_byol"

@@ -37,6 +37,7 @@ from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput
 
 from ... import losses
+from ...modeling_utils import StrictLoadingMixin
 from .configuration_ubm import UbmConfig
 
 # --- blocks --------------------------------------------------------------------------------------------------
@@ -233,7 +234,7 @@ def _optimizer_steps() -> int:
 # --- models --------------------------------------------------------------------------------------------------
 
 
-class UbmPreTrainedModel(PreTrainedModel):
+class UbmPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
     config: UbmConfig
     config_class = UbmConfig
     base_model_prefix = "ubm"
