@@ -15,7 +15,7 @@ from huggingface_hub.repocard_data import eval_results_to_model_index, model_ind
 from session_transformers import hub
 from session_transformers.hub import CARD_FAMILIES, HUB_CARDS_DIR, HUB_PIPELINE_TAGS, check_card_metadata
 
-FAMILIES_WITH_FOLDERS = ("tagnn_pp", "ceres")
+FAMILIES_WITH_FOLDERS = ("tagnn_pp", "ceres", "ubm", "muvcog", "product_byol")
 
 
 def _tagnn_pp_folder(path):
@@ -50,10 +50,98 @@ def _ceres_folder(path):
     return ("loss", "mlm_accuracy", "gmlm_accuracy")
 
 
+def _ubm_folder(path):
+    from session_transformers.models.ubm import UbmConfig, UbmForPreTraining, UbmProcessor
+    from session_transformers.models.ubm.processing_ubm import iter_corpus
+
+    catalogue = hub._example_catalogue()
+    corpus = list(iter_corpus([], catalogue)) + ["cotton shirt search", "blue mug earbuds"]
+    processor = UbmProcessor.train_tokenizer(corpus, vocab_size=120)
+    config = UbmConfig(
+        vocab_size=len(processor.tokenizer),
+        pad_token_id=processor.tokenizer.pad_token_id,
+        max_interactions=processor.max_interactions,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_session_layers=1,
+        session_num_attention_heads=2,
+        session_intermediate_size=32,
+    )
+    torch.manual_seed(0)
+    UbmForPreTraining(config).save_pretrained(path)
+    processor.save_pretrained(path)
+    return ("loss", "loss3", "loss4")
+
+
+MUVCOG_WORDS = ["red", "dress", "long", "cotton", "summer", "lamp", "oak", "table"]
+
+
+def _muvcog_folder(path):
+    import numpy as np
+
+    from session_transformers.models.muvcog import MuvcogConfig, MuvcogForPreTraining, MuvcogProcessor
+
+    vectors = np.random.default_rng(0).standard_normal((len(MUVCOG_WORDS), 8)).astype(np.float32)
+    processor = MuvcogProcessor(MUVCOG_WORDS, vectors, image_dim=6)
+    config = MuvcogConfig(
+        vocab_size=len(MUVCOG_WORDS),
+        word_dim=8,
+        image_dim=6,
+        hidden_size=8,
+        discriminator_hidden_sizes=[16, 8],
+    )
+    torch.manual_seed(0)
+    MuvcogForPreTraining(config).save_pretrained(path)
+    processor.save_pretrained(path)
+    return ("loss", "pair_accuracy")
+
+
+def _product_byol_folder(path):
+    from session_transformers.models.product_byol import (
+        ProductByolConfig,
+        ProductByolForPreTraining,
+        ProductByolProcessor,
+    )
+
+    catalogue = [
+        {"item_id": "p1", "title": "Organic Bananas", "category": ["produce", "fruit"]},
+        {"item_id": "p2", "title": "Whole Milk, 1 gallon", "category": ["dairy", "milk"]},
+        {"item_id": "p3", "title": "Blue Cotton Shirt", "category": ["apparel", "shirts"]},
+    ]
+    processor = ProductByolProcessor.train(
+        [r["title"] for r in catalogue] * 3, vocab_size=60, catalogue=catalogue
+    )
+    config = ProductByolConfig(
+        vocab_size=processor.vocab_size,
+        embedding_size=16,
+        kernel_sizes=[2, 3],
+        num_filters=8,
+        projection_hidden_size=32,
+        projection_size=8,
+        num_categories=processor.num_categories,
+    )
+    torch.manual_seed(0)
+    ProductByolForPreTraining(config).save_pretrained(path)
+    processor.save_pretrained(path)
+    return ("loss", "byol_loss", "category_accuracy")
+
+
+FOLDERS = {
+    "tagnn_pp": _tagnn_pp_folder,
+    "ceres": _ceres_folder,
+    "ubm": _ubm_folder,
+    "muvcog": _muvcog_folder,
+    "product_byol": _product_byol_folder,
+}
+
+
 def _trained_folder(path, model_type: str, finetune_style: bool = False):
     """A saved model with the files the trainers write beside it: eval_results.json (pretrain.py's shape, or
     finetune.py's with ``<split>_`` prefixes), pretraining_stages.json and metrics.jsonl."""
-    metrics = {"tagnn_pp": _tagnn_pp_folder, "ceres": _ceres_folder}[model_type](path)
+    metrics = FOLDERS[model_type](path)
+    assert metrics == CARD_FAMILIES[model_type].metrics
     values = {
         split: {m: 10.0 + i + (0.5 if split == "test" else 0.0) for i, m in enumerate(metrics)}
         for split in ("validation", "test")
@@ -213,10 +301,27 @@ def test_benchmark_figures_and_command_come_from_the_result_file():
         tables = family.benchmark_tables(result)
         assert tables and all(t.rows and t.columns for t in tables)
         text = "\n".join(t.markdown() for t in tables)
+        figures = result["figures"]
         if model_type == "tagnn_pp":
-            expected = result["figures"]["summary"]["TAGNN++"]["test HR@20"]
+            expected = figures["summary"]["TAGNN++"]["test HR@20"]
+        elif model_type == "ceres":
+            expected = figures["results"]["synthetic"]["product_search"]["CERES"]["MAP@1"]
+        elif model_type == "ubm":
+            source = next(k for k, v in figures.items() if isinstance(v, dict) and "tasks" in v)
+            task, rows = next(iter(figures[source]["tasks"].items()))
+            expected = rows["UBM"]["HR@10"]["value"]
+            # every ordering's verdict is in the card, the failing ones included
+            for claim, verdict in figures[source]["orderings"].items():
+                assert f"| {claim} | {verdict} |" in text
+        elif model_type == "muvcog":
+            expected = figures["table3_query_suggestion"]["MUVCOG-M"]["NDCG@10"]
+            for claim in figures["claims"]:
+                assert f"| {claim['claim']} |" in text and text.count(f"| {claim['verdict']} |")
         else:
-            expected = result["figures"]["results"]["synthetic"]["product_search"]["CERES"]["MAP@1"]
+            expected = figures["verdicts"]["validation_auc_by_alpha"]["alpha=0.5"]
+            for key, verdict in figures["verdicts"].items():
+                if key.startswith("C"):
+                    assert f"| {key} | {verdict} |" in text
         assert f"{expected:.2f}" in text
 
 
@@ -227,10 +332,23 @@ def test_usage_example_in_the_card_runs(trained):
     code = re.findall(r"```python\n(.*?)```", text, flags=re.S)[0].replace("someone/model", str(path))
     scope: dict = {}
     exec(compile(code, "card-example", "exec"), scope)
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path)  # after `import session_transformers` in the example
     if model_type == "tagnn_pp":
         assert scope["embeddings"].shape == (1, 16)
-    else:
+    elif model_type == "ceres":
         assert scope["outputs"].session_embeddings.shape == (1, 32)
+    elif model_type == "ubm":
+        assert scope["embeddings"].shape == (1, config.hidden_size)
+        (ranked,) = scope["top"]
+        assert len(ranked) == 2 and {i for i, _ in ranked} <= {"p1", "p2", "p3"}
+        assert ranked[0][1] >= ranked[1][1]
+    elif model_type == "muvcog":
+        assert scope["embeddings"].shape == (1, config.session_embedding_size)
+    else:
+        assert scope["embeddings"].shape == (2, config.hidden_size)
+        assert torch.allclose(torch.as_tensor(scope["similarity"]).diagonal(), torch.ones(2), atol=1e-5)
 
 
 def test_training_curve_is_a_deterministic_png(trained, tmp_path):

@@ -28,6 +28,20 @@ CERES_TINY = (
     "num_attention_heads=2 intermediate_size=64 num_cross_attention_layers=1 num_latent_tokens=2 "
     "retrieval_projection_size=16 max_position_embeddings=160"
 )
+UBM_TINY = (  # appended to both quickstart stages (stage 1 sets the tiny model sizes)
+    "--num-sessions 200 --vocab-size 400 --batch-size 8 --eval-batch-size 16 --max-eval-samples 16 "
+    "--max-validation-samples 16"
+)
+MUVCOG_TINY = "--num-sessions 200 --batch-size 16 --word2vec-epochs 1"
+PRODUCT_BYOL_TINY = "--num-sessions 200 --vocab-size 300 --batch-size 16"
+TINY_ARGS = {
+    "tagnn_pp": TAGNN_TINY,
+    "ceres": CERES_TINY,
+    "ubm": UBM_TINY,
+    "muvcog": MUVCOG_TINY,
+    "product_byol": PRODUCT_BYOL_TINY,
+}
+FAMILIES = tuple(TINY_ARGS)
 
 
 def _release_module():
@@ -141,11 +155,13 @@ def fake_hub(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory):
-    """``release.py build`` at toy size for both families (the real build command, in this process)."""
+    """``release.py build`` at toy size for every family (the real build command, in this process): each
+    family's recipe quickstart flags, then the tiny overrides."""
     out = tmp_path_factory.mktemp("releases")
     common = ["build", "--output-dir", str(out), "--store-preset", "tiny", "--max-steps", "2"]
-    summary = release.main([*common, "--models", "tagnn_pp", "--extra-args", TAGNN_TINY])
-    summary.update(release.main([*common, "--models", "ceres", "--extra-args", CERES_TINY]))
+    summary = {}
+    for model_type, extra in TINY_ARGS.items():
+        summary.update(release.main([*common, "--models", model_type, "--extra-args", extra]))
     return out, summary
 
 
@@ -181,7 +197,7 @@ def test_git_blob_id_matches_git():
 
 def test_build_leaves_release_folders_ready_to_push(builds):
     out, summary = builds
-    assert set(summary) == {"tagnn_pp", "ceres"}
+    assert set(summary) == set(FAMILIES) == set(hub.CARD_FAMILIES)
     for name, s in summary.items():
         release_dir = out / name / "release"
         files = {p.name for p in release_dir.iterdir()}
@@ -195,10 +211,16 @@ def test_build_leaves_release_folders_ready_to_push(builds):
         assert "processor_config.json" in files
         assert not files & {"training_args.bin", "best", "checkpoints", "release.json"}
         assert s["bytes"] == hub.folder_size(release_dir) and s["metrics"]
+        assert len(s["verified"]) == 2  # AutoModel and the head's Auto class reproduced the checkpoint
+        if name == "muvcog":
+            assert "word_vectors.safetensors" in files  # the processor's word vectors travel with it
         info = json.loads((out / name / "checkpoint" / "release.json").read_text())
         text = (release_dir / "README.md").read_text()
         assert info["commands"][0] in text  # the exact command that trained it
         assert "--store-preset tiny --max-steps 2" in info["commands"][0]
+        assert len(info["commands"]) == len(release.build_plan(name, False)[name])  # every stage (UBM: 2)
+        for c in info["commands"]:
+            assert c in text
         meta = hub.check_card_metadata(text)
         trained = hub.split_metrics(
             json.loads((out / name / "checkpoint" / "eval_results.json").read_text()), "test"
@@ -210,7 +232,7 @@ def test_build_leaves_release_folders_ready_to_push(builds):
     assert json.loads((out / "summary.json").read_text()).keys() == summary.keys()
 
 
-@pytest.mark.parametrize("model_type", ["tagnn_pp", "ceres"])
+@pytest.mark.parametrize("model_type", FAMILIES)
 def test_dry_run_folder_reloads_and_reproduces_outputs(builds, fake_hub, tmp_path, monkeypatch, model_type):
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     out, _ = builds

@@ -59,6 +59,7 @@ RELEASE_FILES: tuple[str, ...] = (
     "tokenizer_config.json",
     "special_tokens_map.json",
     "vocab.txt",
+    "word_vectors.safetensors",  # MUVCOG's processor: the word vectors beside processor_config.json
     EVAL_FILE,
     STAGES_FILE,
 )
@@ -83,6 +84,9 @@ HUB_PIPELINE_TAGS = frozenset(
 model can sensibly carry; the Hub rejects tags outside its list, so the registry is checked against this."""
 
 INSTALL = "pip install session_transformers"
+
+FAILED_VERDICTS = ("fails", "does not hold")
+"""How the benchmark scripts' verdicts start when the rerun contradicts a claim of the paper."""
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -129,6 +133,20 @@ class BenchmarkTable:
 
     def markdown(self) -> str:
         return markdown_table(self.rows, self.columns, first="")
+
+    @property
+    def checked(self) -> int:
+        """Rows that carry a verdict on one of the paper's claims (a ``verdict`` column)."""
+        return sum(1 for _, row in self.rows if isinstance(row.get("verdict"), str))
+
+    @property
+    def failed(self) -> int:
+        """Rows whose verdict says the claim fails in the rerun (``fails...`` or ``does not hold...``)."""
+        return sum(
+            1
+            for _, row in self.rows
+            if isinstance(row.get("verdict"), str) and row["verdict"].startswith(FAILED_VERDICTS)
+        )
 
 
 @dataclass(frozen=True)
@@ -214,6 +232,77 @@ def _ceres_inputs(processor) -> dict:
     return dict(processor(sessions, catalogue))
 
 
+def _example_catalogue() -> dict[str, dict]:
+    """Three small products in the package's catalogue schema, for the session families' example inputs."""
+
+    def product(pid: str, title: str, category: list[str], brand: str) -> dict:
+        return {"item_id": pid, "title": title, "category": category, "brand": brand, "attributes": []}
+
+    return {
+        "p1": product("p1", "blue cotton shirt", ["apparel", "shirts"], "acme"),
+        "p2": product("p2", "red ceramic mug", ["home", "kitchen"], "brewco"),
+        "p3": product("p3", "wireless earbuds", ["electronics", "audio"], "sonix"),
+    }
+
+
+def _ubm_inputs(processor) -> dict:
+    """Two text sessions and, for the next-item head, three candidate items as rows (``UbmModel`` ignores them)."""
+    from .data.schema import item_event, query_event
+
+    catalogue = _example_catalogue()
+    sessions = [
+        {
+            "session_id": "a",
+            "events": [
+                query_event("search", "cotton shirt"),
+                item_event("view", "p1"),
+                item_event("add_to_cart", "p1"),
+                item_event("view", "p2"),
+            ],
+        },
+        {"session_id": "b", "events": [item_event("view", "p3"), item_event("purchase", "p3")]},
+    ]
+    inputs = dict(processor(sessions, catalogue))
+    candidates = processor.encode_items(["p1", "p2", "p3"], catalogue)
+    inputs["candidate_input_ids"] = candidates["input_ids"]
+    inputs["candidate_attention_mask"] = candidates["attention_mask"]
+    return inputs
+
+
+def _muvcog_inputs(processor) -> dict:
+    """Two multi-query sessions of the processor's own words (keyword, product and, unless the processor is
+    text-only, image queries with a fixed image vector)."""
+    from .data.schema import image_event, item_event, query_event
+
+    words = [w for w in processor.vocab if w.isalpha()] or list(processor.vocab)
+    if len(words) < 6:
+        raise ValueError(f"the processor knows {len(words)} words; the example sessions need 6")
+    image = [((7 * i) % 13) / 13.0 - 0.5 for i in range(processor.image_dim)]
+    sessions = [
+        {
+            "session_id": "a",
+            "events": [
+                query_event("search", f"{words[0]} {words[1]}", 1.0),
+                image_event("search", image, 2.0),
+                query_event("search", f"{words[2]} {words[3]}", 3.0, product=True),
+                item_event("click", "p1", 4.0),
+            ],
+        },
+        {
+            "session_id": "b",
+            "events": [
+                query_event("search", words[4], 1.0),
+                query_event("search", f"{words[4]} {words[5]}", 2.0),
+            ],
+        },
+    ]
+    return dict(processor(sessions))
+
+
+def _product_byol_inputs(processor) -> dict:
+    return dict(processor(["Organic Bananas", "Blue Cotton Shirt, Size L", "red ceramic coffee mug 350 ml"]))
+
+
 def _tagnn_pp_benchmark(result: dict) -> list[BenchmarkTable]:
     figures = result["figures"]
     tables = []
@@ -252,6 +341,139 @@ def _ceres_benchmark(result: dict) -> list[BenchmarkTable]:
             )
             note = (data.get(source, "") if isinstance(data, dict) else str(data)) if i == 0 else ""
             tables.append(BenchmarkTable(f"{source}: {task}", columns, tuple(rows.items()), note=note))
+    return tables
+
+
+def _interval(cell: Any) -> Any:
+    """A ``{"value", "low", "high"}`` figure as ``"v [low, high]"``; anything else as it is."""
+    if isinstance(cell, Mapping) and "value" in cell:
+        value, low, high = cell.get("value"), cell.get("low"), cell.get("high")
+        if isinstance(low, int | float) and isinstance(high, int | float) and low != high:
+            return f"{_fmt(float(value))} [{_fmt(float(low))}, {_fmt(float(high))}]"
+        return value
+    return cell
+
+
+def _verdict_table(title: str, orderings: Mapping[str, str], note: str = "") -> BenchmarkTable:
+    rows = tuple((claim, {"verdict": str(verdict)}) for claim, verdict in orderings.items())
+    return BenchmarkTable(title, ("verdict",), rows, note=note)
+
+
+def _ubm_benchmark(result: dict) -> list[BenchmarkTable]:
+    """Per dataset: each task's figures (value and bootstrap 95% interval, percent), the representation
+    alignment / uniformity, and the paper's orderings with their verdicts; the ablation run beside it
+    (``<name>_ablations.json``), when there, adds its orderings."""
+    figures = result.get("figures") or {}
+    scale = str(figures.get("scale", ""))
+    tables = []
+    for source, block in figures.items():
+        if not isinstance(block, Mapping) or "tasks" not in block:
+            continue
+        for task, rows in (block.get("tasks") or {}).items():
+            columns = tuple(
+                dict.fromkeys(k for row in rows.values() for k in row if not k.startswith("num_"))
+            )
+            tables.append(
+                BenchmarkTable(
+                    f"{source}: {task} (percent, bootstrap 95% interval)",
+                    columns,
+                    tuple((name, {c: _interval(row.get(c)) for c in columns}) for name, row in rows.items()),
+                    note=scale if not tables else "",
+                )
+            )
+        geometry = block.get("alignment / uniformity") or {}
+        if geometry:
+            tables.append(
+                BenchmarkTable(
+                    f"{source}: session-embedding alignment / uniformity (lower is better for both)",
+                    ("alignment", "uniformity"),
+                    tuple(geometry.items()),
+                )
+            )
+        if block.get("orderings"):
+            tables.append(
+                _verdict_table(f"{source}: the paper's orderings in this rerun", block["orderings"])
+            )
+    ablations = _read_json(BENCHMARK_RESULTS_DIR / f"{result.get('name', '')}_ablations.json")
+    for source, block in ((ablations or {}).get("figures") or {}).items():
+        if isinstance(block, Mapping) and block.get("orderings"):
+            tables.append(
+                _verdict_table(
+                    f"{source}: loss ablations (the paper's Table 2 orderings)",
+                    block["orderings"],
+                    note=f"`benchmarks/results/{ablations['name']}.json`: {ablations.get('command', '')}",
+                )
+            )
+    return tables
+
+
+def _muvcog_benchmark(result: dict) -> list[BenchmarkTable]:
+    """Query suggestion (Table 3, with the trivial baselines), intent classification (Table 4), click prediction
+    (Table 2) and the checked claims with their verdicts."""
+    figures = result.get("figures") or {}
+    tables = []
+    suggestion = dict(figures.get("table3_query_suggestion") or {})
+    for name, row in ((figures.get("table3_baselines") or {}).get("mm") or {}).items():
+        suggestion[f"{name} (baseline)"] = row
+    if suggestion:
+        columns = tuple(
+            c for c in ("NDCG@10", "HR@10", "MRR@10", "Avg.Sim") if any(c in r for r in suggestion.values())
+        )
+        tables.append(
+            BenchmarkTable("Query suggestion (Table 3), fractions", columns, tuple(suggestion.items()))
+        )
+    intent = figures.get("table4_intent") or {}
+    if intent:
+        columns = tuple(c for c in ("AUC", "Acc", "P", "R", "F1") if any(c in r for r in intent.values()))
+        tables.append(
+            BenchmarkTable("Intent classification (Table 4), fractions", columns, tuple(intent.items()))
+        )
+    click = {}
+    for name, row in (figures.get("table2_click") or {}).items():
+        nested = row.get(name) if isinstance(row.get(name), Mapping) else None
+        click[f"{name} (baseline)" if nested else name] = nested or row
+    if click:
+        columns = tuple(c for c in ("NDCG@10", "HR@10", "MRR@10") if any(c in r for r in click.values()))
+        tables.append(BenchmarkTable("Click prediction (Table 2), fractions", columns, tuple(click.items())))
+    claims = figures.get("claims") or []
+    if claims:
+        rows = tuple(
+            (c["claim"], {k: c.get(k) for k in ("difference", "±95%", "n", "verdict")}) for c in claims
+        )
+        tables.append(
+            BenchmarkTable("The paper's claims in this rerun", ("difference", "±95%", "n", "verdict"), rows)
+        )
+    return tables
+
+
+def _product_byol_benchmark(result: dict) -> list[BenchmarkTable]:
+    """The claims' verdicts, the validation AUC per loss weight alpha, and the downstream learning curves (test
+    ROC-AUC mean +- std over subsamples, per labelled-set size) of each task."""
+    figures = result.get("figures") or {}
+    tables = []
+    verdicts = {
+        k: v for k, v in (figures.get("verdicts") or {}).items() if isinstance(v, str) and k[:1] == "C"
+    }
+    if verdicts:
+        tables.append(_verdict_table("The paper's claims in this rerun", verdicts))
+    by_alpha = (figures.get("verdicts") or {}).get("validation_auc_by_alpha") or {}
+    if by_alpha:
+        tables.append(
+            BenchmarkTable(
+                "Mean validation ROC-AUC of the downstream tasks per loss weight",
+                ("validation ROC-AUC",),
+                tuple((k, {"validation ROC-AUC": v}) for k, v in by_alpha.items()),
+            )
+        )
+    for task, rows in (figures.get("learning_curves") or {}).items():
+        columns = tuple(dict.fromkeys(k for row in rows.values() for k in row))
+        tables.append(
+            BenchmarkTable(
+                f"{task}: test ROC-AUC by labelled training products",
+                columns,
+                tuple(rows.items()),
+            )
+        )
     return tables
 
 
@@ -369,8 +591,108 @@ CARD_FAMILIES: dict[str, CardFamily] = {
         ),
         datasets={"synthetic": "session-transformers-synthetic-store", "rees46": "rees46"},
     ),
+    "ubm": CardFamily(
+        model_type="ubm",
+        name="UBM",
+        template="ubm.md",
+        # its head and the card's example are next-item recommendation over the item text (the Hub's "graph-ml"
+        # fits item-graph models such as TAGNN++, not a text Transformer): session and item embeddings
+        pipeline_tag="feature-extraction",
+        tags=(
+            "session-understanding",
+            "contrastive-learning",
+            "next-item-prediction",
+            "purchase-intent",
+            "e-commerce",
+        ),
+        paper=Paper(
+            title="Contrastive Pre-training for Deep Session Data Understanding",
+            authors=("Zixuan Li", "Yunshan Ma", "Lizi Liao", "Tat-Seng Chua"),
+            year=2022,
+            venue="preprint (ACM conference format)",
+            bibtex_key="li2022ubm",
+        ),
+        task_type="feature-extraction",
+        task_name="Contrastive session pretraining (stage 2: reordering and masking views)",
+        metrics=("loss", "loss3", "loss4"),
+        lower_is_better=("loss", "loss1", "loss2", "loss3", "loss4"),
+        head_auto_class="AutoModelForNextItemPrediction",
+        example_inputs=_ubm_inputs,
+        benchmark="ubm_claims_tiny_scratch",
+        benchmark_tables=_ubm_benchmark,
+        datasets={"synthetic": "session-transformers-synthetic-store", "rees46": "rees46"},
+    ),
+    "muvcog": CardFamily(
+        model_type="muvcog",
+        name="MUVCOG",
+        template="muvcog.md",
+        pipeline_tag="feature-extraction",
+        tags=(
+            "session-understanding",
+            "multi-modal-search",
+            "graph-neural-network",
+            "contrastive-learning",
+            "e-commerce",
+        ),
+        paper=Paper(
+            title="Pretraining Representations of Multi-modal Multi-query E-commerce Search",
+            authors=(
+                "Xinyi Liu",
+                "Wanxian Guan",
+                "Lianyun Li",
+                "Hui Li",
+                "Chen Lin",
+                "Xubin Li",
+                "Si Chen",
+                "Jian Xu",
+                "Hongbo Deng",
+                "Bo Zheng",
+            ),
+            year=2022,
+            venue="Proceedings of the 28th ACM SIGKDD Conference on Knowledge Discovery and Data Mining (KDD '22)",
+            url="https://doi.org/10.1145/3534678.3539200",
+            bibtex_key="liu2022muvcog",
+        ),
+        task_type="feature-extraction",
+        task_name="Multi-view contrastive session pretraining",
+        metrics=("loss", "pair_accuracy"),
+        lower_is_better=("loss",),
+        head_auto_class="AutoModelForPreTraining",
+        example_inputs=_muvcog_inputs,
+        benchmark="muvcog_claims",
+        benchmark_tables=_muvcog_benchmark,
+        datasets={"synthetic": "session-transformers-synthetic-store"},
+    ),
+    "product_byol": CardFamily(
+        model_type="product_byol",
+        name="Product BYOL",
+        template="product_byol.md",
+        pipeline_tag="feature-extraction",
+        tags=("product-embeddings", "byol", "self-supervised-learning", "text-cnn", "e-commerce"),
+        paper=Paper(
+            title="Constraining Latent Space to Improve Deep Self-Supervised e-Commerce Products Embeddings "
+            "for Downstream Tasks",
+            authors=("Anonymous authors",),
+            year=2021,
+            venue="ICLR 2021 submission (under double-blind review)",
+            bibtex_key="anonymous2021productbyol",
+        ),
+        task_type="feature-extraction",
+        task_name="BYOL product-pair pretraining with a category constraint",
+        metrics=("loss", "byol_loss", "category_accuracy"),
+        lower_is_better=("loss", "byol_loss"),
+        head_auto_class="AutoModelForPreTraining",
+        example_inputs=_product_byol_inputs,
+        benchmark="product_byol_claims",
+        benchmark_tables=_product_byol_benchmark,
+        datasets={
+            "synthetic": "session-transformers-synthetic-store",
+            "instacart": "instacart",
+            "online_retail": "online_retail",
+        },
+    ),
 }
-"""``model_type`` -> :class:`CardFamily`. UBM, MUVCOG and Product BYOL join with one entry and one template each."""
+"""``model_type`` -> :class:`CardFamily`."""
 
 
 def card_family(model_type: str) -> CardFamily:
@@ -743,6 +1065,21 @@ def _outputs(model, inputs: dict) -> dict[str, torch.Tensor]:
     return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
 
 
+def _flat_tensors(value: Any, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Every tensor of a model input: a tensor, or a graph batch (``torch_geometric`` ``HeteroData``, via
+    ``to_dict``) or mapping of them, by dotted path; other values give none."""
+    if isinstance(value, torch.Tensor):
+        return {prefix: value}
+    if hasattr(value, "to_dict") and not isinstance(value, Mapping):
+        value = value.to_dict()
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            out.update(_flat_tensors(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {}
+
+
 def verify_release(checkpoint: str | Path, release: str | Path) -> dict[str, int]:
     """Reload ``release`` the way a user does (``import session_transformers``, then ``AutoConfig`` /
     ``AutoModel`` / ``AutoProcessor`` / the head's Auto class ``.from_pretrained``) and check that every output
@@ -765,8 +1102,8 @@ def verify_release(checkpoint: str | Path, release: str | Path) -> dict[str, int
     inputs = family.example_inputs(AutoProcessor.from_pretrained(release))
     ref_inputs = family.example_inputs(AutoProcessor.from_pretrained(checkpoint))
     for key in ref_inputs:
-        a, b = inputs[key], ref_inputs[key]
-        if isinstance(a, torch.Tensor) and not torch.equal(a, b):
+        a, b = _flat_tensors(inputs[key]), _flat_tensors(ref_inputs[key])
+        if a.keys() != b.keys() or any(not torch.equal(a[k], b[k]) for k in b):
             raise AssertionError(f"the released processor encodes {key!r} differently")
     compared = {}
     from transformers.utils import logging as hf_logging
