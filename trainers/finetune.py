@@ -231,11 +231,15 @@ def main(argv: list[str] | None = None) -> dict:
         results["selected_checkpoint"] = Path(trainer.state.best_model_checkpoint).name
     trainer.save_model(args.output_dir)
     if trainer.is_world_process_zero():
+        if task.baseline is not None:  # trivial baselines on the same test split, beside the model's results
+            results["baseline"] = task.baseline(data)
         Path(args.output_dir, "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
     for split in ("validation", "test"):
         if split in results:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in results[split].items() if isinstance(v, float))
             print(f"{split}: {shown}")
+    for name, figures in results.get("baseline", {}).items():
+        print(f"baseline {name} (test): " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))
     return results
 
 

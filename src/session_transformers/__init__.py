@@ -7,7 +7,11 @@
 from . import losses, metrics
 from .auto import (
     MODEL_TABLE,
+    AutoModelForClickPrediction,
     AutoModelForNextItemPrediction,
+    AutoModelForPurchaseIntent,
+    AutoModelForQuerySuggestion,
+    AutoModelForRemainingLength,
     AutoModelForSessionRetrieval,
     register_all,
 )
@@ -23,6 +27,10 @@ from .data.schema import (
 
 register_all()
 
+from .pipelines import register_pipelines  # noqa: E402  (after the Auto classes: the pipelines load through them)
+
+register_pipelines()
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -30,7 +38,11 @@ __all__ = [
     "DEFAULT_ACTIONS",
     "MODEL_TABLE",
     "SESSION_FEATURES",
+    "AutoModelForClickPrediction",
     "AutoModelForNextItemPrediction",
+    "AutoModelForPurchaseIntent",
+    "AutoModelForQuerySuggestion",
+    "AutoModelForRemainingLength",
     "AutoModelForSessionRetrieval",
     "InvalidRecordError",
     "SchemaSpec",

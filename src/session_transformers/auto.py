@@ -34,6 +34,18 @@ AutoModelForNextItemPrediction = _auto_class(
 AutoModelForSessionRetrieval = _auto_class(
     "AutoModelForSessionRetrieval", "Loads the session-to-item retrieval head of a session model."
 )
+AutoModelForPurchaseIntent = _auto_class(
+    "AutoModelForPurchaseIntent", "Loads the purchase-intent prediction head of a session model."
+)
+AutoModelForRemainingLength = _auto_class(
+    "AutoModelForRemainingLength", "Loads the remaining-session-length prediction head of a session model."
+)
+AutoModelForQuerySuggestion = _auto_class(
+    "AutoModelForQuerySuggestion", "Loads the next-query (query suggestion) head of a session model."
+)
+AutoModelForClickPrediction = _auto_class(
+    "AutoModelForClickPrediction", "Loads the click-prediction head of a session model."
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,8 @@ MODEL_TABLE: dict[str, ModelEntry] = {}
 def _table() -> dict[str, ModelEntry]:
     # Imported here so that this module stays importable by the model packages themselves.
     # One row per model family; each model issue adds its row.
+    from transformers import AutoModelForSequenceClassification
+
     from .models.ceres import (
         CeresConfig,
         CeresForPreTraining,
@@ -59,9 +73,54 @@ def _table() -> dict[str, ModelEntry]:
         CeresModel,
         CeresProcessor,
     )
+    from .models.muvcog import (
+        MuvcogConfig,
+        MuvcogForClickPrediction,
+        MuvcogForPreTraining,
+        MuvcogForQuerySuggestion,
+        MuvcogModel,
+        MuvcogProcessor,
+    )
+    from .models.product_byol import (
+        ProductByolConfig,
+        ProductByolForPreTraining,
+        ProductByolForSequenceClassification,
+        ProductByolModel,
+        ProductByolProcessor,
+    )
     from .models.tagnn_pp import TagnnPPConfig, TagnnPPForNextItemPrediction, TagnnPPModel, TagnnPPProcessor
+    from .models.ubm import (
+        UbmConfig,
+        UbmForNextItem,
+        UbmForPreTraining,
+        UbmForPurchaseIntent,
+        UbmForRemainingLength,
+        UbmModel,
+        UbmProcessor,
+    )
 
     return {
+        "muvcog": ModelEntry(
+            MuvcogConfig,
+            {
+                AutoModel: MuvcogModel,
+                AutoModelForPreTraining: MuvcogForPreTraining,
+                AutoModelForQuerySuggestion: MuvcogForQuerySuggestion,
+                AutoModelForClickPrediction: MuvcogForClickPrediction,
+            },
+            MuvcogProcessor,
+        ),
+        "ubm": ModelEntry(
+            UbmConfig,
+            {
+                AutoModel: UbmModel,
+                AutoModelForPreTraining: UbmForPreTraining,
+                AutoModelForPurchaseIntent: UbmForPurchaseIntent,
+                AutoModelForRemainingLength: UbmForRemainingLength,
+                AutoModelForNextItemPrediction: UbmForNextItem,
+            },
+            UbmProcessor,
+        ),
         "tagnn_pp": ModelEntry(
             TagnnPPConfig,
             {
@@ -80,6 +139,15 @@ def _table() -> dict[str, ModelEntry]:
                 AutoModelForSessionRetrieval: CeresForSessionRetrieval,
             },
             CeresProcessor,
+        ),
+        "product_byol": ModelEntry(
+            ProductByolConfig,
+            {
+                AutoModel: ProductByolModel,
+                AutoModelForPreTraining: ProductByolForPreTraining,
+                AutoModelForSequenceClassification: ProductByolForSequenceClassification,
+            },
+            ProductByolProcessor,
         ),
     }
 
@@ -101,6 +169,10 @@ __all__ = [
     "MODEL_TABLE",
     "AutoModelForNextItemPrediction",
     "AutoModelForPreTraining",
+    "AutoModelForClickPrediction",
+    "AutoModelForPurchaseIntent",
+    "AutoModelForQuerySuggestion",
+    "AutoModelForRemainingLength",
     "AutoModelForSessionRetrieval",
     "ModelEntry",
     "register_all",

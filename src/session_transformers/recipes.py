@@ -15,11 +15,20 @@ from __future__ import annotations
 import argparse
 
 from .models.ceres.recipe import RECIPE as _CERES
+from .models.muvcog.recipe import RECIPE as _MUVCOG
+from .models.product_byol.recipe import RECIPE as _PRODUCT_BYOL
 from .models.tagnn_pp.recipe import RECIPE as _TAGNN_PP
+from .models.ubm.recipe import RECIPE as _UBM
 from .protocol import TrainingProtocol, add_protocol_arguments
 from .trainer_utils import PreparedData, Recipe, Task, add_data_arguments, resolve_data_arguments
 
-RECIPES: dict[str, Recipe] = {"tagnn_pp": _TAGNN_PP, "ceres": _CERES}
+RECIPES: dict[str, Recipe] = {
+    "tagnn_pp": _TAGNN_PP,
+    "ceres": _CERES,
+    "ubm": _UBM,
+    "muvcog": _MUVCOG,
+    "product_byol": _PRODUCT_BYOL,
+}
 """``model_type`` -> :class:`Recipe`; one row per model family."""
 
 

@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
@@ -46,6 +48,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
 from ... import losses
+from ...modeling_utils import StrictLoadingMixin
 from .configuration_ceres import CeresConfig
 
 # --- small blocks --------------------------------------------------------------------------------------------
@@ -440,10 +443,138 @@ def _optimizer_steps() -> int:
     return _OPTIMIZER_STEPS[0]
 
 
+# --- encode_sessions / encode_items (numpy, your IDs) -------------------------------------------------------
+
+_RECORD_FIELDS = ("title", "description", "brand", "category", "attributes")
+
+
+def _view_session(item_ids: Sequence[str], number: int) -> dict:
+    """A list of product IDs as a session of ``view`` events (package schema)."""
+    events = [
+        {"action": "view", "timestamp": None, "subject": "item", "item_id": i, "query": None, "image": None}
+        for i in item_ids
+    ]
+    return {"session_id": f"session-{number}", "events": events}
+
+
+def _sessions_for_encoding(sessions: Any) -> tuple[list[dict], bool]:
+    """``(sessions in the package schema, whether one session was given)``. A session is a dict with ``events``
+    or a list of product IDs (read as views)."""
+    if isinstance(sessions, Mapping) or (
+        isinstance(sessions, Sequence) and sessions and isinstance(sessions[0], str)
+    ):
+        sessions, single = [sessions], True
+    else:
+        single = False
+    out = []
+    for b, session in enumerate(sessions):
+        if isinstance(session, Mapping):
+            if "events" not in session:
+                raise ValueError(
+                    f"session {b}: a session dict needs 'events' (package schema), got {sorted(session)}"
+                )
+            out.append(
+                {"session_id": str(session.get("session_id", f"session-{b}")), "events": session["events"]}
+            )
+        elif isinstance(session, Sequence) and not isinstance(session, str):
+            if not session:
+                raise ValueError(f"session {b} is empty: a session needs at least one item")
+            out.append(_view_session(list(session), b))
+        else:
+            raise TypeError(
+                f"session {b}: expected a dict with 'events' or a list of item IDs, got {session!r}"
+            )
+    return out, single
+
+
+def _item_specs(items: Any, catalogue: Any) -> tuple[list[dict], dict]:
+    """Candidate specs and the catalogue to encode them with: an item is a product ID (looked up in
+    ``catalogue``), a catalogue record (``item_id`` plus text fields: it is its own catalogue entry), or a
+    candidate spec (``{"query": ...}``, ``{"attribute": ..., "value": ...}``)."""
+    if catalogue is None:
+        merged: dict = {}
+    elif isinstance(catalogue, Mapping):
+        merged = dict(catalogue)
+    else:
+        merged = {rec["item_id"]: rec for rec in catalogue}
+    specs = []
+    for n, item in enumerate(items):
+        if isinstance(item, str):
+            specs.append({"item_id": item})
+        elif isinstance(item, Mapping) and item.get("item_id") is not None:
+            if any(item.get(f) for f in _RECORD_FIELDS):
+                merged[item["item_id"]] = item
+            specs.append({"item_id": item["item_id"]})
+        elif isinstance(item, Mapping) and (
+            item.get("query") is not None or item.get("attribute") is not None
+        ):
+            specs.append({k: v for k, v in item.items() if v is not None})
+        else:
+            raise TypeError(
+                f"item {n}: expected an item ID, a catalogue record or a candidate spec, got {item!r}"
+            )
+    missing = [s["item_id"] for s in specs if "item_id" in s and s["item_id"] not in merged]
+    if missing:
+        raise KeyError(
+            f"items {missing[:5]} ({len(missing)} in all) are not in the catalogue: CERES encodes a product from "
+            "its text, so pass catalogue=... (records or item_id -> record) or the records themselves"
+        )
+    return specs, merged
+
+
+def _require_processor(processor, what: str):
+    if processor is None:
+        raise ValueError(
+            f"{what}() needs the CeresProcessor: pass processor=... (AutoProcessor.from_pretrained)"
+        )
+    return processor
+
+
+class _CeresEncodeMixin:
+    """``encode_sessions`` / ``encode_items`` of every CERES model: your sessions and items -> numpy arrays.
+
+    Subclasses say how a batch of processor outputs becomes vectors (``_session_vectors``, ``_item_vectors``).
+    """
+
+    @torch.no_grad()
+    def encode_sessions(self, sessions, processor=None, catalogue=None, batch_size: int = 32) -> np.ndarray:
+        """Session embeddings as a float32 numpy array: ``(B, D)`` for a list of sessions, ``(D,)`` for one.
+
+        A session is a dict in the package schema (``{"events": [...]}``, queries and products) or a list of product
+        IDs (read as ``view`` events). ``catalogue`` (records, or ``item_id -> record``) gives the products' text.
+        """
+        processor = _require_processor(processor, "encode_sessions")
+        batch, single = _sessions_for_encoding(sessions)
+        was_training = self.training
+        self.eval()
+        out = []
+        for start in range(0, len(batch), batch_size):
+            inputs = processor(batch[start : start + batch_size], catalogue).to(self.device)
+            out.append(self._session_vectors(inputs).float().cpu())
+        self.train(was_training)
+        vectors = torch.cat(out).numpy()
+        return vectors[0] if single else vectors
+
+    @torch.no_grad()
+    def _encode_item_list(self, items, processor=None, catalogue=None, batch_size: int = 64) -> np.ndarray:
+        processor = _require_processor(processor, "encode_items")
+        if isinstance(items, str | Mapping):
+            items = [items]
+        specs, merged = _item_specs(list(items), catalogue)
+        was_training = self.training
+        self.eval()
+        out = []
+        for start in range(0, len(specs), batch_size):
+            inputs = processor.encode_candidates(specs[start : start + batch_size], merged).to(self.device)
+            out.append(self._item_vectors(inputs).float().cpu())
+        self.train(was_training)
+        return torch.cat(out).numpy() if out else np.zeros((0, self.config.hidden_size), dtype=np.float32)
+
+
 # --- models --------------------------------------------------------------------------------------------------
 
 
-class CeresPreTrainedModel(PreTrainedModel):
+class CeresPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
     config: CeresConfig
     config_class = CeresConfig
     base_model_prefix = "ceres"
@@ -468,8 +599,13 @@ class CeresPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
 
 
-class CeresModel(CeresPreTrainedModel):
-    """The CERES encoder: Item Transformer Encoder -> PGNN -> Cross-Attention Transformer (no loss)."""
+class CeresModel(_CeresEncodeMixin, CeresPreTrainedModel):
+    """The CERES encoder: Item Transformer Encoder -> PGNN -> Cross-Attention Transformer (no loss).
+
+    With your own data: ``encode_sessions(sessions, processor=..., catalogue=...)`` (the average of a session's
+    graph-conditioned item embeddings) and ``encode_items(item_ids or records, processor=..., catalogue=...)``
+    (the item encoder's pooled embeddings, the same space), both numpy.
+    """
 
     def __init__(self, config: CeresConfig):
         super().__init__(config)
@@ -485,12 +621,28 @@ class CeresModel(CeresPreTrainedModel):
     def set_input_embeddings(self, value):
         self.item_encoder.embeddings.word_embeddings = value
 
-    def encode_items(self, input_ids, attention_mask, sequence_item_index, num_items: int | None = None):
+    def encode_items(
+        self,
+        input_ids,
+        attention_mask=None,
+        sequence_item_index=None,
+        num_items: int | None = None,
+        *,
+        processor=None,
+        catalogue=None,
+        batch_size: int = 64,
+    ):
         """Item Transformer Encoder alone: ``(S, T, H)`` token embeddings and ``(I, H)`` pooled item embeddings.
 
         A sequence's embedding is pooled by ``config.sentence_pooling`` (the paper: its first token's output,
         ``[SEARCH]`` or ``[ATTRTYPE]``); an item's is the average over its sequences.
+
+        Given item IDs, catalogue records or candidate specs instead of tensors (``encode_items(["item-000017"],
+        processor=processor, catalogue=records)``), returns their pooled embeddings as a ``(N, H)`` float32 numpy
+        array.
         """
+        if not isinstance(input_ids, torch.Tensor):
+            return self._encode_item_list(input_ids, processor, catalogue, batch_size)
         tokens = self.item_encoder(input_ids, attention_mask)  # (S, T, H)
         num_items = int(sequence_item_index.max()) + 1 if num_items is None else num_items
         sentences = pool_sentences(tokens, attention_mask, self.config.sentence_pooling)
@@ -544,6 +696,18 @@ class CeresModel(CeresPreTrainedModel):
             conditioned_item_embeddings=conditioned_items,
             session_embeddings=scatter_mean(conditioned_items, item_session_index, num_sessions),
         )
+
+    def _session_vectors(self, inputs) -> torch.Tensor:
+        return self(**inputs).session_embeddings
+
+    def _item_vectors(self, inputs) -> torch.Tensor:
+        _, items = self.encode_items(
+            inputs["candidate_input_ids"],
+            inputs["candidate_attention_mask"],
+            inputs["candidate_sequence_index"],
+            int(inputs["candidate_sequence_index"].max()) + 1,
+        )
+        return items
 
     def load_item_encoder_from_bert(self, path: str | Path) -> dict[str, list[str]]:
         """Initialise the Item Transformer Encoder from a BERT-family checkpoint folder (or ``.safetensors`` file).
@@ -643,7 +807,7 @@ def _masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), labels)
 
 
-class CeresForPreTraining(CeresPreTrainedModel):
+class CeresForPreTraining(_CeresEncodeMixin, CeresPreTrainedModel):
     """CERES pretraining (Figure 3): masked LM on the intra-item token embeddings plus graph-conditioned masked LM
     on the inter-item token embeddings, summed. One LM head, tied to the token embeddings, serves both."""
 
@@ -657,6 +821,16 @@ class CeresForPreTraining(CeresPreTrainedModel):
 
     def get_output_embeddings(self):
         return self.lm_head.decoder
+
+    def encode_items(self, items, processor=None, catalogue=None, batch_size: int = 64):
+        """The encoder's item embeddings, numpy ``(N, H)`` (see :meth:`CeresModel.encode_items`)."""
+        return self._encode_item_list(items, processor, catalogue, batch_size)
+
+    def _session_vectors(self, inputs) -> torch.Tensor:
+        return self.ceres._session_vectors(inputs)
+
+    def _item_vectors(self, inputs) -> torch.Tensor:
+        return self.ceres._item_vectors(inputs)
 
     def set_output_embeddings(self, value):
         self.lm_head.decoder = value
@@ -705,7 +879,7 @@ class CeresForPreTraining(CeresPreTrainedModel):
         )
 
 
-class CeresForSessionRetrieval(CeresPreTrainedModel):
+class CeresForSessionRetrieval(_CeresEncodeMixin, CeresPreTrainedModel):
     """Session-to-item retrieval (Section 3.3): product search, query search, entity linking.
 
     The session embedding is the average of the session's item embeddings: graph-conditioned ones
@@ -745,6 +919,17 @@ class CeresForSessionRetrieval(CeresPreTrainedModel):
         optimizers do not bump version counters). Writes through ``param.data`` are not seen: call ``train()``
         or ``eval()`` after those."""
         return _optimizer_steps(), tuple((p.data_ptr(), p._version) for p in self.parameters())
+
+    def encode_items(self, items, processor=None, catalogue=None, batch_size: int = 64):
+        """Projected, L2-normalised candidate embeddings, numpy ``(N, P)``: products (IDs or records), queries or
+        entities; a session embedding from :meth:`encode_sessions` ranks them by inner product (cosine)."""
+        return self._encode_item_list(items, processor, catalogue, batch_size)
+
+    def _session_vectors(self, inputs) -> torch.Tensor:
+        return self.embed_sessions(**inputs)
+
+    def _item_vectors(self, inputs) -> torch.Tensor:
+        return self.embed_candidates(**inputs)
 
     def embed_candidate_pool(self, pool: CeresCandidatePool) -> torch.Tensor:
         """``(C, P)`` embeddings of a fixed pool, ``pool.chunk_size`` candidates at a time.

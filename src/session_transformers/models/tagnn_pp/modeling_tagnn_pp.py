@@ -23,6 +23,7 @@ is applied by the training loop with :func:`session_transformers.optim.adaptive_
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,6 +35,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, can_return_tuple
 
+from ...modeling_utils import StrictLoadingMixin
 from .configuration_tagnn_pp import TagnnPPConfig
 
 # --------------------------------------------------------------------------------------------------------------
@@ -325,7 +327,7 @@ class TargetAwareReadout(nn.Module):
 # --------------------------------------------------------------------------------------------------------------
 
 
-class TagnnPPPreTrainedModel(PreTrainedModel):
+class TagnnPPPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
     config: TagnnPPConfig
     base_model_prefix = "tagnn_pp"
     main_input_name = "x"  # (|V|,) item index of every graph node: a tensor key of the batch
@@ -403,6 +405,52 @@ class TagnnPPModel(TagnnPPPreTrainedModel):
             attention_mask=attention_mask,
         )
 
+    @torch.no_grad()
+    def encode_sessions(
+        self, sessions: Sequence[str] | Sequence[Sequence[str]], processor=None, batch_size: int = 256
+    ) -> np.ndarray:
+        """Session embeddings of sessions of *your* item IDs, as a float32 numpy array.
+
+        A session's embedding is ``[s_l; s_g]`` (``2 * hidden_size``): SR-GNN's local embedding (the last item's
+        state) and global embedding (soft attention over the positions), concatenated; the target-aware part of
+        TAGNN++ depends on a candidate item and has no single vector. One session (a list of IDs) gives a
+        ``(2H,)`` vector, a list of sessions ``(B, 2H)``. ``processor`` (a :class:`TagnnPPProcessor`) maps the IDs;
+        unknown IDs follow its ``unknown_items`` policy. Runs in eval mode.
+        """
+        if processor is None:
+            raise ValueError("encode_sessions() needs the TagnnPPProcessor: pass processor=...")
+        single = bool(sessions) and isinstance(sessions[0], str)
+        batch_sessions = [list(sessions)] if single else [list(s) for s in sessions]
+        was_training = self.training
+        self.eval()
+        out = []
+        for start in range(0, len(batch_sessions), batch_size):
+            batch = processor(batch_sessions[start : start + batch_size]).to(self.device)
+            enc = self(**{k: batch[k] for k in processor.model_input_names})
+            out.append(torch.cat([enc.last_hidden, enc.global_hidden], dim=1).float().cpu())
+        self.train(was_training)
+        width = 2 * self.config.hidden_size
+        vectors = torch.cat(out).numpy() if out else np.zeros((0, width), dtype=np.float32)
+        return vectors[0] if single else vectors
+
+    @torch.no_grad()
+    def encode_items(self, item_ids: Sequence[str] | None = None, processor=None) -> np.ndarray:
+        """Item embeddings (rows of the item embedding matrix, which also scores the catalogue) of *your* item IDs,
+        ``(N, hidden_size)`` float32; ``item_ids=None``: every item of the processor, in ``processor.item_vocab``
+        order. An unknown ID raises ``KeyError`` naming it."""
+        if processor is None:
+            raise ValueError("encode_items() needs the TagnnPPProcessor: pass processor=...")
+        ids = list(processor.item_vocab if item_ids is None else item_ids)
+        index = processor._index
+        unknown = [i for i in ids if i not in index]
+        if unknown:
+            example = processor.item_vocab[:3]
+            raise KeyError(
+                f"unknown item IDs {unknown[:5]} ({len(unknown)} in all); known IDs look like {example}"
+            )
+        rows = torch.tensor([index[i] for i in ids], dtype=torch.long, device=self.device)
+        return self.item_embeddings.weight[rows].float().cpu().numpy()
+
 
 class TagnnPPForNextItemPrediction(TagnnPPPreTrainedModel):
     """TAGNN++ with TAGNN's target-aware readout: next-item scores over the whole catalogue.
@@ -467,6 +515,17 @@ class TagnnPPForNextItemPrediction(TagnnPPPreTrainedModel):
         if labels is not None:
             loss = F.cross_entropy(logits.float(), labels.to(logits.device), ignore_index=-100)
         return TagnnPPNextItemOutput(loss=loss, logits=logits)
+
+    def encode_sessions(
+        self, sessions: Sequence[str] | Sequence[Sequence[str]], processor=None, batch_size: int = 256
+    ) -> np.ndarray:
+        """Session embeddings ``[s_l; s_g]`` of the encoder (see :meth:`TagnnPPModel.encode_sessions`); ``processor``
+        defaults to ``model.processor``."""
+        return self.tagnn_pp.encode_sessions(sessions, processor or self.processor, batch_size)
+
+    def encode_items(self, item_ids: Sequence[str] | None = None, processor=None) -> np.ndarray:
+        """Item embeddings (see :meth:`TagnnPPModel.encode_items`); ``processor`` defaults to ``model.processor``."""
+        return self.tagnn_pp.encode_items(item_ids, processor or self.processor)
 
     @torch.no_grad()
     def recommend(

@@ -124,6 +124,18 @@ class TagnnPPProcessor(ProcessorMixin):
         )
 
     # --- IDs <-> indices -------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """Load a saved processor; a folder whose item vocabulary is missing or empty is refused, never loaded
+        as an empty vocabulary that would drop every item."""
+        processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        if not processor.item_vocab:
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: no item vocabulary (processor_config.json missing, or its "
+                "item_vocab empty): not a saved TAGNN++ processor"
+            )
+        return processor
+
     def encode(self, item_ids: Sequence[str], session: int = 0) -> list[int]:
         """Indices of one session's items under the ``unknown_items`` policy (before truncation)."""
         if not item_ids:

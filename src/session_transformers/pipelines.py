@@ -1,0 +1,243 @@
+"""``transformers`` pipelines for session models, registered on ``import session_transformers``.
+
+Two tasks join ``transformers.pipeline`` (:data:`transformers.pipelines.PIPELINE_REGISTRY`), loaded from a local
+folder with no remote code::
+
+    import session_transformers  # registers the models and these pipelines
+    from transformers import pipeline
+
+    recommend = pipeline("session-recommendation", model="runs/quickstart/tagnn_pp/pretrain")
+    recommend(["item-000017", "item-000004"], top_k=5)  # [{"item_id": ..., "score": ...}, ...] best first
+    recommend([["item-000017"], ["item-000004", "item-000005"]])  # a batch: one list per session
+
+    embed = pipeline("session-feature-extraction", model="runs/quickstart/tagnn_pp/pretrain")
+    embed(["item-000017", "item-000004"])  # (D,) numpy session embedding
+    embed(["item-000017", "item-000004"], embed="items")  # (2, H) numpy item embeddings
+
+**session-recommendation** loads the checkpoint's next-item head (``AutoModelForNextItemPrediction``: TAGNN++
+today) and its processor (``AutoProcessor``). A model joins it by implementing ``recommend(sessions, top_k=,
+processor=, batch_size=)`` returning ``[[(item_id, score), ...], ...]`` and a processor with ``item_vocab`` (the
+item IDs it knows): UBM's next-item head, once it lands, needs nothing else here. Unknown item IDs in a session
+raise ``KeyError`` naming them and showing what known IDs look like (``unknown_items="error"``, the default);
+``unknown_items="skip"`` drops them (a session left with no known item still raises).
+
+**session-feature-extraction** loads the base model (``AutoModel``; or pass ``model=`` a loaded head, with
+``processor=``) and calls its ``encode_sessions`` / ``encode_items`` (TAGNN++ and CERES): ``embed="sessions"``
+(default) returns session embeddings, ``embed="items"`` item embeddings, as float32 numpy arrays (one input:
+a vector; a list of inputs: a matrix). CERES reads products' text from a catalogue: pass ``catalogue=`` (records
+or ``item_id -> record``) when building the pipeline or when calling it; its sessions may be dicts in the package
+schema (queries and products) or lists of product IDs.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from transformers import AutoModel, Pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
+
+from .auto import AutoModelForNextItemPrediction
+
+UNKNOWN_ITEM_POLICIES = ("error", "skip")
+
+
+class _Batch:
+    """A batch of sessions (or items) handed to ``Pipeline.__call__`` as one input, so that the whole batch goes
+    through one ``preprocess`` / ``_forward`` / ``postprocess`` (a plain list would be split into single inputs,
+    one forward pass each)."""
+
+    def __init__(self, items: list):
+        self.items = items
+
+
+def _is_one_session(inputs: Any) -> bool:
+    """One session: a dict in the package schema or a list of item IDs (strings); else a batch of sessions."""
+    if isinstance(inputs, Mapping):
+        return True
+    if isinstance(inputs, str):
+        raise TypeError(
+            f"a session is a list of item IDs, not a string: got {inputs!r}; wrap it: [{inputs!r}]"
+        )
+    return isinstance(inputs, Sequence) and len(inputs) > 0 and isinstance(inputs[0], str)
+
+
+class _SessionPipeline(Pipeline):
+    """What both pipelines share: the processor is loaded with ``AutoProcessor``; a session or a batch of
+    sessions is one pipeline input."""
+
+    _load_processor = True
+    _load_tokenizer = False
+    _load_feature_extractor = False
+    _load_image_processor = False
+    _load_video_processor = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.processor is None:
+            raise ValueError(
+                f"the {self.task or type(self).__name__} pipeline needs the model's processor: build it from a "
+                "checkpoint folder (pipeline(task, model=path)) or pass processor=AutoProcessor.from_pretrained(path)"
+            )
+
+    def _run(self, inputs: Any, one: bool, **kwargs):
+        batch = _Batch([inputs] if one else list(inputs))
+        if not batch.items:
+            raise ValueError("got an empty batch: pass a session (a list of item IDs) or a list of sessions")
+        out = super().__call__(batch, **kwargs)
+        return out[0] if one else out
+
+    def _forward(self, model_inputs: dict, **forward_params) -> dict:  # overridden by both pipelines
+        raise NotImplementedError
+
+
+class SessionRecommendationPipeline(_SessionPipeline):
+    """``pipeline("session-recommendation", model=path)``: the next items of a user's session, with scores.
+
+    Call it with one session (a list of item IDs, oldest first) or a list of sessions. Parameters (at build or
+    call time): ``top_k`` (default 10), ``unknown_items`` (``"error"``, default, or ``"skip"``), ``batch_size``
+    of the model's forward passes (default 256). Returns ``[{"item_id", "score"}, ...]`` best first per session
+    (a list of those for a batch).
+    """
+
+    def _sanitize_parameters(self, top_k=None, unknown_items=None, batch_size=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"session-recommendation got unexpected parameters {sorted(kwargs)}")
+        preprocess, forward = {}, {}
+        if unknown_items is not None:
+            if unknown_items not in UNKNOWN_ITEM_POLICIES:
+                raise ValueError(f"unknown_items={unknown_items!r} must be one of {UNKNOWN_ITEM_POLICIES}")
+            preprocess["unknown_items"] = unknown_items
+        if top_k is not None:
+            if int(top_k) < 1:
+                raise ValueError(f"top_k must be >= 1, got {top_k}")
+            forward["top_k"] = int(top_k)
+        if batch_size is not None:
+            forward["batch_size"] = int(batch_size)
+        return preprocess, forward, {}
+
+    def __call__(self, sessions, **kwargs):
+        return self._run(sessions, _is_one_session(sessions), **kwargs)
+
+    def preprocess(self, sessions: _Batch, unknown_items: str = "error") -> dict:
+        vocab = getattr(self.processor, "item_vocab", None)
+        if vocab is None:
+            raise TypeError(f"{type(self.processor).__name__} has no item_vocab: it cannot map item IDs")
+        known = getattr(self.processor, "_index", None) or set(vocab)
+        cleaned = []
+        for b, session in enumerate(sessions.items):
+            if isinstance(session, str | Mapping) or not isinstance(session, Sequence):
+                raise TypeError(f"session {b}: expected a list of item IDs, got {session!r}")
+            unknown = [i for i in session if i not in known]
+            if unknown and unknown_items == "error":
+                raise KeyError(
+                    f"session {b}: unknown item IDs {unknown[:5]} ({len(unknown)} of {len(session)}); the model "
+                    f"knows {len(vocab)} items, whose IDs look like {list(vocab[:3])}. Pass unknown_items='skip' "
+                    "to drop unknown IDs"
+                )
+            kept = [i for i in session if i in known]
+            if not kept:
+                raise KeyError(
+                    f"session {b}: none of its {len(session)} item IDs is known to the model (e.g. {session[:3]}); "
+                    f"known IDs look like {list(vocab[:3])}"
+                )
+            cleaned.append(kept)
+        return {"sessions": cleaned}
+
+    def _forward(self, model_inputs: dict, top_k: int = 10, batch_size: int = 256) -> dict:
+        if not hasattr(self.model, "recommend"):
+            raise TypeError(f"{type(self.model).__name__} has no recommend(): it is not a next-item head")
+        ranked = self.model.recommend(
+            model_inputs["sessions"], top_k=top_k, processor=self.processor, batch_size=batch_size
+        )
+        return {"ranked": ranked}
+
+    def postprocess(self, model_outputs: dict) -> list[list[dict[str, Any]]]:
+        return [[{"item_id": i, "score": float(s)} for i, s in row] for row in model_outputs["ranked"]]
+
+
+class SessionFeatureExtractionPipeline(_SessionPipeline):
+    """``pipeline("session-feature-extraction", model=path)``: session (or item) embeddings as numpy arrays.
+
+    Call it with one session or a list of sessions (``embed="sessions"``, default), or with item IDs (CERES also
+    takes catalogue records and ``{"query": ...}`` specs) and ``embed="items"``. Parameters: ``embed``,
+    ``catalogue`` (CERES: the products' text), ``batch_size``. One session gives a ``(D,)`` vector, a batch a
+    ``(B, D)`` matrix; items always give ``(N, D)``. The model must implement ``encode_sessions`` and
+    ``encode_items`` (TAGNN++, CERES).
+    """
+
+    def _sanitize_parameters(self, embed=None, catalogue=None, batch_size=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"session-feature-extraction got unexpected parameters {sorted(kwargs)}")
+        forward = {}
+        if embed is not None:
+            if embed not in ("sessions", "items"):
+                raise ValueError(f"embed={embed!r} must be 'sessions' or 'items'")
+            forward["embed"] = embed
+        if catalogue is not None:
+            forward["catalogue"] = catalogue
+        if batch_size is not None:
+            forward["batch_size"] = int(batch_size)
+        return {}, forward, {}
+
+    def __call__(self, inputs, embed: str | None = None, **kwargs):
+        if embed is not None:
+            kwargs["embed"] = embed
+        mode = embed or self._forward_params.get("embed", "sessions")
+        if mode == "items":
+            items = [inputs] if isinstance(inputs, str | Mapping) else list(inputs)
+            return self._run(items, one=True, **kwargs)  # the item list is one input: one (N, D) matrix
+        return self._run(inputs, _is_one_session(inputs), **kwargs)
+
+    def preprocess(self, inputs: _Batch) -> dict:
+        return {"inputs": inputs.items}
+
+    def _encode_kwargs(self, catalogue, batch_size) -> dict:
+        kwargs: dict[str, Any] = {"processor": self.processor}
+        if catalogue is not None:
+            kwargs["catalogue"] = catalogue
+        if batch_size is not None:
+            kwargs["batch_size"] = batch_size
+        return kwargs
+
+    def _forward(self, model_inputs: dict, embed: str = "sessions", catalogue=None, batch_size=None) -> dict:
+        method = "encode_items" if embed == "items" else "encode_sessions"
+        if not hasattr(self.model, method):
+            raise TypeError(f"{type(self.model).__name__} has no {method}()")
+        encode = getattr(self.model, method)
+        accepted = inspect.signature(encode).parameters
+        kwargs = {k: v for k, v in self._encode_kwargs(catalogue, batch_size).items() if k in accepted}
+        if embed == "items":  # the item list came as one input
+            vectors = encode(list(model_inputs["inputs"][0]), **kwargs)
+        else:
+            vectors = encode(model_inputs["inputs"], **kwargs)
+        return {"vectors": [vectors] if embed == "items" else list(np.asarray(vectors))}
+
+    def postprocess(self, model_outputs: dict) -> list[np.ndarray]:
+        return model_outputs["vectors"]
+
+    def _run(self, inputs: Any, one: bool, **kwargs):
+        out = super()._run(inputs, one, **kwargs)
+        return out if one else np.stack(out)
+
+
+def register_pipelines() -> None:
+    """Register both tasks with ``transformers``' pipeline registry (idempotent: re-registering overwrites)."""
+    from transformers.pipelines import SUPPORTED_TASKS
+
+    for task, cls, model_class in (
+        ("session-recommendation", SessionRecommendationPipeline, AutoModelForNextItemPrediction),
+        ("session-feature-extraction", SessionFeatureExtractionPipeline, AutoModel),
+    ):
+        if SUPPORTED_TASKS.get(task, {}).get("impl") is cls:
+            continue
+        PIPELINE_REGISTRY.register_pipeline(task, pipeline_class=cls, pt_model=model_class)
+
+
+__all__ = [
+    "SessionFeatureExtractionPipeline",
+    "SessionRecommendationPipeline",
+    "register_pipelines",
+]
