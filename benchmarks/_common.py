@@ -70,6 +70,18 @@ def _portable(arg: str) -> str:
     return arg
 
 
+def portable_text(value: Any) -> Any:
+    """``value`` (a string, or dicts / lists of them) with absolute workspace paths written relative to the
+    repository root (``/…/main/x`` -> ``x``, ``/…/shared/data`` -> ``../shared/data``), so results name no machine."""
+    if isinstance(value, str):
+        return value.replace(f"{REPO_ROOT}/", "").replace(f"{REPO_ROOT.parent}/", "../")
+    if isinstance(value, dict):
+        return {k: portable_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable_text(v) for v in value]
+    return value
+
+
 def command_line() -> str:
     """The exact command that started this process (from the repository root, shell-quoted, portable paths)."""
     argv = getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv]
@@ -116,7 +128,7 @@ def write_result(
     record = {
         "name": name,
         "command": command_line(),
-        "data": data,
+        "data": portable_text(data),
         "machine": machine_info(),
         "date": now_iso(),
         "figures": figures,

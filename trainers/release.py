@@ -9,7 +9,7 @@ Subcommands::
     # 2. publish a trained folder (pretrain.py / finetune.py output): optional re-evaluation, card, release
     #    folder, reload check, then ONE commit and a tag; --dry-run DIR writes the exact folder and stops
     HF_TOKEN=hf_... python trainers/release.py publish runs/releases/tagnn_pp/checkpoint --repo-id me/tagnn-pp
-    python trainers/release.py publish runs/releases/tagnn_pp/checkpoint --repo-id me/tagnn-pp --dry-run /tmp/rel
+    python trainers/release.py publish runs/releases/tagnn_pp/checkpoint --repo-id me/tagnn-pp --dry-run runs/releases/tagnn_pp/dry-run
 
     # 3. push a release folder as it is (e.g. one that `build` wrote)
     HF_TOKEN=hf_... python trainers/release.py push runs/releases/tagnn_pp/release --repo-id me/tagnn-pp --public
