@@ -19,7 +19,6 @@ belongs to, ``item_session_index`` which session each item belongs to, and the b
 from __future__ import annotations
 
 import hashlib
-import re
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -29,6 +28,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerFast, ProcessorMixin
 
 from ...graphs.ceres import ceres_session_graph
+from ...processing_utils import attribute_token, catalogue_attribute_names
 from .configuration_ceres import CeresConfig
 
 BASE_SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -37,22 +37,6 @@ FIELD_ATTRIBUTES: tuple[str, ...] = ("title", "description", "brand", "category"
 """Catalogue fields that are product attributes in every catalogue (each gets its ``[ATTRTYPE]`` token)."""
 LONG_SEQUENCE_TOKENS: tuple[str, ...] = ("[TITLE]", "[DESCRIPTION]")
 """Sequences starting with these tokens are *long* for masking (product title and description)."""
-
-
-def attribute_token(name: str) -> str:
-    """The ``[ATTRTYPE]`` special token of an attribute name: ``"product type"`` -> ``"[PRODUCT_TYPE]"``."""
-    cleaned = re.sub(r"[^0-9A-Za-z]+", "_", name.strip()).strip("_").upper()
-    if not cleaned:
-        raise ValueError(f"attribute name {name!r} has no letters or digits to build a special token from")
-    return f"[{cleaned}]"
-
-
-def catalogue_attribute_names(
-    catalogue: Mapping[str, Mapping[str, Any]] | Iterable[Mapping[str, Any]],
-) -> list[str]:
-    """Sorted distinct names of the catalogue's named attributes (``record["attributes"][*]["name"]``)."""
-    records = catalogue.values() if isinstance(catalogue, Mapping) else catalogue
-    return sorted({a["name"] for rec in records for a in (rec.get("attributes") or [])})
 
 
 def iter_corpus(

@@ -22,7 +22,6 @@ in row-major order (``interaction_mask.sum() == N``), so the Interaction Encoder
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -30,6 +29,8 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerFast, ProcessorMixin
+
+from ...processing_utils import attribute_token, catalogue_attribute_names
 
 BASE_SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 ACTION_TOKENS: tuple[str, ...] = ("[SEARCH]", "[VIEW]", "[ADD]", "[BUY]")
@@ -46,22 +47,6 @@ TITLE_TOKEN, CATEGORY_TOKEN = "[TITLE]", "[CATEGORY]"
 ITEM_FIELD_ATTRIBUTES: tuple[str, ...] = ("brand",)
 """Catalogue fields written as attributes (``[BRAND] gaveres``)."""
 TEXT_SUBJECTS = ("keyword_query", "product_query")
-
-
-def attribute_token(name: str) -> str:
-    """The special token of an attribute name: ``"size"`` -> ``"[SIZE]"``, ``"price band"`` -> ``"[PRICE_BAND]"``."""
-    cleaned = re.sub(r"[^0-9A-Za-z]+", "_", str(name).strip()).strip("_").upper()
-    if not cleaned:
-        raise ValueError(f"attribute name {name!r} has no letters or digits to build a special token from")
-    return f"[{cleaned}]"
-
-
-def catalogue_attribute_names(
-    catalogue: Mapping[str, Mapping[str, Any]] | Iterable[Mapping[str, Any]],
-) -> list[str]:
-    """Sorted distinct attribute names of a catalogue (``record["attributes"][*]["name"]``)."""
-    records = catalogue.values() if isinstance(catalogue, Mapping) else catalogue
-    return sorted({a["name"] for rec in records for a in (rec.get("attributes") or [])})
 
 
 def as_catalogue(catalogue: Any) -> Mapping[str, Mapping[str, Any]]:
