@@ -55,6 +55,22 @@ MODELS: dict[str, list[str]] = {
         "--config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=2", "intermediate_size=64",
         "num_cross_attention_layers=1", "retrieval_projection_size=32",
     ],
+    "ubm": [
+        "--model", "ubm", "--stage", "1", "--num-sessions", "300", "--vocab-size", "400", "--batch-size", "16",
+        "--eval-batch-size", "32", "--learning-rate", "5e-4", "--max-validation-samples", "64",
+        "--max-eval-samples", "64", "--select-best", "loss",
+        "--config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=2", "intermediate_size=64",
+        "num_session_layers=1", "session_num_attention_heads=2", "session_intermediate_size=64",
+    ],
+    "muvcog": [
+        "--model", "muvcog", "--num-sessions", "400", "--word2vec-epochs", "1", "--batch-size", "16",
+        "--learning-rate", "1e-3", "--select-best", "loss", "--config", "hidden_size=16",
+    ],
+    "product_byol": [
+        "--model", "product_byol", "--num-sessions", "600", "--vocab-size", "300", "--batch-size", "32",
+        "--learning-rate", "0.05",
+        "--config", "embedding_size=16", "num_filters=8", "projection_hidden_size=32", "projection_size=16",
+    ],
 }  # fmt: skip
 """Per model: the flags of a small CPU run; families join by adding a row."""
 

@@ -67,6 +67,7 @@ class ToyProcessor:
 
 CRASH_AT: list[int] = []
 NAN_AT: list[int] = []
+PROCESSOR_PATHS: list = []  # what each prepare() was given as --processor-path
 
 
 def ema_hook(model, step: int, total_steps: int) -> None:
@@ -79,6 +80,7 @@ def ema_hook(model, step: int, total_steps: int) -> None:
 
 
 def _prepare(args) -> PreparedData:
+    PROCESSOR_PATHS.append(args.processor_path)
     g = torch.Generator().manual_seed(0)
     rows = {"x": torch.randn(64, 4, generator=g).tolist(), "labels": torch.randn(64, 4, generator=g).tolist()}
     ds = Dataset.from_dict(rows)
@@ -129,6 +131,7 @@ def toy(monkeypatch):
     monkeypatch.setitem(RECIPES, "st_engine_toy", recipe)
     CRASH_AT.clear()
     NAN_AT.clear()
+    PROCESSOR_PATHS.clear()
     return recipe
 
 
@@ -243,3 +246,19 @@ def test_ema_target_is_identical_on_every_process(toy, tmp_path):
     assert not torch.equal(a["weight"], s1["target.weight"])  # it moved
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_a_run_fits_its_processor_once_and_a_resumed_run_reuses_it(toy, tmp_path):
+    # a processor fitted afresh on resume (or by each process) could number tokens differently from the weights
+    out = tmp_path / "run"
+    _run("--output-dir", str(out), "--max-steps", "4", "--checkpointing-steps", "2")
+    assert PROCESSOR_PATHS == [None]  # fitted by the recipe...
+    assert (out / "processor" / "toy_processor.json").exists()  # ...and saved before training
+    assert not (out / "processor.tmp").exists()
+    _run("--output-dir", str(out), "--max-steps", "6", "--checkpointing-steps", "2", "--resume")
+    assert PROCESSOR_PATHS[-1] == str(out / "processor")
+    _run("--output-dir", str(out), "--max-steps", "2")  # a fresh run in the same folder fits its own
+    assert PROCESSOR_PATHS[-1] is None
+    given = tmp_path / "given"
+    _run("--output-dir", str(tmp_path / "other"), "--max-steps", "2", "--processor-path", str(given))
+    assert PROCESSOR_PATHS[-1] == str(given) and not (tmp_path / "other" / "processor").exists()

@@ -293,6 +293,25 @@ def test_seeded_masks_are_a_function_of_the_batch_sessions(processor):
         CeresMaskingCollator(processor, cat, generator=torch.Generator(), seed=1)
 
 
+def test_training_masks_are_seeded_per_epoch_and_replay_after_any_interruption(processor):
+    # the recipe's training collator: seeded, with the epoch folded in by the training loop (set_epoch). A resumed
+    # run re-collates the batch that the loader had prefetched before the checkpoint: it must get the same masks.
+    cat = make_catalogue()
+    sessions = [{**make_sessions()[0], "session_id": f"s{i}"} for i in range(30)]
+    collator = CeresMaskingCollator(processor, cat, seed=8)
+    state = torch.get_rng_state()
+    epoch0 = collator(sessions)["labels"]
+    collator.set_epoch(1)
+    epoch1 = collator(sessions)["labels"]
+    assert not torch.equal(epoch0, epoch1)  # the same sessions are masked afresh in another epoch
+    assert torch.equal(torch.get_rng_state(), state)  # the global RNG is left to dropout
+    resumed = CeresMaskingCollator(processor, cat, seed=8)
+    resumed.set_epoch(1)
+    assert torch.equal(resumed(sessions)["labels"], epoch1)
+    resumed.set_epoch(0)
+    assert torch.equal(resumed(sessions)["labels"], epoch0)
+
+
 def test_collator_on_raw_sessions_and_config_rates(processor):
     config = CeresConfig(
         vocab_size=len(processor.tokenizer),

@@ -284,6 +284,44 @@ def _save_checkpoint(accelerator: Accelerator, progress: TrainingProgress | None
         (path / COMPLETE).touch()
 
 
+RUN_PROCESSOR = "processor"
+"""``<output-dir>/processor``: the processor a run fitted, saved before its first step."""
+
+
+def _one_processor_per_run(args, output_dir: Path, is_main_process: bool) -> Path | None:
+    """Make every process of a run, and every resumption of it, use the same processor; returns the folder the
+    run's processor is (or is to be) saved in, or ``None`` when the processor comes from elsewhere.
+
+    A recipe fits its processor on the training data, and fitting is not reproducible: ``tokenizers``'
+    WordPiece trainer (CERES, UBM) breaks ties between equally frequent merges by hash-map order, so two fits on
+    the same corpus give different vocabularies (huggingface/tokenizers#1794, open; in our runs 8 of 533 tokens
+    differed on the tiny synthetic store, and the ids of most of the rest). Two processes fitting their own would
+    train one embedding table under two token numberings, and a resumed run would continue the weights under a
+    new one. So the processor comes, in this order, from ``--processor-path``; from ``--init-from`` (the
+    weights' own vocabulary); on ``--resume``, from ``<output-dir>/processor``; otherwise the main process fits
+    it and saves it there (atomically) before anyone trains, and the other processes load it."""
+    if args.processor_path:
+        return None
+    if args.init_from and (Path(args.init_from) / "processor_config.json").exists():
+        args.processor_path = args.init_from
+        return None
+    folder = output_dir / RUN_PROCESSOR
+    if folder.exists() and args.resume:
+        args.processor_path = str(folder)
+    elif is_main_process and folder.exists():  # a fresh run in an old output folder: fitted again
+        shutil.rmtree(folder)
+    return folder
+
+
+def _save_processor(processor, folder: Path) -> None:
+    """``save_pretrained`` into a temporary sibling, then rename: a killed run never leaves half a processor."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    processor.save_pretrained(tmp)
+    tmp.rename(folder)
+
+
 def _log_record(line: str) -> dict | None:
     """One ``metrics.jsonl`` record, or ``None`` for a line cut short by a killed run."""
     try:
@@ -389,9 +427,15 @@ def main(argv: list[str] | None = None) -> dict:
     if args.report_to:
         accelerator.init_trackers(f"pretrain-{args.model}", config={k: str(v) for k, v in vars(args).items()})
 
-    # 3. Data, processor and config from the model's recipe.
+    # 3. Data, processor and config from the model's recipe. The processor is fitted once per run (see
+    #    _one_processor_per_run): by the main process, then loaded by the others and by a resumed run.
+    run_processor = _one_processor_per_run(args, output_dir, accelerator.is_main_process)
     with accelerator.main_process_first():
+        if not accelerator.is_main_process and run_processor is not None:
+            args.processor_path = str(run_processor)  # the main process has fitted and saved it
         data = task.prepare(args)
+        if accelerator.is_main_process and run_processor is not None and not run_processor.exists():
+            _save_processor(data.processor, run_processor)
     streaming = isinstance(data.train_dataset, IterableDataset)
     if streaming and not args.max_steps:
         raise ValueError("the training split is streamed (its epoch length is unknown): give --max-steps")
@@ -512,6 +556,10 @@ def main(argv: list[str] | None = None) -> dict:
             batches = stream
         else:
             train_dl.set_epoch(progress.epoch)
+            if hasattr(data.collate_fn, "set_epoch"):  # a collator whose random draws are seeded per epoch
+                data.collate_fn.set_epoch(progress.epoch)
+            if hasattr(data.collate_fn, "set_epoch"):  # a collator whose random draws are seeded per epoch
+                data.collate_fn.set_epoch(progress.epoch)
             batches = (
                 accelerator.skip_first_batches(train_dl, progress.batches_in_epoch)
                 if progress.batches_in_epoch

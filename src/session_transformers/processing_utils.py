@@ -1,10 +1,15 @@
-"""Text helpers shared by the processors that tokenise product attributes (CERES, UBM)."""
+"""Helpers shared by the processors and collators: attribute tokens (CERES, UBM) and seeded batch randomness
+(the augmenting collators of CERES, UBM and MUVCOG)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
+
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 
 def attribute_token(name: str) -> str:
@@ -23,4 +28,94 @@ def catalogue_attribute_names(
     return sorted({a["name"] for rec in records for a in (rec.get("attributes") or [])})
 
 
-__all__ = ["attribute_token", "catalogue_attribute_names"]
+def train_wordpiece(
+    texts: Iterable[str], special_tokens: Sequence[str], vocab_size: int = 30522
+) -> Tokenizer:
+    """Train a lowercase BERT-style WordPiece tokenizer on ``texts``, reproducibly.
+
+    ``tokenizers``' WordPiece trainer is not deterministic (huggingface/tokenizers#1794, open): it numbers the
+    continuing-subword tokens (``##e``) in hash-map order as it meets them, and breaks ties between equally
+    frequent merges by those numbers, so two fits on the same corpus give different vocabularies (8 of 533
+    tokens, and the ids of most others, differed between runs on the tiny synthetic store). Here every
+    character and continuing-subword token of the corpus is numbered up front, in the trainer's own layout (the
+    alphabet, then the ``##`` subwords) but sorted (passed to the trainer after the special tokens, so that it
+    reuses their numbers), which leaves no order to chance; the trained vocabulary is then
+    rebuilt into a plain WordPiece model in which only ``special_tokens`` are special. The result is the same in
+    every process and every run.
+
+    Args:
+        texts: the corpus; read twice (an iterator is first held as a list).
+        special_tokens: the special tokens, numbered first in this order (``[UNK]`` among them).
+        vocab_size: target vocabulary size, special tokens included.
+    """
+    if isinstance(texts, Iterator) or not isinstance(texts, Sequence):
+        texts = list(texts)
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    alphabet: set[str] = set()
+    continuing: set[str] = set()
+    for text in texts:
+        for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)):
+            alphabet.update(word)
+            continuing.update(word[1:])
+    specials = list(special_tokens)
+    # the trainer's own numbering (specials, the alphabet, then the ##-subwords), with the subwords sorted too
+    fixed = [t for t in [*sorted(alphabet), *(f"##{c}" for c in sorted(continuing))] if t not in specials]
+    fitting = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    fitting.normalizer, fitting.pre_tokenizer = normalizer, pre_tokenizer
+    fitting.train_from_iterator(
+        texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials + fixed)
+    )
+    tok = Tokenizer(models.WordPiece(fitting.get_vocab(), unk_token="[UNK]"))
+    tok.normalizer, tok.pre_tokenizer, tok.decoder = normalizer, pre_tokenizer, decoders.WordPiece()
+    tok.add_special_tokens(specials)
+    return tok
+
+
+def seeded_generator(seed: int, keys: Iterable[str], epoch: int = 0) -> torch.Generator:
+    """A private ``torch.Generator`` seeded from ``seed``, ``epoch`` (when not 0) and a batch's row keys.
+
+    What an augmenting collator draws a batch's random views from, so that the views are a pure function of
+    (seed, epoch, rows): the same however often, in whatever order and after whatever interruption the batch is
+    collated. The global RNG would not do for training: a DataLoader collates batch *k + 1* before step *k* runs
+    (Accelerate's loader prefetches one batch to see where the epoch ends), so draws from it land *before* the
+    checkpoint of step *k* saves that RNG, and a run resumed from the checkpoint would draw them again,
+    differently."""
+    digest = hashlib.sha256(str(seed).encode())
+    if epoch:
+        digest.update(f"\0epoch:{int(epoch)}".encode())
+    for key in keys:
+        digest.update(b"\0" + key.encode())
+    return torch.Generator().manual_seed(int.from_bytes(digest.digest()[:8], "little") >> 1)
+
+
+class SeededCollatorMixin:
+    """Randomness of an augmenting collator: from a ``generator`` it is given, from torch's global RNG (neither
+    given), or, with ``seed``, from :func:`seeded_generator` over (seed, epoch, the batch's row keys).
+
+    Training collators take a seed and the training loop calls :meth:`set_epoch` before each epoch (so a batch of
+    the same rows in another epoch draws afresh); evaluation collators take another seed and stay at epoch 0
+    (the same views at every evaluation). Neither draws from the global RNG, which is left to dropout."""
+
+    def _init_randomness(self, generator: torch.Generator | None, seed: int | None) -> None:
+        if generator is not None and seed is not None:
+            raise ValueError("pass a generator or a seed, not both")
+        self.generator, self.seed, self.epoch = generator, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Fold the training epoch into seeded draws."""
+        self.epoch = int(epoch)
+
+    def _batch_generator(self, keys: Iterable[str]) -> torch.Generator | None:
+        if self.seed is None:
+            return self.generator
+        return seeded_generator(self.seed, keys, self.epoch)
+
+
+__all__ = [
+    "SeededCollatorMixin",
+    "attribute_token",
+    "catalogue_attribute_names",
+    "seeded_generator",
+    "train_wordpiece",
+]

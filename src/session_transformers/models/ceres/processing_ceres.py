@@ -18,17 +18,20 @@ belongs to, ``item_session_index`` which session each item belongs to, and the b
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerFast, ProcessorMixin
 
 from ...graphs.ceres import ceres_session_graph
-from ...processing_utils import attribute_token, catalogue_attribute_names
+from ...processing_utils import (
+    SeededCollatorMixin,
+    attribute_token,
+    catalogue_attribute_names,
+    train_wordpiece,
+)
 from .configuration_ceres import CeresConfig
 
 BASE_SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -122,19 +125,13 @@ class CeresProcessor(ProcessorMixin):
         """Train a lowercase WordPiece tokenizer on ``texts`` and return a processor around it.
 
         Args:
-            texts: the corpus (e.g. :func:`iter_corpus`); read once.
+            texts: the corpus (e.g. :func:`iter_corpus`).
             vocab_size: target vocabulary size, special tokens included.
             attribute_names: the catalogue's attribute names (e.g. :func:`catalogue_attribute_names`).
             **kwargs: processor fields (``max_query_length``, ...).
         """
         specials = cls.special_tokens(attribute_names)
-        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece()
-        tok.train_from_iterator(
-            texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials)
-        )
+        tok = train_wordpiece(texts, specials, vocab_size)  # reproducible, unlike a bare WordPieceTrainer
         named = dict(
             zip(
                 ("unk_token", "pad_token", "cls_token", "sep_token", "mask_token"),
@@ -366,7 +363,7 @@ def candidate_key(spec: Mapping[str, Any]) -> tuple[str, Any]:
     raise ValueError(f"a candidate needs 'item_id', 'query' or 'attribute' + 'value'; got {dict(spec)!r}")
 
 
-class CeresMaskingCollator:
+class CeresMaskingCollator(SeededCollatorMixin):
     r"""The CERES token masking strategy (Section 3.1), as a data collator.
 
     - **Long sequences** (product title and description, i.e. rows starting with ``[TITLE]`` or ``[DESCRIPTION]``):
@@ -379,18 +376,22 @@ class CeresMaskingCollator:
       never chosen.
 
     **Where the randomness comes from.** By default masks are drawn from ``generator`` (or, without one, from
-    torch's global RNG, which Accelerate checkpoints save and restore, so a resumed run draws the same masks).
-    With ``seed`` set, the masks of a batch called on raw sessions are a pure function of ``seed`` and the batch's
-    ``session_id`` list (a private generator seeded from their digest): evaluation masks are then the same at
-    every evaluation, whatever ran before, and drawing them consumes nothing from the global RNG, so turning
-    evaluation on does not change the training masks.
+    torch's global RNG). With ``seed`` set, the masks of a batch called on raw sessions are a pure function of
+    ``seed``, the epoch given to :meth:`set_epoch` and the batch's ``session_id`` list (a private generator seeded
+    from their digest). Training uses this: a DataLoader collates batch *k + 1* before step *k* has run
+    (Accelerate's loader prefetches one batch to know where the epoch ends), so masks drawn from the global RNG
+    would be drawn *before* the checkpoint of step *k* saves that RNG, and a run resumed from it would draw them
+    again, differently. Seeded masks are the same however the run was interrupted, and drawing them consumes
+    nothing from the global RNG (which dropout uses), so turning evaluation on does not change training either.
+    Evaluation uses a seeded collator that stays at epoch 0: its masks are the same at every evaluation.
 
     Args:
         processor: the :class:`CeresProcessor`.
         catalogue: ``item_id -> record`` used when called on raw sessions.
         config: a :class:`CeresConfig` whose masking rates are used (defaults: the paper's).
         generator: a seeded ``torch.Generator`` for reproducible masks.
-        seed: fixed masks per batch of sessions (evaluation), as above; excludes ``generator``.
+        seed: masks per batch of sessions as a function of (seed, epoch, session ids), as above; excludes
+            ``generator``.
     """
 
     def __init__(
@@ -401,13 +402,10 @@ class CeresMaskingCollator:
         generator: torch.Generator | None = None,
         seed: int | None = None,
     ):
-        if seed is not None and generator is not None:
-            raise ValueError("pass a generator or a seed, not both")
+        self._init_randomness(generator, seed)
         config = config or CeresConfig()
         self.processor = processor
         self.catalogue = _as_catalogue(catalogue)
-        self.generator = generator
-        self.seed = seed
         self.mlm_probability = config.mlm_probability
         self.short_sequence_mask_probability = config.short_sequence_mask_probability
         self.short_token_mask_probability = config.short_token_mask_probability
@@ -431,15 +429,13 @@ class CeresMaskingCollator:
         return self.mask(self.processor(sessions, self.catalogue), generator=generator)
 
     def batch_generator(self, sessions: Sequence[Mapping[str, Any]]) -> torch.Generator:
-        """The private generator of a batch under ``seed``: seeded from ``seed`` and the batch's session ids (a
-        session without an id is identified by its events)."""
+        """The private generator of a batch under ``seed``: seeded from ``seed``, the epoch (when not 0) and the
+        batch's session ids (a session without an id is identified by its events)."""
         if self.seed is None:
             raise ValueError("batch_generator needs the collator's seed")
-        digest = hashlib.sha256(str(self.seed).encode())
-        for s in sessions:
-            sid = s.get("session_id")
-            digest.update(b"\0" + (repr(s["events"]) if sid is None else f"id:{sid}").encode())
-        return torch.Generator().manual_seed(int.from_bytes(digest.digest()[:8], "little") >> 1)
+        return self._batch_generator(
+            repr(s["events"]) if s.get("session_id") is None else f"id:{s['session_id']}" for s in sessions
+        )
 
     def mask(
         self, batch: Mapping[str, torch.Tensor], generator: torch.Generator | None = None

@@ -27,7 +27,8 @@ over the split (validation, and test at the end). Under several processes ``gath
 last, padded batch's values; the figures are then the mean over the batches kept. Eval masks are fixed:
 validation and test rows carry ``evaluate`` and are masked by a CeresMaskingCollator with a ``seed`` (each
 batch's masks are a function of the seed and its session ids), so two evaluations of the same weights give the
-same loss, and evaluating draws nothing from the global RNG that the training masks come from.
+same loss. Training masks are seeded too (another seed, folded with the epoch: ``CeresPretrainCollator``), so a
+resumed run masks exactly as the uninterrupted one, and neither draws from the global RNG (dropout's).
 ``PreparedData.eval_collate_fn`` is that eval collator. The validation ``loss`` selects the checkpoint
 (``--select-best loss``, lower is better).
 
@@ -272,12 +273,16 @@ def _ceres_rows(sessions: list[dict], evaluate: bool = False) -> Dataset:
 
 
 class CeresPretrainCollator:
-    """Pretraining rows -> masked batches: training rows through ``train`` (masks from the global RNG, which
-    Accelerate checkpoints), rows with ``evaluate`` set through ``evaluation`` (fixed masks: a
-    CeresMaskingCollator with a ``seed``), so one ``collate_fn`` serves both loaders."""
+    """Pretraining rows -> masked batches: training rows through ``train`` (a seeded CeresMaskingCollator whose
+    masks are a function of the seed, the epoch and the batch's sessions, so that a resumed run masks exactly as
+    the uninterrupted one), rows with ``evaluate`` set through ``evaluation`` (fixed masks: a seeded collator that
+    stays at epoch 0), so one ``collate_fn`` serves both loaders. ``set_epoch`` reaches only the training one."""
 
     def __init__(self, train: CeresMaskingCollator, evaluation: CeresMaskingCollator):
         self.train, self.evaluation = train, evaluation
+
+    def set_epoch(self, epoch: int) -> None:
+        self.train.set_epoch(epoch)
 
     def __call__(self, rows: list[dict]):
         return (self.evaluation if rows and rows[0].get("evaluate") else self.train)(rows)
@@ -313,7 +318,9 @@ def _prepare_ceres_pretrain(args: argparse.Namespace) -> PreparedData:
     train = _cut(train, args.max_train_samples)
     validation, test = _cut(validation, validation_limit(args)), _cut(test, args.max_eval_samples)
     eval_collate = CeresMaskingCollator(processor, catalogue, config, seed=args.seed)
-    collate = CeresPretrainCollator(CeresMaskingCollator(processor, catalogue, config), eval_collate)
+    # training masks: seeded apart from the evaluation masks (another seed), per epoch and batch
+    train_collate = CeresMaskingCollator(processor, catalogue, config, seed=args.seed + 1)
+    collate = CeresPretrainCollator(train_collate, eval_collate)
     test_rows = _ceres_rows(test, evaluate=True)
     return PreparedData(
         processor,

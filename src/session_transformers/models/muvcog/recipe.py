@@ -47,6 +47,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ... import metrics
+from ...processing_utils import SeededCollatorMixin
 from ...protocol import TrainingProtocol
 from ...trainer_utils import PreparedData, QuickstartJob, Recipe, Task, split_sizes, validation_limit
 from .configuration_muvcog import MuvcogConfig
@@ -203,20 +204,21 @@ def _click_ids(clicks: Sequence[Sequence[int]]) -> torch.Tensor:
     return out
 
 
-class MuvcogPretrainCollator:
+class MuvcogPretrainCollator(SeededCollatorMixin):
     """Rows ``{"index", "encoded", "clicks"}`` -> anchors, positives (one query masked) and click codes.
 
-    Training masks come from torch's global RNG (which Accelerate checkpoints); with ``seed`` set (evaluation),
-    each batch's masks are a function of the seed and its first row's index, so evaluations repeat exactly.
+    With ``seed`` set, each batch's masks are a function of the seed, the epoch (``set_epoch``) and its rows'
+    indices (:class:`~session_transformers.processing_utils.SeededCollatorMixin`): the recipe seeds the training
+    collator (a resumed run masks as the uninterrupted one) and, with another seed, the evaluation one
+    (evaluations repeat exactly). Without a seed, masks come from torch's global RNG.
     """
 
     def __init__(self, processor: MuvcogProcessor, seed: int | None = None):
-        self.processor, self.seed = processor, seed
+        self.processor = processor
+        self._init_randomness(None, seed)
 
     def __call__(self, rows: list[dict]) -> dict[str, Any]:
-        generator = None
-        if self.seed is not None:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + int(rows[0]["index"]))
+        generator = self._batch_generator(f"index:{int(r['index'])}" for r in rows)
         encoded = [r["encoded"] for r in rows]
         anchors = self.processor.views(encoded)
         positives = self.processor.views([mask_one_query(e, generator) for e in encoded])
@@ -255,7 +257,7 @@ def _prepare_pretrain(args: argparse.Namespace) -> PreparedData:
         processor,
         Rows(train),
         Rows(validation or test),
-        MuvcogPretrainCollator(processor),
+        MuvcogPretrainCollator(processor, seed=args.seed + 1),  # seeded per (epoch, batch): resumes exactly
         config,
         splits.description + ("; text only (image queries dropped)" if processor.text_only else ""),
         init_weights=_word_vector_init(processor),

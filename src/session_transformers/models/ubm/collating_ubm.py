@@ -18,19 +18,22 @@ Stage 1 (:class:`UbmStage1Collator`): N item pairs ``(p, p++)``; the 2N items ar
 (:class:`UbmStage2Collator`): every session with its reordered view ``s+`` and its masked view ``s++``.
 
 **Randomness.** Each augmentation draws from the ``generator`` it is given (a seeded ``torch.Generator``); the
-collators draw from their own ``generator``, else from torch's global RNG (which Accelerate checkpoints, so a
-resumed run draws the same views), or, with ``seed`` set, from a private generator seeded from the seed and the
-batch's content: evaluation views are then the same at every evaluation and draw nothing from the global RNG.
+collators draw from their own ``generator``, else from torch's global RNG, or, with ``seed`` set, from a private
+generator seeded from the seed, the epoch (``set_epoch``) and the batch's content
+(:class:`~session_transformers.processing_utils.SeededCollatorMixin`). The recipe seeds both: training views then
+replay exactly in a resumed run (global-RNG draws would not: the loader collates one batch ahead of the
+checkpoint that saves the RNG), evaluation views are the same at every evaluation, and neither draws from the
+global RNG.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
+from ...processing_utils import SeededCollatorMixin, seeded_generator
 from .configuration_ubm import UbmConfig
 from .processing_ubm import UbmProcessor, as_catalogue
 
@@ -39,12 +42,9 @@ def _rand(shape, generator: torch.Generator | None) -> torch.Tensor:
     return torch.rand(shape, generator=generator)
 
 
-def batch_generator(seed: int, keys: Sequence[Any]) -> torch.Generator:
-    """A private generator seeded from ``seed`` and the batch's row keys (fixed views per batch)."""
-    digest = hashlib.sha256(str(seed).encode())
-    for key in keys:
-        digest.update(b"\0" + repr(key).encode())
-    return torch.Generator().manual_seed(int.from_bytes(digest.digest()[:8], "little") >> 1)
+def batch_generator(seed: int, keys: Sequence[Any], epoch: int = 0) -> torch.Generator:
+    """A private generator seeded from ``seed``, ``epoch`` (when not 0) and the batch's row keys."""
+    return seeded_generator(seed, (repr(key) for key in keys), epoch)
 
 
 class TokenMasking:
@@ -144,14 +144,12 @@ def next_item_pairs(sessions: Sequence[Mapping[str, Any]]) -> list[dict[str, str
     return pairs
 
 
-class _Seeded:
+class _Seeded(SeededCollatorMixin):
     def __init__(self, generator: torch.Generator | None, seed: int | None):
-        if generator is not None and seed is not None:
-            raise ValueError("pass a generator or a seed, not both")
-        self.generator, self.seed = generator, seed
+        self._init_randomness(generator, seed)
 
     def _generator(self, keys: Sequence[Any]) -> torch.Generator | None:
-        return batch_generator(self.seed, keys) if self.seed is not None else self.generator
+        return self._batch_generator(repr(key) for key in keys)
 
 
 class UbmStage1Collator(_Seeded):

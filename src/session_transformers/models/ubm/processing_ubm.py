@@ -27,10 +27,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerFast, ProcessorMixin
 
-from ...processing_utils import attribute_token, catalogue_attribute_names
+from ...processing_utils import attribute_token, catalogue_attribute_names, train_wordpiece
 
 BASE_SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 ACTION_TOKENS: tuple[str, ...] = ("[SEARCH]", "[VIEW]", "[ADD]", "[BUY]")
@@ -136,20 +135,14 @@ class UbmProcessor(ProcessorMixin):
         """Train a lowercase WordPiece tokenizer (``tokenizers``) on ``texts`` and wrap it in a processor.
 
         Args:
-            texts: the corpus, e.g. :func:`iter_corpus`; read once.
+            texts: the corpus, e.g. :func:`iter_corpus`.
             vocab_size: target vocabulary size, special tokens included.
             attribute_names: the catalogue's attribute names (:func:`catalogue_attribute_names`).
             **kwargs: processor fields (``action_table``, ``max_interaction_length``, ...).
         """
         table = dict(kwargs.get("action_table") or DEFAULT_ACTION_TABLE)
         specials = cls.special_tokens(attribute_names, [*ACTION_TOKENS, *table.values()])
-        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece()
-        tok.train_from_iterator(
-            texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials)
-        )
+        tok = train_wordpiece(texts, specials, vocab_size)  # reproducible, unlike a bare WordPieceTrainer
         named = dict(
             zip(
                 ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token"),

@@ -52,6 +52,7 @@ from datasets import Dataset
 from transformers import AutoConfig
 
 from ... import metrics
+from ...processing_utils import SeededCollatorMixin
 from ...protocol import TrainingProtocol
 from ...trainer_utils import PreparedData, QuickstartJob, Recipe, Stage, Task, split_sizes, validation_limit
 from .collating_ubm import UbmStage1Collator, UbmStage2Collator, next_item_pairs
@@ -232,7 +233,8 @@ def _prepare_stage(stage: int, args: argparse.Namespace) -> PreparedData:
         processor,
         Dataset.from_list(rows_train),
         Dataset.from_list(rows_val) if rows_val else test_ds,
-        collator(processor, catalogue, config),
+        # training views seeded apart from the evaluation views, per (epoch, batch): a resumed run replays them
+        collator(processor, catalogue, config, seed=args.seed + 1),
         config,
         f"{description}; stage {stage}: {len(rows_train)} / {len(rows_val)} / {len(rows_test)} {what}",
         init_weights=_bert_initializer(args) if stage == 1 else None,
@@ -335,15 +337,25 @@ class UbmSessionTaskCollator:
         return batch
 
 
-class UbmNextItemCollator:
+class UbmNextItemCollator(SeededCollatorMixin):
     """Rows ``{"session_id", "events", "target"[, "evaluate"]}`` -> UbmForNextItem inputs.
 
-    Training rows: the candidates are the batch's distinct targets plus ``num_negatives`` pool items drawn from
-    torch's global RNG (which the trainers seed and checkpoint), as rows ``candidate_input_ids``; ``labels`` the
-    target's column. Evaluation rows (``evaluate`` set): the candidates are the whole pool, a
-    :class:`UbmCandidatePool` tokenised once, and ``labels`` the target's pool index."""
+    Training rows: the candidates are the batch's distinct targets plus ``num_negatives`` pool items, as rows
+    ``candidate_input_ids``; ``labels`` the target's column. The negatives are drawn from torch's global RNG, or,
+    with ``seed``, from a generator seeded from the seed and the batch's rows (the recipe's choice: a resumed run
+    then draws the same negatives, see :class:`~session_transformers.processing_utils.SeededCollatorMixin`).
+    Evaluation rows (``evaluate`` set): the candidates are the whole pool, a :class:`UbmCandidatePool` tokenised
+    once, and ``labels`` the target's pool index."""
 
-    def __init__(self, processor: UbmProcessor, catalogue, pool: list[str], num_negatives: int = 0):
+    def __init__(
+        self,
+        processor: UbmProcessor,
+        catalogue,
+        pool: list[str],
+        num_negatives: int = 0,
+        seed: int | None = None,
+    ):
+        self._init_randomness(None, seed)
         self.processor, self.catalogue = processor, as_catalogue(catalogue)
         self.pool_ids = list(pool)
         self.index = {item: i for i, item in enumerate(self.pool_ids)}
@@ -364,7 +376,8 @@ class UbmNextItemCollator:
             return batch
         columns = {t: i for i, t in enumerate(dict.fromkeys(r["target"] for r in rows))}
         if self.num_negatives:
-            drawn = torch.randint(len(self.pool_ids), (self.num_negatives,)).tolist()
+            generator = self._batch_generator(f"{r.get('session_id')}->{r['target']}" for r in rows)
+            drawn = torch.randint(len(self.pool_ids), (self.num_negatives,), generator=generator).tolist()
             for i in drawn:
                 columns.setdefault(self.pool_ids[i], len(columns))
         items = self.processor.encode_items(list(columns), self.catalogue)
@@ -420,7 +433,7 @@ def _prepare_task(task: str, args: argparse.Namespace) -> PreparedData:
     counts = " / ".join(f"{len(v)} {k}" for k, v in examples.items())
     description += f"; {task}: {counts} examples"
     if task == "next_item":
-        collate = UbmNextItemCollator(processor, catalogue, pool, args.nip_negatives)
+        collate = UbmNextItemCollator(processor, catalogue, pool, args.nip_negatives, seed=args.seed + 1)
     else:
         collate = UbmSessionTaskCollator(processor, catalogue)
     test_ds = _rows(examples["test"], evaluate=True)
