@@ -160,3 +160,82 @@ def test_ceres_retrieval_head_embeddings_rank_like_the_model(ceres_path, tiny_st
     with torch.no_grad():
         logits = head(**batch, **candidates).logits.numpy()
     assert np.allclose(s @ v.T, logits, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def ubm_path(tmp_path_factory, tiny_store) -> Path:
+    """A tiny UbmForNextItem checkpoint (random weights: the pipeline must rank exactly as ``recommend``)."""
+    from session_transformers.models.ubm import UbmConfig, UbmForNextItem, UbmProcessor
+    from session_transformers.models.ubm.processing_ubm import iter_corpus
+    from session_transformers.processing_utils import catalogue_attribute_names
+
+    sessions = [tiny_store.session(i) for i in range(200)]
+    catalogue = {r["item_id"]: r for r in tiny_store.catalogue}
+    names = catalogue_attribute_names(catalogue)
+    processor = UbmProcessor.train_tokenizer(iter_corpus(sessions, catalogue), 400, attribute_names=names)
+    config = UbmConfig(
+        vocab_size=len(processor.tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_session_layers=1,
+        session_num_attention_heads=2,
+        session_intermediate_size=64,
+    )
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("ubm") / "ckpt"
+    UbmForNextItem(config).save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def test_recommendation_pipeline_ubm_reads_items_as_text(ubm_path, tiny_store):
+    catalogue = tiny_store.catalogue
+    ids = [r["item_id"] for r in catalogue]
+    rec = pipeline("session-recommendation", model=str(ubm_path), device="cpu", catalogue=catalogue)
+    assert type(rec.model).__name__ == "UbmForNextItem"
+    session = ids[3:6]
+    got = rec(session, top_k=5)
+    assert len(got) == 5 and [g["score"] for g in got] == sorted((g["score"] for g in got), reverse=True)
+    # exactly what the model's recommend gives on the same session read as views, over every catalogue item
+    as_views = rec.preprocess(
+        session_transformers.pipelines._Batch([session]), catalogue=rec._preprocess_params["catalogue"]
+    )
+    expected = rec.model.recommend(
+        as_views["sessions"],
+        ids,
+        top_k=5,
+        processor=rec.processor,
+        catalogue={r["item_id"]: r for r in catalogue},
+    )[0]
+    assert [(g["item_id"], pytest.approx(g["score"], abs=1e-5)) for g in got] == [
+        (i, pytest.approx(s, abs=1e-5)) for i, s in expected
+    ]
+    # a candidate list restricts the ranking; the same list again reuses the tokenised pool
+    few = ids[10:14]
+    ranked = rec(session, top_k=10, candidates=few)
+    assert sorted(g["item_id"] for g in ranked) == sorted(few)
+    pool = rec._pool_cache[1]
+    rec(session, candidates=few)
+    assert rec._pool_cache[1] is pool
+    # a new item, unseen in training, is recommended from its text alone
+    new = {**catalogue[0], "item_id": "brand-new-item"}
+    ranked = rec([session], candidates=["brand-new-item", *few], catalogue=[*catalogue, new], top_k=5)
+    assert "brand-new-item" in {g["item_id"] for g in ranked[0]}
+    with pytest.raises(KeyError, match="not in the catalogue"):
+        rec(["no-such-item", *session])
+    assert len(rec(["no-such-item", *session], unknown_items="skip", top_k=3)) == 3
+    with pytest.raises(KeyError, match="not in the catalogue"):
+        rec(session, candidates=["no-such-item"])
+
+
+def test_recommendation_pipeline_ubm_needs_a_catalogue_and_tagnn_refuses_one(
+    ubm_path, tagnn_path, tiny_store
+):
+    rec = pipeline("session-recommendation", model=str(ubm_path), device="cpu")
+    with pytest.raises(ValueError, match="catalogue="):
+        rec(["item-000001"])
+    tagnn = pipeline("session-recommendation", model=str(tagnn_path), device="cpu")
+    with pytest.raises(TypeError, match="text models"):
+        tagnn(["item-000001"], catalogue=tiny_store.catalogue)

@@ -15,11 +15,23 @@ folder with no remote code::
     embed(["item-000017", "item-000004"], embed="items")  # (2, H) numpy item embeddings
 
 **session-recommendation** loads the checkpoint's next-item head (``AutoModelForNextItemPrediction``: TAGNN++
-today) and its processor (``AutoProcessor``). A model joins it by implementing ``recommend(sessions, top_k=,
-processor=, batch_size=)`` returning ``[[(item_id, score), ...], ...]`` and a processor with ``item_vocab`` (the
-item IDs it knows): UBM's next-item head, once it lands, needs nothing else here. Unknown item IDs in a session
-raise ``KeyError`` naming them and showing what known IDs look like (``unknown_items="error"``, the default);
-``unknown_items="skip"`` drops them (a session left with no known item still raises).
+and UBM) and its processor (``AutoProcessor``). A model joins it by implementing ``recommend(sessions, top_k=,
+processor=, batch_size=)`` returning ``[[(item_id, score), ...], ...]``, with either
+
+- a processor with ``item_vocab`` (the item IDs it knows; TAGNN++): sessions are lists of item IDs, and the
+  whole known catalogue is ranked; or
+- ``recommend(..., candidates=, catalogue=)`` (a text model, UBM): items are read as text from a ``catalogue``
+  (records or ``item_id -> record``, given when building the pipeline or when calling it), so items never seen
+  in training can be recommended. ``candidates`` (item IDs or records; default: every catalogue item) is the
+  pool ranked; it is tokenised once and reused while it does not change. Sessions may also be dicts in the
+  package schema (queries and items with their actions); a list of item IDs reads as views.
+
+Unknown item IDs in a session (not in the vocabulary, or not in the catalogue) raise ``KeyError`` naming them
+and showing what known IDs look like (``unknown_items="error"``, the default); ``unknown_items="skip"`` drops
+them (a session left with no known item still raises).
+
+    recommend = pipeline("session-recommendation", model="runs/quickstart/ubm/finetune", catalogue=records)
+    recommend(["item-000017", "item-000004"], top_k=5, candidates=new_arrivals)
 
 **session-feature-extraction** loads the base model (``AutoModel``; or pass ``model=`` a loaded head, with
 ``processor=``) and calls its ``encode_sessions`` / ``encode_items`` (TAGNN++ and CERES): ``embed="sessions"``
@@ -102,10 +114,22 @@ class SessionRecommendationPipeline(_SessionPipeline):
     (a list of those for a batch).
     """
 
-    def _sanitize_parameters(self, top_k=None, unknown_items=None, batch_size=None, **kwargs):
+    def _sanitize_parameters(
+        self, top_k=None, unknown_items=None, batch_size=None, catalogue=None, candidates=None, **kwargs
+    ):
         if kwargs:
             raise TypeError(f"session-recommendation got unexpected parameters {sorted(kwargs)}")
         preprocess, forward = {}, {}
+        if catalogue is not None or candidates is not None:
+            if not self._reads_text():
+                raise TypeError(
+                    f"{type(self.model).__name__} ranks its own item vocabulary: catalogue= and candidates= are "
+                    "for text models (UBM)"
+                )
+            if catalogue is not None:
+                preprocess["catalogue"] = forward["catalogue"] = _as_catalogue(catalogue)
+            if candidates is not None:
+                forward["candidates"] = list(candidates)
         if unknown_items is not None:
             if unknown_items not in UNKNOWN_ITEM_POLICIES:
                 raise ValueError(f"unknown_items={unknown_items!r} must be one of {UNKNOWN_ITEM_POLICIES}")
@@ -121,7 +145,14 @@ class SessionRecommendationPipeline(_SessionPipeline):
     def __call__(self, sessions, **kwargs):
         return self._run(sessions, _is_one_session(sessions), **kwargs)
 
-    def preprocess(self, sessions: _Batch, unknown_items: str = "error") -> dict:
+    def _reads_text(self) -> bool:
+        """A text model: ``recommend`` takes ``candidates`` and a ``catalogue`` (UBM)."""
+        recommend = getattr(self.model, "recommend", None)
+        return recommend is not None and "candidates" in inspect.signature(recommend).parameters
+
+    def preprocess(self, sessions: _Batch, unknown_items: str = "error", catalogue=None) -> dict:
+        if self._reads_text():
+            return {"sessions": _text_sessions(sessions.items, catalogue, unknown_items)}
         vocab = getattr(self.processor, "item_vocab", None)
         if vocab is None:
             raise TypeError(f"{type(self.processor).__name__} has no item_vocab: it cannot map item IDs")
@@ -146,16 +177,81 @@ class SessionRecommendationPipeline(_SessionPipeline):
             cleaned.append(kept)
         return {"sessions": cleaned}
 
-    def _forward(self, model_inputs: dict, top_k: int = 10, batch_size: int = 256) -> dict:
+    def _forward(
+        self, model_inputs: dict, top_k: int = 10, batch_size: int = 256, catalogue=None, candidates=None
+    ) -> dict:
         if not hasattr(self.model, "recommend"):
             raise TypeError(f"{type(self.model).__name__} has no recommend(): it is not a next-item head")
-        ranked = self.model.recommend(
-            model_inputs["sessions"], top_k=top_k, processor=self.processor, batch_size=batch_size
-        )
-        return {"ranked": ranked}
+        kwargs: dict[str, Any] = {"top_k": top_k, "processor": self.processor, "batch_size": batch_size}
+        if self._reads_text():
+            kwargs.update(catalogue=catalogue, candidates=self._candidate_pool(candidates, catalogue))
+        return {"ranked": self.model.recommend(model_inputs["sessions"], **kwargs)}
+
+    def _candidate_pool(self, candidates, catalogue):
+        """The tokenised pool of a text model, built once per distinct candidate list and catalogue."""
+        if candidates is None:
+            candidates = list(catalogue)  # every catalogue item
+        key = (id(catalogue), tuple(c if isinstance(c, str) else repr(sorted(c.items())) for c in candidates))
+        cached = getattr(self, "_pool_cache", None)
+        if cached is None or cached[0] != key:
+            from .models.ubm.modeling_ubm import UbmCandidatePool
+
+            try:
+                pool = UbmCandidatePool.from_items(self.processor, candidates, catalogue)
+            except KeyError as err:
+                raise KeyError(f"a candidate is not in the catalogue: {err}") from None
+            self._pool_cache = cached = (key, pool)
+        return cached[1]
 
     def postprocess(self, model_outputs: dict) -> list[list[dict[str, Any]]]:
         return [[{"item_id": i, "score": float(s)} for i, s in row] for row in model_outputs["ranked"]]
+
+
+def _as_catalogue(catalogue) -> dict[str, Mapping[str, Any]]:
+    if isinstance(catalogue, Mapping):
+        return dict(catalogue)
+    records = list(catalogue)
+    if not all(isinstance(r, Mapping) and "item_id" in r for r in records):
+        raise TypeError(
+            "catalogue= must be catalogue records (dicts with 'item_id') or an item_id -> record map"
+        )
+    return {r["item_id"]: r for r in records}
+
+
+def _text_sessions(sessions: list, catalogue, unknown_items: str) -> list[dict[str, Any]]:
+    """Sessions for a text model: dicts in the package schema, or lists of item IDs read as views; their items
+    must be in the catalogue (``unknown_items`` says what to do when they are not)."""
+    if catalogue is None:
+        raise ValueError(
+            "this model reads items as text: pass catalogue= (records or item_id -> record) when building the "
+            "pipeline or when calling it"
+        )
+    out = []
+    for b, session in enumerate(sessions):
+        if isinstance(session, Mapping):
+            events = [dict(e) for e in session.get("events") or []]
+            sid = session.get("session_id", f"session-{b}")
+        elif isinstance(session, Sequence) and not isinstance(session, str):
+            events = [
+                {"action": "view", "timestamp": float(t), "subject": "item", "item_id": i, "query": None}
+                for t, i in enumerate(session)
+            ]
+            sid = f"session-{b}"
+        else:
+            raise TypeError(f"session {b}: expected a list of item IDs or a session dict, got {session!r}")
+        unknown = [
+            e["item_id"] for e in events if e.get("item_id") is not None and e["item_id"] not in catalogue
+        ]
+        if unknown and unknown_items == "error":
+            raise KeyError(
+                f"session {b}: item IDs {unknown[:5]} are not in the catalogue ({len(catalogue)} items, whose IDs "
+                f"look like {list(catalogue)[:3]}). Pass unknown_items='skip' to drop them"
+            )
+        events = [e for e in events if e.get("item_id") is None or e["item_id"] in catalogue]
+        if not events:
+            raise KeyError(f"session {b}: none of its events is a query or a catalogue item")
+        out.append({"session_id": sid, "events": events})
+    return out
 
 
 class SessionFeatureExtractionPipeline(_SessionPipeline):

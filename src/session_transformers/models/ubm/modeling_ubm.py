@@ -663,7 +663,8 @@ class UbmForNextItem(UbmPreTrainedModel):
         Args:
             sessions: raw sessions (package schema).
             candidates: the pool: item ids of ``catalogue`` or catalogue records (items never seen in training
-                work: they are read as text).
+                work: they are read as text), or a :class:`UbmCandidatePool` built once for many calls (its
+                embeddings are cached while the weights do not change).
             processor: the :class:`UbmProcessor`.
             catalogue: ``item_id -> record`` for the sessions' items and the candidates.
         """
@@ -673,7 +674,12 @@ class UbmForNextItem(UbmPreTrainedModel):
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         was_training = self.training
         self.eval()
-        pool = UbmCandidatePool.from_items(processor, list(candidates), catalogue)
+        if isinstance(candidates, UbmCandidatePool):
+            if not candidates.item_ids:
+                raise ValueError("the candidate pool has no item_ids: build it with UbmCandidatePool.from_items")
+            pool = candidates
+        else:
+            pool = UbmCandidatePool.from_items(processor, list(candidates), catalogue)
         items = self.embed_candidate_pool(pool)
         device = items.device
         out: list[list[tuple[str, float]]] = []
