@@ -383,3 +383,15 @@ def test_feature_extraction_pipeline(tmp_path):
     vectors = extract(sessions())
     assert vectors.shape == (4, 16)
     np.testing.assert_allclose(vectors, model.encode_sessions(sessions(), processor=processor()), atol=1e-6)
+
+
+def test_encoder_and_heads_load_a_pretraining_checkpoint_without_its_discriminator(tmp_path):
+    # the discriminator serves pretraining only: loading the encoder or a head from the pretraining checkpoint
+    # reports no unexpected weights (and still refuses a checkpoint that lacks the encoder)
+    from transformers import AutoModel
+
+    MuvcogForPreTraining(tiny_config()).save_pretrained(tmp_path)
+    for auto in (AutoModel, AutoModelForQuerySuggestion, AutoModelForClickPrediction):
+        model, info = auto.from_pretrained(tmp_path, output_loading_info=True)
+        assert not info["unexpected_keys"], (auto.__name__, info["unexpected_keys"])
+        assert not [k for k in info["missing_keys"] if k.startswith("muvcog.")]

@@ -284,6 +284,8 @@ class MuvcogModel(MuvcogPreTrainedModel):
     Inputs are what :class:`MuvcogProcessor` returns (``num_queries``, ``global_view``, ``local_view``).
     """
 
+    _keys_to_ignore_on_load_unexpected = [r"^discriminator\."]  # a pretraining checkpoint's, for pretraining only
+
     def __init__(self, config: MuvcogConfig):
         super().__init__(config)
         self.word_embeddings = nn.Embedding(config.vocab_size, config.word_dim)
@@ -542,6 +544,9 @@ class MuvcogForPreTraining(MuvcogPreTrainedModel):
 class _FrozenEncoderHead(MuvcogPreTrainedModel):
     """A downstream head over the MUVCOG encoder; the encoder is frozen by the trainers when
     ``config.freeze_encoder`` (its parameter names are listed in ``_frozen_parameters``)."""
+
+    # a pretraining checkpoint's discriminator serves pretraining only: not a weight a head lacks by mistake
+    _keys_to_ignore_on_load_unexpected = [r"^discriminator\."]
 
     def __init__(self, config: MuvcogConfig):
         super().__init__(config)
