@@ -262,3 +262,39 @@ def test_a_run_fits_its_processor_once_and_a_resumed_run_reuses_it(toy, tmp_path
     given = tmp_path / "given"
     _run("--output-dir", str(tmp_path / "other"), "--max-steps", "2", "--processor-path", str(given))
     assert PROCESSOR_PATHS[-1] == str(given) and not (tmp_path / "other" / "processor").exists()
+
+
+class _Planted:
+    """Unpickling this object writes a marker file: a resumed run that unpickled a checkpoint file would show it."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path(self.marker).write_text, ("unpickled",))
+
+
+def test_resume_reads_its_counters_from_json_and_unpickles_nothing(toy, tmp_path):
+    import pickle
+
+    out = tmp_path / "run"
+    _run("--output-dir", str(out), "--max-steps", "4", "--checkpointing-steps", "2")
+    ckpt = max((out / "checkpoints").glob("checkpoint_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
+    state = json.loads((ckpt / "training_state.json").read_text())
+    assert state["progress"]["optimizer_steps"] == 4 and state["scheduler"]["last_epoch"] == 4
+    assert not list(ckpt.glob("custom_checkpoint_*"))  # accelerate pickles what is registered with it
+    # a hostile pickle planted where accelerate would look for registered objects is never loaded
+    _run("--output-dir", str(out), "--max-steps", "6", "--checkpointing-steps", "2", "--resume")
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]  # resumed at step 4 from the JSON counters
+    # a checkpoint holding pickled objects (an older version's, or planted) is refused, never unpickled
+    newest = max((out / "checkpoints").glob("checkpoint_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
+    marker = tmp_path / "marker"
+    (newest / "custom_checkpoint_0.pkl").write_bytes(pickle.dumps(_Planted(str(marker))))
+    with pytest.raises(FileNotFoundError, match="refuses to unpickle"):
+        _run("--output-dir", str(out), "--max-steps", "8", "--checkpointing-steps", "2", "--resume")
+    assert not marker.exists()
+    (newest / "custom_checkpoint_0.pkl").unlink()
+    (newest / "training_state.json").unlink()  # and one without its counters
+    with pytest.raises(FileNotFoundError, match="no training_state.json"):
+        _run("--output-dir", str(out), "--max-steps", "8", "--checkpointing-steps", "2", "--resume")

@@ -82,7 +82,7 @@ BEST_DIR = "best"
 
 
 class TrainingProgress:
-    """Counters saved with every checkpoint (registered with ``accelerator.register_for_checkpointing``)."""
+    """Counters saved with every checkpoint, as JSON (``training_state.json``, beside what ``save_state`` writes)."""
 
     def __init__(self):
         self.optimizer_steps = 0
@@ -263,10 +263,19 @@ def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
-def _save_checkpoint(accelerator: Accelerator, progress: TrainingProgress | None = None) -> None:
-    """``save_state`` into the next ``checkpoints/checkpoint_<n>`` (accelerate names and rotates them), then mark
-    it complete; resume only ever loads a marked one. When streaming, every process's stream position is gathered
-    into ``progress`` first (only the main process writes the registered objects)."""
+TRAINING_STATE = "training_state.json"
+
+
+def _save_checkpoint(accelerator: Accelerator, progress: TrainingProgress, scheduler) -> None:
+    """``save_state`` into the next ``checkpoints/checkpoint_<n>`` (accelerate names and rotates them), write the
+    counters and the schedule's state as JSON beside it, then mark it complete; resume only ever loads a marked
+    one. When streaming, every process's stream position is gathered into ``progress`` first (only the main
+    process writes the JSON).
+
+    The counters and the schedule are not registered with ``accelerator.register_for_checkpointing``: accelerate
+    pickles registered objects and loads them back with ``weights_only=False``, which would unpickle whatever a
+    checkpoint folder holds. What accelerate still writes (weights, optimiser, RNG states) it loads with
+    ``weights_only=True``."""
     if progress is not None and progress.stream_signature is not None:
         mine = [(progress.epoch, progress.batches_in_epoch)]
         progress.stream_positions = [tuple(p) for p in gather_object(mine)]
@@ -279,9 +288,31 @@ def _save_checkpoint(accelerator: Accelerator, progress: TrainingProgress | None
                 shutil.rmtree(folder)
     accelerator.wait_for_everyone()
     path = Path(accelerator.save_state())
+    if accelerator.is_main_process:
+        state = {"progress": progress.state_dict(), "scheduler": scheduler.state_dict()}
+        (path / TRAINING_STATE).write_text(json.dumps(state, indent=1) + "\n")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (path / COMPLETE).touch()
+
+
+def _check_training_state(path: Path) -> None:
+    """Before ``load_state``: the checkpoint keeps its counters as JSON and holds no pickled objects."""
+    pickled = sorted(p.name for p in path.glob("custom_checkpoint_*"))
+    if pickled or not (path / TRAINING_STATE).exists():
+        raise FileNotFoundError(
+            f"{path} has "
+            + (f"pickled objects ({', '.join(pickled)})" if pickled else f"no {TRAINING_STATE}")
+            + ": it was not written by this version, which keeps its counters as JSON and refuses to unpickle "
+            "a checkpoint's files; start again without --resume"
+        )
+
+
+def _load_training_state(path: Path, progress: TrainingProgress, scheduler) -> None:
+    """The counters and the schedule's state of checkpoint ``path`` (JSON; nothing is unpickled)."""
+    state = json.loads((path / TRAINING_STATE).read_text())
+    progress.load_state_dict(state["progress"])
+    scheduler.load_state_dict(state["scheduler"])
 
 
 RUN_PROCESSOR = "processor"
@@ -480,7 +511,6 @@ def main(argv: list[str] | None = None) -> dict:
     progress = TrainingProgress()
     if streaming:
         progress.stream_signature = _stream_signature(args, accelerator)
-    accelerator.register_for_checkpointing(progress, scheduler)
     accelerator.print(
         f"model: {type(unwrapped).__name__}, {sum(p.numel() for p in model.parameters()):,} parameters; "
         f"{total_steps} optimiser steps, {steps_per_epoch} per {'nominal ' if streaming else ''}epoch, "
@@ -495,7 +525,9 @@ def main(argv: list[str] | None = None) -> dict:
     # 5. Resume.
     log_path = output_dir / "metrics.jsonl"
     if args.resume and (latest := _latest_checkpoint(ckpt_dir)) is not None:
+        _check_training_state(latest)
         accelerator.load_state(str(latest))
+        _load_training_state(latest, progress, scheduler)
         if streaming:
             _resume_stream(progress, _stream_signature(args, accelerator), accelerator.process_index)
         elif progress.stream_signature is not None:
@@ -630,7 +662,7 @@ def main(argv: list[str] | None = None) -> dict:
                 with open(log_path, "a") as fh:
                     fh.write(json.dumps(record) + "\n")
             if args.checkpointing_steps and step % args.checkpointing_steps == 0:
-                _save_checkpoint(accelerator, progress)
+                _save_checkpoint(accelerator, progress, scheduler)
             if step >= total_steps:
                 break
     bar.close()
