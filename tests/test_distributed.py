@@ -70,3 +70,40 @@ def test_uneven_batches_are_gathered_in_rank_order_and_gradients_return_to_their
     # both processes' losses weight row j by (j + 1): each owner receives the sum over the 2 processes
     torch.testing.assert_close(r0["grad"], torch.full((1, 2), 2.0))
     torch.testing.assert_close(r1["grad"], torch.tensor([[4.0, 4.0], [6.0, 6.0]]))
+
+
+def _global_mean_worker(out_dir: str) -> None:
+    from accelerate import Accelerator
+
+    from session_transformers.distributed import global_mean
+
+    acc = Accelerator(cpu=True)
+    rank = acc.process_index
+    w = torch.ones((), requires_grad=True)
+    x = torch.tensor([1.0]) if rank == 0 else torch.tensor([2.0, 3.0, 6.0])  # 1 item here, 3 there
+    loss = global_mean((w * x).sum(), x.numel())
+    loss.backward()
+    grad = w.grad.clone()
+    torch.distributed.all_reduce(grad)  # what DDP does, then / P
+    with torch.no_grad():  # evaluation: no collective, this process's own mean
+        local = global_mean((w * x).sum(), x.numel())
+    torch.save(
+        {"loss": acc.reduce(loss.detach(), "mean"), "grad": grad / 2, "local": local},
+        os.path.join(out_dir, f"{rank}.pt"),
+    )
+
+
+def test_global_mean_over_uneven_counts_is_the_mean_over_every_process():
+    """Counts that differ between processes (masked tokens, known labels): the process mean of the losses and
+    the averaged gradients are those of the mean over all items (3.0), not the mean of the means (2.8...)."""
+    from session_transformers.distributed import global_mean
+
+    with tempfile.TemporaryDirectory() as out:
+        debug_launcher(_global_mean_worker, args=(out,), num_processes=2)
+        r0, r1 = (torch.load(os.path.join(out, f"{r}.pt"), weights_only=True) for r in (0, 1))
+    for r in (r0, r1):
+        torch.testing.assert_close(r["loss"], torch.tensor(3.0))
+        torch.testing.assert_close(r["grad"], torch.tensor(3.0))
+    torch.testing.assert_close((r0["local"], r1["local"]), (torch.tensor(1.0), torch.tensor(11.0 / 3)))
+    # one process: total / count (a count of 0 counts as 1)
+    assert global_mean(torch.tensor(6.0), 0) == 6.0 and global_mean(torch.tensor(6.0), 4) == 1.5

@@ -10,6 +10,11 @@ process's loss. With a mean loss per process and the data-parallel gradient aver
 
 Batches of different sizes (the last batch of an epoch) are padded for the collective and cut back after it.
 Outside ``torch.distributed`` (one process) every function returns its input unchanged.
+
+Means over a count that differs between processes (masked tokens, known labels, negatives) are another matter:
+the data-parallel average of per-process means is not the mean over the global batch. :func:`global_mean`
+divides by the count summed over the processes instead (what ``transformers.Trainer`` does with
+``num_items_in_batch``).
 """
 
 from __future__ import annotations
@@ -42,4 +47,22 @@ def gather_with_grad(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
     return torch.cat([p[:s] for p, s in zip(parts, sizes)]), sum(sizes[:rank])
 
 
-__all__ = ["gather_with_grad", "world_size"]
+def global_mean(total: torch.Tensor, count: torch.Tensor | int) -> torch.Tensor:
+    """``total / count`` as this process's share of a mean over every process's items.
+
+    ``total`` is this process's sum of per-item losses and ``count`` its number of items. Under ``P`` processes,
+    in a forward that will be backpropagated (gradients enabled: a training step, which every process runs),
+    returns ``P * total / sum_p count_p`` (the count summed over the processes, without gradient): the
+    data-parallel average of the ``P`` losses, and of their gradients, is then ``sum_p total_p / sum_p count_p``,
+    the mean over the global batch, however the items are spread over the processes. One process, or gradients
+    disabled (evaluation, which may run on one process alone): ``total / count``. A count of 0 counts as 1.
+    """
+    count = torch.as_tensor(count, dtype=total.dtype, device=total.device)
+    if world_size() > 1 and torch.is_grad_enabled():
+        count = count.detach().clone()
+        dist.all_reduce(count)
+        return total * world_size() / count.clamp(min=1)
+    return total / count.clamp(min=1)
+
+
+__all__ = ["gather_with_grad", "global_mean", "world_size"]

@@ -48,6 +48,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
 from ... import losses
+from ...distributed import gather_with_grad, global_mean, world_size
 from ...modeling_utils import StrictLoadingMixin
 from .configuration_ceres import CeresConfig
 
@@ -802,6 +803,11 @@ class CeresLMHead(nn.Module):
 
 
 def _masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the masked tokens. Under several processes (training), the mean is over the masked
+    tokens of every process (:func:`~session_transformers.distributed.global_mean`): their number differs from
+    process to process, and the data-parallel average of per-process means would weigh tokens unequally."""
+    if world_size() > 1 and torch.is_grad_enabled():
+        return global_mean(F.cross_entropy(logits.float(), labels, reduction="sum"), labels.numel())
     if labels.numel() == 0:  # nothing masked in this batch: a zero that keeps the graph
         return logits.sum() * 0.0
     return F.cross_entropy(logits.float(), labels)
@@ -887,7 +893,10 @@ class CeresForSessionRetrieval(_CeresEncodeMixin, CeresPreTrainedModel):
     Candidates (products, queries or entities) go through the item encoder alone. Separate linear maps project
     sessions and candidates; relevance is their cosine similarity, trained with a hinge loss (margin
     ``config.retrieval_margin``) where every other candidate of the batch (in-batch and given negatives) is a
-    negative.
+    negative. Under several processes, a training batch's candidates are gathered from every process
+    (:func:`~session_transformers.distributed.gather_with_grad`) and the loss is the mean over the global batch's
+    (pair, negative) terms, so P processes with B sessions train as one process with the P * B sessions (a
+    candidate of two processes' batches then appears twice, as when two batches are concatenated).
 
     Candidates come as inputs (``candidate_input_ids``...: training batches), as precomputed
     ``candidate_embeddings``, or as a fixed :class:`CeresCandidatePool` (evaluation), whose embeddings are cached
@@ -1046,27 +1055,47 @@ class CeresForSessionRetrieval(_CeresEncodeMixin, CeresPreTrainedModel):
         logits = sessions @ candidates.T  # (B, C) cosine similarity
         loss = None
         if labels is not None:
-            loss = retrieval_hinge_loss(sessions, candidates, labels, margin=self.config.retrieval_margin)
+            loss = retrieval_hinge_loss(
+                sessions,
+                candidates,
+                labels,
+                margin=self.config.retrieval_margin,
+                gather=candidate_input_ids is not None,  # in-batch candidates: every process's are negatives
+            )
         return CeresSessionRetrievalOutput(
             loss=loss, logits=logits, session_embeddings=sessions, candidate_embeddings=candidates
         )
 
 
 def retrieval_hinge_loss(
-    sessions: torch.Tensor, candidates: torch.Tensor, labels: torch.Tensor, margin: float
+    sessions: torch.Tensor,
+    candidates: torch.Tensor,
+    labels: torch.Tensor,
+    margin: float,
+    *,
+    gather: bool = False,
 ) -> torch.Tensor:
     """The shared cosine hinge loss over a batch with (possibly several) relevant candidates per session.
 
     Every (session ``b``, relevant ``c``) pair is an anchor/positive row; its negatives are the candidates not
     relevant to ``b`` (the other sessions' targets and the given negatives). Mean over (pair, negative).
     ``sessions`` ``(B, P)``, ``candidates`` ``(C, P)``, ``labels`` ``(B, C)``; ``margin``: the model passes its
-    ``config.retrieval_margin``.
+    ``config.retrieval_margin``. ``gather``: under several processes (training), every process's candidates are
+    negatives and the mean runs over the (pair, negative) terms of every process
+    (:func:`~session_transformers.distributed.global_mean`); one process: no effect.
     """
+    distributed = gather and world_size() > 1 and torch.is_grad_enabled()
+    if distributed:
+        local = labels.shape[1]
+        candidates, offset = gather_with_grad(candidates)  # (sum_p C_p, P); ours at offset
+        labels = F.pad(labels, (offset, candidates.shape[0] - offset - local))  # others' are negatives
     row, col = torch.nonzero(labels > 0, as_tuple=True)  # (R,) relevant pairs
     per_pair = losses.cosine_hinge_loss(
         sessions[row], candidates[col], candidates, margin=margin, reduction="none"
     )  # (R, C)
     negative = labels[row] <= 0
+    if distributed:
+        return global_mean((per_pair * negative).sum(), negative.sum())
     return (per_pair * negative).sum() / negative.sum().clamp(min=1)
 
 

@@ -37,15 +37,18 @@ class ProductByolConfig(PreTrainedConfig):
             L_CE(j->i))`` (Eq. 4; the paper selects 0.9 on validation).
         tau_base: initial EMA rate of the target network, raised to 1 on BYOL's cosine schedule (paper: 0.996;
             :func:`~session_transformers.optim.byol_momentum`).
-        sync_batch_norm: under several processes on GPUs (NCCL), build the MLPs' BatchNorms as
-            ``torch.nn.SyncBatchNorm`` so that their batch statistics are those of the global batch, as BYOL's
-            cross-replica BN. **Default (False): per-process BatchNorm**, our documented choice: each process
+        sync_batch_norm: under several processes, normalise the MLPs' BatchNorms with the statistics of the
+            global batch, as BYOL's cross-replica BN: ``torch.nn.SyncBatchNorm`` on NCCL,
+            ``modeling_product_byol.cross_process_batch_norm`` (the same statistics through autograd-aware
+            all-reduces) on other backends (gloo, CPU). Two processes then match one process with the whole batch
+            within float tolerance (``benchmarks/process_parity.py``). **Default (False): per-process BatchNorm**, our documented choice: each process
             normalises over its own share of the batch (4096 / P pairs, large enough for stable statistics); after
             every optimiser step ``ProductByolForPreTraining.update_target`` averages the online running statistics
             over the processes before the EMA update copies them into the target, so every process holds identical
             weights, statistics and targets at every step (DDP also broadcasts rank 0's buffers at each forward).
-            SyncBatchNorm needs a GPU process group; on CPU (gloo) the flag falls back to per-process BN. The
-            layer type changes no parameter or buffer name, so checkpoints load either way.
+            Per-process BN trains a slightly different objective from one large batch (measured at 4 pairs per
+            process: loss 7% apart after 2 steps, shrinking as the share grows). The layer type changes no
+            parameter or buffer name, so checkpoints load either way.
         initializer_range: std of the normal init of convolutions and linear layers (biases zero).
         embedding_init_std: std of the normal init of token embeddings (the padding row is zero).
         pad_token_id: id of the padding token (the processor's ``<pad>``, 0).

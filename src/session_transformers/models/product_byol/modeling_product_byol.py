@@ -33,6 +33,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ... import losses
+from ...distributed import global_mean, world_size
 from ...modeling_utils import StrictLoadingMixin
 from ...optim import ema_update_
 from .configuration_product_byol import ProductByolConfig
@@ -86,12 +87,41 @@ def _use_sync_batch_norm(config: ProductByolConfig) -> bool:
     )
 
 
+def cross_process_batch_norm(h: torch.Tensor, norm: nn.modules.batchnorm._BatchNorm, update_statistics: bool):
+    """Training-mode BatchNorm of ``h`` ``(n_p, C)`` over the rows of every process, on any backend.
+
+    What ``nn.SyncBatchNorm`` computes (it needs a GPU process group): the mean, then the biased variance, of the
+    global batch by two all-reduces that keep the graph (``torch.distributed.nn.functional.all_reduce``: each
+    process's rows receive the gradients of every process's loss through the statistics), the affine map, and
+    (``update_statistics``) the running statistics updated with the global mean and unbiased variance, as one
+    process with the whole batch would update them.
+    """
+    from torch.distributed.nn.functional import all_reduce
+
+    count = all_reduce(h.new_tensor([float(h.shape[0])]))
+    mean = all_reduce(h.sum(0)) / count
+    var = all_reduce(((h - mean) ** 2).sum(0)) / count
+    if update_statistics and norm.track_running_stats:
+        with torch.no_grad():
+            momentum = norm.momentum if norm.momentum is not None else 0.1
+            unbiased = var * (count / (count - 1).clamp(min=1))
+            norm.running_mean.mul_(1 - momentum).add_(momentum * mean)
+            norm.running_var.mul_(1 - momentum).add_(momentum * unbiased)
+            norm.num_batches_tracked.add_(1)
+    out = (h - mean) * torch.rsqrt(var + norm.eps)
+    return out * norm.weight + norm.bias if norm.affine else out
+
+
 class ProductByolMLP(nn.Module):
     """``Linear(D, hidden) -> BatchNorm -> ReLU -> Linear(hidden, out)``: the projector ``g``, the predictor ``q``
-    and the category predictor ``h`` (Appendix A.1)."""
+    and the category predictor ``h`` (Appendix A.1).
+
+    With ``config.sync_batch_norm`` under several processes, training-mode BatchNorm uses the statistics of the
+    global batch: ``nn.SyncBatchNorm`` on NCCL, :func:`cross_process_batch_norm` on other backends (gloo, CPU)."""
 
     def __init__(self, config: ProductByolConfig, in_size: int, out_size: int):
         super().__init__()
+        self.sync_batch_norm = bool(config.sync_batch_norm)
         norm = nn.SyncBatchNorm if _use_sync_batch_norm(config) else nn.BatchNorm1d
         self.dense = nn.Linear(in_size, config.projection_hidden_size)
         self.norm = norm(
@@ -103,7 +133,14 @@ class ProductByolMLP(nn.Module):
         """``update_statistics=False`` (the target network): in training, normalise with the batch statistics
         without updating the running ones, which only the EMA update sets (copied from the online network)."""
         h = self.dense(x)
-        if self.training and not update_statistics:
+        if (
+            self.training
+            and self.sync_batch_norm
+            and world_size() > 1
+            and not isinstance(self.norm, nn.SyncBatchNorm)
+        ):
+            h = cross_process_batch_norm(h, self.norm, update_statistics)
+        elif self.training and not update_statistics:
             n = self.norm
             h = F.batch_norm(h, None, None, n.weight, n.bias, training=True, eps=n.eps)
         else:
@@ -339,6 +376,11 @@ class ProductByolForPreTraining(ProductByolPreTrainedModel):
             ce = byol.new_zeros(byol.shape)
             category_loss = byol.new_zeros(())
         byol_loss = byol.mean()
+        if world_size() > 1 and torch.is_grad_enabled():
+            # several processes: means over the global batch (distributed.global_mean; a label may be unknown)
+            byol_loss = global_mean(byol.sum(), byol.shape[0])
+            if self.category_predictor is not None:
+                category_loss = global_mean(ce_all.sum(), (both != IGNORE_INDEX).sum()) * 2.0
         loss = cfg.alpha * byol_loss + (1.0 - cfg.alpha) * category_loss
         return ProductByolForPreTrainingOutput(
             loss=loss,
