@@ -177,6 +177,12 @@ def test_padding_and_empty_titles():
     alone = np.concatenate([model.encode_titles([t], processor=p) for t in titles])
     np.testing.assert_allclose(together, alone, atol=1e-5)
     assert np.isfinite(together).all() and together.shape == (4, model.config.hidden_size)
+    # batches are grouped by length inside encode_titles: any batch size gives the rows in input order
+    many = titles * 7
+    np.testing.assert_allclose(
+        model.encode_titles(many, processor=p, batch_size=3), np.tile(alone, (7, 1)), atol=1e-5
+    )
+    assert model.encode_titles([], processor=p).shape == (0, model.config.hidden_size)
     with pytest.raises(ValueError, match="processor"):
         model.encode_titles(titles)
 

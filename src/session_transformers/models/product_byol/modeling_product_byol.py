@@ -251,7 +251,7 @@ class ProductByolModel(ProductByolPreTrainedModel):
         Args:
             titles: raw titles (the processor normalises them).
             processor: the :class:`ProductByolProcessor` saved with the model (``AutoProcessor.from_pretrained``).
-            batch_size: titles per forward pass.
+            batch_size: titles per forward pass (titles are grouped by length first, which changes no output).
             normalize: L2-normalise each embedding (for cosine similarity search).
         """
         if processor is None:
@@ -261,15 +261,23 @@ class ProductByolModel(ProductByolPreTrainedModel):
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
-        out = []
-        for start in range(0, len(titles), batch_size):
-            batch = processor(list(titles[start : start + batch_size]))
-            emb = self.encoder(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-            out.append(F.normalize(emb, dim=-1) if normalize else emb)
+        titles = list(titles)
+        out = torch.zeros((len(titles), self.config.hidden_size))
+        # Batches of titles of similar length: a batch is padded to its longest title, and the convolutions'
+        # work grows with the padded length. Titles are tokenised a group of batches at a time (bounded
+        # memory), ordered by length within the group, embedded, and put back in input order.
+        group = 64 * batch_size
+        for g in range(0, len(titles), group):
+            encoded = processor(titles[g : g + group])
+            ids, mask = encoded["input_ids"], encoded["attention_mask"]
+            order = torch.argsort(mask.sum(1), stable=True)
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                width = max(int(mask[rows].sum(1).max()), 1)
+                emb = self.encoder(ids[rows, :width].to(device), mask[rows, :width].to(device))
+                out[g + rows] = (F.normalize(emb, dim=-1) if normalize else emb).float().cpu()
         self.train(was_training)
-        if not out:
-            return np.zeros((0, self.config.hidden_size), dtype=np.float32)
-        return torch.cat(out).float().cpu().numpy()
+        return out.numpy()
 
 
 class ProductByolForPreTraining(ProductByolPreTrainedModel):
