@@ -80,6 +80,17 @@ def test_recommendation_pipeline_matches_recommend(tagnn_path):
         assert [r["item_id"] for r in row] == [r["item_id"] for r in single]
 
 
+def test_recommendation_pipeline_refuses_item_ids_that_are_not_strings(tagnn_path, ubm_path, tiny_store):
+    rec = pipeline("session-recommendation", model=str(tagnn_path), device="cpu")
+    with pytest.raises(TypeError, match=r"session 0: item ID 1 must be a string"):
+        rec(["item-000001", ["item-000002"]])
+    text = pipeline(
+        "session-recommendation", model=str(ubm_path), device="cpu", catalogue=tiny_store.catalogue
+    )
+    with pytest.raises(TypeError, match=r"session 1: item ID 0 must be a string"):
+        text([["item-000001"], [{"id": 1}]])
+
+
 def test_recommendation_pipeline_unknown_items(tagnn_path):
     recommend = pipeline("session-recommendation", model=str(tagnn_path), device="cpu")
     with pytest.raises(KeyError, match=r"unknown item IDs \['item-17'\].*look like \['item-000000'"):

@@ -327,3 +327,92 @@ def test_collator_on_raw_sessions_and_config_rates(processor):
     is_long = torch.isin(out["input_ids"][:, 0], collator.long_ids)
     assert (out["labels"][is_long] == -100).all()
     assert (out["labels"][~is_long] != -100).any(1).all()
+
+
+# --- bad records (benchmarks/bad_inputs.py): refused by name, never a foreign exception ----------------------------
+
+
+def test_malformed_sessions_are_refused_naming_the_session_and_field(processor):
+    """Used to crash with AttributeError / TypeError / an unnamed KeyError; now InvalidRecordError."""
+    from session_transformers.data.schema import InvalidRecordError
+
+    cat = make_catalogue()
+    good = [query_event("search", "harry"), item_event("view", "dvd")]
+    for session, field in [
+        (None, "events"),
+        ({"session_id": "a", "events": "view dvd"}, "events"),
+        ({"session_id": "b", "events": [["view", "dvd"]]}, "events[0]"),
+        ({"session_id": "c", "events": [good[0], {**good[1], "item_id": 5}]}, "events[1].item_id"),
+        ({"session_id": "d", "events": [{**good[0], "query": ["harry"]}, good[1]]}, "events[0].query"),
+        ({"session_id": "e", "events": [{**good[0], "query": "   "}]}, "events[0].query"),
+        ({"session_id": "f", "events": [good[0], {**good[1], "subject": "video"}]}, "events[1].subject"),
+        ({"session_id": "g", "events": [{**good[0], "query": "harry \ud800"}]}, "events[0].query"),
+        ({"session_id": "h", "events": [image_event("search", [1.0])]}, "events"),
+    ]:
+        with pytest.raises(InvalidRecordError) as err:
+            processor([make_sessions()[1], session], cat)
+        assert err.value.field == field and err.value.index == 1
+        if isinstance(session, dict):
+            assert repr(session["session_id"]) in str(err.value)
+    # the masking collator too, and a session ID that is not text (its masks hash it)
+    collator = CeresMaskingCollator(processor, cat, seed=0)
+    with pytest.raises(InvalidRecordError, match="field 'events'"):
+        collator([None])
+    with pytest.raises(InvalidRecordError, match="field 'session_id'"):
+        collator([{"session_id": "s\ud800", "events": good}])
+
+
+def test_item_missing_from_the_catalogue_names_the_session_event_and_field(processor):
+    session = {"session_id": "x", "events": [item_event("view", "mug"), item_event("view", "nope")]}
+    with pytest.raises(
+        KeyError, match=r"session 'x': event 1: field 'item_id': item 'nope' is not in the catalogue"
+    ):
+        processor(session, make_catalogue())
+
+
+def test_catalogue_fields_of_the_wrong_type_are_refused_naming_the_item(processor):
+    """A category string used to be joined letter by letter (``"a > b > c"``); a number title crashed the
+    tokenizer; a list given as the catalogue crashed on an item without a string ID."""
+    import re
+
+    from session_transformers.data.schema import InvalidRecordError
+
+    session = make_sessions()[1]  # views the mug
+    for change, field in [
+        ({"title": 5}, "title"),
+        ({"category": "abc"}, "category"),
+        ({"brand": ["x"]}, "brand"),
+        ({"attributes": [{"name": 5, "value": "red"}]}, "attributes[0]"),
+        ({"attributes": [{"name": "!!", "value": "red"}]}, "attributes"),  # no letter to make a token of
+        ({"description": "a \udc80 mug"}, "description"),
+    ]:
+        cat = make_catalogue()
+        cat["mug"] = {**cat["mug"], **change}
+        with pytest.raises(ValueError, match=f"catalogue item 'mug': field '{re.escape(field)}'"):
+            processor(session, cat)
+    with pytest.raises(InvalidRecordError, match=r"catalogue: record 1: field 'item_id'"):
+        processor(session, [make_catalogue()["mug"], {"item_id": None, "title": "x"}])
+
+
+def test_a_long_session_is_cut_before_its_graph_is_built():
+    """10,000 queries used to build 50 million query-query edges before keeping the last 16 nodes; the graph of
+    the recent events is the same as the full graph cut to its last nodes."""
+    from session_transformers.graphs.ceres import ceres_session_graph
+
+    proc = make_processor(max_session_items=16)
+    products = ["razor", "dvd", "book", "mug"]
+    events = []
+    for j in range(60):  # products recur (a product first seen long ago stays an old node)
+        events.append(query_event("search", f"harry {j}") if j % 3 else item_event("view", products[j % 4]))
+        if j % 5 == 0:
+            events.append(item_event("purchase", products[(j // 5) % 4]))
+    session = {"session_id": "long", "events": events}
+    full, cut = ceres_session_graph(events), proc.session_graph(session)
+    n, keep = full.num_nodes, 16
+    kept = (full.edge_index >= n - keep).all(0)
+    assert cut.num_nodes == keep and cut.item_keys == full.item_keys[n - keep :]
+    assert torch.equal(cut.edge_index, full.edge_index[:, kept] - (n - keep))
+    assert torch.equal(cut.edge_type, full.edge_type[kept])
+    huge = {"session_id": "huge", "events": [query_event("search", f"q {j}") for j in range(10_000)]}
+    graph = proc.session_graph(huge)
+    assert graph.num_nodes == keep and graph.edge_index.size(1) == keep * (keep - 1) // 2

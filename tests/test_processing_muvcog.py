@@ -150,3 +150,49 @@ def test_errors_name_the_record_and_field():
         MuvcogProcessor(["a", "b"], np.zeros((3, 5)))
     with pytest.raises(ValueError, match="grouping"):
         MuvcogProcessor(["a"], grouping="minute")
+
+
+# --- bad records (benchmarks/bad_inputs.py): refused by name, never NaN or a foreign exception ---------------------
+
+
+def test_non_finite_or_non_numeric_image_vectors_are_refused():
+    """A NaN or inf image vector used to reach the model in ``IQ.x``; a vector of strings raised numpy's
+    ValueError naming nothing."""
+    from session_transformers.data.schema import InvalidRecordError
+
+    processor = MuvcogProcessor(["red"], np.zeros((1, 8)), image_dim=4)
+    ok = processor([{"session_id": "ok", "events": [image_event("search", [0.1, 0.2, 0.3, 0.4])]}])
+    assert torch.isfinite(ok["global_view"]["IQ"].x).all()
+    for vector in (
+        [0.1, float("nan"), 0.3, 0.4],
+        [float("inf")] * 4,
+        [1e308] * 4,
+        ["a", "b", "c", "d"],
+        [[1.0]] * 4,
+    ):
+        event = {**image_event("search", [0.0] * 4), "image": vector}
+        with pytest.raises(InvalidRecordError, match=r"session 'x'.*field 'events\[1\]\.image'"):
+            processor([{"session_id": "x", "events": [query_event("search", "red"), event]}])
+    with pytest.raises(ValueError, match=r"session 'y', event 0: field 'image' has size None"):
+        processor([{"session_id": "y", "events": [{**image_event("search", [0.0]), "image": 5}]}])
+
+
+def test_malformed_sessions_are_refused_naming_the_session_and_field():
+    """Used to crash with AttributeError / TypeError (an unhashable subject), or name no field."""
+    from session_transformers.data.schema import InvalidRecordError
+
+    processor = MuvcogProcessor(["red"], np.zeros((1, 8)), image_dim=4)
+    red = query_event("search", "red")
+    for session, field in [
+        (None, "events"),
+        ({"session_id": "a", "events": "red"}, "events"),
+        ({"session_id": "b", "events": [red, ["search", "red"]]}, "events[1]"),
+        ({"session_id": "c", "events": [{**red, "query": ["red"]}]}, "events[0].query"),
+    ]:
+        with pytest.raises(InvalidRecordError) as err:
+            processor([{"session_id": "ok", "events": [red]}, session])
+        assert err.value.field == field and err.value.index == 1
+    with pytest.raises(ValueError, match=r"session 'd', event 0: unknown field 'subject'"):
+        processor.encode({"session_id": "d", "events": [{**red, "subject": ["keyword_query"]}]})
+    with pytest.raises(ValueError, match=r"session 3: no query"):  # no ID: named by its place in the batch
+        processor.encode({"session_id": None, "events": [item_event("view", "a")]}, 3)

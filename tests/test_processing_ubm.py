@@ -297,3 +297,84 @@ def test_stage2_collator_views():
     assert not torch.equal(batch["reordered_input_ids"], batch["input_ids"])
     changed = batch["masked_input_ids"] != batch["input_ids"]
     assert changed.any() and not changed[batch["attention_mask"] == 0].any()
+
+
+# --- bad records (benchmarks/bad_inputs.py): refused by name, never a foreign exception ----------------------------
+
+
+def test_malformed_sessions_are_refused_naming_the_session_and_field():
+    """Used to crash with AttributeError / TypeError / an unnamed KeyError; now InvalidRecordError."""
+    from session_transformers.data.schema import InvalidRecordError
+
+    catalogue = make_catalogue()
+    good = [query_event("search", "iphone case"), item_event("view", "case")]
+    for session, field in [
+        (None, "events"),
+        ({"session_id": "a", "events": "view case"}, "events"),
+        ({"session_id": "b", "events": [["view", "case"]]}, "events[0]"),
+        ({"session_id": "c", "events": [good[0], {**good[1], "item_id": ["case"]}]}, "events[1].item_id"),
+        ({"session_id": "d", "events": [{**good[0], "query": 5}, good[1]]}, "events[0].query"),
+        ({"session_id": "e", "events": [{**good[0], "query": "case \ud800"}]}, "events[0].query"),
+    ]:
+        with pytest.raises(InvalidRecordError) as err:
+            PROCESSOR([make_sessions()[1], session], catalogue)
+        assert err.value.field == field and err.value.index == 1
+        if isinstance(session, dict):
+            assert repr(session["session_id"]) in str(err.value)
+    stage2 = UbmStage2Collator(PROCESSOR, catalogue, seed=0)
+    with pytest.raises(InvalidRecordError, match="field 'events"):
+        stage2([make_sessions()[1], {"session_id": "f", "events": [None]}])
+    with pytest.raises(InvalidRecordError, match="field 'events'"):
+        next_item_pairs([{"session_id": "g", "events": ["case", "case2"]}])
+    # an unhashable action used to raise TypeError; a session without an ID is named by its place in the batch
+    with pytest.raises(ValueError, match=r"session 0: event 0: field 'action'"):
+        PROCESSOR({"session_id": None, "events": [{**good[1], "action": ["view"]}]}, catalogue)
+
+
+def test_a_query_of_spaces_is_refused_not_encoded_as_an_empty_interaction():
+    session = {"session_id": "q", "events": [{**query_event("search", "x"), "query": "   "}]}
+    with pytest.raises(ValueError, match=r"session 'q': event 0: field 'query'"):
+        PROCESSOR(session, make_catalogue())
+
+
+def test_catalogue_fields_of_the_wrong_type_are_refused_naming_the_item():
+    """A category string used to be joined letter by letter; a number title crashed the tokenizer."""
+    import re
+
+    from session_transformers.data.schema import InvalidRecordError
+
+    session = make_sessions()[1]  # views the mug
+    for change, field in [
+        ({"title": 5}, "title"),
+        ({"category": "abc"}, "category"),
+        ({"brand": {"name": "x"}}, "brand"),
+        ({"attributes": [{"name": None, "value": "red"}]}, "attributes[0]"),
+        ({"attributes": [{"name": "¾", "value": "red"}]}, "attributes"),  # no letter to make a token of
+        ({"title": "coffee \udc80 mug"}, "title"),
+    ]:
+        catalogue = make_catalogue()
+        catalogue["mug"] = {**catalogue["mug"], **change}
+        with pytest.raises(ValueError, match=f"catalogue item 'mug': field '{re.escape(field)}'"):
+            PROCESSOR(session, catalogue)
+    with pytest.raises(InvalidRecordError, match=r"catalogue: record 1: field 'item_id'"):
+        PROCESSOR(session, [make_catalogue()["mug"], {"item_id": ["x"], "title": "x"}])
+    with pytest.raises(ValueError, match=r"field 'item_id'"):
+        PROCESSOR.encode_items([7], make_catalogue())
+
+
+def test_next_item_pairing_reads_item_events_and_refuses_bad_item_ids():
+    """A stray ``item_id`` on a query event used to be paired (and crash the stage-1 collator as an item missing
+    from the catalogue); an item ID that is not a string is refused naming the session and the event."""
+    from session_transformers.data.schema import InvalidRecordError
+
+    stray = {**query_event("search", "case"), "item_id": "ghost"}
+    session = {"session_id": "s", "events": [item_event("view", "case"), stray, item_event("view", "strap")]}
+    assert next_item_pairs([session]) == [{"item_id": "case", "next_item_id": "strap"}]
+    bad = {
+        "session_id": "t",
+        "events": [item_event("view", "case"), {**item_event("view", "x"), "item_id": 1e308}],
+    }
+    with pytest.raises(InvalidRecordError, match=r"session 't'.*record 1: field 'events\[1\]\.item_id'"):
+        next_item_pairs([session, bad])
+    with pytest.raises(KeyError, match=r"field 'item_id': item 'nope' is not in the catalogue"):
+        UbmStage1Collator(PROCESSOR, make_catalogue(), seed=0)([{"item_id": "case", "next_item_id": "nope"}])

@@ -161,6 +161,9 @@ class SessionRecommendationPipeline(_SessionPipeline):
         for b, session in enumerate(sessions.items):
             if isinstance(session, str | Mapping) or not isinstance(session, Sequence):
                 raise TypeError(f"session {b}: expected a list of item IDs, got {session!r}")
+            for j, item in enumerate(session):
+                if not isinstance(item, str):
+                    raise TypeError(f"session {b}: item ID {j} must be a string, got {item!r:.80}")
             unknown = [i for i in session if i not in known]
             if unknown and unknown_items == "error":
                 raise KeyError(
@@ -232,6 +235,9 @@ def _text_sessions(sessions: list, catalogue, unknown_items: str) -> list[dict[s
             events = [dict(e) for e in session.get("events") or []]
             sid = session.get("session_id", f"session-{b}")
         elif isinstance(session, Sequence) and not isinstance(session, str):
+            for j, item in enumerate(session):
+                if not isinstance(item, str):
+                    raise TypeError(f"session {b}: item ID {j} must be a string, got {item!r:.80}")
             events = [
                 {"action": "view", "timestamp": float(t), "subject": "item", "item_id": i, "query": None}
                 for t, i in enumerate(session)
@@ -239,6 +245,11 @@ def _text_sessions(sessions: list, catalogue, unknown_items: str) -> list[dict[s
             sid = f"session-{b}"
         else:
             raise TypeError(f"session {b}: expected a list of item IDs or a session dict, got {session!r}")
+        for e, event in enumerate(events):
+            if event.get("item_id") is not None and not isinstance(event["item_id"], str):
+                raise TypeError(
+                    f"session {b}: events[{e}].item_id must be a string, got {event['item_id']!r:.80}"
+                )
         unknown = [
             e["item_id"] for e in events if e.get("item_id") is not None and e["item_id"] not in catalogue
         ]

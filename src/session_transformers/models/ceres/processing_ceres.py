@@ -25,7 +25,8 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerFast, ProcessorMixin
 
-from ...graphs.ceres import ceres_session_graph
+from ...data.schema import QUERY_SUBJECTS, InvalidRecordError
+from ...graphs.ceres import ceres_session_graph, ceres_session_items
 from ...processing_utils import (
     SeededCollatorMixin,
     attribute_token,
@@ -63,7 +64,15 @@ def iter_corpus(
 def _as_catalogue(catalogue: Any) -> Mapping[str, Mapping[str, Any]]:
     if catalogue is None or isinstance(catalogue, Mapping):
         return catalogue or {}
-    return {rec["item_id"]: rec for rec in catalogue}
+    out = {}
+    for i, rec in enumerate(catalogue):
+        item_id = rec.get("item_id") if isinstance(rec, Mapping) else None
+        if not isinstance(item_id, str) or not item_id:
+            raise InvalidRecordError(
+                "catalogue", i, "item_id", f"an item ID is a non-empty string, got {item_id!r:.80}"
+            )
+        out[item_id] = rec
+    return out
 
 
 class CeresProcessor(ProcessorMixin):
@@ -184,11 +193,16 @@ class CeresProcessor(ProcessorMixin):
         tid = self.tokenizer.convert_tokens_to_ids(token)
         return None if tid is None or tid == self.tokenizer.unk_token_id else tid
 
-    def _marker(self, name: str) -> int | None:
-        tid = self._token_id(attribute_token(name))
+    def _marker(self, name: str, item: Any = None) -> int | None:
+        where = "" if item is None else f"catalogue item {item!r}: field 'attributes': "
+        try:
+            token = attribute_token(name)
+        except ValueError as err:  # a name with no letter or digit
+            raise ValueError(f"{where}{err}") from err
+        tid = self._token_id(token)
         if tid is None and self.on_unknown_attribute == "raise":
             raise ValueError(
-                f"attribute {name!r} has no token {attribute_token(name)} in the tokenizer; call "
+                f"{where}attribute {name!r} has no token {attribute_token(name)} in the tokenizer; call "
                 f"processor.add_attribute_types([{name!r}]) (then resize the model embeddings) or build the processor "
                 "with on_unknown_attribute='skip'"
             )
@@ -196,6 +210,7 @@ class CeresProcessor(ProcessorMixin):
 
     def _product_fields(self, record: Mapping[str, Any]) -> list[tuple[int, list[str], int]]:
         """``(marker id, [text, ...], max length)`` per attribute sequence of a product (texts joined by markers)."""
+        _check_product(record)
         title, desc = record.get("title") or "", record.get("description") or ""
         fields = [
             (self._marker("title"), [title] + ([desc] if desc else []), self.max_product_sequence_length)
@@ -207,7 +222,7 @@ class CeresProcessor(ProcessorMixin):
             short.append(("category", " > ".join(record["category"])))
         short += [(a["name"], a["value"]) for a in record.get("attributes") or [] if a.get("value")]
         for name, value in short[: self.max_attributes_per_product]:
-            marker = self._marker(name)
+            marker = self._marker(name, record.get("item_id"))
             if marker is not None:
                 fields.append((marker, [value], self.max_attribute_length))
         return fields
@@ -222,6 +237,8 @@ class CeresProcessor(ProcessorMixin):
             if marker is None:
                 raise ValueError(f"entity attribute {name!r} has no [ATTRTYPE] token in the tokenizer")
             return [(marker, [value], self.max_attribute_length)]
+        if not isinstance(key, str):
+            raise TypeError(f"candidate {key!r:.80}: field 'item_id': an item ID must be a string")
         if key not in catalogue:
             raise KeyError(f"item {key!r} is not in the catalogue passed to the CERES processor")
         return self._product_fields(catalogue[key])
@@ -255,9 +272,67 @@ class CeresProcessor(ProcessorMixin):
         return {f"{prefix}input_ids": ids, f"{prefix}attention_mask": mask}
 
     # --- sessions -> inputs --------------------------------------------------------------------------------
+    @staticmethod
+    def check_session(session: Any, index: int = 0, catalogue: Mapping[str, Any] | None = None) -> None:
+        """The fields of a session the processor reads have the schema's types (queries are non-empty strings,
+        item IDs non-empty strings in ``catalogue`` when one is given, subjects known); raises
+        :class:`~session_transformers.data.schema.InvalidRecordError` (or ``KeyError`` for an item missing from
+        the catalogue) naming the session, its ``index`` in the batch and the field."""
+        sid = session.get("session_id") if isinstance(session, Mapping) else None
+        sid = index if sid is None else sid  # a session without an ID is named by its place in the batch
+        source = f"CeresProcessor: session {sid!r}"
+        events = session.get("events") if isinstance(session, Mapping) else None
+        if not isinstance(events, list | tuple):
+            raise InvalidRecordError(
+                source, index, "events", "no 'events' list (a session is a mapping with one)"
+            )
+        for j, ev in enumerate(events):
+            if not isinstance(ev, Mapping):
+                raise InvalidRecordError(source, index, f"events[{j}]", f"must be a mapping, got {ev!r:.80}")
+            subject = ev.get("subject")
+            if subject in QUERY_SUBJECTS:
+                query = ev.get("query")
+                if not isinstance(query, str) or not query.strip():
+                    raise InvalidRecordError(
+                        source,
+                        index,
+                        f"events[{j}].query",
+                        f"a {subject} needs a non-empty string, got {query!r:.80}",
+                    )
+                if not _is_text(query):
+                    raise InvalidRecordError(
+                        source, index, f"events[{j}].query", "contains a lone surrogate: not text"
+                    )
+            elif subject == "item":
+                item_id = ev.get("item_id")
+                if not isinstance(item_id, str) or not item_id:
+                    raise InvalidRecordError(
+                        source,
+                        index,
+                        f"events[{j}].item_id",
+                        f"must be a non-empty string, got {item_id!r:.80}",
+                    )
+                if catalogue is not None and item_id not in catalogue:
+                    raise KeyError(
+                        f"session {sid!r}: event {j}: field 'item_id': item {item_id!r} is not in the catalogue "
+                        "passed to the CERES processor"
+                    )
+            elif subject != "image_query":  # image queries are skipped: CERES reads text only
+                raise InvalidRecordError(
+                    source, index, f"events[{j}].subject", f"unknown subject {subject!r:.80}"
+                )
+
     def session_graph(self, session: Mapping[str, Any]):
-        """The session's CERES graph, cut to its ``max_session_items`` most recent items."""
-        graph = ceres_session_graph(session["events"])
+        """The session's CERES graph, cut to its ``max_session_items`` most recent items.
+
+        A long session is cut *before* the graph is built (:func:`_recent_events`): its query-query edges grow
+        with the square of its queries, and a session of 10,000 queries would otherwise build 50 million edges
+        only to keep a few."""
+        events = session["events"]
+        items, _ = ceres_session_items(events)
+        if len(items) > self.max_session_items:
+            events = _recent_events(events, len(items) - self.max_session_items)
+        graph = ceres_session_graph(events)
         n, keep = graph.num_nodes, self.max_session_items
         if n > keep:
             src, dst = graph.edge_index
@@ -301,10 +376,13 @@ class CeresProcessor(ProcessorMixin):
         catalogue = _as_catalogue(catalogue)
         items, item_session, positions, edges, types = [], [], [], [], []
         for b, session in enumerate(sessions):
+            self.check_session(session, b, catalogue)
             try:
                 graph = self.session_graph(session)
             except ValueError as err:
-                raise ValueError(f"session {session.get('session_id', b)!r}: {err}") from err
+                raise InvalidRecordError(
+                    f"CeresProcessor: session {session.get('session_id', b)!r}", b, "events", str(err)
+                ) from err
             edges.append(graph.edge_index + len(items))
             types.append(graph.edge_type)
             items += graph.item_keys
@@ -352,11 +430,77 @@ class CeresProcessor(ProcessorMixin):
         }
 
 
+def _recent_events(events: Sequence[Mapping[str, Any]], first: int) -> list[Mapping[str, Any]]:
+    """The events of a session from the one that creates graph node ``first`` on, less the item events of products
+    whose node was created before it: their graph is the full graph's nodes ``first, first + 1, ...`` and the edges
+    among them, in the same order (nodes are numbered by first appearance; a query event is always a new node)."""
+    products: set[str] = set()
+    n = 0
+    for e, ev in enumerate(events):
+        subject = ev.get("subject")
+        if subject in QUERY_SUBJECTS or (subject == "item" and ev["item_id"] not in products):
+            if n == first:
+                return [
+                    x for x in events[e:] if not (x.get("subject") == "item" and x["item_id"] in products)
+                ]
+            n += 1
+        if subject == "item":
+            products.add(ev["item_id"])
+    return list(events)
+
+
+def _is_text(value: str) -> bool:
+    """Whether a string can be encoded as UTF-8 (the tokenizer refuses a lone surrogate, ``"\\ud800"``)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_product(record: Any) -> None:
+    """The catalogue fields CERES reads have the schema's types; ``ValueError`` naming the item and field if not."""
+    if not isinstance(record, Mapping):
+        raise ValueError(f"catalogue record {record!r:.80}: field '<record>': must be a mapping")
+    where = f"catalogue item {record.get('item_id')!r}"
+    for name in ("title", "description", "brand"):
+        if record.get(name) is not None and not isinstance(record[name], str):
+            raise ValueError(f"{where}: field '{name}': must be a string, got {type(record[name]).__name__}")
+        if record.get(name) is not None and not _is_text(record[name]):
+            raise ValueError(f"{where}: field '{name}': contains a lone surrogate: not text")
+    category = record.get("category")
+    if category is not None and (
+        not isinstance(category, list | tuple) or not all(isinstance(c, str) for c in category)
+    ):
+        raise ValueError(f"{where}: field 'category': must be a list of strings, got {category!r:.80}")
+    if category is not None and not all(_is_text(c) for c in category):
+        raise ValueError(f"{where}: field 'category': contains a lone surrogate: not text")
+    attrs = record.get("attributes")
+    if attrs is not None and not isinstance(attrs, list | tuple):
+        raise ValueError(f"{where}: field 'attributes': must be a list of {{name, value}}, got {attrs!r:.80}")
+    for j, a in enumerate(attrs or ()):
+        value = a.get("value") if isinstance(a, Mapping) else None
+        if (
+            not isinstance(a, Mapping)
+            or not isinstance(a.get("name"), str)
+            or not isinstance(value, str | None)
+        ):
+            raise ValueError(
+                f"{where}: field 'attributes[{j}]': must be {{name: str, value: str}}, got {a!r:.80}"
+            )
+        if not _is_text(a["name"]) or (isinstance(value, str) and not _is_text(value)):
+            raise ValueError(f"{where}: field 'attributes[{j}]': contains a lone surrogate: not text")
+
+
 def candidate_key(spec: Mapping[str, Any]) -> tuple[str, Any]:
     """``(kind, key)`` of a candidate spec: ``("product", id)``, ``("query", text)``, ``("entity", (name, value))``."""
     if spec.get("item_id") is not None:
         return ("product", spec["item_id"])
     if spec.get("query") is not None:
+        if not isinstance(spec["query"], str) or not spec["query"].strip():
+            raise ValueError(f"candidate {dict(spec)!r:.80}: field 'query' must be a non-empty string")
         return ("query", spec["query"])
     if spec.get("attribute") is not None and spec.get("value") is not None:
         return ("entity", (spec["attribute"], spec["value"]))
@@ -424,6 +568,16 @@ class CeresMaskingCollator(SeededCollatorMixin):
 
     def __call__(self, sessions: Sequence[Mapping[str, Any]]) -> BatchFeature:
         """Encode raw sessions with the processor and mask them."""
+        for b, s in enumerate(sessions):
+            self.processor.check_session(s, b, self.catalogue)
+            sid = s.get("session_id")
+            if isinstance(sid, str) and not sid.isascii():
+                try:
+                    sid.encode("utf-8")  # the seeded masks hash it
+                except UnicodeEncodeError as err:
+                    raise InvalidRecordError(
+                        "CeresMaskingCollator", b, "session_id", "contains a lone surrogate: not text"
+                    ) from err
         sessions = [{"session_id": s.get("session_id"), "events": s["events"]} for s in sessions]
         generator = self.batch_generator(sessions) if self.seed is not None else self.generator
         return self.mask(self.processor(sessions, self.catalogue), generator=generator)

@@ -32,6 +32,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import BatchFeature, ProcessorMixin
 
+from ...data.schema import InvalidRecordError
 from ...graphs.muvcog import EncodedSession, batch_encoded_views
 
 WORD_VECTORS_NAME = "word_vectors.safetensors"
@@ -291,24 +292,33 @@ class MuvcogProcessor(ProcessorMixin):
         Raises ``ValueError`` naming the session and the field for an image of the wrong size, a query event
         without text, or a session left without any query.
         """
-        sid = session.get("session_id", index) if isinstance(session, Mapping) else index
-        try:
-            events = session["events"]
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"session {sid!r}: no 'events' list") from err
+        sid = session.get("session_id") if isinstance(session, Mapping) else None
+        sid = index if sid is None else sid  # a session without an ID is named by its place in the batch
+        source = f"MuvcogProcessor: session {sid!r}"
+        events = session.get("events") if isinstance(session, Mapping) else None
+        if not isinstance(events, list | tuple):
+            raise InvalidRecordError(
+                source, index, "events", "no 'events' list (a session is a mapping with one)"
+            )
         queries: list[list] = []  # [keyword ids, product ids, image rows]
         images: dict[bytes, int] = {}
         vectors: list[np.ndarray] = []
         last_key = None
         get = self._index.get
         for e, ev in enumerate(events):
+            if not isinstance(ev, Mapping):
+                raise InvalidRecordError(source, index, f"events[{e}]", f"must be a mapping, got {ev!r:.80}")
             subject = ev.get("subject")
             if subject == "item":
                 continue
-            if subject in _TEXT_SUBJECTS:
+            if isinstance(subject, str) and subject in _TEXT_SUBJECTS:
                 text = ev.get("query")
                 if text is None:
                     raise ValueError(f"session {sid!r}, event {e}: field 'query' is missing for a {subject}")
+                if not isinstance(text, str):
+                    raise InvalidRecordError(
+                        source, index, f"events[{e}].query", f"must be a string, got {type(text).__name__}"
+                    )
                 ids = [i for i in (get(w) for w in tokenize(text)) if i is not None]
                 parts = ([], [], [])
                 parts[_TEXT_SUBJECTS[subject]].extend(dict.fromkeys(ids))
@@ -316,12 +326,23 @@ class MuvcogProcessor(ProcessorMixin):
                 if self.text_only:
                     continue  # MUVCOG-T: image queries are not part of the session
                 image = ev.get("image")
-                if image is None or len(image) != self.image_dim:
-                    size = None if image is None else len(image)
+                if not isinstance(image, list | tuple | np.ndarray) or len(image) != self.image_dim:
+                    size = len(image) if isinstance(image, list | tuple | np.ndarray) else None
                     raise ValueError(
                         f"session {sid!r}, event {e}: field 'image' has size {size}, expected {self.image_dim}"
                     )
-                vec = np.asarray(image, dtype=np.float32)
+                try:
+                    with np.errstate(over="ignore"):  # 1e308 becomes inf, refused below
+                        vec = np.asarray(image, dtype=np.float32)
+                except (TypeError, ValueError):
+                    vec = None
+                if vec is None or vec.shape != (self.image_dim,) or not np.isfinite(vec).all():
+                    raise InvalidRecordError(
+                        source,
+                        index,
+                        f"events[{e}].image",
+                        "must be finite numbers (NaN, inf or not a number)",
+                    )
                 row = images.setdefault(vec.tobytes(), len(images))
                 if row == len(vectors):
                     vectors.append(vec)

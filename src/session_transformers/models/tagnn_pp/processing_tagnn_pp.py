@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from transformers import BatchFeature, ProcessorMixin
 
+from ...data.schema import InvalidRecordError
 from ...graphs.transition import build_graph_batch
 
 PAD_INDEX = 0
@@ -139,25 +140,51 @@ class TagnnPPProcessor(ProcessorMixin):
     def encode(self, item_ids: Sequence[str], session: int = 0) -> list[int]:
         """Indices of one session's items under the ``unknown_items`` policy (before truncation)."""
         if not item_ids:
-            raise ValueError(f"session {session} is empty: a session needs at least one item")
+            raise ValueError(
+                f"session {session} is empty (field 'item_ids'): a session needs at least one item"
+            )
         get = self._index.get
-        indices = [get(item, PAD_INDEX) for item in item_ids]
+        try:
+            indices = [get(item, PAD_INDEX) for item in item_ids]
+        except TypeError:  # an unhashable ID (a list, a dict): found below
+            indices = [PAD_INDEX]
         if PAD_INDEX in indices:
+            self._check_ids(item_ids, session)
             unknown = [item for item, i in zip(item_ids, indices) if i == PAD_INDEX]
             if self.unknown_items == "error":
-                raise KeyError(f"session {session}: unknown item IDs {unknown[:5]} (unknown_items='error')")
+                raise KeyError(
+                    f"session {session}: field 'item_ids': unknown item IDs {unknown[:5]} (unknown_items='error')"
+                )
             self.num_unknown_inputs += len(unknown)
             indices = [i for i in indices if i != PAD_INDEX]
             if not indices:
                 raise ValueError(
-                    f"session {session}: all of its {len(item_ids)} items are unknown: {unknown[:5]}"
+                    f"session {session}: all of its {len(item_ids)} items are unknown (field 'item_ids'): "
+                    f"{unknown[:5]}"
                 )
         return indices
 
+    @staticmethod
+    def _check_ids(item_ids: Sequence, session: int) -> None:
+        """Raise :class:`~session_transformers.data.schema.InvalidRecordError` naming the session and the position
+        of the first ID that is not a string (an unknown string ID is the ``unknown_items`` policy's business)."""
+        bad = next((j for j, item in enumerate(item_ids) if not isinstance(item, str)), None)
+        if bad is not None:
+            raise InvalidRecordError(
+                "TagnnPPProcessor",
+                session,
+                f"item_ids[{bad}]",
+                f"item IDs are strings, got {item_ids[bad]!r:.80} ({type(item_ids[bad]).__name__})",
+            )
+
     def encode_target(self, target: str, session: int = 0) -> int:
         """Label of one target: its index, or ``-100`` when unknown under ``unknown_items="drop"``."""
-        index = self._index.get(target)
+        index = self._index.get(target) if isinstance(target, str) else None
         if index is None:
+            if not isinstance(target, str):
+                raise InvalidRecordError(
+                    "TagnnPPProcessor", session, "target", f"an item ID is a string, got {target!r:.80}"
+                )
             if self.unknown_items == "error":
                 raise KeyError(
                     f"session {session}: unknown target item ID {target!r} (unknown_items='error')"

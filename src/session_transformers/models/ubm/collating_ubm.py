@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from ...data.schema import InvalidRecordError
 from ...processing_utils import SeededCollatorMixin, seeded_generator
 from .configuration_ubm import UbmConfig
 from .processing_ubm import UbmProcessor, as_catalogue
@@ -136,12 +137,36 @@ class DropoutMasking:
 
 def next_item_pairs(sessions: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
     """Next Item Pairing: ``{"item_id", "next_item_id"}`` for every item event and the next item event of the same
-    session (queries in between are skipped), leaving out a repeat of the same item."""
+    session (queries in between are skipped), leaving out a repeat of the same item. An item event is one whose
+    ``subject`` is ``"item"`` (or, with no subject, that has an ``item_id``), as for :class:`UbmProcessor`; a
+    malformed session raises :class:`~session_transformers.data.schema.InvalidRecordError` naming it (its index in
+    ``sessions``) and the field."""
     pairs = []
-    for session in sessions:
-        items = [ev["item_id"] for ev in session["events"] if ev.get("item_id") is not None]
+    for k, session in enumerate(sessions):
+        sid = session.get("session_id") if isinstance(session, Mapping) else None
+        events = session.get("events") if isinstance(session, Mapping) else None
+        if not isinstance(events, list | tuple) or not all(isinstance(ev, Mapping) for ev in events):
+            raise InvalidRecordError(
+                f"next_item_pairs: session {sid!r}", k, "events", "must be a list of events (mappings)"
+            )
+        items = []
+        for j, ev in enumerate(events):
+            if (ev.get("subject") or ("item" if ev.get("item_id") is not None else None)) != "item":
+                continue
+            if not _is_id(ev.get("item_id")):
+                raise InvalidRecordError(
+                    f"next_item_pairs: session {sid!r}",
+                    k,
+                    f"events[{j}].item_id",
+                    f"must be a non-empty string, got {ev.get('item_id')!r:.80}",
+                )
+            items.append(ev["item_id"])
         pairs += [{"item_id": a, "next_item_id": b} for a, b in zip(items, items[1:]) if a != b]
     return pairs
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
 
 
 class _Seeded(SeededCollatorMixin):
@@ -203,7 +228,7 @@ class UbmStage2Collator(_Seeded):
         )
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        encoded = [self.processor.encode_session(r, self.catalogue) for r in rows]
+        encoded = [self.processor.encode_session(r, self.catalogue, b) for b, r in enumerate(rows)]
         generator = self._generator([r.get("session_id") or repr(r["events"]) for r in rows])
         batch = self.processor.pad_interactions(encoded)
         reordered = self.processor.pad_interactions(self.reordering(encoded, generator))

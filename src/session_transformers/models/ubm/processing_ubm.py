@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerFast, ProcessorMixin
 
+from ...data.schema import InvalidRecordError
 from ...processing_utils import attribute_token, catalogue_attribute_names, train_wordpiece
 
 BASE_SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -52,7 +53,15 @@ def as_catalogue(catalogue: Any) -> Mapping[str, Mapping[str, Any]]:
     """``item_id -> record`` from a mapping, an iterable of records or ``None``."""
     if catalogue is None or isinstance(catalogue, Mapping):
         return catalogue or {}
-    return {rec["item_id"]: rec for rec in catalogue}
+    out = {}
+    for i, rec in enumerate(catalogue):
+        item_id = rec.get("item_id") if isinstance(rec, Mapping) else None
+        if not isinstance(item_id, str) or not item_id:
+            raise InvalidRecordError(
+                "catalogue", i, "item_id", f"an item ID is a non-empty string, got {item_id!r:.80}"
+            )
+        out[item_id] = rec
+    return out
 
 
 def iter_corpus(
@@ -210,11 +219,16 @@ class UbmProcessor(ProcessorMixin):
         special |= {vocab[t] for t in tok.all_special_tokens if t in vocab}
         return sorted(special)
 
-    def _marker(self, name: str) -> int | None:
-        tid = self._token_id(attribute_token(name))
+    def _marker(self, name: str, item: Any = None) -> int | None:
+        where = "" if item is None else f"catalogue item {item!r}: field 'attributes': "
+        try:
+            token = attribute_token(name)
+        except ValueError as err:  # a name with no letter or digit
+            raise ValueError(f"{where}{err}") from err
+        tid = self._token_id(token)
         if tid is None and self.on_unknown_attribute == "raise":
             raise ValueError(
-                f"attribute {name!r} has no token {attribute_token(name)} in the tokenizer; call "
+                f"{where}attribute {name!r} has no token {attribute_token(name)} in the tokenizer; call "
                 f"processor.add_attribute_names([{name!r}]) (then resize the model embeddings) or build the "
                 "processor with on_unknown_attribute='skip'"
             )
@@ -225,7 +239,11 @@ class UbmProcessor(ProcessorMixin):
 
     def item_tokens(self, record: Mapping[str, Any]) -> list[int]:
         """The item text of a catalogue record, without ``[CLS]``, action or ``[SEP]``: ``[TITLE] title
-        [CATEGORY] path [BRAND] brand [NAME] value ...`` (the title cut to ``max_title_length`` tokens)."""
+        [CATEGORY] path [BRAND] brand [NAME] value ...`` (the title cut to ``max_title_length`` tokens).
+
+        Raises ``ValueError`` naming the item and the field when a field the text is built from has the wrong
+        type (a title that is not a string, a category path that is not a list of strings, ...)."""
+        _check_item_record(record)
         attrs = [("brand", record.get("brand"))] + [
             (a.get("name"), a.get("value")) for a in (record.get("attributes") or [])
         ]
@@ -247,7 +265,7 @@ class UbmProcessor(ProcessorMixin):
         for name, value in attrs:
             if not value:
                 continue
-            marker = self._marker(name)
+            marker = self._marker(name, record.get("item_id"))
             if marker is not None:
                 ids += [marker, *self._text_ids(str(value))]
         if len(self._item_cache) < 1_000_000:
@@ -266,25 +284,41 @@ class UbmProcessor(ProcessorMixin):
         return self._wrap(self.item_tokens(record))
 
     def _record(self, item_id: str, catalogue, session_id, index) -> Mapping[str, Any]:
+        if not isinstance(item_id, str) or not item_id:
+            where = "" if session_id is None else f"session {session_id!r}: event {index}: "
+            raise ValueError(
+                f"{where}field 'item_id': an item ID must be a non-empty string, got {item_id!r:.80}"
+            )
         if item_id not in catalogue:
-            where = "" if session_id is None else f"session {session_id!r}: event {index}: field 'item_id': "
+            where = "" if session_id is None else f"session {session_id!r}: event {index}: "
+            where += "field 'item_id': "
             raise KeyError(f"{where}item {item_id!r} is not in the catalogue passed to the UBM processor")
         return catalogue[item_id]
 
-    def encode_session(self, session: Mapping[str, Any], catalogue=None) -> list[list[int]]:
+    def encode_session(self, session: Mapping[str, Any], catalogue=None, index: int = 0) -> list[list[int]]:
         """Token ids of a session's interactions (its last ``max_interactions``), as in the module docstring.
 
         Raises:
             ValueError / KeyError naming the session, the event and the field: an action missing from the
             table, a text query with no text, an item missing from the catalogue, or a session with no text
-            interaction at all.
+            interaction at all; :class:`~session_transformers.data.schema.InvalidRecordError` (a ``ValueError``)
+            naming the session (``index``: its place in the batch) and the field for a malformed record.
         """
         catalogue = as_catalogue(catalogue)
-        sid = session.get("session_id")
+        sid = session.get("session_id") if isinstance(session, Mapping) else None
+        sid = index if sid is None else sid  # a session without an ID is named by its place in the batch
+        source = f"UbmProcessor: session {sid!r}"
+        events = session.get("events") if isinstance(session, Mapping) else None
+        if not isinstance(events, list | tuple):
+            raise InvalidRecordError(
+                source, index, "events", "no 'events' list (a session is a mapping with one)"
+            )
         out = []
-        for i, ev in enumerate(session["events"]):
+        for i, ev in enumerate(events):
+            if not isinstance(ev, Mapping):
+                raise InvalidRecordError(source, index, f"events[{i}]", f"must be a mapping, got {ev!r:.80}")
             action = ev.get("action")
-            if action not in self.action_table:
+            if not isinstance(action, str) or action not in self.action_table:
                 raise ValueError(
                     f"session {sid!r}: event {i}: field 'action': {action!r} is not in the action table "
                     f"{sorted(self.action_table)} (processor.set_action_token adds one)"
@@ -293,11 +327,31 @@ class UbmProcessor(ProcessorMixin):
             if subject == "image_query":
                 continue  # no text: UBM reads text only
             if subject in TEXT_SUBJECTS:
-                if not ev.get("query"):
+                query = ev.get("query")
+                if not query or (isinstance(query, str) and not query.strip()):
                     raise ValueError(f"session {sid!r}: event {i}: field 'query': a {subject} needs its text")
+                if not isinstance(query, str):
+                    raise InvalidRecordError(
+                        source,
+                        index,
+                        f"events[{i}].query",
+                        f"must be a string, got {type(ev['query']).__name__}",
+                    )
+                if not _is_text(ev["query"]):
+                    raise InvalidRecordError(
+                        source, index, f"events[{i}].query", "contains a lone surrogate: not text"
+                    )
                 body = self._text_ids(ev["query"])
             elif subject == "item":
-                body = self.item_tokens(self._record(ev.get("item_id"), catalogue, sid, i))
+                item_id = ev.get("item_id")
+                if not isinstance(item_id, str) or not item_id:
+                    raise InvalidRecordError(
+                        source,
+                        index,
+                        f"events[{i}].item_id",
+                        f"must be a non-empty string, got {item_id!r:.80}",
+                    )
+                body = self.item_tokens(self._record(item_id, catalogue, sid, i))
             else:
                 raise ValueError(f"session {sid!r}: event {i}: field 'subject': unknown subject {subject!r}")
             out.append(self._wrap([self._token_id(self.action_table[action]), *body]))
@@ -342,7 +396,7 @@ class UbmProcessor(ProcessorMixin):
         if isinstance(sessions, Mapping):
             sessions = [sessions]
         catalogue = as_catalogue(catalogue)
-        encoded = [self.encode_session(s, catalogue) for s in sessions]
+        encoded = [self.encode_session(s, catalogue, b) for b, s in enumerate(sessions)]
         return BatchFeature(data=self.pad_interactions(encoded), tensor_type=return_tensors)
 
     def encode_items(self, items: Sequence[str | Mapping[str, Any]], catalogue=None) -> BatchFeature:
@@ -357,6 +411,51 @@ class UbmProcessor(ProcessorMixin):
         return " ".join(
             self.tokenizer.convert_ids_to_tokens([i for i in ids if i != self.tokenizer.pad_token_id])
         )
+
+
+def _is_text(value: str) -> bool:
+    """Whether a string can be encoded as UTF-8 (the tokenizer refuses a lone surrogate, ``"\\ud800"``)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_item_record(record: Any) -> None:
+    """The catalogue fields UBM reads have the schema's types; ``ValueError`` naming the item and field if not."""
+    if not isinstance(record, Mapping):
+        raise ValueError(f"catalogue record {record!r:.80}: field '<record>': must be a mapping")
+    where = f"catalogue item {record.get('item_id')!r}"
+    for name in ("title", "brand"):
+        if record.get(name) is not None and not isinstance(record[name], str):
+            raise ValueError(f"{where}: field '{name}': must be a string, got {type(record[name]).__name__}")
+        if record.get(name) is not None and not _is_text(record[name]):
+            raise ValueError(f"{where}: field '{name}': contains a lone surrogate: not text")
+    category = record.get("category")
+    if category is not None and (
+        not isinstance(category, list | tuple) or not all(isinstance(c, str) for c in category)
+    ):
+        raise ValueError(f"{where}: field 'category': must be a list of strings, got {category!r:.80}")
+    if category is not None and not all(_is_text(c) for c in category):
+        raise ValueError(f"{where}: field 'category': contains a lone surrogate: not text")
+    attrs = record.get("attributes")
+    if attrs is not None and not isinstance(attrs, list | tuple):
+        raise ValueError(f"{where}: field 'attributes': must be a list of {{name, value}}, got {attrs!r:.80}")
+    for j, a in enumerate(attrs or ()):
+        value = a.get("value") if isinstance(a, Mapping) else None
+        if (
+            not isinstance(a, Mapping)
+            or not isinstance(a.get("name"), str)
+            or not (value is None or isinstance(value, str | int | float))
+        ):
+            raise ValueError(
+                f"{where}: field 'attributes[{j}]': must be {{name: str, value: str}}, got {a!r:.80}"
+            )
+        if not _is_text(a["name"]) or (isinstance(value, str) and not _is_text(value)):
+            raise ValueError(f"{where}: field 'attributes[{j}]': contains a lone surrogate: not text")
 
 
 def _add_special_tokens(tokenizer, tokens: Sequence[str]) -> int:
