@@ -284,7 +284,8 @@ class MuvcogModel(MuvcogPreTrainedModel):
     Inputs are what :class:`MuvcogProcessor` returns (``num_queries``, ``global_view``, ``local_view``).
     """
 
-    _keys_to_ignore_on_load_unexpected = [r"^discriminator\."]  # a pretraining checkpoint's, for pretraining only
+    # a pretraining checkpoint's discriminator serves pretraining only
+    _keys_to_ignore_on_load_unexpected = [r"^discriminator\."]
 
     def __init__(self, config: MuvcogConfig):
         super().__init__(config)

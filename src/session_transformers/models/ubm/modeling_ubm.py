@@ -676,7 +676,9 @@ class UbmForNextItem(UbmPreTrainedModel):
         self.eval()
         if isinstance(candidates, UbmCandidatePool):
             if not candidates.item_ids:
-                raise ValueError("the candidate pool has no item_ids: build it with UbmCandidatePool.from_items")
+                raise ValueError(
+                    "the candidate pool has no item_ids: build it with UbmCandidatePool.from_items"
+                )
             pool = candidates
         else:
             pool = UbmCandidatePool.from_items(processor, list(candidates), catalogue)
