@@ -131,3 +131,74 @@ def test_save_load_round_trip(tmp_path):
         titles = ["Crème Brûlée para el postre", "Leche"]
         for k, v in p(titles).items():
             assert torch.equal(loaded(titles)[k], v), k
+
+
+def test_a_session_stream_is_paired_lazily_like_the_list():
+    # pair_dataset used to hold a list of every session before pairing (a 1M-session corpus in memory); a session
+    # stream (package schema, as data.streaming.stream_sessions gives) is now paired by a batched map as it is read
+    from session_transformers.data.schema import SESSION_FEATURES
+
+    lists = [["a", "b", "a", "c"], ["d"], ["e", "zzz", "a"], ["u", "d"]] * 300
+    read = []
+
+    def sessions():
+        for i, items in enumerate(lists):
+            read.append(i)
+            events = [
+                {
+                    "action": "view",
+                    "timestamp": 1.0,
+                    "subject": "item",
+                    "item_id": x,
+                    "query": None,
+                    "image": None,
+                }
+                for x in items
+            ]
+            events.insert(
+                1,
+                {"action": "search", "timestamp": 1.0, "subject": "keyword_query", "item_id": None}
+                | {"query": "milk", "image": None},
+            )
+            yield {"session_id": f"s{i}", "events": events}
+
+    p = _processor()
+    stream = IterableDataset.from_generator(sessions, features=SESSION_FEATURES)
+    pairs = p.pair_dataset(stream, CATALOGUE, streaming=True)
+    assert isinstance(pairs, IterableDataset) and pairs.column_names == list(pairs.features)
+    first = next(iter(pairs))
+    assert (first["item_id"], first["pair_item_id"]) == ("a", "b") and len(read) < len(lists) / 2  # lazy
+    expected = [(r["item_id"], r["pair_item_id"], r["category"]) for r in p.pair_dataset(lists, CATALOGUE)]
+    read.clear()
+    assert [(r["item_id"], r["pair_item_id"], r["category"]) for r in pairs] == expected
+    assert len(read) == len(lists)
+    with pytest.raises(ValueError, match="streaming=True"):
+        p.pair_dataset(stream, CATALOGUE)
+
+
+# --- bad records (benchmarks/bad_inputs.py): refused by name, never a foreign exception ----------------------------
+
+
+def test_pairs_refuse_an_item_id_that_is_not_a_string():
+    """An unhashable ID used to raise ``TypeError: unhashable type``, naming nothing."""
+    from session_transformers.data.schema import InvalidRecordError
+
+    p = _processor()
+    assert p.pairs(["a", "b"]) == [("a", "b")]
+    with pytest.raises(InvalidRecordError, match=r"record 4: field 'item_ids\[1\]'"):
+        p.pairs(["a", ["b"], "c"], session=4)
+
+
+def test_catalogue_fields_of_the_wrong_type_are_refused_naming_the_item():
+    """A number title reached the collator; a category string was split into letters; a list item ID crashed."""
+    p = _processor()
+    for change, field in [
+        ({"title": 5}, "title"),
+        ({"category": "produce"}, "category"),
+        ({"item_id": ["a"]}, "item_id"),
+    ]:
+        bad = [{**CATALOGUE[0], **change}, *CATALOGUE[1:]]
+        with pytest.raises(ValueError, match=f"field '{field}'"):
+            p.product_table(bad)
+    with pytest.raises(ValueError, match=r"record 1: field '<record>'"):
+        p.product_table([CATALOGUE[0], None])

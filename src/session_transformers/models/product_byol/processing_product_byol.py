@@ -31,6 +31,8 @@ from datasets import Dataset, Features, IterableDataset, Value
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import BatchFeature, PreTrainedTokenizerFast, ProcessorMixin
 
+from ...data.schema import InvalidRecordError
+
 IGNORE_INDEX = -100
 PAD_TOKEN, UNK_TOKEN = "<pad>", "<unk>"
 
@@ -127,6 +129,25 @@ def _pair_rows(
                     "category": ca,
                     "pair_category": cb,
                 }
+
+
+def _pair_batch(
+    batch: dict[str, list], products: Mapping[str, tuple[str, int]], max_products: int
+) -> dict[str, list]:
+    """Batched ``IterableDataset.map`` function: sessions (package schema ``events``, or ``item_ids`` lists) ->
+    their pair rows (:data:`PAIR_FEATURES`), a batch at a time, so a session stream is paired lazily."""
+    if "events" in batch:
+        sessions = [
+            [ev["item_id"] for ev in events if ev.get("subject") == "item" and ev.get("item_id") is not None]
+            for events in batch["events"]
+        ]
+    else:
+        sessions = [list(s) for s in batch["item_ids"]]
+    out: dict[str, list] = {name: [] for name in PAIR_FEATURES}
+    for row in _pair_rows([sessions], products, max_products):
+        for name, value in row.items():
+            out[name].append(value)
+    return out
 
 
 def _records(catalogue: Any) -> Iterable[Mapping[str, Any]]:
@@ -304,21 +325,49 @@ class ProductByolProcessor(ProcessorMixin):
     def product_table(self, catalogue: Any) -> dict[str, tuple[str, int]]:
         """``item_id -> (title, category id)`` for every catalogue record with a title."""
         table = {}
-        for r in _records(catalogue):
-            title = r.get("title")
-            if r.get("item_id") is None:
-                raise ValueError(f"catalogue record {dict(r)!r} has no 'item_id'")
+        for i, r in enumerate(_records(catalogue)):
+            if not isinstance(r, Mapping):
+                raise InvalidRecordError("catalogue", i, "<record>", f"must be a mapping, got {r!r:.80}")
+            title, item_id, category = r.get("title"), r.get("item_id"), r.get("category")
+            if not isinstance(item_id, str):
+                raise InvalidRecordError(
+                    "catalogue",
+                    i,
+                    "item_id",
+                    f"missing or not a string, got {item_id!r:.80} ({dict(r)!r:.120})",
+                )
+            if title is not None and not isinstance(title, str):
+                raise ValueError(
+                    f"catalogue item {item_id!r}: field 'title': must be a string, got {title!r:.80}"
+                )
+            if category is not None and (
+                not isinstance(category, list | tuple) or not all(isinstance(c, str) for c in category)
+            ):
+                raise ValueError(
+                    f"catalogue item {item_id!r}: field 'category': must be a list of strings, got {category!r:.80}"
+                )
             if title:
-                table[r["item_id"]] = (title, self.category_id(r.get("category") or []))
+                table[item_id] = (title, self.category_id(category or []))
         return table
 
-    def pairs(self, item_ids: Iterable[str]) -> list[tuple[str, str]]:
-        """The pairs of one session (:func:`session_pairs` with ``max_products_per_session``)."""
+    def pairs(self, item_ids: Iterable[str], session: int = 0) -> list[tuple[str, str]]:
+        """The pairs of one session (:func:`session_pairs` with ``max_products_per_session``); an ID that is not a
+        string raises :class:`~session_transformers.data.schema.InvalidRecordError` naming ``session`` (its index)
+        and the ID's position."""
+        item_ids = list(item_ids)
+        bad = next((j for j, x in enumerate(item_ids) if not isinstance(x, str)), None)
+        if bad is not None:
+            raise InvalidRecordError(
+                "ProductByolProcessor",
+                session,
+                f"item_ids[{bad}]",
+                f"item IDs are strings, got {item_ids[bad]!r:.80}",
+            )
         return list(session_pairs(item_ids, self.max_products_per_session))
 
     def pair_dataset(
         self,
-        sessions: Iterable[Sequence[str]],
+        sessions: Iterable[Sequence[str]] | IterableDataset,
         catalogue: Any,
         *,
         streaming: bool = False,
@@ -331,7 +380,29 @@ class ProductByolProcessor(ProcessorMixin):
         processes by ``split_dataset_by_node``); otherwise the generator writes an Arrow file (memory-mapped, in the
         ``datasets`` cache or ``cache_dir``). Products missing from the catalogue, or without a title, are left
         out of their session before pairing.
+
+        ``sessions`` may also be an ``IterableDataset`` of sessions (package-schema rows with ``events``, e.g.
+        :func:`~session_transformers.data.streaming.stream_sessions`, or rows with ``item_ids``) with
+        ``streaming=True``: it is then paired lazily by a batched ``map`` and never held in memory (a list of every
+        session of a corpus larger than memory is what streaming must avoid).
         """
+        if isinstance(sessions, IterableDataset):
+            if not streaming:
+                raise ValueError("an IterableDataset of sessions can only be paired with streaming=True")
+            columns = list(sessions.column_names or [])
+            if "events" not in columns and "item_ids" not in columns:
+                raise ValueError(f"a session stream needs an 'events' or 'item_ids' column, got {columns}")
+            return sessions.map(
+                _pair_batch,
+                batched=True,
+                batch_size=256,
+                remove_columns=columns,
+                features=PAIR_FEATURES,
+                fn_kwargs={
+                    "products": self.product_table(catalogue),
+                    "max_products": self.max_products_per_session,
+                },
+            )
         sessions = [list(s) for s in sessions]
         for i, s in enumerate(sessions):
             bad = next((x for x in s if not isinstance(x, str)), None)
