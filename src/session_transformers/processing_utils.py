@@ -28,6 +28,55 @@ def catalogue_attribute_names(
     return sorted({a["name"] for rec in records for a in (rec.get("attributes") or [])})
 
 
+def is_text(value: str) -> bool:
+    """Whether a string can be encoded as UTF-8 (tokenizers refuse a lone surrogate, ``"\\ud800"``)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_catalogue_record(
+    record: Any, text_fields: Sequence[str], attribute_values: tuple[type, ...] = (str,)
+) -> None:
+    """A catalogue record's fields that a text processor reads have the schema's types: ``ValueError`` naming the
+    item and the field if not. ``text_fields`` are plain strings (title, brand...); ``category`` is a list of
+    strings; ``attributes`` a list of ``{name: str, value}`` with ``value`` of ``attribute_values`` (or None)."""
+    if not isinstance(record, Mapping):
+        raise ValueError(f"catalogue record {record!r:.80}: field '<record>': must be a mapping")
+    where = f"catalogue item {record.get('item_id')!r}"
+    for name in text_fields:
+        if record.get(name) is not None and not isinstance(record[name], str):
+            raise ValueError(f"{where}: field '{name}': must be a string, got {type(record[name]).__name__}")
+        if record.get(name) is not None and not is_text(record[name]):
+            raise ValueError(f"{where}: field '{name}': contains a lone surrogate: not text")
+    category = record.get("category")
+    if category is not None and (
+        not isinstance(category, list | tuple) or not all(isinstance(c, str) for c in category)
+    ):
+        raise ValueError(f"{where}: field 'category': must be a list of strings, got {category!r:.80}")
+    if category is not None and not all(is_text(c) for c in category):
+        raise ValueError(f"{where}: field 'category': contains a lone surrogate: not text")
+    attrs = record.get("attributes")
+    if attrs is not None and not isinstance(attrs, list | tuple):
+        raise ValueError(f"{where}: field 'attributes': must be a list of {{name, value}}, got {attrs!r:.80}")
+    for j, a in enumerate(attrs or ()):
+        value = a.get("value") if isinstance(a, Mapping) else None
+        if (
+            not isinstance(a, Mapping)
+            or not isinstance(a.get("name"), str)
+            or not (value is None or isinstance(value, attribute_values))
+        ):
+            raise ValueError(
+                f"{where}: field 'attributes[{j}]': must be {{name: str, value: str}}, got {a!r:.80}"
+            )
+        if not is_text(a["name"]) or (isinstance(value, str) and not is_text(value)):
+            raise ValueError(f"{where}: field 'attributes[{j}]': contains a lone surrogate: not text")
+
+
 def train_wordpiece(
     texts: Iterable[str], special_tokens: Sequence[str], vocab_size: int = 30522
 ) -> Tokenizer:
@@ -116,6 +165,8 @@ __all__ = [
     "SeededCollatorMixin",
     "attribute_token",
     "catalogue_attribute_names",
+    "check_catalogue_record",
+    "is_text",
     "seeded_generator",
     "train_wordpiece",
 ]

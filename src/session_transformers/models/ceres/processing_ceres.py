@@ -31,6 +31,8 @@ from ...processing_utils import (
     SeededCollatorMixin,
     attribute_token,
     catalogue_attribute_names,
+    check_catalogue_record,
+    is_text,
     train_wordpiece,
 )
 from .configuration_ceres import CeresConfig
@@ -210,7 +212,7 @@ class CeresProcessor(ProcessorMixin):
 
     def _product_fields(self, record: Mapping[str, Any]) -> list[tuple[int, list[str], int]]:
         """``(marker id, [text, ...], max length)`` per attribute sequence of a product (texts joined by markers)."""
-        _check_product(record)
+        check_catalogue_record(record, ("title", "description", "brand"))
         title, desc = record.get("title") or "", record.get("description") or ""
         fields = [
             (self._marker("title"), [title] + ([desc] if desc else []), self.max_product_sequence_length)
@@ -299,7 +301,7 @@ class CeresProcessor(ProcessorMixin):
                         f"events[{j}].query",
                         f"a {subject} needs a non-empty string, got {query!r:.80}",
                     )
-                if not _is_text(query):
+                if not is_text(query):
                     raise InvalidRecordError(
                         source, index, f"events[{j}].query", "contains a lone surrogate: not text"
                     )
@@ -447,51 +449,6 @@ def _recent_events(events: Sequence[Mapping[str, Any]], first: int) -> list[Mapp
         if subject == "item":
             products.add(ev["item_id"])
     return list(events)
-
-
-def _is_text(value: str) -> bool:
-    """Whether a string can be encoded as UTF-8 (the tokenizer refuses a lone surrogate, ``"\\ud800"``)."""
-    if value.isascii():
-        return True
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _check_product(record: Any) -> None:
-    """The catalogue fields CERES reads have the schema's types; ``ValueError`` naming the item and field if not."""
-    if not isinstance(record, Mapping):
-        raise ValueError(f"catalogue record {record!r:.80}: field '<record>': must be a mapping")
-    where = f"catalogue item {record.get('item_id')!r}"
-    for name in ("title", "description", "brand"):
-        if record.get(name) is not None and not isinstance(record[name], str):
-            raise ValueError(f"{where}: field '{name}': must be a string, got {type(record[name]).__name__}")
-        if record.get(name) is not None and not _is_text(record[name]):
-            raise ValueError(f"{where}: field '{name}': contains a lone surrogate: not text")
-    category = record.get("category")
-    if category is not None and (
-        not isinstance(category, list | tuple) or not all(isinstance(c, str) for c in category)
-    ):
-        raise ValueError(f"{where}: field 'category': must be a list of strings, got {category!r:.80}")
-    if category is not None and not all(_is_text(c) for c in category):
-        raise ValueError(f"{where}: field 'category': contains a lone surrogate: not text")
-    attrs = record.get("attributes")
-    if attrs is not None and not isinstance(attrs, list | tuple):
-        raise ValueError(f"{where}: field 'attributes': must be a list of {{name, value}}, got {attrs!r:.80}")
-    for j, a in enumerate(attrs or ()):
-        value = a.get("value") if isinstance(a, Mapping) else None
-        if (
-            not isinstance(a, Mapping)
-            or not isinstance(a.get("name"), str)
-            or not isinstance(value, str | None)
-        ):
-            raise ValueError(
-                f"{where}: field 'attributes[{j}]': must be {{name: str, value: str}}, got {a!r:.80}"
-            )
-        if not _is_text(a["name"]) or (isinstance(value, str) and not _is_text(value)):
-            raise ValueError(f"{where}: field 'attributes[{j}]': contains a lone surrogate: not text")
 
 
 def candidate_key(spec: Mapping[str, Any]) -> tuple[str, Any]:

@@ -30,7 +30,13 @@ import torch
 from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerFast, ProcessorMixin
 
 from ...data.schema import InvalidRecordError
-from ...processing_utils import attribute_token, catalogue_attribute_names, train_wordpiece
+from ...processing_utils import (
+    attribute_token,
+    catalogue_attribute_names,
+    check_catalogue_record,
+    is_text,
+    train_wordpiece,
+)
 
 BASE_SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 ACTION_TOKENS: tuple[str, ...] = ("[SEARCH]", "[VIEW]", "[ADD]", "[BUY]")
@@ -243,7 +249,7 @@ class UbmProcessor(ProcessorMixin):
 
         Raises ``ValueError`` naming the item and the field when a field the text is built from has the wrong
         type (a title that is not a string, a category path that is not a list of strings, ...)."""
-        _check_item_record(record)
+        check_catalogue_record(record, ("title", "brand"), attribute_values=(str, int, float))
         attrs = [("brand", record.get("brand"))] + [
             (a.get("name"), a.get("value")) for a in (record.get("attributes") or [])
         ]
@@ -337,7 +343,7 @@ class UbmProcessor(ProcessorMixin):
                         f"events[{i}].query",
                         f"must be a string, got {type(ev['query']).__name__}",
                     )
-                if not _is_text(ev["query"]):
+                if not is_text(ev["query"]):
                     raise InvalidRecordError(
                         source, index, f"events[{i}].query", "contains a lone surrogate: not text"
                     )
@@ -411,51 +417,6 @@ class UbmProcessor(ProcessorMixin):
         return " ".join(
             self.tokenizer.convert_ids_to_tokens([i for i in ids if i != self.tokenizer.pad_token_id])
         )
-
-
-def _is_text(value: str) -> bool:
-    """Whether a string can be encoded as UTF-8 (the tokenizer refuses a lone surrogate, ``"\\ud800"``)."""
-    if value.isascii():
-        return True
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _check_item_record(record: Any) -> None:
-    """The catalogue fields UBM reads have the schema's types; ``ValueError`` naming the item and field if not."""
-    if not isinstance(record, Mapping):
-        raise ValueError(f"catalogue record {record!r:.80}: field '<record>': must be a mapping")
-    where = f"catalogue item {record.get('item_id')!r}"
-    for name in ("title", "brand"):
-        if record.get(name) is not None and not isinstance(record[name], str):
-            raise ValueError(f"{where}: field '{name}': must be a string, got {type(record[name]).__name__}")
-        if record.get(name) is not None and not _is_text(record[name]):
-            raise ValueError(f"{where}: field '{name}': contains a lone surrogate: not text")
-    category = record.get("category")
-    if category is not None and (
-        not isinstance(category, list | tuple) or not all(isinstance(c, str) for c in category)
-    ):
-        raise ValueError(f"{where}: field 'category': must be a list of strings, got {category!r:.80}")
-    if category is not None and not all(_is_text(c) for c in category):
-        raise ValueError(f"{where}: field 'category': contains a lone surrogate: not text")
-    attrs = record.get("attributes")
-    if attrs is not None and not isinstance(attrs, list | tuple):
-        raise ValueError(f"{where}: field 'attributes': must be a list of {{name, value}}, got {attrs!r:.80}")
-    for j, a in enumerate(attrs or ()):
-        value = a.get("value") if isinstance(a, Mapping) else None
-        if (
-            not isinstance(a, Mapping)
-            or not isinstance(a.get("name"), str)
-            or not (value is None or isinstance(value, str | int | float))
-        ):
-            raise ValueError(
-                f"{where}: field 'attributes[{j}]': must be {{name: str, value: str}}, got {a!r:.80}"
-            )
-        if not _is_text(a["name"]) or (isinstance(value, str) and not _is_text(value)):
-            raise ValueError(f"{where}: field 'attributes[{j}]': contains a lone surrogate: not text")
 
 
 def _add_special_tokens(tokenizer, tokens: Sequence[str]) -> int:
