@@ -73,6 +73,11 @@ from session_transformers.data.schema import (  # noqa: E402
 from session_transformers.data.synthetic import SyntheticStore, SyntheticStoreConfig  # noqa: E402
 from session_transformers.recipes import resolve_data_arguments, training_parser  # noqa: E402
 
+TIMING_NOTE = (
+    "a memory benchmark: sessions_per_s and the seconds in stream / rss_checkpoints may be taken on a shared "
+    "machine (see load_average_1m): not speed figures"
+)
+
 
 def _load1() -> float:
     return round(os.getloadavg()[0], 2)
@@ -471,6 +476,7 @@ def _run_family(args, folder: Path, corpus: dict, load_start: float, family: str
         "rss_growth_while_streaming_mib": run["rss_growth_while_streaming_mib"],
         "rss_range_while_streaming_mib": run["rss_range_while_streaming_mib"],
         "sessions_per_s": run["sessions_per_s"],
+        "timing_note": TIMING_NOTE,
         "load_average_1m": {"start": load_start, "end": _load1()},
         "settings": {
             **_settings(args),
