@@ -28,6 +28,24 @@ def catalogue_attribute_names(
     return sorted({a["name"] for rec in records for a in (rec.get("attributes") or [])})
 
 
+def as_catalogue(catalogue: Any) -> Mapping[str, Mapping[str, Any]]:
+    """``item_id -> record`` from a mapping, an iterable of records or ``None``; a record without a non-empty
+    string ``item_id`` raises :class:`~session_transformers.data.schema.InvalidRecordError` naming it."""
+    from .data.schema import InvalidRecordError
+
+    if catalogue is None or isinstance(catalogue, Mapping):
+        return catalogue or {}
+    out = {}
+    for i, rec in enumerate(catalogue):
+        item_id = rec.get("item_id") if isinstance(rec, Mapping) else None
+        if not isinstance(item_id, str) or not item_id:
+            raise InvalidRecordError(
+                "catalogue", i, "item_id", f"an item ID is a non-empty string, got {item_id!r:.80}"
+            )
+        out[item_id] = rec
+    return out
+
+
 def is_text(value: str) -> bool:
     """Whether a string can be encoded as UTF-8 (tokenizers refuse a lone surrogate, ``"\\ud800"``)."""
     if value.isascii():
@@ -163,6 +181,7 @@ class SeededCollatorMixin:
 
 __all__ = [
     "SeededCollatorMixin",
+    "as_catalogue",
     "attribute_token",
     "catalogue_attribute_names",
     "check_catalogue_record",

@@ -35,6 +35,9 @@ from ...processing_utils import (
     is_text,
     train_wordpiece,
 )
+from ...processing_utils import (
+    as_catalogue as _as_catalogue,
+)
 from .configuration_ceres import CeresConfig
 
 BASE_SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -61,20 +64,6 @@ def iter_corpus(
             yield " ".join(rec["category"])
         for a in rec.get("attributes") or []:
             yield a["value"]
-
-
-def _as_catalogue(catalogue: Any) -> Mapping[str, Mapping[str, Any]]:
-    if catalogue is None or isinstance(catalogue, Mapping):
-        return catalogue or {}
-    out = {}
-    for i, rec in enumerate(catalogue):
-        item_id = rec.get("item_id") if isinstance(rec, Mapping) else None
-        if not isinstance(item_id, str) or not item_id:
-            raise InvalidRecordError(
-                "catalogue", i, "item_id", f"an item ID is a non-empty string, got {item_id!r:.80}"
-            )
-        out[item_id] = rec
-    return out
 
 
 class CeresProcessor(ProcessorMixin):

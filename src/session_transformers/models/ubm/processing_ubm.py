@@ -31,6 +31,7 @@ from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerFast, P
 
 from ...data.schema import InvalidRecordError
 from ...processing_utils import (
+    as_catalogue,
     attribute_token,
     catalogue_attribute_names,
     check_catalogue_record,
@@ -53,21 +54,6 @@ TITLE_TOKEN, CATEGORY_TOKEN = "[TITLE]", "[CATEGORY]"
 ITEM_FIELD_ATTRIBUTES: tuple[str, ...] = ("brand",)
 """Catalogue fields written as attributes (``[BRAND] gaveres``)."""
 TEXT_SUBJECTS = ("keyword_query", "product_query")
-
-
-def as_catalogue(catalogue: Any) -> Mapping[str, Mapping[str, Any]]:
-    """``item_id -> record`` from a mapping, an iterable of records or ``None``."""
-    if catalogue is None or isinstance(catalogue, Mapping):
-        return catalogue or {}
-    out = {}
-    for i, rec in enumerate(catalogue):
-        item_id = rec.get("item_id") if isinstance(rec, Mapping) else None
-        if not isinstance(item_id, str) or not item_id:
-            raise InvalidRecordError(
-                "catalogue", i, "item_id", f"an item ID is a non-empty string, got {item_id!r:.80}"
-            )
-        out[item_id] = rec
-    return out
 
 
 def iter_corpus(
