@@ -144,6 +144,48 @@ def test_padding_index_never_scores_or_recommended():
     assert len(recs[0]) == len(ITEMS) and {i for i, _ in recs[0]} == set(ITEMS)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pruned_top_k_equals_the_full_ranking(seed):
+    """``TargetAwareReadout.top_k`` skips the attention of items that cannot reach the top k: same items as the
+    full scores' top k, same scores; ``recommend`` (which uses it) agrees with the full logits."""
+    torch.manual_seed(seed)
+    n = 600
+    config = _tiny_config(num_items=n, score_chunk_size=128)
+    model = TagnnPPForNextItemPrediction(config).eval()
+    vocab = [f"p{i}" for i in range(1, n - 50)]  # the last 50 indices have no ID: never returned
+    processor = TagnnPPProcessor(item_vocab=vocab, max_length=16)
+    g = torch.Generator().manual_seed(seed)
+    sessions = [
+        [
+            vocab[j]
+            for j in torch.randint(len(vocab), (int(torch.randint(1, 15, (1,), generator=g)),), generator=g)
+        ]
+        for _ in range(8)
+    ]
+    batch = dict(processor(sessions))
+    with torch.no_grad():
+        full = model(**batch).logits[:, : processor.num_items]
+        full[:, 0] = float("-inf")
+        out = model.tagnn_pp(**{k: batch[k] for k in processor.model_input_names})
+        exclude = torch.arange(n) >= processor.num_items
+        exclude[0] = True
+        for k in (1, 20, processor.num_items - 1):
+            scores, indices = model.readout.top_k(
+                out.sequence_hidden,
+                out.last_hidden,
+                out.global_hidden,
+                out.attention_mask,
+                model.tagnn_pp.item_embeddings.weight,
+                k,
+                exclude,
+            )
+            want_scores, want = full.topk(k, dim=1)
+            assert torch.equal(indices, want)
+            torch.testing.assert_close(scores, want_scores, atol=1e-5, rtol=1e-5)
+    recs = model.recommend(sessions, top_k=20, processor=processor)
+    assert [[i for i, _ in row] for row in recs] == processor.decode(full.topk(20, dim=1).indices.tolist())
+
+
 # --- the ablations of Table 3 ------------------------------------------------------------------------------
 
 

@@ -300,18 +300,23 @@ class MuvcogProcessor(ProcessorMixin):
             raise InvalidRecordError(
                 source, index, "events", "no 'events' list (a session is a mapping with one)"
             )
-        queries: list[list] = []  # [keyword ids, product ids, image rows]
-        images: dict[bytes, int] = {}
-        vectors: list[np.ndarray] = []
+        # One pass over the events: a query is [keyword word ids, product word ids, indices into `raw`]; word ids
+        # and images are made distinct per query at the end, image vectors converted in one call (the per-vector
+        # numpy calls were most of the cost of graph building).
+        queries: list[list[list]] = []
+        raw: list = []  # image vectors as given
+        raw_event: list[int] = []  # the event of each
         last_key = None
-        get = self._index.get
+        get, find = self._index.get, _TOKEN.findall
+        by_timestamp, image_dim, text_only = self.grouping == "timestamp", self.image_dim, self.text_only
         for e, ev in enumerate(events):
             if not isinstance(ev, Mapping):
                 raise InvalidRecordError(source, index, f"events[{e}]", f"must be a mapping, got {ev!r:.80}")
             subject = ev.get("subject")
             if subject == "item":
                 continue
-            if isinstance(subject, str) and subject in _TEXT_SUBJECTS:
+            slot = _TEXT_SUBJECTS.get(subject) if isinstance(subject, str) else None
+            if slot is not None:
                 text = ev.get("query")
                 if text is None:
                     raise ValueError(f"session {sid!r}, event {e}: field 'query' is missing for a {subject}")
@@ -319,44 +324,36 @@ class MuvcogProcessor(ProcessorMixin):
                     raise InvalidRecordError(
                         source, index, f"events[{e}].query", f"must be a string, got {type(text).__name__}"
                     )
-                ids = [i for i in (get(w) for w in tokenize(text)) if i is not None]
-                parts = ([], [], [])
-                parts[_TEXT_SUBJECTS[subject]].extend(dict.fromkeys(ids))
+                value = [i for i in map(get, find(text.lower())) if i is not None]
             elif subject == "image_query":
-                if self.text_only:
+                if text_only:
                     continue  # MUVCOG-T: image queries are not part of the session
                 image = ev.get("image")
-                if not isinstance(image, list | tuple | np.ndarray) or len(image) != self.image_dim:
+                if not isinstance(image, list | tuple | np.ndarray) or len(image) != image_dim:
                     size = len(image) if isinstance(image, list | tuple | np.ndarray) else None
                     raise ValueError(
-                        f"session {sid!r}, event {e}: field 'image' has size {size}, expected {self.image_dim}"
+                        f"session {sid!r}, event {e}: field 'image' has size {size}, expected {image_dim}"
                     )
-                try:
-                    with np.errstate(over="ignore"):  # 1e308 becomes inf, refused below
-                        vec = np.asarray(image, dtype=np.float32)
-                except (TypeError, ValueError):
-                    vec = None
-                if vec is None or vec.shape != (self.image_dim,) or not np.isfinite(vec).all():
-                    raise InvalidRecordError(
-                        source,
-                        index,
-                        f"events[{e}].image",
-                        "must be finite numbers (NaN, inf or not a number)",
-                    )
-                row = images.setdefault(vec.tobytes(), len(images))
-                if row == len(vectors):
-                    vectors.append(vec)
-                parts = ([], [], [row])
+                slot, value = 2, [len(raw)]
+                raw.append(image)
+                raw_event.append(e)
             else:
                 raise ValueError(f"session {sid!r}, event {e}: unknown field 'subject' {subject!r}")
             ts = ev.get("timestamp")
-            key = ts if (self.grouping == "timestamp" and ts is not None) else None
+            key = ts if (by_timestamp and ts is not None) else None
             if key is not None and key == last_key and queries:
-                for mine, extra in zip(queries[-1], parts):
-                    mine.extend(x for x in extra if x not in mine)
+                queries[-1][slot].extend(value)
             else:
-                queries.append(list(parts))
+                query = [[], [], []]
+                query[slot] = value
+                queries.append(query)
             last_key = key
+        # images: distinct vectors numbered by first appearance in the session
+        rows, matrix = self._image_rows(raw, raw_event, source, index)
+        for query in queries:
+            query[0] = list(dict.fromkeys(query[0]))
+            query[1] = list(dict.fromkeys(query[1]))
+            query[2] = list(dict.fromkeys(rows[r] for r in query[2]))
         queries = [q for q in queries if q[0] or q[1] or q[2]]
         truncated = len(queries) > self.max_queries
         queries = queries[-self.max_queries :]
@@ -368,14 +365,50 @@ class MuvcogProcessor(ProcessorMixin):
                 q_rows += [q] * len(keys)
                 t_rows += [t] * len(keys)
                 k_rows += keys
-        used = sorted({k for q in queries for k in q[2]}) if truncated else range(len(vectors))
-        if len(used) != len(vectors):  # images of dropped (truncated) queries: renumber the kept ones
-            remap = {old: new for new, old in enumerate(used)}
-            k_rows = [remap[k] if t == 2 else k for t, k in zip(t_rows, k_rows)]
-            vectors = [vectors[i] for i in used]
-        matrix = np.stack(vectors) if vectors else np.zeros((0, self.image_dim), dtype=np.float32)
+        if truncated and raw:
+            used = sorted({k for q in queries for k in q[2]})
+            if len(used) != matrix.shape[0]:  # images of dropped (truncated) queries: renumber the kept ones
+                remap = {old: new for new, old in enumerate(used)}
+                k_rows = [remap[k] if t == 2 else k for t, k in zip(t_rows, k_rows)]
+                matrix = matrix[used]
         as_long = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
         return EncodedSession(as_long(q_rows), as_long(t_rows), as_long(k_rows), matrix, len(queries))
+
+    def _image_rows(
+        self, raw: list, raw_event: list[int], source: str, index: int
+    ) -> tuple[list[int], np.ndarray]:
+        """Convert a session's image vectors in one call, refuse non-finite or non-numeric ones naming their event,
+        and number the distinct vectors by first appearance: the row of each vector, and the ``(I, D)`` distinct
+        vectors."""
+        if not raw:
+            return [], np.zeros((0, self.image_dim), dtype=np.float32)
+        try:
+            with np.errstate(over="ignore"):  # 1e308 becomes inf, refused below
+                matrix = np.asarray(raw, dtype=np.float32)
+        except (TypeError, ValueError):
+            matrix = None
+        if matrix is None or matrix.shape != (len(raw), self.image_dim) or not np.isfinite(matrix).all():
+            for vector, e in zip(raw, raw_event):  # find the first bad vector, in event order
+                try:
+                    with np.errstate(over="ignore"):
+                        vec = np.asarray(vector, dtype=np.float32)
+                except (TypeError, ValueError):
+                    vec = None
+                if vec is None or vec.shape != (self.image_dim,) or not np.isfinite(vec).all():
+                    raise InvalidRecordError(
+                        source,
+                        index,
+                        f"events[{e}].image",
+                        "must be finite numbers (NaN, inf or not a number)",
+                    )
+        distinct: dict[bytes, int] = {}
+        rows = [distinct.setdefault(vector.tobytes(), len(distinct)) for vector in matrix]
+        if len(distinct) == len(raw):
+            return rows, matrix
+        first: dict[int, int] = {}
+        for r, row in enumerate(rows):
+            first.setdefault(row, r)
+        return rows, matrix[list(first.values())]
 
     def clicked_items(self, session: Mapping[str, Any]) -> list[str]:
         """Distinct items of the session's click events (``click_actions``), in order."""

@@ -307,19 +307,70 @@ class TargetAwareReadout(nn.Module):
         items: torch.Tensor,
     ) -> torch.Tensor:
         """Positions ``(B, L, H)``, ``s_l``/``s_g`` ``(B, H)``, mask ``(B, L)``, items ``(N, H)`` -> ``(B, N)``."""
+        base, keys, values, pad = self._project(sequence_hidden, last_hidden, global_hidden, attention_mask)
+        return self._scores(base, keys, values, pad, items)
+
+    def _project(self, sequence_hidden, last_hidden, global_hidden, attention_mask):
+        """``base`` ``(B, H)``, ``keys`` and ``values`` ``(B, L, H)`` and the additive padding mask ``(B, L, 1)``."""
         w_l, w_g, w_t = self.linear_transform.weight.split(self.hidden_size, dim=1)  # 3 x (H, H)
-        base = (
-            F.linear(last_hidden, w_l) + F.linear(global_hidden, w_g) + self.linear_transform.bias
-        )  # (B, H)
-        keys = self.linear_t(sequence_hidden)  # (B, L, H): v^T W h_i = keys_i . v
-        values = F.linear(sequence_hidden, w_t)  # (B, L, H): v^T W_t h_i = values_i . v
-        pad = (attention_mask[..., None] == 0).to(keys.dtype) * torch.finfo(keys.dtype).min  # (B, L, 1)
+        base = F.linear(last_hidden, w_l) + F.linear(global_hidden, w_g) + self.linear_transform.bias
+        keys = self.linear_t(sequence_hidden)  # v^T W h_i = keys_i . v
+        values = F.linear(sequence_hidden, w_t)  # v^T W_t h_i = values_i . v
+        pad = (attention_mask[..., None] == 0).to(keys.dtype) * torch.finfo(keys.dtype).min
+        return base, keys, values, pad
+
+    def _scores(self, base, keys, values, pad, items) -> torch.Tensor:
         scores = []
         for chunk in items.split(self.chunk_size):  # (C, H)
             beta = torch.softmax(keys @ chunk.T + pad, dim=1)  # (B, L, C), over positions
             target = (beta * (values @ chunk.T)).sum(dim=1)  # (B, C) = v^T W_t s_t(v)
             scores.append(base @ chunk.T + target)  # (B, C)
         return torch.cat(scores, dim=1)  # (B, N)
+
+    @torch.no_grad()
+    def top_k(
+        self,
+        sequence_hidden: torch.Tensor,
+        last_hidden: torch.Tensor,
+        global_hidden: torch.Tensor,
+        attention_mask: torch.Tensor,
+        items: torch.Tensor,
+        k: int,
+        exclude: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""The ``k`` best items of :meth:`forward`'s scores, ``(B, k)`` scores and indices, best first, computing
+        the target-aware attention only for items that can still reach the top ``k``.
+
+        ``s_t(v)`` is a convex combination of the positions (``beta(v)`` sums to 1 over real positions), so
+        ``base.v + min_i values_i.v <= score(v) <= base.v + max_i values_i.v``. Those bounds cost one of the
+        readout's two ``(L, H) @ (H, N)`` products; an item whose upper bound is below the ``k``-th largest lower
+        bound of its row cannot be among the ``k`` best, and the attention (the other product and the softmax) runs
+        on the remaining candidates only. The result is exact: the same items as ``forward(...).topk(k)``, with
+        the same scores up to float rounding (a small margin keeps near-ties among the candidates).
+        ``exclude``: ``(N,)`` bool, items never returned (padding, items without an ID).
+        """
+        base, keys, values, pad = self._project(sequence_hidden, last_hidden, global_hidden, attention_mask)
+        real = attention_mask[..., None] != 0  # (B, L, 1)
+        lower, upper = [], []
+        for chunk in items.split(self.chunk_size):  # (C, H)
+            v = values @ chunk.T  # (B, L, C)
+            b = base @ chunk.T  # (B, C)
+            lower.append(b + v.masked_fill(~real, float("inf")).amin(dim=1))
+            upper.append(b + v.masked_fill(~real, float("-inf")).amax(dim=1))
+        lower, upper = torch.cat(lower, dim=1), torch.cat(upper, dim=1)  # (B, N)
+        if exclude is not None:
+            lower = lower.masked_fill(exclude, float("-inf"))
+            upper = upper.masked_fill(exclude, float("-inf"))
+        threshold = lower.topk(k, dim=1).values[:, -1:]  # (B, 1): the k-th best score is at least this
+        margin = 1e-4 * (threshold.abs() + 1.0)  # float rounding of the bounds
+        candidates = (
+            (upper >= threshold - margin).any(dim=0).nonzero().squeeze(1)
+        )  # (M,) union over the batch
+        scores = self._scores(base, keys, values, pad, items[candidates])  # (B, M), exact
+        if exclude is not None:
+            scores = scores.masked_fill(exclude[candidates], float("-inf"))
+        best, where = scores.topk(k, dim=1)
+        return best, candidates[where]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -553,17 +604,28 @@ class TagnnPPForNextItemPrediction(TagnnPPPreTrainedModel):
             )
         known = processor.num_items  # indices >= known have no user ID
         top_k = min(top_k, known - 1)
+        items = self.tagnn_pp.item_embeddings.weight  # (N, H)
+        exclude = torch.arange(items.shape[0], device=items.device) >= known
+        exclude[self.config.pad_token_id] = True
         was_training = self.training
         self.eval()
         results: list[list[tuple[str, float]]] = []
         for start in range(0, len(sessions), batch_size):
             batch = processor(list(sessions[start : start + batch_size])).to(self.device)
-            logits = self(**batch).logits[:, :known]
-            logits[:, self.config.pad_token_id] = float("-inf")
-            scores, indices = logits.float().topk(top_k, dim=1)
+            out = self.tagnn_pp(**{k: batch[k] for k in processor.model_input_names})
+            # exact top-k without the target-aware attention of items that cannot make it (TargetAwareReadout.top_k)
+            scores, indices = self.readout.top_k(
+                out.sequence_hidden,
+                out.last_hidden,
+                out.global_hidden,
+                out.attention_mask,
+                items,
+                top_k,
+                exclude,
+            )
             ids = processor.decode(indices.tolist())
             results.extend(
-                list(zip(row_ids, row_scores)) for row_ids, row_scores in zip(ids, scores.tolist())
+                list(zip(row_ids, row_scores)) for row_ids, row_scores in zip(ids, scores.float().tolist())
             )
         self.train(was_training)
         return results
