@@ -144,45 +144,40 @@ def test_padding_index_never_scores_or_recommended():
     assert len(recs[0]) == len(ITEMS) and {i for i, _ in recs[0]} == set(ITEMS)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_pruned_top_k_equals_the_full_ranking(seed):
+@pytest.mark.parametrize(("seed", "chunk"), [(0, 128), (1, 128), (2, 4096), (3, 4096)])
+def test_pruned_top_k_equals_the_full_ranking(seed, chunk):
     """``TargetAwareReadout.top_k`` skips the attention of items that cannot reach the top k: same items as the
-    full scores' top k, same scores; ``recommend`` (which uses it) agrees with the full logits."""
+    full scores' top k, same scores, for padded batches and single sessions, whether it keeps the bound pass's
+    products (chunk 4096) or rescores the candidates (chunk 128); ``recommend`` agrees with the full logits."""
     torch.manual_seed(seed)
     n = 600
-    config = _tiny_config(num_items=n, score_chunk_size=128)
-    model = TagnnPPForNextItemPrediction(config).eval()
+    model = TagnnPPForNextItemPrediction(_tiny_config(num_items=n, score_chunk_size=chunk)).eval()
     vocab = [f"p{i}" for i in range(1, n - 50)]  # the last 50 indices have no ID: never returned
     processor = TagnnPPProcessor(item_vocab=vocab, max_length=16)
     g = torch.Generator().manual_seed(seed)
-    sessions = [
-        [
-            vocab[j]
-            for j in torch.randint(len(vocab), (int(torch.randint(1, 15, (1,), generator=g)),), generator=g)
-        ]
-        for _ in range(8)
-    ]
-    batch = dict(processor(sessions))
+    lengths = torch.randint(1, 15, (8,), generator=g).tolist()
+    sessions = [[vocab[j] for j in torch.randint(len(vocab), (m,), generator=g)] for m in lengths]
+    items = model.tagnn_pp.item_embeddings.weight
+    exclude = torch.arange(n) >= processor.num_items
+    exclude[0] = True
     with torch.no_grad():
-        full = model(**batch).logits[:, : processor.num_items]
-        full[:, 0] = float("-inf")
-        out = model.tagnn_pp(**{k: batch[k] for k in processor.model_input_names})
-        exclude = torch.arange(n) >= processor.num_items
-        exclude[0] = True
-        for k in (1, 20, processor.num_items - 1):
-            scores, indices = model.readout.top_k(
-                out.sequence_hidden,
-                out.last_hidden,
-                out.global_hidden,
-                out.attention_mask,
-                model.tagnn_pp.item_embeddings.weight,
-                k,
-                exclude,
-            )
-            want_scores, want = full.topk(k, dim=1)
-            assert torch.equal(indices, want)
-            torch.testing.assert_close(scores, want_scores, atol=1e-5, rtol=1e-5)
+        for batch_sessions in (sessions, sessions[:1], sessions[-1:]):
+            batch = dict(processor(batch_sessions))
+            full = model(**batch).logits[:, : processor.num_items]
+            full[:, 0] = float("-inf")
+            out = model.tagnn_pp(**{k: batch[k] for k in processor.model_input_names})
+            for k in (1, 20, processor.num_items - 1):
+                scores, indices, candidates = model.readout.top_k(
+                    out.sequence_hidden, out.last_hidden, out.global_hidden, out.attention_mask, items, k,
+                    exclude, return_candidates=True,
+                )  # fmt: skip
+                want_scores, want = full.topk(k, dim=1)
+                assert torch.equal(indices, want)
+                torch.testing.assert_close(scores, want_scores, atol=1e-5, rtol=1e-5)
+                assert candidates.numel() >= k and not exclude[candidates].any()
     recs = model.recommend(sessions, top_k=20, processor=processor)
+    full = model(**dict(processor(sessions))).logits[:, : processor.num_items].detach()
+    full[:, 0] = float("-inf")
     assert [[i for i, _ in row] for row in recs] == processor.decode(full.topk(20, dim=1).indices.tolist())
 
 

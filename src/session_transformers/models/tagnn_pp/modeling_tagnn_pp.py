@@ -337,7 +337,8 @@ class TargetAwareReadout(nn.Module):
         items: torch.Tensor,
         k: int,
         exclude: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return_candidates: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
         r"""The ``k`` best items of :meth:`forward`'s scores, ``(B, k)`` scores and indices, best first, computing
         the target-aware attention only for items that can still reach the top ``k``.
 
@@ -347,16 +348,29 @@ class TargetAwareReadout(nn.Module):
         bound of its row cannot be among the ``k`` best, and the attention (the other product and the softmax) runs
         on the remaining candidates only. The result is exact: the same items as ``forward(...).topk(k)``, with
         the same scores up to float rounding (a small margin keeps near-ties among the candidates).
-        ``exclude``: ``(N,)`` bool, items never returned (padding, items without an ID).
+        ``exclude``: ``(N,)`` bool, items never returned (padding, items without an ID). ``return_candidates``: also
+        return the indices of the items the attention ran on.
         """
         base, keys, values, pad = self._project(sequence_hidden, last_hidden, global_hidden, attention_mask)
         real = attention_mask[..., None] != 0  # (B, L, 1)
-        lower, upper = [], []
-        for chunk in items.split(self.chunk_size):  # (C, H)
+        padded = not bool(real.all())
+        n = items.shape[0]
+        # keep the (B, L, N) values.v products for the candidates' exact scores when they fit the memory bound,
+        # so that a session whose bounds prune little costs no more than scoring the whole catalogue
+        keep = values.shape[0] * n <= 8 * self.chunk_size  # (B, L, N) within 8 chunks' worth
+        lower, upper, kept = [], [], []
+        for chunk in items.split(n if keep else self.chunk_size):  # (C, H)
             v = values @ chunk.T  # (B, L, C)
+            if padded:
+                low = v.masked_fill(~real, float("inf")).amin(dim=1)
+                high = v.masked_fill(~real, float("-inf")).amax(dim=1)
+            else:
+                low, high = torch.aminmax(v, dim=1)
             b = base @ chunk.T  # (B, C)
-            lower.append(b + v.masked_fill(~real, float("inf")).amin(dim=1))
-            upper.append(b + v.masked_fill(~real, float("-inf")).amax(dim=1))
+            lower.append(b + low)
+            upper.append(b + high)
+            if keep:
+                kept.append(v)
         lower, upper = torch.cat(lower, dim=1), torch.cat(upper, dim=1)  # (B, N)
         if exclude is not None:
             lower = lower.masked_fill(exclude, float("-inf"))
@@ -366,11 +380,16 @@ class TargetAwareReadout(nn.Module):
         candidates = (
             (upper >= threshold - margin).any(dim=0).nonzero().squeeze(1)
         )  # (M,) union over the batch
-        scores = self._scores(base, keys, values, pad, items[candidates])  # (B, M), exact
+        chosen = items[candidates]  # (M, H)
+        if keep:  # the exact scores of the candidates from the kept products
+            beta = torch.softmax(keys @ chosen.T + pad, dim=1)  # (B, L, M)
+            scores = base @ chosen.T + (beta * kept[0][:, :, candidates]).sum(dim=1)  # (B, M)
+        else:
+            scores = self._scores(base, keys, values, pad, chosen)  # (B, M), exact
         if exclude is not None:
             scores = scores.masked_fill(exclude[candidates], float("-inf"))
         best, where = scores.topk(k, dim=1)
-        return best, candidates[where]
+        return (best, candidates[where], candidates) if return_candidates else (best, candidates[where])
 
 
 # --------------------------------------------------------------------------------------------------------------
