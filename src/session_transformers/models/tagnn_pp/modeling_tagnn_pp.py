@@ -359,14 +359,18 @@ class TargetAwareReadout(nn.Module):
         # so that a session whose bounds prune little costs no more than scoring the whole catalogue
         keep = values.shape[0] * n <= 8 * self.chunk_size  # (B, L, N) within 8 chunks' worth
         lower, upper, kept = [], [], []
+        # values and base in one product: for one session the cost is reading the (N, H) item matrix from memory,
+        # so read it once
+        rows = torch.cat([values, base[:, None]], dim=1)  # (B, L + 1, H)
+        length = values.shape[1]
         for chunk in items.split(n if keep else self.chunk_size):  # (C, H)
-            v = values @ chunk.T  # (B, L, C)
+            products = rows @ chunk.T  # (B, L + 1, C)
+            v, b = products[:, :length], products[:, length]  # (B, L, C), (B, C)
             if padded:
                 low = v.masked_fill(~real, float("inf")).amin(dim=1)
                 high = v.masked_fill(~real, float("-inf")).amax(dim=1)
             else:
                 low, high = torch.aminmax(v, dim=1)
-            b = base @ chunk.T  # (B, C)
             lower.append(b + low)
             upper.append(b + high)
             if keep:
@@ -379,7 +383,7 @@ class TargetAwareReadout(nn.Module):
         margin = 1e-4 * (threshold.abs() + 1.0)  # float rounding of the bounds
         candidates = (
             (upper >= threshold - margin).any(dim=0).nonzero().squeeze(1)
-        )  # (M,) union over the batch
+        )  # (M,), union over the batch
         chosen = items[candidates]  # (M, H)
         if keep:  # the exact scores of the candidates from the kept products
             beta = torch.softmax(keys @ chosen.T + pad, dim=1)  # (B, L, M)
