@@ -114,7 +114,12 @@ def main(argv=None) -> dict:
         start = time.perf_counter()
         base.encode_titles(titles, processor=proc, batch_size=256)
         figures["titles_per_s_one_call_all_titles_batch256"] = len(titles) / (time.perf_counter() - start)
+    # the target (>= 5,000 titles/s at batch 256, 2 cores): per batch of 256 arbitrary titles, and for a list of
+    # titles passed in one call (how encode_titles is meant to be used: it groups the list's titles by length)
     figures["target_5000_titles_per_s_batch256"] = bool(figures["titles_per_s_batch256_end_to_end"] >= 5000)
+    figures["target_5000_titles_per_s_one_call_batch256"] = bool(
+        figures["titles_per_s_one_call_all_titles_batch256"] >= 5000
+    )
 
     # pretraining pairs/s
     model.train()

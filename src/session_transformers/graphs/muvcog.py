@@ -334,12 +334,13 @@ def _split_edges(src_type, dst_type, src, dst, types_a, types_b, rel, sizes) -> 
     if code.size:
         code = code[np.concatenate([[True], code[1:] != code[:-1]])]  # np.unique, without its hash path
     bounds = np.searchsorted(code, np.arange(17) * block)
+    edges = np.empty((2, code.size), dtype=np.int64)  # (source, target) of every edge, one pass
+    np.divmod(code % block, width, out=(edges[0], edges[1]))
     out = {}
     for a in types_a:
         for b in types_b:
             pair = QUERY_NODE_TYPES.index(a) * 4 + LOCAL_NODE_TYPES.index(b)
-            s, d = np.divmod(code[bounds[pair] : bounds[pair + 1]] - pair * block, width)
-            out[a, rel, b] = torch.from_numpy(np.stack([s, d]))
+            out[a, rel, b] = torch.from_numpy(edges[:, bounds[pair] : bounds[pair + 1]].copy())
     return out
 
 

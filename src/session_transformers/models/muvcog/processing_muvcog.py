@@ -351,9 +351,11 @@ class MuvcogProcessor(ProcessorMixin):
         # images: distinct vectors numbered by first appearance in the session
         rows, matrix = self._image_rows(raw, raw_event, source, index)
         for query in queries:
-            query[0] = list(dict.fromkeys(query[0]))
-            query[1] = list(dict.fromkeys(query[1]))
-            query[2] = list(dict.fromkeys(rows[r] for r in query[2]))
+            for t in (0, 1):
+                if len(query[t]) > 1:
+                    query[t] = list(dict.fromkeys(query[t]))
+            if query[2]:
+                query[2] = list(dict.fromkeys([rows[r] for r in query[2]]))
         queries = [q for q in queries if q[0] or q[1] or q[2]]
         truncated = len(queries) > self.max_queries
         queries = queries[-self.max_queries :]
