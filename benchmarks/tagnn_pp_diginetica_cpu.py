@@ -3,8 +3,8 @@
 One command trains the paper config (hidden 120, 8 heads, full 43,097-item catalogue, batch 50) with
 ``trainers/pretrain.py`` on every prefix of every training session, length-grouped batches (issue 14), the
 optimiser of the authors' released code (Adam 1e-3, L2 1e-5; x0.1 every 3 epochs), validation on 10,000 cases of
-the held-out 10% of training sessions every ``--eval-steps`` steps and at each epoch's end, the best validation
-HR@20 keeping its weights::
+the held-out 10% of training sessions every ``--eval-steps`` steps and at the end of each call, the best
+validation HR@20 keeping its weights::
 
     python benchmarks/tagnn_pp_diginetica_cpu.py --epochs 2      # about 75 min per epoch on 2 cores, alone
 
