@@ -317,6 +317,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bootstrap", type=int, default=200)
     p.add_argument("--dry-run", action="store_true", help="tiny store and sizes; print only")
+    p.add_argument("--name", default="muvcog_claims", help="result file name (another seed: muvcog_claims_seed1)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     preset = "default"
@@ -543,7 +544,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"rates 0.6/0.6, sessions with >= 2 queries): {len(m.train)} train / {len(m.validation)} validation / "
         f"{len(m.test)} test sessions; word2vec (skip-gram, 50-d) on the training queries and catalogue titles"
     )
-    print(write_result("muvcog_claims", figures, data))
+    print(write_result(args.name, figures, data))
     return figures
 
 
