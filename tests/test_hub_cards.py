@@ -304,6 +304,9 @@ def test_benchmark_figures_and_command_come_from_the_result_file():
         figures = result["figures"]
         if model_type == "tagnn_pp":
             expected = figures["summary"]["TAGNN++"]["test HR@20"]
+            full = json.loads((hub.BENCHMARK_RESULTS_DIR / "tagnn_pp_diginetica_cpu.json").read_text())
+            for epoch, row in full["figures"]["test_by_epoch"].items():  # the full-catalogue CPU run, per epoch
+                assert f"| {epoch} | " in text and f"{row['HR@20']:.2f}" in text
         elif model_type == "ceres":
             expected = figures["results"]["synthetic"]["product_search"]["CERES"]["MAP@1"]
         elif model_type == "ubm":

@@ -317,6 +317,18 @@ def _tagnn_pp_benchmark(result: dict) -> list[BenchmarkTable]:
                 note=str(result.get("data", "")),
             )
         )
+    full = _read_json(BENCHMARK_RESULTS_DIR / "tagnn_pp_diginetica_cpu.json")  # the full catalogue, on a CPU
+    if full and full.get("figures", {}).get("test_by_epoch"):
+        rows = {**full["figures"].get("baselines_test", {}), **full["figures"]["test_by_epoch"]}
+        tables.append(
+            BenchmarkTable(
+                "Full Diginetica (43,097 items), test set after each epoch on a 2-core CPU",
+                ("HR@10", "MRR@10", "HR@20", "MRR@20"),
+                tuple(rows.items()),
+                note=f"{full.get('data', '')}. `benchmarks/results/tagnn_pp_diginetica_cpu.json`: "
+                f"{full.get('command', '').split(' --note')[0]}",
+            )
+        )
     published = figures.get("published_full_diginetica") or {}
     if published:
         columns = tuple(dict.fromkeys(k for row in published.values() for k in row))
