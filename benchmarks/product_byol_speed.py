@@ -15,6 +15,7 @@ target forward passes of both products, backward, SGD with momentum and weight d
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -79,6 +80,7 @@ def main(argv=None) -> dict:
     if a.dry_run:
         a.model_size, a.num_titles, a.pretrain_batch, a.seconds, a.vocab_size = "tiny", 600, 16, 0.0, 500
     torch.set_num_threads(a.threads)
+    load_at_start = os.getloadavg()[0]  # the load at write includes this run's own threads
     calls = 2 if a.dry_run else 5
     titles, what = _titles(Path(a.data_path), a.num_titles)
     proc = ProductByolProcessor.train(titles, vocab_size=a.vocab_size)
@@ -155,6 +157,7 @@ def main(argv=None) -> dict:
     figures["pretrain_pairs_per_s"] = rate
     figures["pretrain_batch"] = a.pretrain_batch
     figures["threads"] = a.threads
+    figures["load_average_1min_at_start"] = round(load_at_start, 2)
     for k, v in figures.items():
         print(f"{k}: {v:.1f}" if isinstance(v, float) else f"{k}: {v}")
     data = f"{what}, {len(titles)} titles; vocabulary {proc.vocab_size}; {a.threads} torch threads"

@@ -63,8 +63,7 @@ def attention_share(model, processor, session: list[str], k: int) -> float:
     batch = processor([session])
     out = model.tagnn_pp(**{n: batch[n] for n in processor.model_input_names})
     items = model.tagnn_pp.item_embeddings.weight
-    exclude = torch.arange(items.shape[0]) >= processor.num_items
-    exclude[model.config.pad_token_id] = True
+    exclude = model.unrankable_items(processor.num_items)
     *_, candidates = model.readout.top_k(
         out.sequence_hidden, out.last_hidden, out.global_hidden, out.attention_mask, items, k, exclude, True
     )

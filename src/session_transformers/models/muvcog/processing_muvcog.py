@@ -307,7 +307,7 @@ class MuvcogProcessor(ProcessorMixin):
         raw: list = []  # image vectors as given
         raw_event: list[int] = []  # the event of each
         last_key = None
-        get, find = self._index.get, _TOKEN.findall
+        get = self._index.get
         by_timestamp, image_dim, text_only = self.grouping == "timestamp", self.image_dim, self.text_only
         for e, ev in enumerate(events):
             if not isinstance(ev, Mapping):
@@ -324,7 +324,7 @@ class MuvcogProcessor(ProcessorMixin):
                     raise InvalidRecordError(
                         source, index, f"events[{e}].query", f"must be a string, got {type(text).__name__}"
                     )
-                value = [i for i in map(get, find(text.lower())) if i is not None]
+                value = [i for i in map(get, tokenize(text)) if i is not None]
             elif subject == "image_query":
                 if text_only:
                     continue  # MUVCOG-T: image queries are not part of the session
@@ -384,18 +384,10 @@ class MuvcogProcessor(ProcessorMixin):
         vectors."""
         if not raw:
             return [], np.zeros((0, self.image_dim), dtype=np.float32)
-        try:
-            with np.errstate(over="ignore"):  # 1e308 becomes inf, refused below
-                matrix = np.asarray(raw, dtype=np.float32)
-        except (TypeError, ValueError):
-            matrix = None
+        matrix = _float32(raw)
         if matrix is None or matrix.shape != (len(raw), self.image_dim) or not np.isfinite(matrix).all():
             for vector, e in zip(raw, raw_event):  # find the first bad vector, in event order
-                try:
-                    with np.errstate(over="ignore"):
-                        vec = np.asarray(vector, dtype=np.float32)
-                except (TypeError, ValueError):
-                    vec = None
+                vec = _float32(vector)
                 if vec is None or vec.shape != (self.image_dim,) or not np.isfinite(vec).all():
                     raise InvalidRecordError(
                         source,
@@ -407,10 +399,7 @@ class MuvcogProcessor(ProcessorMixin):
         rows = [distinct.setdefault(vector.tobytes(), len(distinct)) for vector in matrix]
         if len(distinct) == len(raw):
             return rows, matrix
-        first: dict[int, int] = {}
-        for r, row in enumerate(rows):
-            first.setdefault(row, r)
-        return rows, matrix[list(first.values())]
+        return rows, matrix[np.unique(rows, return_index=True)[1]]  # rows are numbered by first appearance
 
     def clicked_items(self, session: Mapping[str, Any]) -> list[str]:
         """Distinct items of the session's click events (``click_actions``), in order."""
@@ -456,6 +445,15 @@ class MuvcogProcessor(ProcessorMixin):
             vectors_path = Path(hf_hub_download(str(pretrained_model_name_or_path), WORD_VECTORS_NAME))
         vectors = load_file(str(vectors_path))["word_vectors"]
         return super().from_pretrained(pretrained_model_name_or_path, word_vectors=vectors, **kwargs)
+
+
+def _float32(values) -> np.ndarray | None:
+    """``values`` as a float32 array (1e308 becomes inf, for the caller to refuse), or ``None`` if not numbers."""
+    try:
+        with np.errstate(over="ignore"):
+            return np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError):
+        return None
 
 
 def mask_one_query(encoded: EncodedSession, generator: torch.Generator | None = None) -> EncodedSession:

@@ -358,7 +358,7 @@ class TargetAwareReadout(nn.Module):
         # keep the (B, L, N) values.v products for the candidates' exact scores when they fit the memory bound,
         # so that a session whose bounds prune little costs no more than scoring the whole catalogue
         keep = values.shape[0] * n <= 8 * self.chunk_size  # (B, L, N) within 8 chunks' worth
-        lower, upper, kept = [], [], []
+        lower, upper, kept = [], [], None
         # values and base in one product: for one session the cost is reading the (N, H) item matrix from memory,
         # so read it once
         rows = torch.cat([values, base[:, None]], dim=1)  # (B, L + 1, H)
@@ -373,21 +373,20 @@ class TargetAwareReadout(nn.Module):
                 low, high = torch.aminmax(v, dim=1)
             lower.append(b + low)
             upper.append(b + high)
-            if keep:
-                kept.append(v)
+            if keep:  # a single chunk: the whole catalogue
+                kept = v
         lower, upper = torch.cat(lower, dim=1), torch.cat(upper, dim=1)  # (B, N)
         if exclude is not None:
             lower = lower.masked_fill(exclude, float("-inf"))
             upper = upper.masked_fill(exclude, float("-inf"))
         threshold = lower.topk(k, dim=1).values[:, -1:]  # (B, 1): the k-th best score is at least this
         margin = 1e-4 * (threshold.abs() + 1.0)  # float rounding of the bounds
-        candidates = (
-            (upper >= threshold - margin).any(dim=0).nonzero().squeeze(1)
-        )  # (M,), union over the batch
+        # the union over the batch of the items that can reach each row's top k: (M,)
+        candidates = (upper >= threshold - margin).any(dim=0).nonzero().squeeze(1)
         chosen = items[candidates]  # (M, H)
-        if keep:  # the exact scores of the candidates from the kept products
+        if kept is not None:  # the exact scores of the candidates from the kept products
             beta = torch.softmax(keys @ chosen.T + pad, dim=1)  # (B, L, M)
-            scores = base @ chosen.T + (beta * kept[0][:, :, candidates]).sum(dim=1)  # (B, M)
+            scores = base @ chosen.T + (beta * kept[:, :, candidates]).sum(dim=1)  # (B, M)
         else:
             scores = self._scores(base, keys, values, pad, chosen)  # (B, M), exact
         if exclude is not None:
@@ -601,6 +600,13 @@ class TagnnPPForNextItemPrediction(TagnnPPPreTrainedModel):
         """Item embeddings (see :meth:`TagnnPPModel.encode_items`); ``processor`` defaults to ``model.processor``."""
         return self.tagnn_pp.encode_items(item_ids, processor or self.processor)
 
+    def unrankable_items(self, known: int) -> torch.Tensor:
+        """``(N,)`` bool: the catalogue indices ``recommend`` never returns: padding, and indices ``>= known`` (those
+        a processor of ``known`` items has no ID for)."""
+        unrankable = torch.arange(self.config.num_items, device=self.device) >= known
+        unrankable[self.config.pad_token_id] = True
+        return unrankable
+
     @torch.no_grad()
     def recommend(
         self,
@@ -628,8 +634,7 @@ class TagnnPPForNextItemPrediction(TagnnPPPreTrainedModel):
         known = processor.num_items  # indices >= known have no user ID
         top_k = min(top_k, known - 1)
         items = self.tagnn_pp.item_embeddings.weight  # (N, H)
-        exclude = torch.arange(items.shape[0], device=items.device) >= known
-        exclude[self.config.pad_token_id] = True
+        exclude = self.unrankable_items(known)
         was_training = self.training
         self.eval()
         results: list[list[tuple[str, float]]] = []
