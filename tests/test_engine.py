@@ -298,3 +298,33 @@ def test_resume_reads_its_counters_from_json_and_unpickles_nothing(toy, tmp_path
     (newest / "training_state.json").unlink()  # and one without its counters
     with pytest.raises(FileNotFoundError, match="no training_state.json"):
         _run("--output-dir", str(out), "--max-steps", "8", "--checkpointing-steps", "2", "--resume")
+
+
+def test_before_step_hook_sees_each_step_before_its_forward_passes_and_again_after_resume(toy, tmp_path):
+    calls: list[int] = []
+    toy.stages[0].task.before_optimizer_step = lambda model, step, total: calls.append(step)
+    out = tmp_path / "run"
+    flags = ("--output-dir", str(out), "--gradient-accumulation-steps", "2", "--checkpointing-steps", "2")
+    _run(*flags, "--max-steps", "4")
+    assert calls == [1, 1, 2, 2, 3, 3, 4, 4]  # once per micro-batch, the step they belong to
+    calls.clear()
+    _run(*flags, "--max-steps", "6", "--resume")
+    assert calls == [5, 5, 6, 6]  # a resumed run starts at the step it resumes
+
+
+def test_finetune_step_hooks_run_under_the_trainer(toy, tmp_path):
+    import dataclasses
+
+    import finetune
+
+    seen: dict[str, list[int]] = {"before": [], "after": []}
+    toy.finetune["toy"] = dataclasses.replace(
+        toy.finetune["toy"],
+        before_optimizer_step=lambda model, step, total: seen["before"].append(step),
+        after_optimizer_step=lambda model, step, total: seen["after"].append(step),
+    )
+    finetune.main(
+        ["--model", "st_engine_toy", "--task", "toy", "--output-dir", str(tmp_path / "ft"), "--max-steps", "3"]
+        + ["--use-cpu", "--report-to", "none"]
+    )
+    assert seen == {"before": [1, 2, 3], "after": [1, 2, 3]}

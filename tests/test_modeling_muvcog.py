@@ -216,6 +216,29 @@ def test_random_negatives_vary_and_hard_negatives_do_not():
     assert len(picks["hard"]) == 1 and len(picks["random"]) > 1
 
 
+def test_hard_negative_warmup_draws_random_negatives_then_hard_ones():
+    batch, _ = _known_batch()
+    torch.manual_seed(0)
+    model = MuvcogForPreTraining(tiny_config(hard_negative_warmup_steps=2))
+    model.eval()  # dropout-free forward; the warm-up itself applies in training mode only
+    with torch.no_grad():
+        hard = model(**batch).negative_index.tolist()
+    model.train()
+    with pytest.raises(RuntimeError, match="set_training_step"):  # a loop that never says its step
+        model(**batch)
+    picks = {step: set() for step in (1, 2, 3, 50)}
+    for step in picks:
+        model.set_training_step(step)
+        for seed in range(8):
+            torch.manual_seed(seed)
+            with torch.no_grad():
+                picks[step].add(tuple(model(**batch).negative_index.tolist()))
+    assert len(picks[1]) > 1 and len(picks[2]) > 1  # random during the warm-up
+    assert picks[3] == picks[50] == {tuple(hard)}  # the discriminator's choice after it
+    with pytest.raises(ValueError, match="hard_negative_warmup_steps"):
+        tiny_config(hard_negative_warmup_steps=-1)
+
+
 def test_loss_is_eq9_on_known_inputs():
     batch, _ = _known_batch()
     torch.manual_seed(0)

@@ -57,14 +57,16 @@ def test_recipe_protocol_flags_and_splits():
 
 
 def test_pretrain_then_finetune_both_tasks_in_process(tmp_path):
-    results = pretrain.main(
-        [*TINY, *SMALL, "--max-steps", "3", "--batch-size", "16", "--output-dir", str(tmp_path / "pre")]
+    results = pretrain.main(  # two random-negative warm-up steps, then hard negatives: the trainer's step hook
+        [*TINY, *SMALL, "hard_negative_warmup_steps=2", "--max-steps", "3", "--batch-size", "16"]
+        + ["--output-dir", str(tmp_path / "pre")]
     )
     AcceleratorState._reset_state(reset_partial_state=True)
     assert results["optimizer_steps"] == 3 and results["selected_by"] == "loss"
     for split in ("validation", "test"):
         m = results[split]
         assert m["num_samples"] >= 1 and m["loss"] > 0 and 0 <= m["pair_accuracy"] <= 100
+    assert json.loads((tmp_path / "pre" / "config.json").read_text())["hard_negative_warmup_steps"] == 2
     for name in ("model.safetensors", "processor_config.json", "word_vectors.safetensors"):
         assert (tmp_path / "pre" / name).exists(), name
     for task, metric in (("query_suggestion", "Avg.Sim"), ("click_prediction", "MRR@10")):

@@ -54,13 +54,19 @@ class AdaptiveGradientClippingCallback(TrainerCallback):
 
 
 class StepHookCallback(TrainerCallback):
-    """Runs the task's ``after_optimizer_step`` hook (e.g. BYOL's EMA target update) after every optimiser step."""
+    """Runs the task's step hooks: ``before_optimizer_step`` before each optimiser step's forward passes (e.g.
+    MUVCOG's negative warm-up), ``after_optimizer_step`` after the step (e.g. BYOL's EMA target update)."""
 
-    def __init__(self, hook):
-        self.hook = hook
+    def __init__(self, after=None, before=None):
+        self.after, self.before = after, before
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if self.before is not None:
+            self.before(model, state.global_step + 1, state.max_steps)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        self.hook(model, state.global_step, state.max_steps)
+        if self.after is not None:
+            self.after(model, state.global_step, state.max_steps)
 
 
 class RecipeTrainer(Trainer):
@@ -213,7 +219,13 @@ def main(argv: list[str] | None = None) -> dict:
         compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,
         callbacks=[
-            c for c in (agc, task.after_optimizer_step and StepHookCallback(task.after_optimizer_step)) if c
+            c
+            for c in (
+                agc,
+                (task.after_optimizer_step or task.before_optimizer_step)
+                and StepHookCallback(task.after_optimizer_step, task.before_optimizer_step),
+            )
+            if c
         ]
         or None,
         protocol_args=args,

@@ -590,8 +590,6 @@ def main(argv: list[str] | None = None) -> dict:
             train_dl.set_epoch(progress.epoch)
             if hasattr(data.collate_fn, "set_epoch"):  # a collator whose random draws are seeded per epoch
                 data.collate_fn.set_epoch(progress.epoch)
-            if hasattr(data.collate_fn, "set_epoch"):  # a collator whose random draws are seeded per epoch
-                data.collate_fn.set_epoch(progress.epoch)
             batches = (
                 accelerator.skip_first_batches(train_dl, progress.batches_in_epoch)
                 if progress.batches_in_epoch
@@ -600,6 +598,8 @@ def main(argv: list[str] | None = None) -> dict:
         for batch in batches:
             if streaming:
                 batch = send_to_device(batch, accelerator.device)
+            if task.before_optimizer_step is not None:  # state that is a function of the step (idempotent)
+                task.before_optimizer_step(unwrapped, progress.optimizer_steps + 1, total_steps)
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
                 accelerator.backward(loss)

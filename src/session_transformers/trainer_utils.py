@@ -71,6 +71,12 @@ class Task:
     update a function of the weights and ``step`` alone, so that it resumes exactly and stays identical on every
     process."""
 
+    before_optimizer_step: Callable[[Any, int, int], None] | None = None
+    """``hook(model, step, total_steps)``, called by both trainers before the forward pass of every micro-batch of
+    optimiser step ``step`` (from 1) on the unwrapped model, on every process: sets state that depends on the
+    step alone (MUVCOG's random-negative warm-up). It must be idempotent and a function of ``step`` alone: it is
+    not checkpointed, and a resumed run calls it again from the resumed step."""
+
     baseline: Callable[[PreparedData], dict[str, dict[str, float]]] | None = None
     """Trivial baselines of this task on the prepared test split (``{"popularity": {"HR@20": ...}, ...}``: popularity,
     last item, majority class, mean length...), with the same metric names as ``summarize``; the trainers write them

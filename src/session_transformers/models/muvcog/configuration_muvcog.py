@@ -28,6 +28,11 @@ class MuvcogConfig(PreTrainedConfig):
         negatives: ``"hard"`` (Sec. 3.4: among the batch sessions with no clicked item in common with the anchor,
             the one the discriminator scores highest) or ``"random"`` (a uniform draw among the same sessions,
             the ablation of Figure 5).
+        hard_negative_warmup_steps: optimiser steps that use random negatives before hard ones start (0: hard
+            from the first step, as the paper). Not in the paper: on the synthetic store, hard negatives chosen by
+            an untrained discriminator keep the loss at chance for thousands of steps, and a short random warm-up
+            lets them learn (``benchmarks/muvcog_claims.py``). The trainers tell the model the step
+            (``MuvcogForPreTraining.set_training_step``); ignored with ``negatives="random"``.
         agv_self_loops: each node also attends to itself among the neighbours of its own type (as in GAT [27]);
             the paper's Eq. (1) sums over neighbours only, which leaves a one-word session with no signal.
         agv_mask_empty_types: a node's type mix (Eq. 3) and each type's weight (Eq. 4, the mean over the nodes)
@@ -59,6 +64,7 @@ class MuvcogConfig(PreTrainedConfig):
     discriminator_hidden_sizes: list[int] | tuple[int, ...] = (64, 32)
     views: str = "both"
     negatives: str = "hard"
+    hard_negative_warmup_steps: int = 0
     agv_self_loops: bool = True
     agv_mask_empty_types: bool = True
     attention_negative_slope: float = 0.2
@@ -98,6 +104,8 @@ class MuvcogConfig(PreTrainedConfig):
             raise ValueError(f"views must be one of {VIEWS}, got {self.views!r}")
         if self.negatives not in NEGATIVE_STRATEGIES:
             raise ValueError(f"negatives must be one of {NEGATIVE_STRATEGIES}, got {self.negatives!r}")
+        if self.hard_negative_warmup_steps < 0:
+            raise ValueError(f"hard_negative_warmup_steps must be >= 0, got {self.hard_negative_warmup_steps}")
         if self.projection_act not in ("tanh", "sigmoid", "relu", "identity"):
             raise ValueError(
                 f"projection_act must be tanh, sigmoid, relu or identity, got {self.projection_act!r}"

@@ -453,6 +453,10 @@ class MuvcogForPreTraining(MuvcogPreTrainedModel):
     no clicked item with ``s``: the one the discriminator scores highest (``negatives="hard"``, scored without
     gradient as the mean over the view pairs) or a uniform draw (``"random"``). An anchor without such a
     session has no negative term.
+
+    With ``config.hard_negative_warmup_steps > 0`` the first optimiser steps draw random negatives; a training
+    loop then says which step it is running with :meth:`set_training_step` before the step's forward passes (both
+    trainers do, through the recipe's ``before_optimizer_step`` hook).
     """
 
     def __init__(self, config: MuvcogConfig):
@@ -460,7 +464,24 @@ class MuvcogForPreTraining(MuvcogPreTrainedModel):
         self.muvcog = MuvcogModel(config)
         self.discriminator = MuvcogDiscriminator(config)
         self._frozen_parameters = ("muvcog.word_embeddings.",) if config.freeze_word_embeddings else ()
+        self.training_step: int | None = None
         self.post_init()
+
+    def set_training_step(self, step: int) -> None:
+        """The optimiser step (from 1) the next forward passes belong to; decides the negative warm-up."""
+        self.training_step = int(step)
+
+    def negative_strategy(self) -> str:
+        """``"hard"`` or ``"random"`` for the current forward pass (the warm-up applies to training only)."""
+        warmup = self.config.hard_negative_warmup_steps
+        if self.config.negatives != "hard" or not warmup or not self.training:
+            return self.config.negatives
+        if self.training_step is None:
+            raise RuntimeError(
+                f"hard_negative_warmup_steps={warmup} needs the training step: call "
+                "model.set_training_step(step) before each optimiser step's forward passes (the trainers do)"
+            )
+        return "random" if self.training_step <= warmup else "hard"
 
     def _view_pairs(self, out: MuvcogModelOutput) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if self.config.views == "both":
@@ -477,7 +498,7 @@ class MuvcogForPreTraining(MuvcogPreTrainedModel):
         ``valid`` ``(B, B')``: allowed candidates (no common click, not itself).
         """
         with torch.no_grad():
-            if self.config.negatives == "hard":
+            if self.negative_strategy() == "hard":
                 score = sum(self.discriminator.all_pairs(a, c) for a, c in zip(anchors, candidates)) / len(
                     anchors
                 )

@@ -717,11 +717,20 @@ def _task(prepare, auto_name: str, per_example, summarize, baseline) -> Task:
     )
 
 
+def set_training_step(model, step: int, total_steps: int) -> None:
+    """The ``before_optimizer_step`` hook: tells the model its step, which decides the hard-negative warm-up."""
+    model.set_training_step(step)
+
+
 def _pretrain_task() -> Task:
     from transformers import AutoModelForPreTraining
 
     return MuvcogPretrainTask(
-        _prepare_pretrain, AutoModelForPreTraining, _pretrain_per_example, _pretrain_summarize
+        _prepare_pretrain,
+        AutoModelForPreTraining,
+        _pretrain_per_example,
+        _pretrain_summarize,
+        before_optimizer_step=set_training_step,
     )
 
 
