@@ -59,6 +59,7 @@ from torch import nn  # noqa: E402
 
 from session_transformers import metrics  # noqa: E402
 from session_transformers.models.muvcog import (  # noqa: E402
+    MuvcogConfig,
     MuvcogForClickPrediction,
     MuvcogForPreTraining,
     MuvcogForQuerySuggestion,
@@ -324,9 +325,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument(
         "--hard-negative-warmup-steps",
         type=int,
-        default=0,
-        help="random negatives for the first N pretraining steps of every hard-negative variant (0: the paper); "
-        "with N > 0 the paper's MUVCOG-M (hard from step 1) runs as one more row",
+        default=MuvcogConfig.hard_negative_warmup_steps,
+        help="random negatives for the first N pretraining steps of every hard-negative variant (default: the "
+        "config's; 0: the paper's schedule); with N > 0 the paper's MUVCOG-M (hard from step 1) runs as one "
+        "more row",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bootstrap", type=int, default=200)

@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
 
     torch.manual_seed(0)
-    model = MuvcogForPreTraining(MuvcogConfig(vocab_size=args.vocab_size))
+    # hard negatives from the first step: the paper's step, and the costlier one after the random warm-up
+    model = MuvcogForPreTraining(MuvcogConfig(vocab_size=args.vocab_size, hard_negative_warmup_steps=0))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     collated = [collate(b) for b in batches if len(b) == args.train_batch_size] or [collate(batches[0])]
 

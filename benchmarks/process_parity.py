@@ -419,6 +419,7 @@ class Prepared:
     init_state: dict[str, torch.Tensor]
     trainable: tuple[str, ...] | None
     hook: Callable | None
+    before_hook: Callable | None
     halves: list[tuple[Batch, Batch]]
     merged: list[Batch]
     per_process: int
@@ -470,6 +471,7 @@ def prepare(case: Case, per_process: int, steps: int) -> Prepared:
         init_state={k: v.detach().clone() for k, v in model.state_dict().items()},
         trainable=trainable,
         hook=task.after_optimizer_step,
+        before_hook=task.before_optimizer_step,
         halves=halves,
         merged=[merge(a, b, pad_id=pad_id) for a, b in halves],
         per_process=n,
@@ -487,11 +489,15 @@ def build_model(prep: Prepared) -> torch.nn.Module:
     return model.train()
 
 
-def train_steps(model, unwrapped, optimizer, batches, hook, backward, reduce_mean) -> list[dict[str, Any]]:
+def train_steps(
+    model, unwrapped, optimizer, batches, hook, backward, reduce_mean, before_hook=None
+) -> list[dict[str, Any]]:
     """One SGD step per batch; per step: the (process-mean) loss, the gradients after backward, and the weights
-    and buffers after the step and the hook."""
+    and buffers after the step and the hooks (``before_hook`` before the forward pass, ``hook`` after the step)."""
     records = []
     for step, batch in enumerate(batches, 1):
+        if before_hook is not None:
+            before_hook(unwrapped, step, TOTAL_STEPS)
         out = model(**batch)
         backward(out.loss)
         grads = {n: p.grad.detach().clone() for n, p in unwrapped.named_parameters() if p.grad is not None}
@@ -520,6 +526,7 @@ def run_one_process(prep: Prepared) -> list[dict[str, Any]]:
         prep.hook,
         lambda t: t.backward(),
         lambda t: t,
+        prep.before_hook,
     )
 
 
@@ -542,6 +549,7 @@ def _two_process_worker(jobs: list[Prepared], out_dir: str) -> None:
             prep.hook,
             acc.backward,
             lambda t: acc.reduce(t, "mean"),
+            prep.before_hook,
         )
         results[prep.case.name] = records
         acc.free_memory(ddp, optimizer)

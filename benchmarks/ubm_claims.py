@@ -16,8 +16,9 @@ Rows (each fine-tuned on every task with the same protocol, then scored once on 
 - ``UBM``: stage 1 from the text encoder, stage 2, fine-tuning;
 - ``UBM no loss k`` (Table 2): UBM pretrained with loss k switched off.
 
-The item-ID-only sequence model row (TAGNN++ / SASRec) is not run here: TAGNN++'s recipe splits the data its own
-way, so its figures would not be on the same test examples.
+- ``item-ID sequence model (SASRec-style)``: item embeddings and a causal self-attention encoder over the same
+  examples' item IDs (no text), trained from scratch per task (``ItemIdSequenceModel``; TAGNN++'s own recipe
+  splits the data its own way, so it would not score the same test examples).
 
 Every metric gets a 95% bootstrap interval over the test examples (``--bootstrap`` resamples); ``orderings`` says,
 for each of the paper's claims (UBM above each baseline and each ablation, per metric), whether the point
@@ -26,12 +27,19 @@ of each row's session embeddings before fine-tuning: the PIP test sessions again
 Masked views (paper Sec. 4.6).
 
 Scale (``--scale``): ``tiny`` (pipeline check: 1,500 synthetic sessions, a few dozen steps, a 2-layer encoder
-from scratch unless ``--encoder minilm``), ``small`` (20,000 synthetic sessions / all of the REES46 sample,
-hundreds of steps), ``paper`` (the paper's protocol: epochs, batch sizes, learning rate). The paper pretrains on
-2,949,868 sessions on 4 V100s; say which scale a figure comes from. Usage::
+from scratch unless ``--encoder minilm``), ``cpu`` (what two CPU cores do in hours with MiniLM: 20,000 synthetic
+sessions / all of the REES46 sample, 100 + 100 pretraining steps, 150 fine-tuning steps), ``small`` (the same
+data, 400 + 400 pretraining and 600 fine-tuning steps: a GPU), ``paper`` (the paper's protocol: epochs, batch
+sizes, learning rate). The paper pretrains on 2,949,868 sessions on 4 V100s; say which scale a figure comes from.
+
+Work is kept in ``--work-dir`` (default ``runs/ubm_claims_<scale>_<encoder>``): a finished pretraining stage,
+MLM adaptation, fine-tuning (its per-example test outputs) or alignment figure is reused by the next call, and an
+interrupted pretraining stage continues from its last checkpoint, so the same command, rerun, picks up where a
+killed or timed-out call stopped; ``--fresh`` starts over. Usage::
 
     nice -n 10 .venv/bin/python benchmarks/ubm_claims.py --scale tiny --encoder scratch   # minutes, CPU
-    .venv/bin/python benchmarks/ubm_claims.py --scale small --encoder minilm               # hours: a GPU
+    .venv/bin/python benchmarks/ubm_claims.py --scale cpu --datasets rees46 --threads 2    # hours, CPU, resumable
+    .venv/bin/python benchmarks/ubm_claims.py --scale small --encoder minilm               # a GPU
     .venv/bin/python benchmarks/ubm_claims.py --dry-run                                    # a few steps, nothing written
 """
 
@@ -98,6 +106,12 @@ SCALES = {
         ["--max-steps", "40", "--batch-size", "16", "--learning-rate", "5e-4"],
         ["--max-steps", "80", "--batch-size", "32", "--learning-rate", "5e-4", "--eval-steps", "40"],
     ),
+    "cpu": (
+        ["--num-sessions", "20000", "--max-validation-samples", "500", "--max-eval-samples", "2000"],
+        ["--max-steps", "100", "--batch-size", "128", "--learning-rate", "1e-4"],
+        ["--max-steps", "100", "--batch-size", "32", "--learning-rate", "1e-4"],
+        ["--max-steps", "150", "--batch-size", "32", "--learning-rate", "1e-4", "--eval-steps", "50"],
+    ),
     "small": (
         ["--num-sessions", "20000", "--max-validation-samples", "1000"],
         ["--max-steps", "400", "--batch-size", "256", "--learning-rate", "1e-4"],
@@ -116,6 +130,7 @@ ROWS = (
     "UBM no loss 2",
     "UBM no loss 3",
     "UBM no loss 4",
+    "item-ID sequence model (SASRec-style)",
 )
 MEAN_POOLED = ("num_session_layers=0", "use_session_positions=False", "interaction_pooling=mean")
 
@@ -193,6 +208,108 @@ def baseline_values(task: str, data, seed: int) -> dict[str, dict[str, np.ndarra
         "random": {"probability": rand, "label": label},
         "majority class": {"probability": majority, "label": label},
     }
+
+
+# --- the item-ID-only row ------------------------------------------------------------------------------------
+
+ITEM_ID_ROW = "item-ID sequence model (SASRec-style)"
+
+
+class ItemIdSequenceModel(torch.nn.Module):
+    """The item-ID-only row: item embeddings plus learned positions through a causal self-attention encoder
+    (SASRec's design), the session being the output at its last item. It reads the item IDs of the same examples
+    as the text rows (no query text, no item text), so an item never seen in training is a blank to it."""
+
+    def __init__(self, num_items: int, hidden: int = 64, layers: int = 2, heads: int = 2, max_len: int = 32):
+        super().__init__()
+        self.items = torch.nn.Embedding(num_items + 2, hidden, padding_idx=0)  # 0: padding, 1: no known item
+        self.positions = torch.nn.Embedding(max_len, hidden)
+        layer = torch.nn.TransformerEncoderLayer(
+            hidden, heads, 2 * hidden, dropout=0.1, batch_first=True, norm_first=True
+        )
+        self.encoder = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = torch.nn.LayerNorm(hidden)
+        self.head = torch.nn.Linear(hidden, 1)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        length = ids.shape[1]
+        pad = ids == 0
+        causal = torch.triu(torch.ones(length, length, dtype=torch.bool), 1)
+        h = self.items(ids) + self.positions(torch.arange(length))
+        h = self.encoder(h, mask=causal, src_key_padding_mask=pad)
+        return self.norm(h[torch.arange(len(ids)), (~pad).sum(1) - 1])
+
+
+def item_id_values(task: str, data, seed: int, epochs: int) -> dict[str, np.ndarray]:
+    """Train :class:`ItemIdSequenceModel` on the task's training examples (Adam 1e-3, batch 32, ``epochs``
+    epochs, the epoch with the lowest validation loss kept: the text rows' selection rule) and return its
+    per-example test outputs."""
+    test = data.test_dataset if data.test_dataset is not None else data.eval_dataset
+    splits = {"train": data.train_dataset, "validation": data.eval_dataset, "test": test}
+    if task == "next_item":
+        pool = list(data.collate_fn.pool_ids)
+    else:
+        pool = sorted({ev["item_id"] for r in splits["train"] for ev in r["events"] if ev.get("item_id")})
+    index = {item: i + 2 for i, item in enumerate(pool)}
+
+    def tensors(rows):
+        seqs = [[index.get(ev["item_id"], 1) for ev in r["events"] if ev.get("item_id")][-32:] or [1] for r in rows]
+        ids = torch.zeros(len(seqs), max(map(len, seqs)), dtype=torch.long)
+        for i, q in enumerate(seqs):
+            ids[i, : len(q)] = torch.tensor(q)
+        if task == "next_item":
+            y = torch.tensor([index[r["target"]] - 2 if r["target"] in index else -100 for r in rows])
+        else:
+            y = torch.tensor([float(r["label"]) for r in rows])
+        return ids, y
+
+    data_t = {k: tensors(list(v)) for k, v in splits.items()}
+    mean = float(data_t["train"][1].mean()) if task == "remaining_length" else 0.0
+    std = float(data_t["train"][1].std().clamp_min(1e-3)) if task == "remaining_length" else 1.0
+    torch.manual_seed(seed)
+    model = ItemIdSequenceModel(len(pool))
+
+    def outputs(ids):
+        h = model(ids)
+        if task == "next_item":
+            return h @ model.items.weight[2:].T
+        return model.head(h).squeeze(-1)
+
+    def loss_of(out, y):
+        if task == "next_item":
+            return torch.nn.functional.cross_entropy(out, y, ignore_index=-100)
+        if task == "purchase_intent":
+            return torch.nn.functional.binary_cross_entropy_with_logits(out, y)
+        return torch.nn.functional.mse_loss(out, (y - mean) / std)
+
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(seed)
+    ids, y = data_t["train"]
+    best, best_state = float("inf"), None
+    for _ in range(epochs):
+        model.train()
+        for batch in torch.randperm(len(ids), generator=gen).split(32):
+            loss = loss_of(outputs(ids[batch]), y[batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            val = float(loss_of(outputs(data_t["validation"][0]), data_t["validation"][1]))
+        if val < best:
+            best, best_state = val, {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    model.eval()
+    with torch.no_grad():
+        out = outputs(data_t["test"][0])
+    y = data_t["test"][1]
+    if task == "next_item":
+        from session_transformers.metrics import rank_of_target
+
+        return {"rank": rank_of_target(out, y).float().numpy()}
+    if task == "purchase_intent":
+        return {"probability": torch.sigmoid(out).numpy(), "label": y.numpy()}
+    return {"prediction": (out * std + mean).numpy(), "label": y.numpy()}
 
 
 # --- runs ----------------------------------------------------------------------------------------------------
@@ -304,7 +421,52 @@ def alignment_uniformity(
     return {"alignment": align, "uniformity": uniform}
 
 
-def run(args) -> dict:
+def _slug(text: str) -> str:
+    return text.replace(" ", "_").replace("/", "").replace(",", "").replace("+", "plus")
+
+
+def _pretrain_once(argv: list[str], out: Path) -> None:
+    """One pretraining stage into ``out``: skipped when an earlier call finished it (``eval_results.json``),
+    continued from its last checkpoint when one was interrupted; its checkpoints go once it is done."""
+    if not (out / "eval_results.json").exists():
+        _reset_accelerate()
+        pretrain.main([*argv, "--output-dir", str(out), "--checkpointing-steps", "25", "--resume"])
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+
+
+def _finetuned_values(task: str, argv: list[str], out: Path) -> dict[str, np.ndarray]:
+    """Fine-tune one row on one task and return its per-example test outputs, cached in ``out`` as
+    ``test_predictions.npz`` (a finished row is never trained again; the fine-tuned weights are not kept)."""
+    cache = out / "test_predictions.npz"
+    if cache.exists():
+        with np.load(cache) as f:
+            return {k: f[k] for k in f.files}
+    shutil.rmtree(out, ignore_errors=True)  # a fine-tuning interrupted in an earlier call starts again
+    _reset_accelerate()
+    finetune.main(argv)
+    fa, _ = finetune.parse_args(argv)
+    values = predict(task, out, RECIPE.finetune[task].prepare(fa))
+    for child in out.iterdir():
+        if child.is_dir():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    tmp = out / "test_predictions.tmp.npz"
+    np.savez(tmp, **values)
+    os.replace(tmp, cache)
+    return values
+
+
+def _cached_json(path: Path, compute) -> dict:
+    if path.exists():
+        return json.loads(path.read_text())
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value))
+    return value
+
+
+def run(args, work: Path) -> dict:
     data_flags, s1_flags, s2_flags, ft_flags = (list(x) for x in SCALES[args.scale])
     if args.dry_run:
         data_flags = ["--store-preset", "tiny", "--vocab-size", "400", "--max-eval-samples", "64"]
@@ -318,100 +480,103 @@ def run(args) -> dict:
         raise SystemExit(f"MiniLM checkpoint not found at {MINILM}")
     tiny = () if minilm else TINY_CONFIG
     pooled = MEAN_POOLED if minilm else (*TINY_CONFIG, *MEAN_POOLED)
-    work = Path(tempfile.mkdtemp(prefix="ubm-claims-"))
     results: dict = {}
-    try:
-        for dataset in args.datasets:
-            common = ["--dataset", dataset, "--seed", str(args.seed), *data_flags]
-            if dataset == "rees46":
-                common = [
-                    c
-                    for i, c in enumerate(common)
-                    if c != "--num-sessions" and not (i and common[i - 1] == "--num-sessions")
-                ]
-                common += ["--data-path", args.rees46]
-            encoder_init = ["--interaction-encoder-from", str(MINILM)] if minilm else []
-            pretrained: dict[str, list[str]] = {}  # row -> fine-tuning init flags
-            configs: dict[str, tuple] = {}
+    for dataset in args.datasets:
+        common = ["--dataset", dataset, "--seed", str(args.seed), *data_flags]
+        if dataset == "rees46":
+            common = [
+                c
+                for i, c in enumerate(common)
+                if c != "--num-sessions" and not (i and common[i - 1] == "--num-sessions")
+            ]
+            common += ["--data-path", args.rees46]
+        encoder_init = ["--interaction-encoder-from", str(MINILM)] if minilm else []
+        pretrained: dict[str, list[str]] = {}  # row -> fine-tuning init flags
+        configs: dict[str, tuple] = {}
+        seconds: dict[str, float] = {}
+        text_rows = [r for r in args.rows if r != ITEM_ID_ROW]
+        for row in text_rows:
             t0 = time.perf_counter()
-            for row in args.rows:
-                if row == "text encoder, mean-pooled":
-                    pretrained[row], configs[row] = encoder_init, pooled
-                elif row == "text encoder + MLM, mean-pooled":
-                    mlm_dir = mlm_adapt(
-                        args.encoder, common, work / dataset / "mlm", args.mlm_steps, TINY_CONFIG
-                    )
-                    pretrained[row], configs[row] = ["--interaction-encoder-from", mlm_dir], MEAN_POOLED
-                elif row == "UBM w/o pretraining":
-                    pretrained[row], configs[row] = encoder_init, tiny
-                else:
-                    switch = {f"UBM no loss {k}": (f"use_loss{k}=False",) for k in (1, 2, 3, 4)}.get(row, ())
-                    init = [] if row == "UBM w/o BERT" else encoder_init
-                    out = work / dataset / row.replace(" ", "_").replace("/", "")
-                    _reset_accelerate()
-                    pretrain.main(
-                        [
-                            "--model",
-                            "ubm",
-                            "--stage",
-                            "1",
-                            *common,
-                            *s1_flags,
-                            *init,
-                            "--output-dir",
-                            str(out / "s1"),
-                            "--config",
-                            *(MINILM_SIZES if row == "UBM w/o BERT" and minilm else tiny),
-                            *switch,
-                        ]
-                    )
-                    _reset_accelerate()
-                    pretrain.main(
-                        [
-                            "--model",
-                            "ubm",
-                            "--stage",
-                            "2",
-                            *common,
-                            *s2_flags,
-                            "--init-from",
-                            str(out / "s1"),
-                            "--output-dir",
-                            str(out / "s2"),
-                            *(["--config", *switch] if switch else []),
-                        ]
-                    )
-                    pretrained[row], configs[row] = ["--init-from", str(out / "s2")], ()
-            per_dataset: dict = {"tasks": {}, "alignment / uniformity": {}}
-            for task in args.tasks:
-                table: dict = {}
-                data = None
-                for row in args.rows:
-                    out = (
-                        work / dataset / "ft" / task / row.replace(" ", "_").replace("/", "").replace(",", "")
-                    )
-                    argv = _finetune_args(task, common, ft_flags, out, pretrained[row], configs[row])
-                    _reset_accelerate()
-                    finetune.main(argv)
-                    fa, _ = finetune.parse_args(argv)
-                    data = RECIPE.finetune[task].prepare(fa)
-                    table[row] = with_intervals(task, predict(task, out, data), args.bootstrap)
-                if data is not None:
-                    for name, values in baseline_values(task, data, args.seed).items():
-                        table[name] = with_intervals(task, values, args.bootstrap)
-                per_dataset["tasks"][task] = table
-            for row in args.rows:
+            if row == "text encoder, mean-pooled":
+                pretrained[row], configs[row] = encoder_init, pooled
+            elif row == "text encoder + MLM, mean-pooled":
+                mlm_dir = work / dataset / "mlm"
+                if not (mlm_dir / "model.safetensors").exists():
+                    mlm_adapt(args.encoder, common, mlm_dir, args.mlm_steps, TINY_CONFIG)
+                pretrained[row], configs[row] = ["--interaction-encoder-from", str(mlm_dir)], MEAN_POOLED
+            elif row == "UBM w/o pretraining":
+                pretrained[row], configs[row] = encoder_init, tiny
+            else:
+                switch = {f"UBM no loss {k}": (f"use_loss{k}=False",) for k in (1, 2, 3, 4)}.get(row, ())
+                init = [] if row == "UBM w/o BERT" else encoder_init
+                out = work / dataset / _slug(row)
+                size = MINILM_SIZES if row == "UBM w/o BERT" and minilm else tiny
+                _pretrain_once(
+                    ["--model", "ubm", "--stage", "1", *common, *s1_flags, *init, "--config", *size, *switch],
+                    out / "s1",
+                )
+                _pretrain_once(
+                    [
+                        "--model",
+                        "ubm",
+                        "--stage",
+                        "2",
+                        *common,
+                        *s2_flags,
+                        "--init-from",
+                        str(out / "s1"),
+                        *(["--config", *switch] if switch else []),
+                    ],
+                    out / "s2",
+                )
+                pretrained[row], configs[row] = ["--init-from", str(out / "s2")], ()
+            seconds[row] = time.perf_counter() - t0
+        per_dataset: dict = {"tasks": {}, "alignment / uniformity": {}}
+        for task in args.tasks:
+            table: dict = {}
+            argv = None
+            for row in text_rows:
+                t0 = time.perf_counter()
+                out = work / dataset / "ft" / task / _slug(row)
+                argv = _finetune_args(task, common, ft_flags, out, pretrained[row], configs[row])
                 try:
-                    per_dataset["alignment / uniformity"][row] = alignment_uniformity(
-                        pretrained[row], common, configs[row], work / dataset
-                    )
-                except Exception as err:  # noqa: BLE001 - a figure that cannot be computed is reported, not fatal
-                    per_dataset["alignment / uniformity"][row] = {"error": str(err)[:200]}
-            per_dataset["orderings"] = orderings(per_dataset["tasks"])
-            per_dataset["seconds"] = time.perf_counter() - t0
-            results[dataset] = per_dataset
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+                    values = _finetuned_values(task, argv, out)
+                except ValueError as err:  # e.g. a test split without a class: reported, the run goes on
+                    table[row] = {"error": str(err)[:300]}
+                    continue
+                table[row] = with_intervals(task, values, args.bootstrap)
+                seconds[f"{row} / {task}"] = time.perf_counter() - t0
+            if argv is None:
+                continue
+            fa, _ = finetune.parse_args(argv)
+            data = RECIPE.finetune[task].prepare(fa)
+            if ITEM_ID_ROW in args.rows:
+                t0 = time.perf_counter()
+                values = _cached_json(
+                    work / dataset / "ft" / task / "item_id_model.json",
+                    lambda: {
+                        k: v.tolist()
+                        for k, v in item_id_values(task, data, args.seed, args.item_id_epochs).items()
+                    },
+                )
+                table[ITEM_ID_ROW] = with_intervals(
+                    task, {k: np.asarray(v, dtype=float) for k, v in values.items()}, args.bootstrap
+                )
+                seconds[f"{ITEM_ID_ROW} / {task}"] = time.perf_counter() - t0
+            for name, values in baseline_values(task, data, args.seed).items():
+                table[name] = with_intervals(task, values, args.bootstrap)
+            per_dataset["tasks"][task] = table
+        for row in text_rows:
+            try:
+                per_dataset["alignment / uniformity"][row] = _cached_json(
+                    work / dataset / "alignment" / f"{_slug(row)}.json",
+                    lambda row=row: alignment_uniformity(pretrained[row], common, configs[row], work / dataset),
+                )
+            except Exception as err:  # noqa: BLE001 - a figure that cannot be computed is reported, not fatal
+                per_dataset["alignment / uniformity"][row] = {"error": str(err)[:200]}
+        per_dataset["orderings"] = orderings(per_dataset["tasks"])
+        per_dataset["seconds_this_call"] = {k: round(v, 1) for k, v in seconds.items()}
+        results[dataset] = per_dataset
     return results
 
 
@@ -420,11 +585,11 @@ def orderings(tasks: dict) -> dict:
     and ``separated`` (the 95% intervals do not overlap)."""
     out = {}
     for task, table in tasks.items():
-        if "UBM" not in table:
+        if "UBM" not in table or "error" in table["UBM"]:
             continue
         ubm = table["UBM"]
         for other, row in table.items():
-            if other == "UBM":
+            if other == "UBM" or "error" in row:
                 continue
             for metric, v in ubm.items():
                 if metric == "num_samples" or metric not in row:
@@ -463,6 +628,9 @@ def main(argv=None) -> None:
     p.add_argument(
         "--tag", default="", help="suffix of the result file name (several partial runs side by side)"
     )
+    p.add_argument("--item-id-epochs", type=int, default=20, help="training epochs of the item-ID row")
+    p.add_argument("--work-dir", default=None, help="kept between calls (default runs/ubm_claims_<scale>_<encoder>)")
+    p.add_argument("--fresh", action="store_true", help="delete --work-dir first: nothing earlier is reused")
     p.add_argument("--dry-run", action="store_true", help="toy store, 2 steps per run; nothing written")
     args = p.parse_args(argv)
     if "UBM" not in args.rows:
@@ -472,9 +640,23 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    results = run(args)
+    if args.dry_run:
+        work = Path(tempfile.mkdtemp(prefix="ubm-claims-"))
+    else:
+        work = Path(args.work_dir or HERE.parent / "runs" / f"ubm_claims_{args.scale}_{args.encoder}")
+        if args.fresh:
+            shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True, exist_ok=True)
+        print(f"work folder (reused by the next call): {work}")
+    try:
+        results = run(args, work)
+    finally:
+        if args.dry_run:
+            shutil.rmtree(work, ignore_errors=True)
     scale = {
         "tiny": "tiny: 1,500 synthetic sessions (all 5,066 REES46 sessions), 40 + 40 pretraining steps, 80 fine-tuning steps",
+        "cpu": "cpu: 20,000 synthetic sessions (all REES46), 100 + 100 pretraining steps (batch 128 / 32), 150 "
+        "fine-tuning steps (batch 32), at most 2,000 test examples per task",
         "small": "small: 20,000 synthetic sessions (all REES46), 400 + 400 pretraining steps, 600 fine-tuning steps",
         "paper": "the paper's protocol (epochs, batch sizes, lr 3e-5) on this data",
     }[args.scale]
@@ -487,6 +669,9 @@ def main(argv=None) -> None:
         for task, table in res["tasks"].items():
             metric = PRIMARY[task]
             for row, values in table.items():
+                if "error" in values:
+                    print(f"{dataset:9s} {task:16s} {row:32s} not measured: {values['error']}")
+                    continue
                 v = values.get(metric, {})
                 print(
                     f"{dataset:9s} {task:16s} {row:32s} {metric} {v.get('value', float('nan')):.4f} "

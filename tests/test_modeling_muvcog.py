@@ -76,7 +76,7 @@ def tiny_config(**kwargs) -> MuvcogConfig:
         query_suggestion_hidden_size=12,
         num_items=3,
         click_hidden_size=8,
-        **kwargs,
+        **{"hard_negative_warmup_steps": 0, **kwargs},  # the paper's hard negatives unless a test asks
     )
 
 
@@ -150,6 +150,8 @@ def test_config_defaults_are_the_papers():
     assert (config.word_dim, config.image_dim, config.hidden_size) == (50, 512, 32)
     assert config.discriminator_hidden_sizes == [64, 32] and config.session_embedding_size == 64
     assert (config.views, config.negatives) == ("both", "hard")
+    # a documented deviation (the config's docstring): random negatives first, then the paper's hard ones
+    assert config.hard_negative_warmup_steps == 150
     assert MuvcogConfig(vocab_size=10, views="hlv").session_embedding_size == 32
 
 

@@ -107,6 +107,8 @@ def _train(model, data, steps: int, lr: float, batch_size: int = 64, seed: int =
     model.train()
     while step < steps:
         for batch in loader:
+            if hasattr(model, "set_training_step"):  # what the trainers' before_optimizer_step hook does
+                model.set_training_step(step + 1)
             loss = model(**batch).loss
             loss.backward()
             opt.step()
@@ -155,7 +157,7 @@ def _pretrained(args, steps: int, lr: float, batch_size: int):
 def test_learns_at_toy_size():
     """Tiny store: the contrastive loss falls, and intent classification (the leaf category's parent) on the
     frozen session features beats the majority class on held-out sessions."""
-    args = _args(num_sessions=600, config_overrides={})
+    args = _args(num_sessions=600, config_overrides={"hard_negative_warmup_steps": 20})  # random, then hard
     model, data, losses = _pretrained(args, steps=60, lr=1e-2, batch_size=32)
     assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.01, (losses[:5], losses[-5:])
     scores = _intent(model, data, args, level=1, classifier="logistic")
@@ -164,14 +166,22 @@ def test_learns_at_toy_size():
 
 @pytest.mark.slow
 def test_learns_on_the_synthetic_store():
-    """Default store: the loss falls with hard negatives; frozen features + the query-suggestion head beat the
+    """Default store: the loss falls in the random-negative warm-up (100 steps) and again once hard negatives
+    take over (their loss starts higher: they are harder); frozen features + the query-suggestion head beat the
     popularity baseline on held-out sessions; intent classification beats the majority class."""
     from session_transformers.models.muvcog import MuvcogForQuerySuggestion
     from session_transformers.models.muvcog.recipe import RECIPE, _prepare_query_suggestion, evaluate_task
 
-    args = _args(store_preset="default", num_sessions=2000, word2vec_epochs=3, config_overrides={})
-    model, data, losses = _pretrained(args, steps=120, lr=5e-3, batch_size=64)
-    assert np.mean(losses[-20:]) < np.mean(losses[:20]) - 0.015, (losses[:5], losses[-5:])
+    args = _args(
+        store_preset="default",
+        num_sessions=2000,
+        word2vec_epochs=3,
+        config_overrides={"hard_negative_warmup_steps": 100},
+    )
+    model, data, losses = _pretrained(args, steps=200, lr=5e-3, batch_size=64)
+    warmup, hard = losses[:100], losses[100:]
+    assert np.mean(warmup[-20:]) < np.mean(warmup[:20]) - 0.1, (warmup[:5], warmup[-5:])
+    assert np.mean(hard[-20:]) < np.mean(hard[:20]) - 0.1, (hard[:5], hard[-5:])
 
     scores = _intent(model, data, args, level=0, classifier="hgb")
     assert scores["model"]["Acc"] > scores["majority"]["Acc"] + 0.2, scores

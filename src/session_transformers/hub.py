@@ -671,7 +671,7 @@ CARD_FAMILIES: dict[str, CardFamily] = {
         lower_is_better=("loss",),
         head_auto_class="AutoModelForPreTraining",
         example_inputs=_muvcog_inputs,
-        benchmark="muvcog_claims",
+        benchmark="muvcog_claims_warmup",
         benchmark_tables=_muvcog_benchmark,
         datasets={"synthetic": "session-transformers-synthetic-store"},
     ),
