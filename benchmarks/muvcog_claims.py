@@ -333,7 +333,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bootstrap", type=int, default=200)
     p.add_argument("--dry-run", action="store_true", help="tiny store and sizes; print only")
-    p.add_argument("--name", default="muvcog_claims", help="result file name (another seed: muvcog_claims_seed1)")
+    p.add_argument(
+        "--name", default="muvcog_claims", help="result file name (another seed: muvcog_claims_seed1)"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     preset = "default"

@@ -28,7 +28,7 @@ Masked views (paper Sec. 4.6).
 
 Scale (``--scale``): ``tiny`` (pipeline check: 1,500 synthetic sessions, a few dozen steps, a 2-layer encoder
 from scratch unless ``--encoder minilm``), ``cpu`` (what two CPU cores do in hours with MiniLM: 20,000 synthetic
-sessions / all of the REES46 sample, 100 + 100 pretraining steps, 150 fine-tuning steps), ``small`` (the same
+sessions / all of the REES46 sample, 60 + 60 pretraining steps, 100 fine-tuning steps), ``small`` (the same
 data, 400 + 400 pretraining and 600 fine-tuning steps: a GPU), ``paper`` (the paper's protocol: epochs, batch
 sizes, learning rate). The paper pretrains on 2,949,868 sessions on 4 V100s; say which scale a figure comes from.
 
@@ -108,9 +108,9 @@ SCALES = {
     ),
     "cpu": (
         ["--num-sessions", "20000", "--max-validation-samples", "500", "--max-eval-samples", "2000"],
-        ["--max-steps", "100", "--batch-size", "128", "--learning-rate", "1e-4"],
-        ["--max-steps", "100", "--batch-size", "32", "--learning-rate", "1e-4"],
-        ["--max-steps", "150", "--batch-size", "32", "--learning-rate", "1e-4", "--eval-steps", "50"],
+        ["--max-steps", "60", "--batch-size", "64", "--learning-rate", "1e-4"],
+        ["--max-steps", "60", "--batch-size", "32", "--learning-rate", "1e-4"],
+        ["--max-steps", "100", "--batch-size", "32", "--learning-rate", "1e-4", "--eval-steps", "50"],
     ),
     "small": (
         ["--num-sessions", "20000", "--max-validation-samples", "1000"],
@@ -253,7 +253,10 @@ def item_id_values(task: str, data, seed: int, epochs: int) -> dict[str, np.ndar
     index = {item: i + 2 for i, item in enumerate(pool)}
 
     def tensors(rows):
-        seqs = [[index.get(ev["item_id"], 1) for ev in r["events"] if ev.get("item_id")][-32:] or [1] for r in rows]
+        seqs = [
+            [index.get(ev["item_id"], 1) for ev in r["events"] if ev.get("item_id")][-32:] or [1]
+            for r in rows
+        ]
         ids = torch.zeros(len(seqs), max(map(len, seqs)), dtype=torch.long)
         for i, q in enumerate(seqs):
             ids[i, : len(q)] = torch.tensor(q)
@@ -457,10 +460,15 @@ def _finetuned_values(task: str, argv: list[str], out: Path) -> dict[str, np.nda
     return values
 
 
-def _cached_json(path: Path, compute) -> dict:
+def _item_id_lists(task: str, data, seed: int, epochs: int) -> dict[str, list]:
+    return {k: v.tolist() for k, v in item_id_values(task, data, seed, epochs).items()}
+
+
+def _cached_json(path: Path, compute, *args) -> dict:
+    """``compute(*args)``, or what an earlier call stored in ``path``."""
     if path.exists():
         return json.loads(path.read_text())
-    value = compute()
+    value = compute(*args)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(value))
     return value
@@ -554,10 +562,11 @@ def run(args, work: Path) -> dict:
                 t0 = time.perf_counter()
                 values = _cached_json(
                     work / dataset / "ft" / task / "item_id_model.json",
-                    lambda: {
-                        k: v.tolist()
-                        for k, v in item_id_values(task, data, args.seed, args.item_id_epochs).items()
-                    },
+                    _item_id_lists,
+                    task,
+                    data,
+                    args.seed,
+                    args.item_id_epochs,
                 )
                 table[ITEM_ID_ROW] = with_intervals(
                     task, {k: np.asarray(v, dtype=float) for k, v in values.items()}, args.bootstrap
@@ -570,7 +579,11 @@ def run(args, work: Path) -> dict:
             try:
                 per_dataset["alignment / uniformity"][row] = _cached_json(
                     work / dataset / "alignment" / f"{_slug(row)}.json",
-                    lambda row=row: alignment_uniformity(pretrained[row], common, configs[row], work / dataset),
+                    alignment_uniformity,
+                    pretrained[row],
+                    common,
+                    configs[row],
+                    work / dataset,
                 )
             except Exception as err:  # noqa: BLE001 - a figure that cannot be computed is reported, not fatal
                 per_dataset["alignment / uniformity"][row] = {"error": str(err)[:200]}
@@ -629,7 +642,9 @@ def main(argv=None) -> None:
         "--tag", default="", help="suffix of the result file name (several partial runs side by side)"
     )
     p.add_argument("--item-id-epochs", type=int, default=20, help="training epochs of the item-ID row")
-    p.add_argument("--work-dir", default=None, help="kept between calls (default runs/ubm_claims_<scale>_<encoder>)")
+    p.add_argument(
+        "--work-dir", default=None, help="kept between calls (default runs/ubm_claims_<scale>_<encoder>)"
+    )
     p.add_argument("--fresh", action="store_true", help="delete --work-dir first: nothing earlier is reused")
     p.add_argument("--dry-run", action="store_true", help="toy store, 2 steps per run; nothing written")
     args = p.parse_args(argv)
@@ -655,7 +670,7 @@ def main(argv=None) -> None:
             shutil.rmtree(work, ignore_errors=True)
     scale = {
         "tiny": "tiny: 1,500 synthetic sessions (all 5,066 REES46 sessions), 40 + 40 pretraining steps, 80 fine-tuning steps",
-        "cpu": "cpu: 20,000 synthetic sessions (all REES46), 100 + 100 pretraining steps (batch 128 / 32), 150 "
+        "cpu": "cpu: 20,000 synthetic sessions (all REES46), 60 + 60 pretraining steps (batch 64 / 32), 100 "
         "fine-tuning steps (batch 32), at most 2,000 test examples per task",
         "small": "small: 20,000 synthetic sessions (all REES46), 400 + 400 pretraining steps, 600 fine-tuning steps",
         "paper": "the paper's protocol (epochs, batch sizes, lr 3e-5) on this data",

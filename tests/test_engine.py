@@ -324,7 +324,16 @@ def test_finetune_step_hooks_run_under_the_trainer(toy, tmp_path):
         after_optimizer_step=lambda model, step, total: seen["after"].append(step),
     )
     finetune.main(
-        ["--model", "st_engine_toy", "--task", "toy", "--output-dir", str(tmp_path / "ft"), "--max-steps", "3"]
+        [
+            "--model",
+            "st_engine_toy",
+            "--task",
+            "toy",
+            "--output-dir",
+            str(tmp_path / "ft"),
+            "--max-steps",
+            "3",
+        ]
         + ["--use-cpu", "--report-to", "none"]
     )
     assert seen == {"before": [1, 2, 3], "after": [1, 2, 3]}

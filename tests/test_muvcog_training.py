@@ -57,9 +57,11 @@ def test_recipe_protocol_flags_and_splits():
 
 
 def test_pretrain_then_finetune_both_tasks_in_process(tmp_path):
-    results = pretrain.main(  # two random-negative warm-up steps, then hard negatives: the trainer's step hook
-        [*TINY, *SMALL, "hard_negative_warmup_steps=2", "--max-steps", "3", "--batch-size", "16"]
-        + ["--output-dir", str(tmp_path / "pre")]
+    results = (
+        pretrain.main(  # two random-negative warm-up steps, then hard negatives: the trainer's step hook
+            [*TINY, *SMALL, "hard_negative_warmup_steps=2", "--max-steps", "3", "--batch-size", "16"]
+            + ["--output-dir", str(tmp_path / "pre")]
+        )
     )
     AcceleratorState._reset_state(reset_partial_state=True)
     assert results["optimizer_steps"] == 3 and results["selected_by"] == "loss"

@@ -101,6 +101,42 @@ def _crash_at(step_to_crash: int):
     return hook
 
 
+def test_streaming_pretraining_reads_session_files_as_it_goes(tmp_path):
+    from datasets import IterableDataset
+
+    from session_transformers.data.synthetic import main as synthetic_cli
+
+    folder = tmp_path / "store"
+    synthetic_cli(["--out", str(folder), "--tiny", "--num-sessions", "300", "--num-shards", "5"])
+    model = [*TINY[4:], "--dataset", "sessions", "--data-path", str(folder)]
+    with pytest.raises(
+        ValueError, match="--streaming streams --dataset sessions"
+    ):  # a loader reads all into memory
+        byol_recipe.prepare_pretraining(
+            pretrain.parse_args(["--model", "product_byol", *TINY, "--streaming", "--max-steps", "2"])[0]
+        )
+    streamed, _ = pretrain.parse_args(["--model", "product_byol", *model, "--streaming", "--max-steps", "3"])
+    loaded, _ = pretrain.parse_args(["--model", "product_byol", *model, "--max-steps", "3"])
+    a, b = byol_recipe.prepare_pretraining(streamed), byol_recipe.prepare_pretraining(loaded)
+    assert isinstance(a.train_dataset, IterableDataset) and not isinstance(b.train_dataset, IterableDataset)
+    assert list(a.train_dataset) == list(b.train_dataset)  # the same pairs, in the same order
+    assert a.eval_dataset.to_list() == b.eval_dataset.to_list()  # held-out files: the same splits
+    assert a.processor.tokenizer.get_vocab() == b.processor.tokenizer.get_vocab()  # fitted on the same titles
+    results = pretrain.main(
+        [
+            "--model",
+            "product_byol",
+            *model,
+            "--streaming",
+            "--max-steps",
+            "3",
+            "--output-dir",
+            str(tmp_path / "run"),
+        ]
+    )
+    assert results["optimizer_steps"] == 3 and np.isfinite(results["validation"]["loss"])
+
+
 def test_target_moves_only_by_ema_and_resumes_exactly(tmp_path, monkeypatch):
     common = ["--model", "product_byol", *TINY, "--max-steps", "6", "--checkpointing-steps", "3"]
     full, crashed = tmp_path / "full", tmp_path / "crashed"
@@ -162,7 +198,7 @@ def test_recipe_protocol_and_registration():
         1e-5,
     )
     assert p.lr_scheduler_type == "cosine" and p.learning_rate == pytest.approx(0.45 * 4096 / 256)
-    assert set(recipe.datasets) == {"synthetic", "instacart", "online_retail"}
+    assert set(recipe.datasets) == {"synthetic", "instacart", "online_retail", "sessions"}
     assert recipe.quickstart is not None and recipe.quickstart.finetune_task in recipe.finetune
     assert recipe.finetune["classification"].baseline is not None
 

@@ -108,7 +108,9 @@ class MuvcogConfig(PreTrainedConfig):
         if self.negatives not in NEGATIVE_STRATEGIES:
             raise ValueError(f"negatives must be one of {NEGATIVE_STRATEGIES}, got {self.negatives!r}")
         if self.hard_negative_warmup_steps < 0:
-            raise ValueError(f"hard_negative_warmup_steps must be >= 0, got {self.hard_negative_warmup_steps}")
+            raise ValueError(
+                f"hard_negative_warmup_steps must be >= 0, got {self.hard_negative_warmup_steps}"
+            )
         if self.projection_act not in ("tanh", "sigmoid", "relu", "identity"):
             raise ValueError(
                 f"projection_act must be tanh, sigmoid, relu or identity, got {self.projection_act!r}"
