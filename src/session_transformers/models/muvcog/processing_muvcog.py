@@ -373,8 +373,8 @@ class MuvcogProcessor(ProcessorMixin):
                 remap = {old: new for new, old in enumerate(used)}
                 k_rows = [remap[k] if t == 2 else k for t, k in zip(t_rows, k_rows)]
                 matrix = matrix[used]
-        as_long = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
-        return EncodedSession(as_long(q_rows), as_long(t_rows), as_long(k_rows), matrix, len(queries))
+        rows3 = np.array((q_rows, t_rows, k_rows), dtype=np.int64)  # one conversion, not three
+        return EncodedSession(rows3[0], rows3[1], rows3[2], matrix, len(queries))
 
     def _image_rows(
         self, raw: list, raw_event: list[int], source: str, index: int
