@@ -209,6 +209,11 @@ def main(argv: list[str] | None = None) -> dict:
         if use_agc
         else None
     )
+    step_hooks = (
+        StepHookCallback(task.after_optimizer_step, task.before_optimizer_step)
+        if task.after_optimizer_step or task.before_optimizer_step
+        else None
+    )
     trainer = RecipeTrainer(
         model=model,
         args=training_args,
@@ -218,16 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
         processing_class=data.processor,
         compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,
-        callbacks=[
-            c
-            for c in (
-                agc,
-                (task.after_optimizer_step or task.before_optimizer_step)
-                and StepHookCallback(task.after_optimizer_step, task.before_optimizer_step),
-            )
-            if c
-        ]
-        or None,
+        callbacks=[c for c in (agc, step_hooks) if c] or None,
         protocol_args=args,
         train_lengths=data.train_lengths if grouped else None,
     )
