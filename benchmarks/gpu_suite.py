@@ -1,4 +1,4 @@
-"""One prepared GPU suite: every GPU figure of TAGNN++ and CERES, in at most 8 minutes on one H100/H200.
+"""One prepared GPU suite: every GPU figure of TAGNN++, CERES and UBM, in at most 8 minutes on one H100/H200.
 
 GPU time is rare and short here (about 15 minutes a session, start-up included), so every GPU check is this one
 script, tested on CPU first::
@@ -19,7 +19,11 @@ suite goes on to the next one):
 3. ``ceres_speed_cuda``: a CERES pretraining step against ``BertForMaskedLM`` of the same item-encoder size on the
    same tokens (the paper says +20%), the data-wait share, and the paper's base size in bf16 with the projected
    time for 468M sessions on 16 GPUs (``benchmarks/ceres_speed.py``).
-4. ``tagnn_pp_diginetica_gpu``: full Diginetica training with what is left of the budget (``accelerate launch
+4. ``ubm_speed_cuda``: UBM pretraining throughput at the paper's batches (512 item pairs in stage 1, 128
+   sessions in stage 2) against ``BertModel`` on the same tokens, the 30,000-item candidate pool, and the peak
+   memory of a stage-2 step at batch 128 x 32 interactions x 64 tokens, which does not fit in a 24 GiB CPU
+   machine (``benchmarks/ubm_speed.py``).
+5. ``tagnn_pp_diginetica_gpu``: full Diginetica training with what is left of the budget (``accelerate launch
    --mixed_precision bf16 trainers/pretrain.py``), validation-selected, test HR@20 / MRR@20 scored once.
 
 The suite writes ``gpu_suite.json`` (each part's status, seconds and headline figures) beside the parts' own
@@ -134,6 +138,7 @@ def build_parts(args: argparse.Namespace, results_dir: Path, run_dir: Path) -> l
             "hidden_size=16",
             "num_attention_heads=2",
         ]
+        ubm = ["--device", "cpu", "--dry-run"]
         mixed = "no"
     else:
         speed = [
@@ -177,6 +182,8 @@ def build_parts(args: argparse.Namespace, results_dir: Path, run_dir: Path) -> l
             "--num-workers",
             "4",
         ]
+        ubm = ["--device", "cuda", "--stage1-pairs", "512", "--stage2-sessions", "128", "--steps", "10"]
+        ubm += ["--warmup", "3", "--memory-batch", "128", "--memory-fallback-batches"]
         mixed = "bf16"
     rd = ["--results-dir", str(results_dir)]
     launch = [*_accelerate(), "--num_processes", "1", "--num_machines", "1", "--mixed_precision", mixed]
@@ -207,6 +214,12 @@ def build_parts(args: argparse.Namespace, results_dir: Path, run_dir: Path) -> l
             [_python(), str(bench / "ceres_speed.py"), *ceres, *rd],
             args.limits[2],
             "ceres_speed_cpu" if args.dry_run else "ceres_speed_cuda",
+        ),
+        Part(
+            "ubm_speed_cuda",
+            [_python(), str(bench / "ubm_speed.py"), *ubm, *rd],
+            args.limits[3],
+            "ubm_speed_cpu" if args.dry_run else "ubm_speed_cuda",
         ),
         Part(
             "tagnn_pp_diginetica_gpu",
@@ -246,6 +259,14 @@ def _headline(part: Part, results_dir: Path, run_dir: Path) -> dict:
                 },
                 "eval_seconds": fig.get("eval_seconds"),
                 "data_wait_share": {k: round(v["data_wait_share"], 3) for k, v in rows.items()},
+            }
+        if part.name.startswith("ubm"):
+            memory = fig.get("stage 2 peak memory", {})
+            return {
+                "stage1_ubm_over_bert": fig.get("stage 1", {}).get("UBM / BertModel time per interaction"),
+                "stage2_sessions_per_s": fig.get("stage 2", {}).get("UBM sessions/s"),
+                "pool_seconds": fig.get("candidate pool", {}).get("seconds (tokenise + embed)"),
+                "stage2_peak_memory": next(iter(memory.values()), None),
             }
         small, base = fig.get("small", {}), fig.get("paper_base", {})
         return {
@@ -300,10 +321,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument(
         "--limits",
         type=float,
-        nargs=3,
-        default=[150.0, 90.0, 75.0],
-        metavar=("SPEED", "COMPILE", "CERES"),
-        help="time limits of parts 1-3 in seconds; part 4 gets what is left",
+        nargs=4,
+        default=[130.0, 75.0, 70.0, 90.0],
+        metavar=("SPEED", "COMPILE", "CERES", "UBM"),
+        help="time limits of parts 1-4 in seconds; part 5 gets what is left",
     )
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[50, 200, 1000, 4000])
     p.add_argument("--epochs", type=int, default=2, help="part 4: Diginetica epochs")

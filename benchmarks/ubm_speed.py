@@ -20,6 +20,7 @@ Run it alone on an idle machine (timings under contention are wrong)::
     .venv/bin/python benchmarks/ubm_speed.py                  # -> benchmarks/results/ubm_speed_cpu.json
     .venv/bin/python benchmarks/ubm_speed.py --device cuda    # -> benchmarks/results/ubm_speed_cuda.json
     .venv/bin/python benchmarks/ubm_speed.py --dry-run        # tiny sizes, a few steps, nothing written
+    .venv/bin/python benchmarks/ubm_speed.py --dry-run --results-dir DIR   # ... written to DIR (the GPU suite's CI)
 """
 
 from __future__ import annotations
@@ -170,6 +171,11 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument(
         "--dry-run", action="store_true", help="tiny sizes, 2 steps, a 300-item pool; nothing written"
+    )
+    p.add_argument(
+        "--results-dir",
+        default=None,
+        help="where the result goes (default benchmarks/results; dry run: nowhere)",
     )
     p.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
@@ -322,10 +328,10 @@ def main(argv=None) -> None:
         f"{len(processor.tokenizer)}"
     )
     print(json.dumps(figures, indent=2))
-    if args.dry_run:
+    if args.dry_run and not args.results_dir:
         print("dry run: nothing written")
         return
-    path = write_result(f"ubm_speed_{device}", figures, data)
+    path = write_result(f"ubm_speed_{device}", figures, data, results_dir=args.results_dir)
     print(f"wrote {path}")
 
 

@@ -22,13 +22,25 @@ def _suite():
 def test_gpu_suite_dry_run_runs_every_part(tmp_path):
     results, runs = tmp_path / "results", tmp_path / "runs"
     figures = _suite().main(
-        ["--dry-run", "--results-dir", str(results), "--run-dir", str(runs), "--limits", "300", "300", "300"]
+        [
+            "--dry-run",
+            "--results-dir",
+            str(results),
+            "--run-dir",
+            str(runs),
+            "--limits",
+            "300",
+            "300",
+            "300",
+            "300",
+        ]
     )
     parts = figures["parts"]
     assert set(parts) == {
         "tagnn_pp_speed_gpu",
         "tagnn_pp_speed_gpu_compile",
         "ceres_speed_cuda",
+        "ubm_speed_cuda",
         "tagnn_pp_diginetica_gpu",
     }
     for name, outcome in parts.items():
@@ -41,6 +53,9 @@ def test_gpu_suite_dry_run_runs_every_part(tmp_path):
         "train batch 8 (length-grouped)",
     }
     assert parts["ceres_speed_cuda"]["figures"]["ceres_over_bert_small"] > 0
+    ubm = parts["ubm_speed_cuda"]["figures"]
+    assert ubm["stage1_ubm_over_bert"] > 0 and ubm["stage2_sessions_per_s"] > 0
+    assert "peak_rss_mib" in ubm["stage2_peak_memory"]  # the dry run's batch fits
     assert 0 <= parts["tagnn_pp_diginetica_gpu"]["figures"]["test"]["HR@20"] <= 100
     summary = json.loads((results / "gpu_suite.json").read_text())
     assert summary["figures"]["dry_run"] is True
