@@ -166,6 +166,10 @@ class CorpusSplits:
     """Sessions of the training pieces when known without reading them (Parquet footers), else ``None``."""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def catalogue_path(self) -> Path | None:
+        """The corpus folder's catalogue file, in its session files' format first (:func:`catalogue_path`)."""
+        return catalogue_path(self.files[0].parent, prefer=_suffix(self.files[0]))
+
 
 def _rows(pieces: Sequence[Piece]) -> int | None:
     total = 0

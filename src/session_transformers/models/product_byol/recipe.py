@@ -180,8 +180,7 @@ def sessions_corpus(args) -> PairCorpus:
     corpus = streaming.split_corpus(
         args.data_path, validation_fraction=args.validation_fraction, eval_fraction=args.eval_fraction
     )
-    suffix = next(x for x in streaming.SESSION_SUFFIXES if corpus.files[0].name.endswith(x))
-    path = streaming.catalogue_path(args.data_path, prefer=suffix)
+    path = corpus.catalogue_path()
     if path is None:
         raise FileNotFoundError(
             f"{args.data_path}: no catalogue.parquet or catalogue.jsonl with the product titles"

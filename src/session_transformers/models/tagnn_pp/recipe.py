@@ -82,8 +82,7 @@ def sessions_next_item(args: argparse.Namespace) -> NextItemSplits:
         train = streaming.next_item_dataset(corpus.train)
     validation = streaming.next_item_dataset(corpus.validation) if corpus.validation else None
     test = streaming.next_item_dataset(corpus.test)
-    suffix = next(s for s in streaming.SESSION_SUFFIXES if corpus.files[0].name.endswith(s))
-    catalogue = streaming.catalogue_path(args.data_path, prefer=suffix)
+    catalogue = corpus.catalogue_path()
     if catalogue is None and not args.processor_path:
         raise FileNotFoundError(
             f"{args.data_path}: no catalogue.parquet or catalogue.jsonl for the item vocabulary: add one, or "
