@@ -437,31 +437,29 @@ def _pretrain_once(argv: list[str], out: Path) -> None:
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
 
-def _finetuned_values(task: str, argv: list[str], out: Path) -> dict[str, np.ndarray]:
-    """Fine-tune one row on one task and return its per-example test outputs, cached in ``out`` as
-    ``test_predictions.npz`` (a finished row is never trained again; the fine-tuned weights are not kept)."""
-    cache = out / "test_predictions.npz"
-    if cache.exists():
-        with np.load(cache) as f:
-            return {k: f[k] for k in f.files}
+def _finetune_and_predict(task: str, argv: list[str], out: Path) -> dict[str, np.ndarray]:
+    """Fine-tune one row on one task into ``out`` and return its per-example test outputs; the fine-tuned weights
+    are not kept (9 rows x 3 tasks x 2 datasets of MiniLM-size checkpoints would be gigabytes)."""
     shutil.rmtree(out, ignore_errors=True)  # a fine-tuning interrupted in an earlier call starts again
     _reset_accelerate()
     finetune.main(argv)
     fa, _ = finetune.parse_args(argv)
     values = predict(task, out, RECIPE.finetune[task].prepare(fa))
-    for child in out.iterdir():
-        if child.is_dir():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
-    tmp = out / "test_predictions.tmp.npz"
-    np.savez(tmp, **values)
-    os.replace(tmp, cache)
+    shutil.rmtree(out)
     return values
 
 
-def _item_id_lists(task: str, data, seed: int, epochs: int) -> dict[str, list]:
-    return {k: v.tolist() for k, v in item_id_values(task, data, seed, epochs).items()}
+def _cached_arrays(path: Path, compute, *args) -> dict[str, np.ndarray]:
+    """``compute(*args)`` (named arrays), or what an earlier call stored in ``path`` (``.npz``, no pickles)."""
+    if path.exists():
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    values = compute(*args)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, **values)
+    os.replace(tmp, path)  # a killed call never leaves a half-written cache
+    return values
 
 
 def _cached_json(path: Path, compute, *args) -> dict:
@@ -548,7 +546,9 @@ def run(args, work: Path) -> dict:
                 out = work / dataset / "ft" / task / _slug(row)
                 argv = _finetune_args(task, common, ft_flags, out, pretrained[row], configs[row])
                 try:
-                    values = _finetuned_values(task, argv, out)
+                    values = _cached_arrays(
+                        out / "test_predictions.npz", _finetune_and_predict, task, argv, out
+                    )
                 except ValueError as err:  # e.g. a test split without a class: reported, the run goes on
                     table[row] = {"error": str(err)[:300]}
                     continue
@@ -560,17 +560,15 @@ def run(args, work: Path) -> dict:
             data = RECIPE.finetune[task].prepare(fa)
             if ITEM_ID_ROW in args.rows:
                 t0 = time.perf_counter()
-                values = _cached_json(
-                    work / dataset / "ft" / task / "item_id_model.json",
-                    _item_id_lists,
+                values = _cached_arrays(
+                    work / dataset / "ft" / task / "item_id_model.npz",
+                    item_id_values,
                     task,
                     data,
                     args.seed,
                     args.item_id_epochs,
                 )
-                table[ITEM_ID_ROW] = with_intervals(
-                    task, {k: np.asarray(v, dtype=float) for k, v in values.items()}, args.bootstrap
-                )
+                table[ITEM_ID_ROW] = with_intervals(task, values, args.bootstrap)
                 seconds[f"{ITEM_ID_ROW} / {task}"] = time.perf_counter() - t0
             for name, values in baseline_values(task, data, args.seed).items():
                 table[name] = with_intervals(task, values, args.bootstrap)

@@ -3,7 +3,6 @@ and finished work is reused by the next call."""
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import sys
 from pathlib import Path
@@ -11,15 +10,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _claims():
-    spec = importlib.util.spec_from_file_location("ubm_claims", ROOT / "benchmarks" / "ubm_claims.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ubm_claims"] = module
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import ubm_claims as uc  # noqa: E402
 
 
 def _examples(n: int, rng: random.Random, pool: list[str]) -> list[dict]:
@@ -39,7 +31,6 @@ def _examples(n: int, rng: random.Random, pool: list[str]) -> list[dict]:
 
 
 def test_item_id_row_learns_what_ids_carry():
-    uc = _claims()
     rng = random.Random(0)
     pool = [f"p{i}" for i in range(40)]
     train, val, test = (_examples(n, rng, pool) for n in (600, 100, 200))
@@ -56,7 +47,6 @@ def test_item_id_row_learns_what_ids_carry():
 
 
 def test_finished_work_is_reused_by_the_next_call(tmp_path):
-    uc = _claims()
     calls = []
 
     def compute(x):
@@ -66,3 +56,8 @@ def test_finished_work_is_reused_by_the_next_call(tmp_path):
     path = tmp_path / "a" / "figure.json"
     assert uc._cached_json(path, compute, 3) == {"value": 3}
     assert uc._cached_json(path, compute, 4) == {"value": 3} and calls == [3]  # read back, not recomputed
+    arrays = tmp_path / "b" / "values.npz"
+    first = uc._cached_arrays(arrays, lambda n: {"rank": np.arange(n, dtype=float)}, 3)
+    again = uc._cached_arrays(arrays, lambda n: {"rank": np.zeros(n)}, 5)
+    assert again["rank"].tolist() == first["rank"].tolist() == [0.0, 1.0, 2.0]
+    assert sorted(p.name for p in arrays.parent.iterdir()) == ["values.npz"]  # no temporary file left
