@@ -61,3 +61,11 @@ def test_finished_work_is_reused_by_the_next_call(tmp_path):
     again = uc._cached_arrays(arrays, lambda n: {"rank": np.zeros(n)}, 5)
     assert again["rank"].tolist() == first["rank"].tolist() == [0.0, 1.0, 2.0]
     assert sorted(p.name for p in arrays.parent.iterdir()) == ["values.npz"]  # no temporary file left
+
+
+def test_scratch_encoder_runs_every_stage_at_its_own_learning_rate():
+    flags = ["--max-steps", "60", "--learning-rate", "1e-4", "--eval-steps", "50"]
+    assert uc._with_flag(flags, "--learning-rate", uc.SCRATCH_LEARNING_RATE) == [
+        "--max-steps", "60", "--learning-rate", "5e-4", "--eval-steps", "50"
+    ]
+    assert uc._with_flag(["--max-steps", "2"], "--learning-rate", "5e-4")[-2:] == ["--learning-rate", "5e-4"]
