@@ -66,6 +66,11 @@ def test_finished_work_is_reused_by_the_next_call(tmp_path):
 def test_scratch_encoder_runs_every_stage_at_its_own_learning_rate():
     flags = ["--max-steps", "60", "--learning-rate", "1e-4", "--eval-steps", "50"]
     assert uc._with_flag(flags, "--learning-rate", uc.SCRATCH_LEARNING_RATE) == [
-        "--max-steps", "60", "--learning-rate", "5e-4", "--eval-steps", "50"
+        "--max-steps",
+        "60",
+        "--learning-rate",
+        "5e-4",
+        "--eval-steps",
+        "50",
     ]
     assert uc._with_flag(["--max-steps", "2"], "--learning-rate", "5e-4")[-2:] == ["--learning-rate", "5e-4"]
