@@ -305,7 +305,9 @@ def test_benchmark_figures_and_command_come_from_the_result_file():
         if model_type == "tagnn_pp":
             expected = figures["summary"]["TAGNN++"]["test HR@20"]
             full = json.loads((hub.BENCHMARK_RESULTS_DIR / "tagnn_pp_diginetica_cpu.json").read_text())
-            for epoch, row in full["figures"]["test_by_epoch"].items():  # the full-catalogue CPU run, per epoch
+            for epoch, row in full["figures"][
+                "test_by_epoch"
+            ].items():  # the full-catalogue CPU run, per epoch
                 assert f"| {epoch} | " in text and f"{row['HR@20']:.2f}" in text
         elif model_type == "ceres":
             expected = figures["results"]["synthetic"]["product_search"]["CERES"]["MAP@1"]
@@ -315,6 +317,14 @@ def test_benchmark_figures_and_command_come_from_the_result_file():
             expected = rows["UBM"]["HR@10"]["value"]
             # every ordering's verdict is in the card, the failing ones included
             for claim, verdict in figures[source]["orderings"].items():
+                assert f"| {claim} | {verdict} |" in text
+            synthetic = json.loads(
+                (hub.BENCHMARK_RESULTS_DIR / f"{hub.UBM_SYNTHETIC_BENCHMARK}.json").read_text()
+            )["figures"]["synthetic"]  # the second run, with the tasks REES46's sample cannot measure
+            auroc = synthetic["tasks"]["purchase_intent"]["UBM"]["AUROC"]
+            assert any(t.title.startswith("synthetic: purchase_intent") for t in tables)
+            assert f"| {hub._interval(auroc)} |" in text
+            for claim, verdict in synthetic["orderings"].items():
                 assert f"| {claim} | {verdict} |" in text
         elif model_type == "muvcog":
             expected = figures["table3_query_suggestion"]["MUVCOG-M"]["NDCG@10"]

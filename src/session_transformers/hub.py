@@ -378,7 +378,7 @@ from nothing because MiniLM on the synthetic store's titles would take ~11 h of 
 
 
 def _ubm_tables(result: dict, first_note: str) -> list[BenchmarkTable]:
-    """One claims result: per dataset, each task's figures (value and bootstrap 95% interval, percent), the
+    """One claims result: per dataset, each task's figures (value and bootstrap 95% interval; next item in percent), the
     representation alignment / uniformity, and the paper's orderings with their verdicts."""
     figures = result.get("figures") or {}
     tables: list[BenchmarkTable] = []
@@ -391,7 +391,7 @@ def _ubm_tables(result: dict, first_note: str) -> list[BenchmarkTable]:
             )
             tables.append(
                 BenchmarkTable(
-                    f"{source}: {task} (percent, bootstrap 95% interval)",
+                    f"{source}: {task} ({'percent, ' if task == 'next_item' else ''}bootstrap 95% interval)",
                     columns,
                     tuple((name, {c: _interval(row.get(c)) for c in columns}) for name, row in rows.items()),
                     note=first_note if not tables else "",
