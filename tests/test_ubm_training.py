@@ -12,6 +12,7 @@ import torch
 
 from session_transformers.data.schema import item_event, query_event
 from session_transformers.models.ubm import UbmConfig, UbmForPreTraining, UbmStage1Collator, UbmStage2Collator
+from session_transformers.models.ubm.recipe import _TINY as QUICKSTART_CONFIG  # the quickstart's model size
 from session_transformers.models.ubm.recipe import (
     RECIPE,
     next_item_examples,
@@ -347,6 +348,12 @@ def test_pretraining_stage_reduces_the_held_out_contrastive_loss(stage):
     assert after < 0.8 * before, (before, after)
 
 
+def _logged_losses(out: Path) -> list[float]:
+    """The training losses a fine-tuning run logged (its checkpoint's ``trainer_state.json``)."""
+    state = json.loads(next(out.glob("checkpoint-*/trainer_state.json")).read_text())
+    return [r["loss"] for r in state["log_history"] if "loss" in r]
+
+
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_next_item_on_rees46_learns_and_beats_popularity(shared_data, tmp_path):
@@ -395,8 +402,7 @@ def test_next_item_on_rees46_learns_and_beats_popularity(shared_data, tmp_path):
             "1000",
         ]
     )
-    state = json.loads(next(out.glob("checkpoint-*/trainer_state.json")).read_text())
-    logged = [r["loss"] for r in state["log_history"] if "loss" in r]
+    logged = _logged_losses(out)
     assert sum(logged[-3:]) / 3 < 0.8 * sum(logged[:2]) / 2, logged
     args = argparse.Namespace(
         dataset="rees46",
@@ -448,15 +454,7 @@ def test_purchase_intent_head_leaves_its_plateau_and_beats_the_baselines(tmp_pat
             "6000",
             "--vocab-size",
             "2000",
-            "--config",
-            "hidden_size=64",
-            "num_hidden_layers=2",
-            "num_attention_heads=2",
-            "intermediate_size=128",
-            "num_session_layers=2",
-            "session_num_attention_heads=2",
-            "session_intermediate_size=128",
-            "interaction_pooling=mean",
+            *QUICKSTART_CONFIG,
             "--max-steps",
             "400",
             "--batch-size",
@@ -476,8 +474,7 @@ def test_purchase_intent_head_leaves_its_plateau_and_beats_the_baselines(tmp_pat
             "1000",
         ]
     )
-    state = json.loads(next(out.glob("checkpoint-*/trainer_state.json")).read_text())
-    logged = [r["loss"] for r in state["log_history"] if "loss" in r]
+    logged = _logged_losses(out)
     assert sum(logged[-3:]) / 3 < 0.75 * 0.6931, logged  # ln 2: the plateau
     test, baselines = results["test"], results["baseline"]
     best_baseline = max(b["AUROC"] for b in baselines.values())
