@@ -35,7 +35,9 @@ sizes, learning rate). The paper pretrains on 2,949,868 sessions on 4 V100s; say
 Work is kept in ``--work-dir`` (default ``runs/ubm_claims_<scale>_<encoder>``): a finished pretraining stage,
 MLM adaptation, fine-tuning (its per-example test outputs) or alignment figure is reused by the next call, and an
 interrupted pretraining stage continues from its last checkpoint, so the same command, rerun, picks up where a
-killed or timed-out call stopped; ``--fresh`` starts over. Usage::
+killed or timed-out call stopped; ``--fresh`` starts over. Each piece of kept work records the settings it
+was made with (flags, seed): a call with other settings (another scale, fine-tuning length, seed) stops with a
+message instead of reporting the old figures as new. Usage::
 
     nice -n 10 .venv/bin/python benchmarks/ubm_claims.py --scale tiny --encoder scratch   # minutes, CPU
     .venv/bin/python benchmarks/ubm_claims.py --scale cpu --datasets rees46 --threads 2    # hours, CPU, resumable
@@ -449,9 +451,12 @@ def _slug(text: str) -> str:
 def _pretrain_once(argv: list[str], out: Path) -> None:
     """One pretraining stage into ``out``: skipped when an earlier call finished it (``eval_results.json``),
     continued from its last checkpoint when one was interrupted; its checkpoints go once it is done."""
-    if not (out / "eval_results.json").exists():
+    done = out / "eval_results.json"
+    _check_settings(done, argv)
+    if not done.exists():
         _reset_accelerate()
         pretrain.main([*argv, "--output-dir", str(out), "--checkpointing-steps", "25", "--resume"])
+        _record_settings(done, argv)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
 
@@ -467,8 +472,38 @@ def _finetune_and_predict(task: str, argv: list[str], out: Path) -> dict[str, np
     return values
 
 
-def _cached_arrays(path: Path, compute, *args) -> dict[str, np.ndarray]:
-    """``compute(*args)`` (named arrays), or what an earlier call stored in ``path`` (``.npz``, no pickles)."""
+def _settings_path(path: Path) -> Path:
+    return path.with_name(path.name + ".settings.json")
+
+
+def _check_settings(path: Path, settings) -> None:
+    """Refuse to reuse ``path`` when an earlier call made it with other ``settings`` (flags, seeds): a changed
+    scale or fine-tuning length must not silently come back as the old figures. Work kept before settings were
+    recorded is adopted with the current ones."""
+    if settings is None or not path.exists():
+        return
+    recorded = _settings_path(path)
+    now = json.loads(json.dumps(settings))
+    if not recorded.exists():
+        _record_settings(path, settings)
+        return
+    before = json.loads(recorded.read_text())
+    if before != now:
+        raise SystemExit(
+            f"{path} was made by an earlier call with other settings:\n  then: {before}\n  now:  {now}\n"
+            "rerun with --fresh (starts over) or with another --work-dir"
+        )
+
+
+def _record_settings(path: Path, settings) -> None:
+    if settings is not None:
+        _settings_path(path).write_text(json.dumps(settings))
+
+
+def _cached_arrays(path: Path, compute, *args, settings=None) -> dict[str, np.ndarray]:
+    """``compute(*args)`` (named arrays), or what an earlier call stored in ``path`` (``.npz``, no pickles) with
+    the same ``settings`` (:func:`_check_settings`)."""
+    _check_settings(path, settings)
     if path.exists():
         with np.load(path) as f:
             return {k: f[k] for k in f.files}
@@ -477,16 +512,19 @@ def _cached_arrays(path: Path, compute, *args) -> dict[str, np.ndarray]:
     tmp = path.with_name(path.stem + ".tmp.npz")
     np.savez(tmp, **values)
     os.replace(tmp, path)  # a killed call never leaves a half-written cache
+    _record_settings(path, settings)
     return values
 
 
-def _cached_json(path: Path, compute, *args) -> dict:
-    """``compute(*args)``, or what an earlier call stored in ``path``."""
+def _cached_json(path: Path, compute, *args, settings=None) -> dict:
+    """``compute(*args)``, or what an earlier call stored in ``path`` with the same ``settings``."""
+    _check_settings(path, settings)
     if path.exists():
         return json.loads(path.read_text())
     value = compute(*args)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(value))
+    _record_settings(path, settings)
     return value
 
 
@@ -572,7 +610,7 @@ def run(args, work: Path) -> dict:
                 argv = _finetune_args(task, common, ft_flags, out, pretrained[row], configs[row])
                 try:
                     values = _cached_arrays(
-                        out / "test_predictions.npz", _finetune_and_predict, task, argv, out
+                        out / "test_predictions.npz", _finetune_and_predict, task, argv, out, settings=argv
                     )
                 except ValueError as err:  # e.g. a test split without a class: reported, the run goes on
                     table[row] = {"error": str(err)[:300]}
@@ -592,6 +630,7 @@ def run(args, work: Path) -> dict:
                     data,
                     args.seed,
                     args.item_id_epochs,
+                    settings={"data": common, "seed": args.seed, "epochs": args.item_id_epochs},
                 )
                 table[ITEM_ID_ROW] = with_intervals(task, values, args.bootstrap)
                 seconds[f"{ITEM_ID_ROW} / {task}"] = time.perf_counter() - t0
@@ -607,6 +646,7 @@ def run(args, work: Path) -> dict:
                     common,
                     configs[row],
                     work / dataset,
+                    settings=[pretrained[row], common, list(configs[row])],
                 )
             except Exception as err:  # noqa: BLE001 - a figure that cannot be computed is reported, not fatal
                 per_dataset["alignment / uniformity"][row] = {"error": str(err)[:200]}

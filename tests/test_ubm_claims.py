@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import ubm_claims as uc  # noqa: E402
@@ -74,3 +75,22 @@ def test_scratch_encoder_runs_every_stage_at_its_own_learning_rate():
         "50",
     ]
     assert uc._with_flag(["--max-steps", "2"], "--learning-rate", "5e-4")[-2:] == ["--learning-rate", "5e-4"]
+
+
+def test_kept_work_is_not_reused_under_other_settings(tmp_path):
+    path = tmp_path / "ft" / "test_predictions.npz"
+    flags = ["--max-steps", "600"]
+    uc._cached_arrays(path, lambda: {"rank": np.ones(2)}, settings=flags)
+    again = uc._cached_arrays(path, lambda: {"rank": np.zeros(2)}, settings=list(flags))
+    assert again["rank"].tolist() == [1.0, 1.0]  # same settings: read back
+    with pytest.raises(SystemExit, match="other settings(.|\n)*--fresh"):
+        uc._cached_arrays(path, lambda: {"rank": np.zeros(2)}, settings=["--max-steps", "100"])
+    # work kept before settings were recorded is adopted with the current ones, then held to them
+    uc._settings_path(path).unlink()
+    uc._cached_arrays(path, lambda: {"rank": np.zeros(2)}, settings=["--max-steps", "100"])
+    with pytest.raises(SystemExit):
+        uc._cached_arrays(path, lambda: {"rank": np.zeros(2)}, settings=flags)
+    figure = tmp_path / "alignment.json"
+    uc._cached_json(figure, lambda: {"alignment": 0.1}, settings=[["--init-from", "a"]])
+    with pytest.raises(SystemExit):
+        uc._cached_json(figure, lambda: {"alignment": 0.2}, settings=[["--init-from", "b"]])
