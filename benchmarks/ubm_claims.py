@@ -136,15 +136,15 @@ ROWS = (
 )
 MEAN_POOLED = ("num_session_layers=0", "use_session_positions=False", "interaction_pooling=mean")
 SCRATCH_LEARNING_RATE = "5e-4"
+"""Every stage's peak learning rate with ``--encoder scratch``: the scales' 1e-4 is a rate for moving a pretrained
+MiniLM; a small encoder trained from nothing in a few hundred steps needs the larger step that the ``tiny`` scale
+and the MLM adaptation of the scratch encoder use."""
 SCRATCH_CPU_FINETUNE_STEPS = ("--max-steps", "600", "--eval-steps", "100")
 """Fine-tuning length at ``--scale cpu --encoder scratch`` (the ``small`` scale's, affordable with a small
 encoder): the session-level heads (two or one feed-forward layers, initialised at std 0.02 like every layer)
 start on a plateau. Measured on the synthetic store's purchase intent, UBM w/o pretraining: training loss 0.693 ->
 0.692 over the ``cpu`` scale's 100 steps (test AUROC 0.65 from near-constant outputs 0.48-0.49), leaving the
 plateau after ~150 steps and reaching test AUROC 0.91 at 400."""
-"""Every stage's peak learning rate with ``--encoder scratch``: the scales' 1e-4 is a rate for moving a pretrained
-MiniLM; a small encoder trained from nothing in a few hundred steps needs the larger step that the ``tiny`` scale
-and the MLM adaptation of the scratch encoder use."""
 
 
 def _with_flag(flags: list[str], name: str, value: str) -> list[str]:
@@ -570,8 +570,11 @@ def run(args, work: Path) -> dict:
                 pretrained[row], configs[row] = encoder_init, pooled
             elif row == "text encoder + MLM, mean-pooled":
                 mlm_dir = work / dataset / "mlm"
+                mlm_settings = {"encoder": args.encoder, "data": common, "steps": args.mlm_steps}
+                _check_settings(mlm_dir / "model.safetensors", mlm_settings)
                 if not (mlm_dir / "model.safetensors").exists():
                     mlm_adapt(args.encoder, common, mlm_dir, args.mlm_steps, TINY_CONFIG)
+                    _record_settings(mlm_dir / "model.safetensors", mlm_settings)
                 pretrained[row], configs[row] = ["--interaction-encoder-from", str(mlm_dir)], MEAN_POOLED
             elif row == "UBM w/o pretraining":
                 pretrained[row], configs[row] = encoder_init, tiny
