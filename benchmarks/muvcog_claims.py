@@ -362,10 +362,8 @@ def main(argv: list[str] | None = None) -> dict:
         "untrained encoder": (data_m, {}),  # no pretraining: what the contrastive objective adds
     }
     if args.hard_negative_warmup_steps:
-        variants[PAPER_M] = (
-            data_m,
-            {"hard_negative_warmup_steps": 0},
-        )  # explicit: the config's default is not 0
+        # explicit: the config's default is not 0
+        variants[PAPER_M] = (data_m, {"hard_negative_warmup_steps": 0})
     encoders, pretrain_log = {}, {}
     for name, (dargs, overrides) in variants.items():
         dargs.config_overrides = dict(overrides)

@@ -348,10 +348,11 @@ def test_pretraining_stage_reduces_the_held_out_contrastive_loss(stage):
     assert after < 0.8 * before, (before, after)
 
 
-def _logged_losses(out: Path) -> list[float]:
-    """The training losses a fine-tuning run logged (its checkpoint's ``trainer_state.json``)."""
+def _learning_run(out: Path, flags: list[str]) -> tuple[dict, list[float]]:
+    """``finetune.main(flags)`` on the CPU into ``out``: its results and the training losses it logged."""
+    results = finetune.main([*flags, "--use-cpu", "--output-dir", str(out), "--save-steps", "1000"])
     state = json.loads(next(out.glob("checkpoint-*/trainer_state.json")).read_text())
-    return [r["loss"] for r in state["log_history"] if "loss" in r]
+    return results, [r["loss"] for r in state["log_history"] if "loss" in r]
 
 
 @pytest.mark.slow
@@ -361,7 +362,8 @@ def test_next_item_on_rees46_learns_and_beats_popularity(shared_data, tmp_path):
     the popularity baseline by a margin. Items are text (brand, category words, price band), so candidates the
     model was never trained on as targets can still be ranked."""
     out = tmp_path / "rees_nip"
-    results = finetune.main(
+    results, logged = _learning_run(
+        out,
         [
             "--model",
             "ubm",
@@ -395,14 +397,8 @@ def test_next_item_on_rees46_learns_and_beats_popularity(shared_data, tmp_path):
             "150",
             "--logging-steps",
             "10",
-            "--use-cpu",
-            "--output-dir",
-            str(out),
-            "--save-steps",
-            "1000",
-        ]
+        ],
     )
-    logged = _logged_losses(out)
     assert sum(logged[-3:]) / 3 < 0.8 * sum(logged[:2]) / 2, logged
     args = argparse.Namespace(
         dataset="rees46",
@@ -442,7 +438,8 @@ def test_purchase_intent_head_leaves_its_plateau_and_beats_the_baselines(tmp_pat
     majority-class baselines by a margin. In this store a cart as the last event nearly decides the label, so a
     session encoder that reads its interactions in order finds it."""
     out = tmp_path / "pip"
-    results = finetune.main(
+    results, logged = _learning_run(
+        out,
         [
             "--model",
             "ubm",
@@ -467,14 +464,8 @@ def test_purchase_intent_head_leaves_its_plateau_and_beats_the_baselines(tmp_pat
             "400",
             "--logging-steps",
             "20",
-            "--use-cpu",
-            "--output-dir",
-            str(out),
-            "--save-steps",
-            "1000",
-        ]
+        ],
     )
-    logged = _logged_losses(out)
     assert sum(logged[-3:]) / 3 < 0.75 * 0.6931, logged  # ln 2: the plateau
     test, baselines = results["test"], results["baseline"]
     best_baseline = max(b["AUROC"] for b in baselines.values())
