@@ -267,6 +267,9 @@ def _headline(part: Part, results_dir: Path, run_dir: Path) -> dict:
                 "stage2_sessions_per_s": fig.get("stage 2", {}).get("UBM sessions/s"),
                 "pool_seconds": fig.get("candidate pool", {}).get("seconds (tokenise + embed)"),
                 "stage2_peak_memory": next(iter(memory.values()), None),
+                "stage2_peak_memory_activation_checkpointing": next(
+                    (v for k, v in memory.items() if k.endswith("activation checkpointing")), None
+                ),
             }
         small, base = fig.get("small", {}), fig.get("paper_base", {})
         return {

@@ -12,7 +12,9 @@ and the peak memory of a paper-size stage-2 step.
    no gradients) for next-item inference.
 4. **Peak memory** of one stage-2 step at the paper's batch, 128 sessions x 32 interactions x 64 tokens (random
    token ids; x3 views): peak RSS on CPU (``ru_maxrss``, the process's high-water mark, measured in a fresh
-   subprocess), ``torch.cuda.max_memory_allocated`` on GPU.
+   subprocess), ``torch.cuda.max_memory_allocated`` on GPU; then the same step with activation checkpointing
+   (``--activation-checkpointing`` in the trainers: the Interaction Encoder's layers are recomputed in the backward
+   pass), with its time. Stage 2's throughput (2.) is also measured with checkpointing, for its cost in time.
 
 Sizes are the paper's (both encoders 4 layers of 256) unless ``--hidden-size`` / ``--layers`` say otherwise.
 Run it alone on an idle machine (timings under contention are wrong)::
@@ -116,6 +118,8 @@ def memory_step(args) -> dict:
     device = args.device
     config = _config(args, vocab_size=30522)
     model = UbmForPreTraining(config).to(device).train()
+    if args.activation_checkpointing:
+        model.activation_checkpointing_enable()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5)
     b, slots, tokens = args.memory_batch, 32, 64
     g = torch.Generator().manual_seed(0)
@@ -132,9 +136,14 @@ def memory_step(args) -> dict:
     before = peak_rss_mib()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    t = time.perf_counter()
     ubm_step(model, optimizer)(_to(batch, device))
     sync(device)
-    out = {"batch": f"{b} sessions x {slots} interactions x {tokens} tokens (x3 views)"}
+    out = {
+        "batch": f"{b} sessions x {slots} interactions x {tokens} tokens (x3 views)",
+        "activation checkpointing": args.activation_checkpointing,
+        "seconds (one step, the first)": time.perf_counter() - t,
+    }
     if device == "cuda":
         out["peak_cuda_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     out["peak_rss_mib"] = peak_rss_mib()
@@ -178,6 +187,7 @@ def main(argv=None) -> None:
         help="where the result goes (default benchmarks/results; dry run: nowhere)",
     )
     p.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--activation-checkpointing", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
         "--memory-fallback-batches",
         type=int,
@@ -266,6 +276,15 @@ def main(argv=None) -> None:
         args.steps,
         args.warmup,
     )
+    model.activation_checkpointing_enable()
+    t_ckpt = timed(
+        ubm_step(model, torch.optim.AdamW(model.parameters(), lr=3e-5)),
+        batches,
+        device,
+        args.steps,
+        args.warmup,
+    )
+    model.activation_checkpointing_disable()
     interactions = sum(int(x["interaction_mask"].sum()) for x in batches) / len(batches)
     figures["stage 2"] = {
         "sessions per step": b,
@@ -274,6 +293,8 @@ def main(argv=None) -> None:
         "UBM interactions/s": 3 * interactions / t_ubm,
         "BertModel interactions/s": 3 * interactions / t_bert,
         "UBM / BertModel time per interaction": t_ubm / t_bert,
+        "UBM sessions/s with activation checkpointing": b / t_ckpt,
+        "time per step with / without activation checkpointing": t_ckpt / t_ubm,
     }
 
     # 3. candidate pool
@@ -294,7 +315,8 @@ def main(argv=None) -> None:
     # The paper's batch first; on a CPU machine it may not fit: then it is recorded as killed (out of memory)
     # and smaller batches are measured so that the growth per session shows.
     memory = {}
-    for batch in dict.fromkeys([args.memory_batch, *args.memory_fallback_batches]):
+
+    def measure(batch: int, checkpointing: bool) -> bool:
         cmd = [
             sys.executable,
             __file__,
@@ -310,17 +332,24 @@ def main(argv=None) -> None:
         ]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
+        if checkpointing:
+            cmd.append("--activation-checkpointing")
+        key = f"batch {batch}" + (", activation checkpointing" if checkpointing else "")
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode == 0:
-            memory[f"batch {batch}"] = json.loads(done.stdout.strip().splitlines()[-1])
+            memory[key] = json.loads(done.stdout.strip().splitlines()[-1])
         else:
-            memory[f"batch {batch}"] = {
+            memory[key] = {
                 "failed": f"exit {done.returncode}"
                 + (" (SIGKILL: out of memory on this machine)" if done.returncode == -9 else ""),
                 "stderr_tail": done.stderr[-300:],
             }
-        if done.returncode == 0 and batch == args.memory_batch:
+        return done.returncode == 0
+
+    for batch in dict.fromkeys([args.memory_batch, *args.memory_fallback_batches]):
+        if measure(batch, checkpointing=False) and batch == args.memory_batch:
             break
+    measure(args.memory_batch, checkpointing=True)
     figures["stage 2 peak memory"] = memory
 
     data = (

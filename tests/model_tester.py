@@ -106,6 +106,44 @@ class ModelTesterMixin:
                 if p.grad is not None:
                     assert torch.isfinite(p.grad).all(), f"{cls.__name__}.{n} has a non-finite gradient"
 
+    def test_activation_checkpointing_gives_the_same_gradients(self):
+        """With ``supports_gradient_checkpointing``, ``activation_checkpointing_enable`` must recompute layers (its
+        checkpoint function is called) and leave the loss and every gradient as they were (dropout included:
+        the recompute replays the random state)."""
+        if not getattr(self.base_model_class, "supports_gradient_checkpointing", False):
+            pytest.skip(f"{self.base_model_class.__name__} does not support activation checkpointing")
+        sessions = self.get_sessions()
+        for cls in self.head_classes:
+            runs = []
+            for checkpointing in (False, True):
+                model = self._model(cls).train()
+                calls = []
+                if checkpointing:
+                    model.activation_checkpointing_enable()
+                    assert model.is_activation_checkpointing
+                    for module in model.modules():
+                        func = getattr(module, "_gradient_checkpointing_func", None)
+                        if func is not None and getattr(module, "gradient_checkpointing", False):
+                            module._gradient_checkpointing_func = lambda *a, _f=func, _c=calls, **k: (
+                                _c.append(1) or _f(*a, **k)
+                            )
+                torch.manual_seed(1)
+                out = model(**self.collate(model.config, sessions, with_labels=True))
+                out.loss.backward()
+                if checkpointing:
+                    assert calls, f"{cls.__name__}: activation checkpointing recomputed no layer"
+                grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+                runs.append((out.loss.detach(), grads))
+            (loss, grads), (loss_ckpt, grads_ckpt) = runs
+            torch.testing.assert_close(loss_ckpt, loss, atol=self.atol, rtol=1e-5)
+            assert grads_ckpt.keys() == grads.keys(), (
+                f"{cls.__name__}: checkpointing changed which parameters train"
+            )
+            for n in grads:
+                torch.testing.assert_close(
+                    grads_ckpt[n], grads[n], atol=self.atol, rtol=1e-4, msg=f"{cls.__name__}.{n}"
+                )
+
     def test_session_alone_equals_session_in_batch(self):
         sessions = self.get_sessions()
         model = self._model(self.base_model_class)

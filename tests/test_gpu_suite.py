@@ -56,6 +56,7 @@ def test_gpu_suite_dry_run_runs_every_part(tmp_path):
     ubm = parts["ubm_speed_cuda"]["figures"]
     assert ubm["stage1_ubm_over_bert"] > 0 and ubm["stage2_sessions_per_s"] > 0
     assert "peak_rss_mib" in ubm["stage2_peak_memory"]  # the dry run's batch fits
+    assert ubm["stage2_peak_memory_activation_checkpointing"]["activation checkpointing"] is True
     assert 0 <= parts["tagnn_pp_diginetica_gpu"]["figures"]["test"]["HR@20"] <= 100
     summary = json.loads((results / "gpu_suite.json").read_text())
     assert summary["figures"]["dry_run"] is True

@@ -110,6 +110,53 @@ def test_two_stages_through_pretrain(stage2_dir):
     assert config.hidden_size == 32  # stage 2 kept stage 1's architecture
 
 
+def test_activation_checkpointing_flag_in_both_trainers(stage2_dir, tmp_path, monkeypatch, capsys):
+    """``--activation-checkpointing`` turns it on in ``pretrain.py`` (stage 2 from the same stage-1 weights gives the
+    same losses as without it) and through the Trainer in ``finetune.py``; a model without it is refused before
+    any data is read."""
+    from accelerate.state import AcceleratorState
+
+    from session_transformers.models.ubm import UbmForNextItem
+
+    enabled = []
+    for cls in (UbmForPreTraining, UbmForNextItem):
+        original = cls.activation_checkpointing_enable
+        monkeypatch.setattr(
+            cls,
+            "activation_checkpointing_enable",
+            lambda self, *a, _o=original, **k: enabled.append(type(self).__name__) or _o(self, *a, **k),
+        )
+    stage2 = ["--model", "ubm", "--stage", "2", *TINY, "--max-steps", "2", "--batch-size", "8"]
+    stage2 += ["--init-from", str(stage2_dir / "s1")]
+    results = {}
+    for flag in ((), ("--activation-checkpointing",)):
+        AcceleratorState._reset_state(reset_partial_state=True)
+        out = tmp_path / ("ckpt" if flag else "plain")
+        pretrain.main([*stage2, *flag, "--output-dir", str(out)])
+        results[bool(flag)] = json.loads((out / "eval_results.json").read_text())["test"]
+    assert enabled == ["UbmForPreTraining"]
+    for key in ("loss", "loss3", "loss4"):
+        assert results[True][key] == pytest.approx(results[False][key], rel=1e-5, abs=1e-6), key
+
+    finetune.main(
+        [
+            "--model", "ubm", "--task", "next_item", *TINY, "--init-from", str(stage2_dir / "s2"),
+            "--max-steps", "1", "--batch-size", "8", "--nip-negatives", "8", "--use-cpu",
+            "--output-dir", str(tmp_path / "nip"), "--save-steps", "1000", "--activation-checkpointing",
+        ]
+    )  # fmt: skip
+    assert enabled == ["UbmForPreTraining", "UbmForNextItem"]
+
+    with pytest.raises(SystemExit):
+        pretrain.parse_args(["--model", "muvcog", "--activation-checkpointing"])
+    assert (
+        "MuvcogForPreTraining (muvcog) does not support activation checkpointing" in capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        finetune.parse_args(["--model", "product_byol", "--activation-checkpointing"])
+    assert "(product_byol) does not support activation checkpointing" in capsys.readouterr().err
+
+
 def test_stage2_refuses_a_folder_without_stage1(tmp_path):
     with pytest.raises(SystemExit):
         pretrain.parse_args(["--model", "ubm", "--stage", "2", "--init-from", str(tmp_path)])

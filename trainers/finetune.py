@@ -30,7 +30,11 @@ import session_transformers  # noqa: F401  (registers the models with the Auto c
 from session_transformers.optim import adaptive_clip_grad_, agc_parameters
 from session_transformers.protocol import build_optimizer, build_scheduler
 from session_transformers.recipes import resolve_data_arguments, training_parser
-from session_transformers.trainer_utils import LengthGroupedEpochSampler, freeze_parameters
+from session_transformers.trainer_utils import (
+    LengthGroupedEpochSampler,
+    check_activation_checkpointing,
+    freeze_parameters,
+)
 
 
 class AdaptiveGradientClippingCallback(TrainerCallback):
@@ -130,6 +134,7 @@ def parse_args(argv: list[str] | None = None):
     args.task = args.task or next(iter(tasks))
     if args.task not in tasks:
         p.error(f"--model {args.model} has tasks {list(tasks)}, not {args.task!r}")
+    check_activation_checkpointing(p, args, tasks[args.task])  # the Trainer enables it
     if args.init_from and not args.processor_path:
         args.processor_path = args.init_from
     return args, recipe
@@ -203,6 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
         report_to=args.report_to,
         seed=args.seed,
         use_cpu=args.use_cpu,
+        activation_checkpointing=args.activation_checkpointing,
     )
     agc = (
         AdaptiveGradientClippingCallback(config.agc_clip_factor, config.agc_eps, args.max_grad_norm)

@@ -76,7 +76,11 @@ import session_transformers  # noqa: F401  (registers the models with the Auto c
 from session_transformers.optim import adaptive_clip_grad_, agc_parameters, check_agc_supported
 from session_transformers.protocol import build_optimizer, build_scheduler, protocol_from_args
 from session_transformers.recipes import resolve_data_arguments, training_parser
-from session_transformers.trainer_utils import LengthGroupedEpochSampler, freeze_parameters
+from session_transformers.trainer_utils import (
+    LengthGroupedEpochSampler,
+    check_activation_checkpointing,
+    freeze_parameters,
+)
 
 BEST_DIR = "best"
 
@@ -164,6 +168,7 @@ def parse_args(argv: list[str] | None = None):
             p.error(
                 f"{args.init_from} has not been through stage {args.stage - 1} ({previous}); its stages: {done}"
             )
+    check_activation_checkpointing(p, args, stage.task)
     return resolve_data_arguments(p, args, recipe), recipe
 
 
@@ -487,6 +492,8 @@ def main(argv: list[str] | None = None) -> dict:
             data.init_weights(model)
     # what gradients must not train: the model's own (an EMA target) and, in a stage, what the stage leaves alone
     freeze_parameters(model, stage.trainable)
+    if args.activation_checkpointing:  # supported: checked by parse_args
+        model.activation_checkpointing_enable()
     config = model.config
     use_agc = bool(getattr(config, "use_adaptive_gradient_clipping", False))
     if use_agc:

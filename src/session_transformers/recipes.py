@@ -74,6 +74,12 @@ def training_parser(
         )
     add_data_arguments(parser)
     add_protocol_arguments(parser, protocol)
+    parser.add_argument(
+        "--activation-checkpointing",
+        action="store_true",
+        help="recompute each layer's activations in the backward pass instead of keeping them (less memory, "
+        "~1.3x the compute; the same gradients); for models with supports_gradient_checkpointing",
+    )
     if recipe is not None and recipe.add_arguments is not None:
         recipe.add_arguments(parser.add_argument_group(f"{known.model} options"))
     return parser, recipe, task

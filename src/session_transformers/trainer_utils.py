@@ -198,6 +198,23 @@ def freeze_parameters(model: torch.nn.Module, trainable: tuple[str, ...] | None 
         p.requires_grad_(keep and not (frozen and name.startswith(frozen)))
 
 
+def check_activation_checkpointing(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, task: Task
+) -> None:
+    """At parse time, before any data is read: refuse ``--activation-checkpointing`` for a model whose class (the
+    one ``task.auto_class`` builds for ``--model``) cannot do it."""
+    if not getattr(args, "activation_checkpointing", False):
+        return
+    from transformers import CONFIG_MAPPING
+
+    model_class = task.auto_class._model_mapping[CONFIG_MAPPING[args.model]]
+    if not model_class.supports_gradient_checkpointing:
+        parser.error(
+            f"--activation-checkpointing: {model_class.__name__} ({args.model}) does not support activation "
+            "checkpointing (its supports_gradient_checkpointing is False); train it without the flag"
+        )
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """The data and config flags every trainer shares (what a recipe's ``prepare`` reads)."""
     parser.add_argument(
@@ -276,6 +293,7 @@ __all__ = [
     "TrainingProtocol",
     "LengthGroupedEpochSampler",
     "add_data_arguments",
+    "check_activation_checkpointing",
     "freeze_parameters",
     "split_sizes",
     "resolve_data_arguments",

@@ -122,7 +122,8 @@ class UbmConfig(PreTrainedConfig):
 
     def interaction_encoder_config(self) -> BertConfig:
         """The ``BertConfig`` of the Interaction Encoder."""
-        return BertConfig(**{f: getattr(self, f) for f in _BERT_FIELDS})
+        # an encoder: no key/value cache (it would also be switched off, with a warning, under activation checkpointing)
+        return BertConfig(**{f: getattr(self, f) for f in _BERT_FIELDS}, use_cache=False)
 
     def __post_init__(self, **kwargs):
         self._check_values()

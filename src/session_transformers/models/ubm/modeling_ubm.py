@@ -239,6 +239,10 @@ class UbmPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
     config_class = UbmConfig
     base_model_prefix = "ubm"
     main_input_name = "input_ids"
+    # Activation checkpointing recomputes the Interaction Encoder's ``BertLayer`` s in the backward pass: nearly all
+    # of a batch's activation memory is there (every interaction x its tokens); the Session Encoder's (sessions x
+    # slots) activations are small and kept.
+    supports_gradient_checkpointing = True
     _no_split_modules = ["BertLayer", "TransformerEncoderLayer"]
     _supports_sdpa = True
     accepts_loss_kwargs = False
