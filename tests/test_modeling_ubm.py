@@ -252,6 +252,62 @@ def test_stage2_losses_known_answer_and_switches():
         assert not torch.allclose(decoupled(**batch).loss, model(**batch).loss)
 
 
+@pytest.mark.parametrize("stage", [1, 2])
+def test_activation_checkpointing_recomputes_the_interaction_encoder_per_chunk(stage):
+    """Under activation checkpointing the Interaction Encoder runs as a whole on chunks of
+    ``checkpoint_chunk_size`` rows, each checkpointed once (its own layers are not checkpointed again inside).
+    Without dropout the step's loss and gradients are the plain step's; with dropout they are those of the same
+    chunks run without checkpointing (the recompute replays the random draws; chunking changes which draws)."""
+    sessions = make_sessions()
+    if stage == 1:
+        batch = UbmStage1Collator(PROCESSOR, CATALOGUE, tiny_config(), seed=0)(next_item_pairs(sessions) * 2)
+        rows = 2 * batch["item_input_ids"].shape[0]  # the items and their masked copies, two calls
+    else:
+        batch = UbmStage2Collator(PROCESSOR, CATALOGUE, tiny_config(), seed=0)(sessions)
+        rows = 3 * batch["input_ids"].shape[0]  # three views
+
+    def step(mode: str, dropout: float, chunks: list):
+        model = _model(
+            UbmForPreTraining,
+            checkpoint_chunk_size=3,
+            hidden_dropout_prob=dropout,
+            attention_probs_dropout_prob=dropout,
+        ).train()
+        if mode != "plain":
+            model.activation_checkpointing_enable()
+            layers = [
+                m for m in model.ubm.interaction_encoder.modules() if hasattr(m, "gradient_checkpointing")
+            ]
+            assert layers and not any(m.gradient_checkpointing for m in layers)
+            func = model.ubm._gradient_checkpointing_func if mode == "checkpointed" else (lambda f, *a: f(*a))
+            model.ubm._gradient_checkpointing_func = lambda f, ids, mask: (
+                chunks.append(len(ids)) or func(f, ids, mask)
+            )
+        torch.manual_seed(1)
+        out = model(**batch)
+        out.loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return model, out.loss.detach(), grads
+
+    def assert_same(a, b):
+        torch.testing.assert_close(a[1], b[1], atol=1e-6, rtol=1e-5)
+        assert a[2].keys() == b[2].keys()
+        for name in a[2]:
+            torch.testing.assert_close(a[2][name], b[2][name], atol=1e-6, rtol=1e-4, msg=name)
+
+    chunks: list[int] = []
+    checkpointed = step("checkpointed", 0.0, chunks)
+    assert sum(chunks) == rows and max(chunks) == 3 and len(chunks) >= rows // 3
+    assert_same(checkpointed, step("plain", 0.0, []))
+    assert_same(step("checkpointed", 0.1, []), step("chunked", 0.1, []))
+
+    model = checkpointed[0].eval()
+    chunks.clear()
+    with torch.no_grad():  # inference never goes through the checkpointed path
+        model.ubm(**PROCESSOR(sessions, CATALOGUE))
+    assert not chunks
+
+
 def test_dropout_masking_gives_two_views_in_training_only():
     model = _model()
     batch = PROCESSOR(make_sessions()[:2], CATALOGUE)

@@ -648,7 +648,7 @@ CARD_FAMILIES: dict[str, CardFamily] = {
         lower_is_better=("loss", "loss1", "loss2", "loss3", "loss4"),
         head_auto_class="AutoModelForNextItemPrediction",
         example_inputs=_ubm_inputs,
-        benchmark="ubm_claims_cpu_minilm_core",
+        benchmark="ubm_claims_cpu_minilm",
         benchmark_tables=_ubm_benchmark,
         datasets={"synthetic": "session-transformers-synthetic-store", "rees46": "rees46"},
     ),

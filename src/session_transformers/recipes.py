@@ -77,8 +77,9 @@ def training_parser(
     parser.add_argument(
         "--activation-checkpointing",
         action="store_true",
-        help="recompute each layer's activations in the backward pass instead of keeping them (less memory, "
-        "~1.3x the compute; the same gradients); for models with supports_gradient_checkpointing",
+        help="recompute activations in the backward pass instead of keeping them (less memory, ~1.3x the "
+        "compute, the same gradients up to dropout's random draws); for models with "
+        "supports_gradient_checkpointing (UBM: per chunk of interaction rows, config checkpoint_chunk_size)",
     )
     if recipe is not None and recipe.add_arguments is not None:
         recipe.add_arguments(parser.add_argument_group(f"{known.model} options"))

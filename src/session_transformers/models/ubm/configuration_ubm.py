@@ -75,6 +75,10 @@ class UbmConfig(PreTrainedConfig):
         remaining_length_mean: training mean of the RLP target; the RLP head predicts the standardised length
             and reports it in interactions (set by the recipe from the training split; not in the paper).
         remaining_length_std: training standard deviation of the RLP target (as above).
+        checkpoint_chunk_size: under activation checkpointing (``model.activation_checkpointing_enable()``,
+            ``--activation-checkpointing`` in the trainers), the Interaction Encoder runs as a whole on chunks of
+            this many interaction rows and keeps only each chunk's output, recomputing the chunk in the backward
+            pass: a batch's activation memory is then one chunk's, whatever the batch (not in the paper).
     """
 
     model_type = "ubm"
@@ -110,6 +114,7 @@ class UbmConfig(PreTrainedConfig):
     next_item_temperature: float = 0.05
     remaining_length_mean: float = 0.0
     remaining_length_std: float = 1.0
+    checkpoint_chunk_size: int = 512
 
     @classmethod
     def from_bert_config(cls, bert_config, **kwargs) -> UbmConfig:
@@ -140,6 +145,7 @@ class UbmConfig(PreTrainedConfig):
             "session_num_attention_heads": self.session_num_attention_heads,
             "session_intermediate_size": self.session_intermediate_size,
             "max_interactions": self.max_interactions,
+            "checkpoint_chunk_size": self.checkpoint_chunk_size,
         }
         for name, value in positive.items():
             if value < 1:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch.utils.checkpoint import checkpoint
 from transformers import BertModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
@@ -239,9 +240,9 @@ class UbmPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
     config_class = UbmConfig
     base_model_prefix = "ubm"
     main_input_name = "input_ids"
-    # Activation checkpointing recomputes the Interaction Encoder's ``BertLayer`` s in the backward pass: nearly all
-    # of a batch's activation memory is there (every interaction x its tokens); the Session Encoder's (sessions x
-    # slots) activations are small and kept.
+    # Activation checkpointing recomputes the Interaction Encoder in the backward pass, per chunk of interaction rows
+    # (UbmModel.encode_interactions): nearly all of a batch's activation memory is there (every interaction x its
+    # tokens); the Session Encoder's (sessions x slots) activations are small and kept.
     supports_gradient_checkpointing = True
     _no_split_modules = ["BertLayer", "TransformerEncoderLayer"]
     _supports_sdpa = True
@@ -255,6 +256,19 @@ class UbmPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
                 init.normal_(module.in_proj_weight, mean=0.0, std=self.config.initializer_range)
             if module.in_proj_bias is not None:
                 init.zeros_(module.in_proj_bias)
+
+    def _set_gradient_checkpointing(
+        self, enable: bool = True, gradient_checkpointing_func=checkpoint, every_n_layers=1
+    ):
+        """transformers' switch, then the Interaction Encoder's own layers back off: UbmModel checkpoints that
+        encoder as a whole per chunk of rows, and a layer checkpointed inside a checkpointed chunk would be
+        recomputed twice."""
+        super()._set_gradient_checkpointing(enable, gradient_checkpointing_func, every_n_layers)
+        for module in self.modules():
+            if isinstance(module, UbmModel):
+                for layer in module.interaction_encoder.modules():
+                    if hasattr(layer, "gradient_checkpointing"):
+                        layer.gradient_checkpointing = False
 
     def _ubm(self) -> UbmModel:
         return getattr(self, self.base_model_prefix, self)
@@ -291,6 +305,7 @@ class UbmModel(UbmPreTrainedModel):
         super().__init__(config)
         self.interaction_encoder = BertModel(config.interaction_encoder_config(), add_pooling_layer=False)
         self.session_encoder = UbmSessionEncoder(config)
+        self.gradient_checkpointing = False  # set by activation_checkpointing_enable()
         self.post_init()
 
     def get_input_embeddings(self):
@@ -304,6 +319,19 @@ class UbmModel(UbmPreTrainedModel):
         ``config.interaction_pooling="mean"`` the mean of its token outputs instead)."""
         if input_ids.shape[0] == 0:
             raise ValueError("no interaction to encode")
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            size = self.config.checkpoint_chunk_size
+            return torch.cat(
+                [
+                    self._gradient_checkpointing_func(
+                        self._pooled_interactions, input_ids[i : i + size], attention_mask[i : i + size]
+                    )
+                    for i in range(0, input_ids.shape[0], size)
+                ]
+            )
+        return self._pooled_interactions(input_ids, attention_mask)
+
+    def _pooled_interactions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.interaction_encoder(
             input_ids=input_ids, attention_mask=attention_mask
         ).last_hidden_state
