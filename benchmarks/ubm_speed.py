@@ -227,6 +227,9 @@ def main(argv=None) -> None:
         "threads": torch.get_num_threads(),
     }
 
+    def seconds(step, batches) -> float:
+        return timed(step, batches, device, args.steps, args.warmup)
+
     # 1. stage 1
     pairs = next_item_pairs(sessions)
     c1 = UbmStage1Collator(processor, catalogue, config, generator=torch.Generator().manual_seed(0))
@@ -234,20 +237,10 @@ def main(argv=None) -> None:
     batches = [_to(c1(pairs[i * n : (i + 1) * n]), device) for i in range(args.steps + args.warmup)]
     model = UbmForPreTraining(config).to(device).train()
     bert = BertModel(config.interaction_encoder_config(), add_pooling_layer=False).to(device).train()
-    t_ubm = timed(
-        ubm_step(model, torch.optim.AdamW(model.ubm.interaction_encoder.parameters(), lr=3e-5)),
-        batches,
-        device,
-        args.steps,
-        args.warmup,
+    t_ubm = seconds(
+        ubm_step(model, torch.optim.AdamW(model.ubm.interaction_encoder.parameters(), lr=3e-5)), batches
     )
-    t_bert = timed(
-        bert_step(bert, torch.optim.AdamW(bert.parameters(), lr=3e-5), stage1_rows),
-        batches,
-        device,
-        args.steps,
-        args.warmup,
-    )
+    t_bert = seconds(bert_step(bert, torch.optim.AdamW(bert.parameters(), lr=3e-5), stage1_rows), batches)
     rows = 4 * n
     figures["stage 1"] = {
         "pairs per step": n,
@@ -262,28 +255,10 @@ def main(argv=None) -> None:
     c2 = UbmStage2Collator(processor, catalogue, config, generator=torch.Generator().manual_seed(0))
     b = args.stage2_sessions
     batches = [_to(c2(sessions[i * b : (i + 1) * b]), device) for i in range(args.steps + args.warmup)]
-    t_ubm = timed(
-        ubm_step(model, torch.optim.AdamW(model.parameters(), lr=3e-5)),
-        batches,
-        device,
-        args.steps,
-        args.warmup,
-    )
-    t_bert = timed(
-        bert_step(bert, torch.optim.AdamW(bert.parameters(), lr=3e-5), stage2_rows),
-        batches,
-        device,
-        args.steps,
-        args.warmup,
-    )
+    t_ubm = seconds(ubm_step(model, torch.optim.AdamW(model.parameters(), lr=3e-5)), batches)
+    t_bert = seconds(bert_step(bert, torch.optim.AdamW(bert.parameters(), lr=3e-5), stage2_rows), batches)
     model.activation_checkpointing_enable()
-    t_ckpt = timed(
-        ubm_step(model, torch.optim.AdamW(model.parameters(), lr=3e-5)),
-        batches,
-        device,
-        args.steps,
-        args.warmup,
-    )
+    t_ckpt = seconds(ubm_step(model, torch.optim.AdamW(model.parameters(), lr=3e-5)), batches)
     model.activation_checkpointing_disable()
     interactions = sum(int(x["interaction_mask"].sum()) for x in batches) / len(batches)
     figures["stage 2"] = {
