@@ -54,6 +54,7 @@ import shutil
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -378,9 +379,8 @@ def mlm_adapt(
     names = catalogue_attribute_names(catalogue)
     if encoder == "minilm":
         processor = UbmProcessor.from_bert_tokenizer(str(minilm), attribute_names=names)
-        model = BertForMaskedLM.from_pretrained(
-            minilm, dtype=torch.float32
-        )  # a float16 copy trains in float32
+        # a float16 copy (see --minilm-path) trains in float32
+        model = BertForMaskedLM.from_pretrained(minilm, dtype=torch.float32)
         model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=True)
     else:
         processor = UbmProcessor.train_tokenizer(
@@ -455,12 +455,12 @@ def _slug(text: str) -> str:
 def _pretrain_once(argv: list[str], out: Path) -> None:
     """One pretraining stage into ``out``: skipped when an earlier call finished it (``eval_results.json``),
     continued from its last checkpoint when one was interrupted; its checkpoints go once it is done."""
-    done = out / "eval_results.json"
-    _check_settings(done, argv)
-    if not done.exists():
+
+    def stage() -> None:
         _reset_accelerate()
         pretrain.main([*argv, "--output-dir", str(out), "--checkpointing-steps", "25", "--resume"])
-        _record_settings(done, argv)
+
+    _made_once(out / "eval_results.json", argv, stage)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
 
@@ -502,6 +502,14 @@ def _check_settings(path: Path, settings) -> None:
 def _record_settings(path: Path, settings) -> None:
     if settings is not None:
         _settings_path(path).write_text(json.dumps(settings))
+
+
+def _made_once(path: Path, settings, make) -> None:
+    """``make()`` (which writes ``path``) unless an earlier call made ``path`` with the same ``settings``."""
+    _check_settings(path, settings)
+    if not path.exists():
+        make()
+        _record_settings(path, settings)
 
 
 def _cached_arrays(path: Path, compute, *args, settings=None) -> dict[str, np.ndarray]:
@@ -575,11 +583,13 @@ def run(args, work: Path) -> dict:
                 pretrained[row], configs[row] = encoder_init, pooled
             elif row == "text encoder + MLM, mean-pooled":
                 mlm_dir = work / dataset / "mlm"
-                mlm_settings = {"encoder": args.encoder, "data": common, "steps": args.mlm_steps}
-                _check_settings(mlm_dir / "model.safetensors", mlm_settings)
-                if not (mlm_dir / "model.safetensors").exists():
-                    mlm_adapt(args.encoder, common, mlm_dir, args.mlm_steps, TINY_CONFIG, minilm_path)
-                    _record_settings(mlm_dir / "model.safetensors", mlm_settings)
+                _made_once(
+                    mlm_dir / "model.safetensors",
+                    {"encoder": args.encoder, "data": common, "steps": args.mlm_steps},
+                    partial(
+                        mlm_adapt, args.encoder, common, mlm_dir, args.mlm_steps, TINY_CONFIG, minilm_path
+                    ),
+                )
                 pretrained[row], configs[row] = ["--interaction-encoder-from", str(mlm_dir)], MEAN_POOLED
             elif row == "UBM w/o pretraining":
                 pretrained[row], configs[row] = encoder_init, tiny

@@ -13,8 +13,8 @@ and the peak memory of a paper-size stage-2 step.
 4. **Peak memory** of one stage-2 step at the paper's batch, 128 sessions x 32 interactions x 64 tokens (random
    token ids; x3 views): peak RSS on CPU (``ru_maxrss``, the process's high-water mark, measured in a fresh
    subprocess), ``torch.cuda.max_memory_allocated`` on GPU; then the same step with activation checkpointing
-   (``--activation-checkpointing`` in the trainers: the Interaction Encoder's layers are recomputed in the backward
-   pass), with its time. Stage 2's throughput (2.) is also measured with checkpointing, for its cost in time.
+   (``--activation-checkpointing`` in the trainers: the Interaction Encoder is recomputed in the backward pass,
+   per chunk of ``checkpoint_chunk_size`` interaction rows), with its time. Stage 2's throughput (2.) is also measured with checkpointing, for its cost in time.
 
 Sizes are the paper's (both encoders 4 layers of 256) unless ``--hidden-size`` / ``--layers`` say otherwise.
 Run it alone on an idle machine (timings under contention are wrong)::

@@ -77,8 +77,8 @@ def training_parser(
     parser.add_argument(
         "--activation-checkpointing",
         action="store_true",
-        help="recompute activations in the backward pass instead of keeping them (less memory, ~1.3x the "
-        "compute, the same gradients up to dropout's random draws); for models with "
+        help="recompute activations in the backward pass instead of keeping them (less memory, more "
+        "compute: 1.4x UBM's stage-2 step on CPU; the same gradients up to dropout's random draws); for models with "
         "supports_gradient_checkpointing (UBM: per chunk of interaction rows, config checkpoint_chunk_size)",
     )
     if recipe is not None and recipe.add_arguments is not None:

@@ -203,7 +203,7 @@ def check_activation_checkpointing(
 ) -> None:
     """At parse time, before any data is read: refuse ``--activation-checkpointing`` for a model whose class (the
     one ``task.auto_class`` builds for ``--model``) cannot do it."""
-    if not getattr(args, "activation_checkpointing", False):
+    if not args.activation_checkpointing:
         return
     from transformers import CONFIG_MAPPING
 

@@ -264,11 +264,9 @@ class UbmPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
         encoder as a whole per chunk of rows, and a layer checkpointed inside a checkpointed chunk would be
         recomputed twice."""
         super()._set_gradient_checkpointing(enable, gradient_checkpointing_func, every_n_layers)
-        for module in self.modules():
-            if isinstance(module, UbmModel):
-                for layer in module.interaction_encoder.modules():
-                    if hasattr(layer, "gradient_checkpointing"):
-                        layer.gradient_checkpointing = False
+        for layer in self._ubm().interaction_encoder.modules():
+            if hasattr(layer, "gradient_checkpointing"):
+                layer.gradient_checkpointing = False
 
     def _ubm(self) -> UbmModel:
         return getattr(self, self.base_model_prefix, self)
