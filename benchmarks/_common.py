@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+_LOAD_AT_START = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+"""The 1-minute load when the benchmark started (this module is imported first): the load at write includes the
+benchmark's own threads, so only this one tells an idle machine from a shared one."""
 
 
 def _read_first(path: str, key: str) -> str | None:
@@ -43,7 +46,8 @@ def machine_info() -> dict[str, Any]:
     mem = _read_first("/proc/meminfo", "MemTotal")
     if mem and mem.split()[0].isdigit():
         info["ram_gib"] = round(int(mem.split()[0]) / 2**20, 1)
-    if hasattr(os, "getloadavg"):  # when the result is written: a busy machine inflates every timing
+    if _LOAD_AT_START is not None:  # a busy machine inflates every timing
+        info["load_average_1min_at_start"] = round(_LOAD_AT_START, 2)
         info["load_average_1min_at_write"] = round(os.getloadavg()[0], 2)
     info["os"] = platform.platform()
     info["python"] = platform.python_version()
