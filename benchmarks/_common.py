@@ -43,6 +43,9 @@ def machine_info() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
     }
+    flags = set((_read_first("/proc/cpuinfo", "flags") or "").split())
+    # native bf16 matrix units: AMX (Sapphire Rapids and later) or AVX-512 BF16; without them bf16 is emulated
+    info["bf16_native"] = sorted(flags & {"amx_bf16", "avx512_bf16"}) or False
     mem = _read_first("/proc/meminfo", "MemTotal")
     if mem and mem.split()[0].isdigit():
         info["ram_gib"] = round(int(mem.split()[0]) / 2**20, 1)
