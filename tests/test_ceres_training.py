@@ -218,7 +218,7 @@ def test_splits_are_disjoint_sessions_test_last():
         assert train <= set(ids["train"]) and validation <= set(ids["validation"]), name
         assert test and test <= set(ids["test"]), name  # so disjoint from train and validation
     data = RECIPES["ceres"].pretrain.prepare(_args([*TINY, "--validation-fraction", "0"]))
-    assert data.test_dataset is None and len(data.eval_dataset) == 20  # evaluated on the test split only
+    assert data.eval_dataset is None and len(data.test_dataset) == 20  # no validation: never the test split
 
 
 def test_ranks_known_answer():

@@ -388,3 +388,63 @@ def test_length_grouped_batches_are_reproducible_per_epoch_and_nearly_unpadded()
 
     shuffled = torch.randperm(5000, generator=g).tolist()
     assert padding(first) < 0.05 < 0.5 < padding(shuffled)  # padded positions per real position
+
+
+def test_no_validation_split_never_evaluates_or_selects_on_the_test_split(tmp_path):
+    """``--validation-fraction 0``: no periodic evaluation, no selection, the last weights, the test split scored
+    once and labelled test; an explicit ``--select-best`` is refused before training (both trainers)."""
+    flags = [*TINY, "--validation-fraction", "0", "--max-steps", "4"]
+    pre = run_script(
+        [
+            sys.executable,
+            "trainers/pretrain.py",
+            *flags,
+            "--eval-steps",
+            "2",
+            "--output-dir",
+            str(tmp_path / "pre"),
+        ]
+    )
+    assert pre.returncode == 0, pre.stderr[-3000:]
+    assert "no validation split" in pre.stdout and "validation:" not in pre.stdout
+    results = json.loads((tmp_path / "pre" / "eval_results.json").read_text())
+    assert "validation" not in results and "selected_step" not in results and "HR@20" in results["test"]
+    records = [json.loads(x) for x in (tmp_path / "pre" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert not any(
+        k.startswith(("validation/", "test/")) for r in records for k in r
+    )  # nothing scored in training
+    assert not (tmp_path / "pre" / "best").exists()
+
+    ft = run_script(
+        [
+            sys.executable,
+            "trainers/finetune.py",
+            *flags,
+            "--task",
+            "next_item",
+            "--use-cpu",
+            "--eval-steps",
+            "2",
+            "--output-dir",
+            str(tmp_path / "ft"),
+        ]
+    )
+    assert ft.returncode == 0, ft.stderr[-3000:]
+    results = json.loads((tmp_path / "ft" / "eval_results.json").read_text())
+    assert set(results) <= {"test", "baseline"} and "test_HR@20" in results["test"]
+
+    for script in ("pretrain.py", "finetune.py"):
+        refused = run_script(
+            [
+                sys.executable,
+                f"trainers/{script}",
+                *flags,
+                "--select-best",
+                "HR@20",
+                "--output-dir",
+                str(tmp_path / "x"),
+            ]
+        )
+        assert refused.returncode != 0 and "no validation split" in refused.stderr, refused.stderr[-2000:]
+        assert not (tmp_path / "x" / "model.safetensors").exists()

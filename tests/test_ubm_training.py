@@ -308,16 +308,16 @@ def test_baselines_known_answers():
 
     train = Dataset.from_list([{"label": 1.0}, {"label": 0.0}, {"label": 0.0}, {"label": 0.0}])
     test = Dataset.from_list([{"label": 0.0}] * 3 + [{"label": 1.0}])
-    data = PreparedData(None, train, test, None, None)
+    data = PreparedData(None, train, None, None, None, test_dataset=test)
     pip = pip_baseline(data)["majority class"]
     assert pip["accuracy"] == 0.75 and pip["F1"] == 0.0 and pip["AUROC"] == 0.5 and pip["kappa"] == 0.0
     train = Dataset.from_list([{"label": 2.0}, {"label": 4.0}])
     test = Dataset.from_list([{"label": 1.0}, {"label": 5.0}])
-    rlp = rlp_baseline(PreparedData(None, train, test, None, None))["mean length"]
+    rlp = rlp_baseline(PreparedData(None, train, None, None, None, test_dataset=test))["mean length"]
     assert rlp["MAE"] == 2.0 and rlp["MSE"] == 4.0
     train = Dataset.from_list([{"target": t} for t in ["a", "b", "b", "c", "c", "c"]])
     test = Dataset.from_list([{"target": "c"}, {"target": "a"}, {"target": "z"}])
-    nip = nip_baseline(PreparedData(None, train, test, None, None))["popularity"]
+    nip = nip_baseline(PreparedData(None, train, None, None, None, test_dataset=test))["popularity"]
     assert nip["HR@10"] == pytest.approx(200 / 3) and nip["MRR@10"] == pytest.approx(100 * (1 + 1 / 3) / 3)
 
 
@@ -466,9 +466,10 @@ def test_next_item_on_rees46_learns_and_beats_popularity(shared_data, tmp_path):
         PreparedData(
             None,
             Dataset.from_list([{"target": e["target"]} for e in ex["train"]]),
-            Dataset.from_list([{"target": e["target"]} for e in ex["test"]]),
             None,
             None,
+            None,
+            test_dataset=Dataset.from_list([{"target": e["target"]} for e in ex["test"]]),
         )
     )["popularity"]
     test = results["test"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -34,6 +35,8 @@ from session_transformers.trainer_utils import (
     LengthGroupedEpochSampler,
     check_activation_checkpointing,
     freeze_parameters,
+    settle_selection,
+    split_description,
 )
 
 
@@ -147,10 +150,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 2. Data, processor, config.
     data = task.prepare(args)
-    print(
-        f"data: {data.description}; {len(data.train_dataset)} train / {len(data.eval_dataset)} validation"
-        + (f" / {len(data.test_dataset)} test" if data.test_dataset is not None else "")
-    )
+    print(f"data: {data.description}; {split_description(data)}")
+    selection_note = settle_selection(args, data, sys.argv[1:] if argv is None else argv)
+    if selection_note:
+        print(selection_note)
 
     # 3. Model.
     if args.init_from:
@@ -182,6 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = model.config
     use_agc = bool(getattr(config, "use_adaptive_gradient_clipping", False))
     strategy = "steps" if args.eval_steps else "epoch"
+    validating = data.eval_dataset is not None
     grouped = args.group_by_length and data.train_lengths is not None
     training_args = TrainingArguments(
         output_dir=args.output_dir,
@@ -192,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         learning_rate=args.learning_rate,  # recorded; the optimiser itself comes from the protocol
         weight_decay=args.weight_decay,
-        eval_strategy=strategy,
+        eval_strategy=strategy if validating else "no",
         eval_steps=args.eval_steps,
         save_strategy=strategy,
         save_steps=args.eval_steps or args.save_steps,
@@ -238,7 +242,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 5. Train; the (selected) weights on validation, then the test split once; save.
     trainer.train(resume_from_checkpoint=True if args.resume else None)
-    results: dict = {"validation": trainer.evaluate(metric_key_prefix="validation")}
+    results: dict = {}
+    if validating:
+        results["validation"] = trainer.evaluate(metric_key_prefix="validation")
     if data.test_dataset is not None:
         results["test"] = trainer.evaluate(data.test_dataset, metric_key_prefix="test")
     if args.select_best and trainer.state.best_model_checkpoint:

@@ -55,6 +55,7 @@ import gc
 import json
 import math
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -80,6 +81,8 @@ from session_transformers.trainer_utils import (
     LengthGroupedEpochSampler,
     check_activation_checkpointing,
     freeze_parameters,
+    settle_selection,
+    split_description,
 )
 
 BEST_DIR = "best"
@@ -475,12 +478,10 @@ def main(argv: list[str] | None = None) -> dict:
     streaming = isinstance(data.train_dataset, IterableDataset)
     if streaming and not args.max_steps:
         raise ValueError("the training split is streamed (its epoch length is unknown): give --max-steps")
-    accelerator.print(
-        f"data: {data.description}; "
-        + ("streamed" if streaming else f"{len(data.train_dataset)}")
-        + f" train / {len(data.eval_dataset)} validation"
-        + (f" / {len(data.test_dataset)} test" if data.test_dataset is not None else "")
-    )
+    accelerator.print(f"data: {data.description}; {split_description(data)}")
+    selection_note = settle_selection(args, data, sys.argv[1:] if argv is None else argv)
+    if selection_note:
+        accelerator.print(selection_note)
 
     # 4. Loaders, model, optimiser and schedule (the protocol's); prepare once.
     train_dl, eval_dl, test_dl = get_dataloaders(args, data, accelerator)

@@ -27,7 +27,10 @@ class PreparedData:
 
     processor: Any
     train_dataset: Dataset
-    eval_dataset: Dataset
+    eval_dataset: Dataset | None
+    """The validation split: periodic evaluation and ``--select-best`` use it. ``None`` when there is none
+    (``--validation-fraction 0``): then nothing is evaluated during training, the last weights are kept and the
+    test split is scored once; never the test split in its place."""
     collate_fn: Callable[[list[dict]], dict]
     config: Any
     description: str = ""
@@ -189,6 +192,38 @@ def split_sizes(n: int, eval_fraction: float, validation_fraction: float) -> tup
     return n_val, n_test
 
 
+def settle_selection(args: argparse.Namespace, data: PreparedData, argv: Sequence[str] | None) -> str | None:
+    """What a run without a validation split selects on: nothing. Returns a line for the log, or ``None``.
+
+    With no validation split (``data.eval_dataset is None``) there is no periodic evaluation and no checkpoint
+    selection: the test split is never a stand-in for validation. A ``--select-best`` given on the command line
+    is refused (a clear error before any training); the protocol's default one is dropped, said in the log."""
+    if data.eval_dataset is not None or not args.select_best:
+        return None
+    given = any(a == "--select-best" or a.startswith("--select-best=") for a in argv or ())
+    if given:
+        raise ValueError(
+            f"--select-best {args.select_best}: this run has no validation split (--validation-fraction 0), "
+            "and checkpoints are never selected on the test split; hold out a validation split or pass "
+            "--select-best none"
+        )
+    dropped, args.select_best = args.select_best, None
+    return (
+        f"no validation split: no periodic evaluation, the last weights are kept (the protocol's --select-best "
+        f"{dropped} needs a validation split), and the test split is scored once at the end"
+    )
+
+
+def split_description(data: PreparedData) -> str:
+    """``"N train / N validation / N test"`` (``streamed`` for a stream, ``no validation`` without one)."""
+    from datasets import IterableDataset
+
+    train = "streamed" if isinstance(data.train_dataset, IterableDataset) else str(len(data.train_dataset))
+    validation = f"{len(data.eval_dataset)} validation" if data.eval_dataset is not None else "no validation"
+    test = f" / {len(data.test_dataset)} test" if data.test_dataset is not None else ""
+    return f"{train} train / {validation}{test}"
+
+
 def freeze_parameters(model: torch.nn.Module, trainable: tuple[str, ...] | None = None) -> None:
     """Freeze what gradients must not train: the model's ``_frozen_parameters`` (name prefixes, e.g. an EMA
     target network), and, when ``trainable`` (a stage's prefixes) is given, every parameter outside it."""
@@ -295,6 +330,8 @@ __all__ = [
     "add_data_arguments",
     "check_activation_checkpointing",
     "freeze_parameters",
+    "settle_selection",
+    "split_description",
     "split_sizes",
     "resolve_data_arguments",
 ]

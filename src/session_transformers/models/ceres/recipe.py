@@ -325,12 +325,12 @@ def _prepare_ceres_pretrain(args: argparse.Namespace) -> PreparedData:
     return PreparedData(
         processor,
         _ceres_rows(train),
-        _ceres_rows(validation, evaluate=True) if validation else test_rows,
+        _ceres_rows(validation, evaluate=True) if validation else None,
         collate,
         config,
         description,
         init_weights=_bert_initializer(args),
-        test_dataset=test_rows if validation else None,
+        test_dataset=test_rows,
         eval_collate_fn=eval_collate,
     )
 
@@ -583,12 +583,12 @@ def _prepare_ceres_retrieval(task: str, args: argparse.Namespace) -> PreparedDat
     return PreparedData(
         processor,
         train_ds,
-        _eval_rows(evaluation["validation"], "validation") if "validation" in evaluation else test_ds,
+        _eval_rows(evaluation["validation"], "validation") if "validation" in evaluation else None,
         collate,
         config,
         description,
         init_weights=_bert_initializer(args),
-        test_dataset=test_ds if "validation" in evaluation else None,
+        test_dataset=test_ds,
     )
 
 
@@ -673,7 +673,7 @@ def retrieval_baselines(data: PreparedData, seed: int = 0) -> dict[str, dict[str
     """
     from collections import Counter
 
-    test = data.test_dataset if data.test_dataset is not None else data.eval_dataset
+    test = data.test_dataset
     collate = data.collate_fn
     name = test[0]["evaluate"]
     pool, index = collate.pools[name], collate._index[name]

@@ -256,12 +256,12 @@ def _prepare_pretrain(args: argparse.Namespace) -> PreparedData:
     return PreparedData(
         processor,
         Rows(train),
-        Rows(validation or test),
+        Rows(validation) if validation else None,
         MuvcogPretrainCollator(processor, seed=args.seed + 1),  # seeded per (epoch, batch): resumes exactly
         config,
         splits.description + ("; text only (image queries dropped)" if processor.text_only else ""),
         init_weights=_word_vector_init(processor),
-        test_dataset=Rows(test) if validation else None,
+        test_dataset=Rows(test),
         eval_collate_fn=eval_collate,
     )
 
@@ -396,7 +396,7 @@ def _query_suggestion_baseline(data: PreparedData) -> dict[str, dict[str, float]
     out = {}
     for name in ("popularity", "previous query"):
         ranks, sims = [], []
-        for r in data.test_dataset.rows if data.test_dataset is not None else data.eval_dataset.rows:
+        for r in data.test_dataset.rows:
             ranked = popular[: 50 + width]
             if name == "previous query":
                 ranked = list(dict.fromkeys(r["previous"] + ranked))
@@ -416,12 +416,12 @@ def _prepare_query_suggestion(args: argparse.Namespace) -> PreparedData:
     return PreparedData(
         processor,
         Rows(train),
-        Rows(validation or test),
+        Rows(validation) if validation else None,
         QuerySuggestionCollator(processor),
         config,
         f"{splits.description}; query suggestion: {len(train)} / {len(validation)} / {len(test)} examples",
         init_weights=_word_vector_init(processor),
-        test_dataset=Rows(test) if validation else None,
+        test_dataset=Rows(test),
     )
 
 
@@ -500,7 +500,7 @@ def _click_baseline(data: PreparedData) -> dict[str, dict[str, float]]:
     counts = Counter(r["label"] for r in data.train_dataset.rows if r["label"] >= 0)
     n = len(data.processor.item_vocab)
     scores = torch.tensor([float(counts.get(i, 0)) for i in range(n)])
-    rows = data.test_dataset.rows if data.test_dataset is not None else data.eval_dataset.rows
+    rows = data.test_dataset.rows
     labels = torch.tensor([r["label"] for r in rows], dtype=torch.long)
     ranks = metrics.rank_of_target(scores.expand(len(rows), n), labels)
     return {"popularity": _ranking_summary(ranks)}
@@ -520,13 +520,13 @@ def _prepare_click(args: argparse.Namespace) -> PreparedData:
     return PreparedData(
         processor,
         Rows(train),
-        Rows(validation or test),
+        Rows(validation) if validation else None,
         ClickCollator(processor),
         config,
         f"{splits.description}; click prediction over {len(processor.item_vocab)} products: {len(train)} / "
         f"{len(validation)} / {len(test)} clicks",
         init_weights=_word_vector_init(processor),
-        test_dataset=Rows(test) if validation else None,
+        test_dataset=Rows(test),
     )
 
 
@@ -635,7 +635,7 @@ def evaluate_task(
     model, data: PreparedData, task: Task, split: str = "test", batch_size: int = 256
 ) -> dict[str, float]:
     """A fine-tuning task's metrics on a prepared split, computed as the trainers do."""
-    dataset = data.test_dataset if split == "test" and data.test_dataset is not None else data.eval_dataset
+    dataset = data.test_dataset if split == "test" else data.eval_dataset
     was_training = model.training
     model.eval()
     gathered: dict[str, list[torch.Tensor]] = {}

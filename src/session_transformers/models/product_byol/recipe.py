@@ -262,12 +262,12 @@ def prepare_pretraining(args: argparse.Namespace) -> PreparedData:
     return PreparedData(
         processor,
         train,
-        validation if validation is not None else test,
+        validation,
         processor.collate,
         config,
         f"{corpus.description}; {sizes} (train / validation / test); pairs {mode}; vocabulary "
         f"{processor.vocab_size}, {processor.num_categories} categories at level {processor.category_level}",
-        test_dataset=test if validation is not None else None,
+        test_dataset=test,
     )
 
 
@@ -410,7 +410,7 @@ def _classification_summarize(g: dict[str, torch.Tensor]) -> dict[str, float]:
 def majority_class_baseline(data: PreparedData) -> dict[str, dict[str, float]]:
     """Predict the training split's most frequent class for every test product (a constant score: ROC-AUC 0.5)."""
     train = np.asarray(data.train_dataset["label"])
-    test = np.asarray((data.test_dataset or data.eval_dataset)["label"])
+    test = np.asarray(data.test_dataset["label"])
     majority = int(np.bincount(train, minlength=2).argmax())
     return {"majority_class": {"accuracy": float((test == majority).mean()), "roc_auc": 0.5}}
 

@@ -149,11 +149,11 @@ def _prepare_tagnn_pp(args: argparse.Namespace) -> PreparedData:
     return PreparedData(
         processor,
         train,
-        validation if validation is not None else test,
+        validation,
         processor.collate,
         config,
         f"{what}; {stats}; catalogue of {catalogue_size} items",
-        test_dataset=test if validation is not None else None,
+        test_dataset=test,
         train_lengths=_prefix_lengths(train, processor.max_length),
     )
 
@@ -190,11 +190,11 @@ def _next_item_summarize(
 
 def next_item_baseline(data: PreparedData) -> dict[str, dict[str, float]]:
     """``Task.baseline``: the popularity and last-item baselines (:mod:`session_transformers.baselines`) on the
-    test split (the validation split when there is none), counted on the training split, with the names of
+    test split, counted on the training split, with the names of
     :func:`_next_item_summarize`; ``{}`` for a streamed training split (its counts would need a second pass)."""
     from ...baselines import next_item_baselines
 
-    test = data.test_dataset if data.test_dataset is not None else data.eval_dataset
+    test = data.test_dataset
     if not isinstance(data.train_dataset, Dataset) or not isinstance(test, Dataset):
         return {}
     return next_item_baselines(data.train_dataset, test, ks=(10, 20))

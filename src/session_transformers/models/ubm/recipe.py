@@ -232,13 +232,13 @@ def _prepare_stage(stage: int, args: argparse.Namespace) -> PreparedData:
     return PreparedData(
         processor,
         Dataset.from_list(rows_train),
-        Dataset.from_list(rows_val) if rows_val else test_ds,
+        Dataset.from_list(rows_val) if rows_val else None,
         # training views seeded apart from the evaluation views, per (epoch, batch): a resumed run replays them
         collator(processor, catalogue, config, seed=args.seed + 1),
         config,
         f"{description}; stage {stage}: {len(rows_train)} / {len(rows_val)} / {len(rows_test)} {what}",
         init_weights=_bert_initializer(args) if stage == 1 else None,
-        test_dataset=test_ds if rows_val else None,
+        test_dataset=test_ds,
         eval_collate_fn=eval_collate,
     )
 
@@ -441,12 +441,12 @@ def _prepare_task(task: str, args: argparse.Namespace) -> PreparedData:
     return PreparedData(
         processor,
         _rows(examples["train"]),
-        _rows(examples["validation"], evaluate=True) if has_val else test_ds,
+        _rows(examples["validation"], evaluate=True) if has_val else None,
         collate,
         config,
         description,
         init_weights=_bert_initializer(args),
-        test_dataset=test_ds if has_val else None,
+        test_dataset=test_ds,
     )
 
 
@@ -522,15 +522,11 @@ def _nip_summarize(gathered: dict[str, torch.Tensor]) -> dict[str, float]:
     return nip_metrics(gathered["rank"].float())
 
 
-def _test_split(data: PreparedData) -> Dataset:
-    return data.test_dataset if data.test_dataset is not None else data.eval_dataset
-
-
 def pip_baseline(data: PreparedData, seed: int = 0) -> dict[str, dict[str, float]]:
     """Majority class (the training split's, with its positive rate as the probability) and RAND (uniform
     random probabilities), on the test split."""
     train = np.array(data.train_dataset["label"], dtype=float)
-    test = np.array(_test_split(data)["label"], dtype=float)
+    test = np.array(data.test_dataset["label"], dtype=float)
     rate = train.mean()
     majority = np.full(len(test), 1.0 if rate > 0.5 else 0.0)
     rand = np.random.default_rng(seed).random(len(test))
@@ -540,7 +536,7 @@ def pip_baseline(data: PreparedData, seed: int = 0) -> dict[str, dict[str, float
 def rlp_baseline(data: PreparedData) -> dict[str, dict[str, float]]:
     """FIXED: every session gets the mean remaining length of the training split."""
     train = np.array(data.train_dataset["label"], dtype=float)
-    test = np.array(_test_split(data)["label"], dtype=float)
+    test = np.array(data.test_dataset["label"], dtype=float)
     return {"mean length": rlp_metrics(np.full(len(test), train.mean()), test)}
 
 
@@ -548,7 +544,7 @@ def nip_baseline(data: PreparedData) -> dict[str, dict[str, float]]:
     """POP: the most frequent training targets, in order, for every session."""
     popularity = Counter(data.train_dataset["target"])
     order = {item: r for r, (item, _) in enumerate(popularity.most_common(), start=1)}
-    ranks = torch.tensor([float(order.get(t, float("inf"))) for t in _test_split(data)["target"]])
+    ranks = torch.tensor([float(order.get(t, float("inf"))) for t in data.test_dataset["target"]])
     return {"popularity": nip_metrics(ranks)}
 
 
