@@ -116,19 +116,30 @@ def _naive_logits(model: TagnnPPForNextItemPrediction, batch: dict) -> torch.Ten
     beta = att.masked_fill(~mask[:, None, :], float("-inf")).softmax(-1)
     s_t = torch.einsum("bnl,blh->bnh", beta, h)  # (B, N, H)
     n = items.shape[0]
-    cat = torch.cat(
-        [out.last_hidden[:, None].expand(-1, n, -1), out.global_hidden[:, None].expand(-1, n, -1), s_t], -1
-    )
-    rep = model.readout.linear_transform(cat)  # (B, N, H)
+    if model.readout.linear_transform is None:  # the authors' code: s(v) = s_g + s_t(v)
+        rep = out.global_hidden[:, None] + s_t
+    else:
+        cat = torch.cat(
+            [out.last_hidden[:, None].expand(-1, n, -1), out.global_hidden[:, None].expand(-1, n, -1), s_t],
+            -1,
+        )
+        rep = model.readout.linear_transform(cat)  # (B, N, H)
     logits = (rep * items[None]).sum(-1)  # (B, N)
     logits[:, 0] = torch.finfo(logits.dtype).min
     return logits
 
 
+CODE_STYLE = dict(
+    transformer_style="code", readout_transform=False, global_attention_softmax=True, uniform_init=True
+)
+"""Every switch towards the authors' released code."""
+
+
+@pytest.mark.parametrize("style", [{}, CODE_STYLE], ids=["paper", "code"])
 @pytest.mark.parametrize("chunk", [1, 4, 13, 1000])
-def test_chunked_scores_equal_naive_reference(chunk):
+def test_chunked_scores_equal_naive_reference(chunk, style):
     torch.manual_seed(0)
-    model = TagnnPPForNextItemPrediction(_tiny_config(score_chunk_size=chunk)).eval()
+    model = TagnnPPForNextItemPrediction(_tiny_config(score_chunk_size=chunk, **style)).eval()
     batch = dict(_processor()([_item_ids(s) for s in TestTagnnPP().get_sessions()]))
     with torch.no_grad():
         torch.testing.assert_close(model(**batch).logits, _naive_logits(model, batch), atol=1e-5, rtol=1e-5)
@@ -144,14 +155,18 @@ def test_padding_index_never_scores_or_recommended():
     assert len(recs[0]) == len(ITEMS) and {i for i, _ in recs[0]} == set(ITEMS)
 
 
-@pytest.mark.parametrize(("seed", "chunk"), [(0, 128), (1, 128), (2, 4096), (3, 4096)])
-def test_pruned_top_k_equals_the_full_ranking(seed, chunk):
+@pytest.mark.parametrize(
+    ("seed", "chunk", "transform"), [(0, 128, True), (1, 128, False), (2, 4096, True), (3, 4096, False)]
+)
+def test_pruned_top_k_equals_the_full_ranking(seed, chunk, transform):
     """``TargetAwareReadout.top_k`` skips the attention of items that cannot reach the top k: same items as the
     full scores' top k, same scores, for padded batches and single sessions, whether it keeps the bound pass's
     products (chunk 4096) or rescores the candidates (chunk 128); ``recommend`` agrees with the full logits."""
     torch.manual_seed(seed)
     n = 600
-    model = TagnnPPForNextItemPrediction(_tiny_config(num_items=n, score_chunk_size=chunk)).eval()
+    model = TagnnPPForNextItemPrediction(
+        _tiny_config(num_items=n, score_chunk_size=chunk, readout_transform=transform)
+    ).eval()
     vocab = [f"p{i}" for i in range(1, n - 50)]  # the last 50 indices have no ID: never returned
     processor = TagnnPPProcessor(item_vocab=vocab, max_length=16)
     g = torch.Generator().manual_seed(seed)
@@ -179,6 +194,39 @@ def test_pruned_top_k_equals_the_full_ranking(seed, chunk):
     full = model(**dict(processor(sessions))).logits[:, : processor.num_items].detach()
     full[:, 0] = float("-inf")
     assert [[i for i, _ in row] for row in recs] == processor.decode(full.topk(20, dim=1).indices.tolist())
+
+
+def test_code_style_attention_is_causal_and_its_global_weights_sum_to_one():
+    """``transformer_style="code"``: a position never sees the items after it; ``global_attention_softmax``: the
+    global embedding is a convex combination of the positions (equal states give that state back)."""
+    torch.manual_seed(0)
+    model = TagnnPPModel(_tiny_config(use_gnn=False, **CODE_STYLE)).eval()
+    processor = _processor()
+    with torch.no_grad():
+        a = model(**dict(processor([["item1", "item2", "item3"]]))).sequence_hidden
+        b = model(**dict(processor([["item1", "item2", "item7"]]))).sequence_hidden
+        torch.testing.assert_close(a[:, :2], b[:, :2])
+        assert not torch.allclose(a[:, 2], b[:, 2])
+        state = torch.randn(1, 1, model.config.hidden_size).expand(2, 4, -1)
+        mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
+        torch.testing.assert_close(model.global_attention(state, state[:, 0], mask), state[:, 0])
+    paper = TagnnPPModel(_tiny_config(use_gnn=False)).eval()
+    with torch.no_grad():  # the paper's encoder is bidirectional: the last item changes the first position
+        a = paper(**dict(processor([["item1", "item2", "item3"]]))).sequence_hidden
+        b = paper(**dict(processor([["item1", "item2", "item7"]]))).sequence_hidden
+    assert not torch.allclose(a[:, 0], b[:, 0])
+
+
+def test_uniform_init_is_the_codes_and_keeps_the_padding_row_zero():
+    model = TagnnPPForNextItemPrediction(_tiny_config(uniform_init=True))
+    bound = model.config.hidden_size**-0.5
+    for name, p in model.named_parameters():
+        assert p.abs().max() <= bound + 1e-6, name
+    weights = model.tagnn_pp.item_embeddings.weight
+    assert (
+        weights[0].abs().sum() == 0 and weights[1:].abs().max() > 0.8 * bound
+    )  # uniform, not normal(0, 0.02)
+    assert model.readout.linear_transform is not None  # the switches are independent
 
 
 # --- the ablations of Table 3 ------------------------------------------------------------------------------

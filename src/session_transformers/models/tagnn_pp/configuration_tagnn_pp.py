@@ -63,6 +63,16 @@ class TagnnPPConfig(PreTrainedConfig):
         agc_clip_output_layer: also clip the item embeddings, which are the output layer. Wrong by Brock et al.
             and harmful here; it reproduces this package's behaviour before the fix, for the benchmark.
         agc_eps: AGC's floor on ``||W||`` so that zero-initialised units can still move (Brock et al.: 1e-3).
+        transformer_style: ``"paper"``: bidirectional post-LN encoder layers with a feed-forward layer (the paper's
+            Transformer); ``"code"``: the authors' released code's block, ``MHA(h) + LN(h)`` with a causal mask and
+            no feed-forward layer (see :class:`TagnnPPCausalResidualLayer`).
+        readout_transform: the paper's (TAGNN's) ``W_3 [s_l; s_g; s_t(v)]``; ``False`` scores with ``s_g + s_t(v)``
+            as the authors' code does (its ``nonhybrid`` setting: the last item only steers the global attention).
+        global_attention_softmax: normalise SR-GNN's global attention weights with a softmax over the positions
+            (TAGNN's and the authors' code) instead of SR-GNN's raw weights.
+        uniform_init: draw every parameter (item embeddings, attention, LayerNorms, readout) from
+            ``U(-1/sqrt(H), 1/sqrt(H))`` as the authors' code does (the padding row stays zero); ``False``:
+            ``normal(0, initializer_range)``, LayerNorms at 1 and 0, except the gated GNN's cell (uniform).
         score_chunk_size: catalogue items scored at a time by the target-aware readout; bounds the readout's
             memory at ``batch * seq_len * score_chunk_size`` floats.
         pad_token_id: the padding item index; must be 0 (the processor's convention).
@@ -89,6 +99,10 @@ class TagnnPPConfig(PreTrainedConfig):
     agc_clip_factor: float = 0.01
     agc_clip_output_layer: bool = False
     agc_eps: float = 1e-3
+    transformer_style: str = "paper"
+    readout_transform: bool = True
+    global_attention_softmax: bool = False
+    uniform_init: bool = False
     score_chunk_size: int = 8192
     pad_token_id: int | None = 0
 
@@ -123,6 +137,8 @@ class TagnnPPConfig(PreTrainedConfig):
                 raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1)")
         if self.agc_clip_factor <= 0 or self.agc_eps <= 0:
             raise ValueError(f"agc_clip_factor={self.agc_clip_factor} and agc_eps={self.agc_eps} must be > 0")
+        if self.transformer_style not in ("paper", "code"):
+            raise ValueError(f"transformer_style={self.transformer_style!r} must be 'paper' or 'code'")
         if self.pad_token_id != 0:
             raise ValueError(f"pad_token_id={self.pad_token_id}: TAGNN++ reserves item index 0 for padding")
 

@@ -220,8 +220,27 @@ class TagnnPPTransformerLayer(GradientCheckpointingLayer):
         return self.output_layer_norm(hidden + self.dropout(ffl))
 
 
+class TagnnPPCausalResidualLayer(GradientCheckpointingLayer):
+    """The attention block of the authors' code: ``MHA(h) + LN(h)`` with a causal mask and no feed-forward layer.
+
+    Each position attends to itself and the positions before it (the code masks the same way, over the session
+    graph's nodes in item-ID order; here over session positions). The residual branch is the LayerNorm of the
+    input, the attention reads the input as it is.
+    """
+
+    def __init__(self, config: TagnnPPConfig):
+        super().__init__()
+        self.attention = TagnnPPSelfAttention(config)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``(B, L, H)`` -> ``(B, L, H)``; ``attention_mask`` is additive ``(B, 1, L, L)`` (causal and padding)."""
+        return self.attention(hidden, attention_mask) + self.layer_norm(hidden)
+
+
 class TagnnPPTransformer(nn.Module):
-    """Optional learned position embeddings, dropout, then ``num_transformer_layers`` encoder layers."""
+    """Optional learned position embeddings, dropout, then ``num_transformer_layers`` encoder layers (the paper's
+    bidirectional post-LN layers, or the causal residual blocks of the authors' code: ``transformer_style``)."""
 
     def __init__(self, config: TagnnPPConfig):
         super().__init__()
@@ -231,9 +250,9 @@ class TagnnPPTransformer(nn.Module):
             else None
         )
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.layers = nn.ModuleList(
-            TagnnPPTransformerLayer(config) for _ in range(config.num_transformer_layers)
-        )
+        self.causal = config.transformer_style == "code"
+        layer = TagnnPPCausalResidualLayer if self.causal else TagnnPPTransformerLayer
+        self.layers = nn.ModuleList(layer(config) for _ in range(config.num_transformer_layers))
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """``hidden`` ``(B, L, H)``, ``attention_mask`` ``(B, L)`` of 0/1 -> ``(B, L, H)``."""
@@ -247,9 +266,10 @@ class TagnnPPTransformer(nn.Module):
             positions = torch.arange(length, device=hidden.device)
             hidden = hidden + self.position_embeddings(positions)[None]  # (B, L, H)
         hidden = self.dropout(hidden)
-        additive = (1.0 - attention_mask[:, None, None, :].float()) * torch.finfo(
-            torch.float32
-        ).min  # (B,1,1,L)
+        allowed = attention_mask[:, None, None, :].bool()  # (B, 1, 1, L)
+        if self.causal:  # and only the positions up to one's own
+            allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=hidden.device).tril()
+        additive = (~allowed).float() * torch.finfo(torch.float32).min  # (B, 1, 1 or L, L)
         for layer in self.layers:
             hidden = layer(hidden, additive)
         return hidden
@@ -261,10 +281,15 @@ class TagnnPPTransformer(nn.Module):
 
 
 class SoftAttentionReadout(nn.Module):
-    r"""SR-GNN's global embedding: ``alpha_i = q^T sigmoid(W_1 h_last + W_2 h_i + c)``, ``s_g = sum_i alpha_i h_i``."""
+    r"""SR-GNN's global embedding: ``alpha_i = q^T sigmoid(W_1 h_last + W_2 h_i + c)``, ``s_g = sum_i alpha_i h_i``.
+
+    With ``config.global_attention_softmax`` the weights are ``softmax_i(alpha_i)`` over the real positions (TAGNN's
+    and the TAGNN++ authors' code) instead of SR-GNN's raw ``alpha_i``.
+    """
 
     def __init__(self, config: TagnnPPConfig):
         super().__init__()
+        self.softmax = config.global_attention_softmax
         self.linear_one = nn.Linear(config.hidden_size, config.hidden_size)  # W_1 (with c)
         self.linear_two = nn.Linear(config.hidden_size, config.hidden_size, bias=False)  # W_2
         self.linear_three = nn.Linear(config.hidden_size, 1, bias=False)  # q
@@ -274,7 +299,10 @@ class SoftAttentionReadout(nn.Module):
         alpha = self.linear_three(
             torch.sigmoid(self.linear_one(last)[:, None] + self.linear_two(hidden))
         )  # (B,L,1)
-        alpha = alpha * attention_mask[..., None].to(alpha.dtype)
+        real = attention_mask[..., None] != 0  # (B, L, 1)
+        if self.softmax:
+            alpha = torch.softmax(alpha.masked_fill(~real, torch.finfo(alpha.dtype).min), dim=1)
+        alpha = alpha * real.to(alpha.dtype)
         return (alpha * hidden).sum(dim=1)
 
 
@@ -283,6 +311,9 @@ class TargetAwareReadout(nn.Module):
 
     For a candidate item embedding ``v``: ``beta_i(v) = softmax_i(v^T W h_i)`` (over real positions),
     ``s_t(v) = sum_i beta_i(v) h_i``, ``s(v) = W_3 [s_l; s_g; s_t(v)] + b``, ``score(v) = v^T s(v)``.
+
+    Without ``W_3`` (``config.readout_transform=False``, the authors' code) ``s(v) = s_g + s_t(v)``: the last item
+    only steers the global attention.
 
     Splitting ``W_3 = [W_l, W_g, W_t]`` gives ``score(v) = v^T (W_l s_l + W_g s_g + b) +
     sum_i beta_i(v) v^T W_t h_i``, so every term is a ``(B, L, N)`` or ``(B, N)`` product; the catalogue is
@@ -296,7 +327,10 @@ class TargetAwareReadout(nn.Module):
         self.linear_t = nn.Linear(
             config.hidden_size, config.hidden_size, bias=False
         )  # W of the target attention
-        self.linear_transform = nn.Linear(3 * config.hidden_size, config.hidden_size)  # W_3 (and b)
+        # W_3 (and b); without it (the authors' code) s(v) = s_g + s_t(v): base = s_g and values = h_i
+        self.linear_transform = (
+            nn.Linear(3 * config.hidden_size, config.hidden_size) if config.readout_transform else None
+        )
 
     def forward(
         self,
@@ -312,10 +346,13 @@ class TargetAwareReadout(nn.Module):
 
     def _project(self, sequence_hidden, last_hidden, global_hidden, attention_mask):
         """``base`` ``(B, H)``, ``keys`` and ``values`` ``(B, L, H)`` and the additive padding mask ``(B, L, 1)``."""
-        w_l, w_g, w_t = self.linear_transform.weight.split(self.hidden_size, dim=1)  # 3 x (H, H)
-        base = F.linear(last_hidden, w_l) + F.linear(global_hidden, w_g) + self.linear_transform.bias
         keys = self.linear_t(sequence_hidden)  # v^T W h_i = keys_i . v
-        values = F.linear(sequence_hidden, w_t)  # v^T W_t h_i = values_i . v
+        if self.linear_transform is None:  # s(v) = s_g + s_t(v)
+            base, values = global_hidden, sequence_hidden
+        else:
+            w_l, w_g, w_t = self.linear_transform.weight.split(self.hidden_size, dim=1)  # 3 x (H, H)
+            base = F.linear(last_hidden, w_l) + F.linear(global_hidden, w_g) + self.linear_transform.bias
+            values = F.linear(sequence_hidden, w_t)  # v^T W_t h_i = values_i . v
         pad = (attention_mask[..., None] == 0).to(keys.dtype) * torch.finfo(keys.dtype).min
         return base, keys, values, pad
 
@@ -411,13 +448,17 @@ class TagnnPPPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        if getattr(module, "_srgnn_uniform_init", False):
+        if getattr(module, "_srgnn_uniform_init", False) or (
+            self.config.uniform_init and isinstance(module, nn.Linear | nn.Embedding | nn.LayerNorm)
+        ):
             # The gated GNN keeps SR-GNN's uniform +-1/sqrt(H) init (weights and biases). Modules are visited
             # children first, so this must happen here, on the cell's own Linear / GRUCell modules: a
             # reset_parameters() on the parent afterwards would be skipped by transformers' init guard.
             bound = self.config.hidden_size**-0.5
             for p in module.parameters(recurse=False):
                 init.uniform_(p, -bound, bound)
+            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                module.weight[module.padding_idx].zero_()  # the padding row stays zero (the code trains it)
             return
         super()._init_weights(module)  # nn.Linear / nn.Embedding (padding row zeroed) / LayerNorm
 

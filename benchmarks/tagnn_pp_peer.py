@@ -1,0 +1,360 @@
+"""TAGNN++ against its authors' released code, on the same data with the same settings: test HR@20 / MRR@20 after
+epochs 1, 2 and 3.
+
+The authors' code (``The-Learning-Machines/SBR`` on GitHub: ``model.py``, ``proc_utils.py``, ``agc.py``) is given
+as a checkout (``--authors-code DIR``); it is copied into a git-ignored work folder and patched for a CPU there
+(``.to('cuda')`` dropped, ``collections.abc.Iterable``); nothing of it is ever committed. A small driver of ours
+imports its model and its ``train_test`` loop and feeds it our data instead of its pickles.
+
+Data: Diginetica (SR-GNN protocol) reduced to its 3,000 most frequent training items
+(:func:`~session_transformers.data.loaders.load_next_item_splits` with ``top_items=3000``): every prefix of every
+training session (225,557 samples, no validation split on either side), and the 17,221 ``test.tsv`` cases left
+after the reduction, items numbered 1..3,000 in both. Both sides use the code's settings: Adam 1e-3, L2 1e-5,
+batch 50, hidden 100, 2 heads, random batches reshuffled each epoch, and its learning-rate schedule. The code
+calls ``StepLR(step_size=3, gamma=0.1).step()`` *before* each epoch, so its third epoch already runs at 1e-4; ours
+gets the same (``--lr-decay-epochs 2``). Ours is trained by ``trainers/pretrain.py`` one epoch per call (``--resume``
+continues it exactly from the checkpoint at the previous epoch's end) and each call scores the test split once
+with the last weights; the authors' loop scores it after every epoch. Neither side selects anything.
+
+    python benchmarks/tagnn_pp_peer.py --authors-code PATH/TO/SBR --seeds 0 1 --epochs 3
+    python benchmarks/tagnn_pp_peer.py --authors-code PATH/TO/SBR --sides ours --variant no-dropout \\
+        --config hidden_dropout_prob=0 attention_probs_dropout_prob=0 --epochs 1     # one difference at a time
+
+A variant is our model with ``--config`` overrides (the peer table compares the default variant, ``ours``; the
+others form the ablation table). Every run keeps its results per epoch in ``--work-dir`` (default
+``devdata/tagnn_pp_peer``); a finished epoch is never rerun, an unfinished run of ours resumes from its last
+epoch. Runs use ``--threads`` torch threads each (1 by default, so that two runs can share a 2-core machine);
+their wall-clock times are bookkeeping, not speed figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import write_result  # noqa: E402
+
+AUTHORS_FILES = ("model.py", "proc_utils.py", "agc.py")
+SETTINGS = {"batch_size": 50, "learning_rate": 1e-3, "weight_decay": 1e-5, "hidden_size": 100, "heads": 2}
+PUBLISHED = "The-Learning-Machines/SBR (TAGNN++ authors' code), files model.py, proc_utils.py, agc.py"
+
+DRIVER = r'''
+"""Runs the authors' TAGNN++ code (patched copy beside this file) on data exported by tagnn_pp_peer.py."""
+import json, sys, time
+from pathlib import Path
+import numpy as np
+import torch
+
+here = Path(__file__).resolve().parent
+sys.path.insert(0, str(here / "code"))
+from model import Attention_SessionGraph, train_test  # noqa: E402  (the authors' code)
+from proc_utils import Dataset  # noqa: E402
+
+cfg = json.loads(sys.argv[1])
+torch.set_num_threads(cfg["threads"])
+np.random.seed(cfg["seed"])  # the code shuffles with numpy's global generator
+torch.manual_seed(cfg["seed"])
+
+
+def read(path):
+    data = json.loads(Path(path).read_text())
+    return data["prefixes"], data["targets"]
+
+
+class Opt:  # the code's Diginetica_arg, with our settings
+    hiddenSize = cfg["hidden_size"]
+    batchSize = cfg["batch_size"]
+    lr = cfg["learning_rate"]
+    l2 = cfg["weight_decay"]
+    lr_dc = 0.1
+    lr_dc_step = 3
+    step = 1
+    nonhybrid = True
+
+
+train = Dataset(read(cfg["train"]), shuffle=True)
+test = Dataset(read(cfg["test"]), shuffle=False)
+model = Attention_SessionGraph(Opt, cfg["num_items"] + 1)
+out = Path(cfg["out"])
+done = json.loads(out.read_text()) if out.exists() else []
+for epoch in range(1, cfg["epochs"] + 1):
+    start = time.perf_counter()
+    hit, mrr = train_test(model, train, test)
+    done.append({"epoch": epoch, "HR@20": float(hit), "MRR@20": float(mrr),
+                 "lr_in_epoch": model.optimizer.param_groups[0]["lr"],
+                 "wall_seconds": round(time.perf_counter() - start, 1)})
+    out.write_text(json.dumps(done, indent=1) + "\n")
+    print(f"epoch {epoch}: HR@20 {hit:.2f} MRR@20 {mrr:.2f}", flush=True)
+'''
+
+
+def patch_authors_code(source: Path, dest: Path) -> None:
+    """Copy the three files of the authors' code into ``dest`` and patch them to run on a CPU."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in AUTHORS_FILES:
+        if not (source / name).exists():
+            raise FileNotFoundError(f"{source / name}: --authors-code must be a checkout of {PUBLISHED}")
+        text = (source / name).read_text()
+        if name == "model.py":
+            text = text.replace(".astype('bool')).to('cuda')", ".astype('bool'))")
+            if ".to('cuda')" in text:
+                raise ValueError(
+                    "model.py: an unexpected .to('cuda') remains; is this the published version?"
+                )
+        if name == "agc.py":
+            text = text.replace("from collections import Iterable", "from collections.abc import Iterable")
+        (dest / name).write_text(text)
+
+
+def export_data(args: argparse.Namespace, folder: Path) -> dict:
+    """The same samples for both sides, as JSON (never a pickle): prefixes and targets as item numbers 1..K."""
+    from session_transformers.data.loaders import load_next_item_splits
+
+    stats_file = folder / "stats.json"
+    if stats_file.exists():
+        return json.loads(stats_file.read_text())
+    splits = load_next_item_splits(args.data_path, validation_fraction=0.0, top_items=args.top_items)
+    if args.max_samples:  # a dry run on a slice
+        splits.train = splits.train.select(range(min(args.max_samples, len(splits.train))))
+        splits.test = splits.test.select(range(min(args.max_samples, len(splits.test))))
+        splits.statistics.update(train_samples=len(splits.train), test_samples=len(splits.test))
+    number = {item: n for n, item in enumerate(splits.catalogue_ids, start=1)}
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, ds in (("train", splits.train), ("test", splits.test)):
+        rows = {
+            "prefixes": [[number[i] for i in p] for p in ds["item_ids"]],
+            "targets": [number[t] for t in ds["target"]],
+        }
+        (folder / f"{name}.json").write_text(json.dumps(rows))
+    stats = {**splits.statistics, "items": len(splits.catalogue_ids)}
+    stats_file.write_text(json.dumps(stats, indent=1) + "\n")
+    return stats
+
+
+def run_authors(args: argparse.Namespace, seed: int, stats: dict) -> list[dict]:
+    folder = args.work_dir / "authors"
+    out = folder / f"seed{seed}.json"
+    done = json.loads(out.read_text()) if out.exists() else []
+    if len(done) >= args.epochs:
+        return done[: args.epochs]
+    if done:  # the code cannot resume: start the seed again
+        out.unlink()
+    patch_authors_code(args.authors_code, folder / "code")
+    (folder / "driver.py").write_text(DRIVER)
+    cfg = {
+        **SETTINGS,
+        "seed": seed,
+        "threads": args.threads,
+        "epochs": args.epochs,
+        "num_items": stats["items"],
+        "train": str(args.work_dir / "data" / "train.json"),
+        "test": str(args.work_dir / "data" / "test.json"),
+        "out": str(out),
+    }
+    print(f"== authors' code, seed {seed}, {args.epochs} epochs", flush=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": str(args.threads)}
+    with open(folder / f"seed{seed}.log", "a") as log:
+        subprocess.run(
+            [sys.executable, str(folder / "driver.py"), json.dumps(cfg)],
+            check=True,
+            cwd=folder,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return json.loads(out.read_text())
+
+
+def ours_command(args: argparse.Namespace, seed: int, epochs: int, run_dir: Path, steps_per_epoch: int):
+    return [
+        os.path.relpath(sys.executable, ROOT),
+        "trainers/pretrain.py",
+        "--model",
+        "tagnn_pp",
+        "--dataset",
+        "diginetica",
+        "--data-path",
+        os.path.relpath(args.data_path, ROOT),
+        "--top-items",
+        str(args.top_items),
+        "--validation-fraction",
+        "0",
+        "--batch-size",
+        str(SETTINGS["batch_size"]),
+        "--learning-rate",
+        str(SETTINGS["learning_rate"]),
+        "--weight-decay",
+        str(SETTINGS["weight_decay"]),
+        "--lr-scheduler-type",
+        "step",
+        "--lr-decay-epochs",
+        "2",  # the code's StepLR(3) stepped before each epoch: epochs 1-2 at 1e-3, epoch 3 at 1e-4
+        "--lr-decay-rate",
+        "0.1",
+        "--group-by-length",
+        "false",
+        "--select-best",
+        "none",
+        "--num-epochs",
+        str(epochs),
+        "--seed",
+        str(seed),
+        "--checkpointing-steps",
+        str(steps_per_epoch),  # a checkpoint at every epoch's end: the next call resumes from it
+        "--checkpoints-total-limit",
+        "2",
+        "--resume",
+        "--output-dir",
+        os.path.relpath(run_dir, ROOT),
+        "--config",
+        f"hidden_size={SETTINGS['hidden_size']}",
+        f"num_attention_heads={SETTINGS['heads']}",
+        *args.config,
+        *(
+            ["--max-train-samples", str(args.max_samples), "--max-eval-samples", str(args.max_samples)]
+            if args.max_samples
+            else []
+        ),
+    ]
+
+
+def run_ours(args: argparse.Namespace, seed: int, stats: dict) -> list[dict]:
+    folder = args.work_dir / "ours" / args.variant / f"seed{seed}"
+    steps_per_epoch = math.ceil(stats["train_samples"] / SETTINGS["batch_size"])
+    results = []
+    for epoch in range(1, args.epochs + 1):
+        done = folder / f"epoch_{epoch}.json"
+        if not done.exists():
+            cmd = ours_command(args, seed, epoch, folder / "run", steps_per_epoch)
+            print(f"== ours ({args.variant}), seed {seed}, epoch {epoch}: {' '.join(cmd)}", flush=True)
+            env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(args.threads)}
+            start = time.perf_counter()
+            with open(folder.parent / f"seed{seed}.log", "a") as log:
+                subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            res = json.loads((folder / "run" / "eval_results.json").read_text())
+            record = {
+                "epoch": epoch,
+                "HR@20": res["test"]["HR@20"],
+                "MRR@20": res["test"]["MRR@20"],
+                "HR@10": res["test"]["HR@10"],
+                "MRR@10": res["test"]["MRR@10"],
+                "optimizer_steps": res["optimizer_steps"],
+                "wall_seconds": round(time.perf_counter() - start, 1),
+                "baselines": {
+                    name: {k: v[k] for k in ("HR@20", "MRR@20")}
+                    for name, v in res.get("baseline", {}).items()
+                },
+                "command": " ".join(cmd),
+            }
+            done.write_text(json.dumps(record, indent=1) + "\n")
+        results.append(json.loads(done.read_text()))
+    return results
+
+
+def _mean(runs: list[list[dict]], epoch: int, key: str) -> float | None:
+    values = [r[epoch - 1][key] for r in runs if len(r) >= epoch]
+    return round(sum(values) / len(values), 2) if values else None
+
+
+def summary(runs: dict[int, list[dict]], epochs: int) -> dict:
+    per_epoch = {}
+    for e in range(1, epochs + 1):
+        per_epoch[f"epoch {e}"] = {
+            "HR@20": _mean(list(runs.values()), e, "HR@20"),
+            "MRR@20": _mean(list(runs.values()), e, "MRR@20"),
+            "seeds": [s for s, r in runs.items() if len(r) >= e],
+        }
+    return per_epoch
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--authors-code", type=Path, default=None, help="a checkout of the authors' repository")
+    p.add_argument("--data-path", type=Path, default=ROOT.parent / "shared" / "data" / "diginetica")
+    p.add_argument("--top-items", type=int, default=3000)
+    p.add_argument("--work-dir", type=Path, default=ROOT / "devdata" / "tagnn_pp_peer")
+    p.add_argument("--sides", nargs="+", choices=("authors", "ours"), default=["authors", "ours"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--variant", default="ours", help="name of our model's variant (its --config overrides)")
+    p.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="TagnnPPConfig overrides")
+    p.add_argument("--no-write", action="store_true", help="run, but do not rewrite the result file")
+    p.add_argument(
+        "--max-samples",
+        type=int,
+        default=None,
+        help="a dry run: the first N training and test samples (give it its own --work-dir; implies --no-write)",
+    )
+    args = p.parse_args(argv)
+    args.work_dir = args.work_dir.resolve()
+    args.data_path = args.data_path.resolve()
+    if "authors" in args.sides and args.authors_code is None:
+        p.error("--sides authors needs --authors-code (a checkout of the authors' repository)")
+    stats = export_data(args, args.work_dir / "data")
+    (args.work_dir / "ours" / args.variant).mkdir(parents=True, exist_ok=True)
+    variant_file = args.work_dir / "ours" / args.variant / "variant.json"
+    if variant_file.exists() and json.loads(variant_file.read_text())["config"] != args.config:
+        p.error(f"variant {args.variant!r} was run with {variant_file.read_text()}: give it another name")
+    variant_file.write_text(json.dumps({"config": args.config}) + "\n")
+    for seed in args.seeds:
+        if "authors" in args.sides:
+            run_authors(args, seed, stats)
+        if "ours" in args.sides:
+            run_ours(args, seed, stats)
+    if not args.no_write and not args.max_samples:
+        write(args, stats)
+
+
+def _runs(folder: Path, epochs_glob: str = "epoch_*.json") -> dict[int, list[dict]]:
+    runs = {}
+    for seed_dir in sorted(folder.glob("seed*")):
+        if seed_dir.is_dir():
+            files = sorted(seed_dir.glob(epochs_glob), key=lambda f: int(f.stem.split("_")[1]))
+            runs[int(seed_dir.name[4:])] = [json.loads(f.read_text()) for f in files]
+    return runs
+
+
+def write(args: argparse.Namespace, stats: dict) -> None:
+    """The result file, from everything in the work folder (every variant, every seed, every epoch)."""
+    authors = {
+        int(f.stem[4:]): json.loads(f.read_text())
+        for f in sorted((args.work_dir / "authors").glob("seed*.json"))
+    }
+    variants = {}
+    for folder in sorted((args.work_dir / "ours").glob("*")):
+        if (folder / "variant.json").exists():
+            runs = _runs(folder)
+            variants[folder.name] = {
+                "config": json.loads((folder / "variant.json").read_text())["config"],
+                "by_epoch": summary(runs, max((len(r) for r in runs.values()), default=0)),
+                "runs": runs,
+            }
+    epochs = max((len(r) for r in authors.values()), default=0)
+    figures = {
+        "authors_code": {"by_epoch": summary(authors, epochs), "runs": authors},
+        "ours": variants,
+        "settings": SETTINGS,
+        "lr_schedule": "1e-3 in epochs 1-2, 1e-4 in epoch 3 (the code's StepLR(3, 0.1) is stepped before each epoch)",
+        "authors_code_source": PUBLISHED,
+    }
+    data = (
+        f"Diginetica (SR-GNN protocol) reduced to its {stats['items']} most frequent training items: "
+        f"{stats['train_samples']:,} training prefixes of {stats['train_sessions']:,} sessions (no validation split), "
+        f"{stats['test_samples']:,} test cases ({stats['test_cases_dropped']:,} dropped by the reduction); "
+        "the same samples on both sides"
+    )
+    print(write_result("tagnn_pp_peer", figures, data))
+
+
+if __name__ == "__main__":
+    main()
