@@ -1,4 +1,5 @@
-"""Ranking metrics over full rankings: HR@K, MRR@K, NDCG@K, MAP@K, Recall@K and session Recall@K.
+"""Ranking metrics over full rankings: HR@K, MRR@K, NDCG@K, MAP@K, Recall@K and session Recall@K, and graded
+relevance (NDCG@K with graded gains: :func:`judged_ranks`, :func:`graded_ndcg_at_k`, :func:`graded_ranking_metrics`).
 
 Every metric is a function of the **ranks of the relevant items** (1 = best). Ranks come from scores without a
 sort (:func:`rank_of_target` counts the items that score higher, ``O(N * num_items)`` memory in ``bool``), so
@@ -466,11 +467,145 @@ class RankingMetrics:
         return sum(r.shape[0] for r in self._ranks)
 
 
+# ------------------------------------------------------------------------------------------ graded relevance
+
+
+def judged_ranks(
+    scores: torch.Tensor,
+    judged: torch.Tensor,
+    *,
+    ties: Ties = "pessimistic",
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """The rank of every judged item of every row among all items, aligned with ``judged`` (for graded metrics).
+
+    Args:
+        scores: ``(N, num_items)`` scores, higher is better (a whole catalogue: rows are taken in chunks).
+        judged: ``(N, R)`` long indices of each row's judged items, ``-1`` for padding.
+        ties: how *unjudged* items tied with a judged one count (see the module docstring); a judged item tied
+            with another judged item of its row is ranked behind it when its column in ``judged`` comes later.
+        chunk_size: rows compared at once (default: about 16M elements per temporary).
+
+    Returns:
+        ``(N, R)`` float ranks in ``[1, num_items]``, ``nan`` at padding; the same order as ``judged``, so that
+        ``gains`` aligned with ``judged`` stay aligned (:func:`graded_ndcg_at_k`, :func:`graded_ranking_metrics`).
+    """
+    if scores.dim() != 2 or judged.dim() != 2 or judged.shape[0] != scores.shape[0]:
+        raise ValueError(
+            f"scores must be (N, num_items) and judged (N, R), got {tuple(scores.shape)} and {tuple(judged.shape)}"
+        )
+    judged = judged.to(device=scores.device, dtype=torch.long)
+    if bool((judged >= scores.shape[1]).any()) or bool((judged < -1).any()):
+        raise ValueError(f"judged indices must be in [0, {scores.shape[1]}) or -1 (padding)")
+    weight = _tie_weight(ties)
+    chunk_size = chunk_size or max(1, (1 << 24) // max(1, scores.shape[1]))
+    out = torch.full(judged.shape, math.nan, device=scores.device)
+    for start in range(0, scores.shape[0], chunk_size):
+        rows = slice(start, start + chunk_size)
+        block, idx = scores[rows], judged[rows]
+        real = idx >= 0
+        own = block.gather(1, idx.clamp_min(0))  # (n, R) the judged items' scores
+        is_judged = torch.zeros_like(block, dtype=torch.bool).scatter_(1, idx.clamp_min(0), real)
+        for j in range(idx.shape[1]):
+            s = own[:, j : j + 1]
+            greater = (block > s).sum(1)
+            tied_unjudged = ((block == s) & ~is_judged).sum(1)
+            tied_judged_before = ((own[:, :j] == s) & real[:, :j]).sum(1)
+            rank = 1.0 + greater.float() + weight * tied_unjudged.float() + tied_judged_before.float()
+            out[rows, j] = torch.where(real[:, j], rank, torch.full_like(rank, math.nan))
+    return out
+
+
+def graded_ndcg_at_k(
+    ranks: torch.Tensor, gains: torch.Tensor, k: int = 10, *, reduction: Reduction = "mean"
+) -> torch.Tensor:
+    """NDCG@K with graded gains (linear: ``DCG = sum_{rank_j <= K} gain_j / log2(1 + rank_j)``).
+
+    Args:
+        ranks: ``(N, R)`` rank of each judged item (:func:`judged_ranks`), ``nan`` at padding.
+        gains: ``(N, R)`` the gain of each judged item, aligned with ``ranks`` (padding: any value). Unjudged
+            items have gain 0: only judged items add to the DCG.
+        k: the cut-off.
+        reduction: ``"none"`` (per row) or ``"mean"``.
+
+    The ideal DCG ranks a row's judged items by gain. A row with no positive gain (nothing to find) has no
+    NDCG: ``nan`` per row, and left out of the mean.
+    """
+    _check_k(k)
+    ranks, gains = torch.as_tensor(ranks, dtype=torch.float), torch.as_tensor(gains, dtype=torch.float)
+    if ranks.shape != gains.shape or ranks.dim() != 2:
+        raise ValueError(
+            f"ranks and gains must both be (N, R), got {tuple(ranks.shape)} and {tuple(gains.shape)}"
+        )
+    present = ~ranks.isnan()
+    gains = torch.where(present, gains, torch.zeros_like(gains))
+    if bool((gains < 0).any()):
+        raise ValueError("gains must be >= 0")
+    hit = present & (ranks <= k)
+    dcg = torch.where(hit, gains / torch.log2(1.0 + ranks.nan_to_num(1.0)), torch.zeros_like(gains)).sum(1)
+    best = gains.sort(1, descending=True).values[:, :k]
+    discounts = 1.0 / torch.log2(torch.arange(2, best.shape[1] + 2, dtype=torch.float))
+    ideal = (best * discounts).sum(1)
+    values = torch.where(ideal > 0, dcg / ideal.clamp(min=1e-12), torch.full_like(dcg, math.nan))
+    if reduction == "none":
+        return values
+    if reduction != "mean":
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    return values.nanmean() if bool((~values.isnan()).any()) else values.new_tensor(math.nan)
+
+
+def graded_ranking_metrics(
+    ranks: torch.Tensor,
+    grades: torch.Tensor,
+    *,
+    ndcg_ks: Sequence[int] = (10,),
+    mrr_ks: Sequence[int] = (10,),
+    recall_ks: Sequence[int] = (100,),
+    relevant_grade: float = 2.5,
+    min_grade: float = 1.0,
+) -> dict[str, torch.Tensor]:
+    """Per-row ranking metrics of judged items with graded relevance (e.g. Home Depot's 1-3 grades).
+
+    ``NDCG@K`` gains are ``grade - min_grade`` for judged items and 0 for unjudged ones (:func:`graded_ndcg_at_k`);
+    ``MRR@K`` and ``Recall@K`` (the share of the row's relevant items in the top K) count the items graded
+    ``>= relevant_grade`` as relevant. A row with nothing to find for a metric (no positive gain, no relevant
+    item) gets ``nan`` for it: average with ``nanmean``, and resample rows as they are (a bootstrap over rows).
+
+    Args:
+        ranks: ``(N, R)`` ranks of the judged items (:func:`judged_ranks`), ``nan`` at padding.
+        grades: ``(N, R)`` their grades, aligned.
+
+    Returns:
+        ``{"NDCG@10": (N,), "MRR@10": (N,), "Recall@100": (N,)}`` (one key per requested cut-off).
+    """
+    ranks, grades = torch.as_tensor(ranks, dtype=torch.float), torch.as_tensor(grades, dtype=torch.float)
+    if ranks.shape != grades.shape or ranks.dim() != 2:
+        raise ValueError(
+            f"ranks and grades must both be (N, R), got {tuple(ranks.shape)} and {tuple(grades.shape)}"
+        )
+    present = ~ranks.isnan()
+    out = {
+        f"NDCG@{k}": graded_ndcg_at_k(ranks, (grades - min_grade).clamp(min=0), k, reduction="none")
+        for k in ndcg_ks
+    }
+    relevant = present & (grades >= relevant_grade)
+    relevant_ranks = torch.where(relevant, ranks, torch.full_like(ranks, math.nan)).sort(1).values  # nan last
+    none = ~relevant.any(1)
+    for k in mrr_ks:
+        out[f"MRR@{k}"] = _mrr(relevant_ranks, _check_k(k)).masked_fill(none, math.nan)
+    for k in recall_ks:
+        out[f"Recall@{k}"] = _recall(relevant_ranks, _check_k(k)).masked_fill(none, math.nan)
+    return out
+
+
 __all__ = [
     "METRIC_NAMES",
     "RankingMetrics",
+    "graded_ndcg_at_k",
+    "graded_ranking_metrics",
     "hit_rate_at_k",
     "hit_rate_from_ranks",
+    "judged_ranks",
     "map_at_k",
     "map_from_ranks",
     "metrics_from_ranks",

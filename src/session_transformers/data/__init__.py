@@ -2,9 +2,12 @@
 
 from .io import iter_records, load_catalogue, load_sessions, write_catalogue, write_records, write_sessions
 from .loaders import (
+    HOMEDEPOT_COUNTS,
+    HomeDepotSplits,
     NextItemSplits,
     instacart_product_pairs,
     load_catalogue_table,
+    load_homedepot,
     load_instacart_baskets,
     load_instacart_catalogue,
     load_next_item_dataset,
@@ -36,9 +39,11 @@ from .synthetic import SYNTHETIC_SESSION_FEATURES, SyntheticStore, SyntheticStor
 __all__ = [
     "CATALOGUE_FEATURES",
     "DEFAULT_ACTIONS",
+    "HOMEDEPOT_COUNTS",
     "SESSION_FEATURES",
     "SUBJECTS",
     "SYNTHETIC_SESSION_FEATURES",
+    "HomeDepotSplits",
     "InvalidRecordError",
     "SchemaSpec",
     "SyntheticStore",
@@ -51,6 +56,7 @@ __all__ = [
     "iter_records",
     "load_catalogue",
     "load_catalogue_table",
+    "load_homedepot",
     "load_instacart_baskets",
     "load_instacart_catalogue",
     "load_next_item_dataset",
