@@ -53,6 +53,7 @@ import json, sys, time
 from pathlib import Path
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 here = Path(__file__).resolve().parent
 sys.path.insert(0, str(here / "code"))
@@ -84,15 +85,49 @@ class Opt:  # the code's Diginetica_arg, with our settings
 train = Dataset(read(cfg["train"]), shuffle=True)
 test = Dataset(read(cfg["test"]), shuffle=False)
 model = Attention_SessionGraph(Opt, cfg["num_items"] + 1)
-out = Path(cfg["out"])
+out, state = Path(cfg["out"]), Path(cfg["state"])
 done = json.loads(out.read_text()) if out.exists() else []
-for epoch in range(1, cfg["epochs"] + 1):
+if done:  # resume after the last finished epoch: weights, Adam, schedule, shuffle order and RNGs as they were
+    tensors = load_file(str(state / "state.safetensors"))
+    extra = json.loads((state / "state.json").read_text())
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    optim = extra["optimizer"]
+    for i, group in enumerate(optim["state"]):
+        optim["state"][group]["exp_avg"] = tensors[f"adam.{i}.exp_avg"]
+        optim["state"][group]["exp_avg_sq"] = tensors[f"adam.{i}.exp_avg_sq"]
+        optim["state"][group]["step"] = tensors[f"adam.{i}.step"]
+    optim["state"] = {int(k): v for k, v in optim["state"].items()}
+    model.optimizer.load_state_dict(optim)
+    model.scheduler.load_state_dict(extra["scheduler"])
+    # the code shuffles its arrays in place, epoch after epoch: continue from the order they were left in
+    train.inputs, train.mask, train.targets = (
+        tensors[f"train_{name}"].numpy().astype(getattr(train, name).dtype) for name in ("inputs", "mask", "targets")
+    )
+    np_state = extra["numpy_rng"]
+    np.random.set_state((np_state[0], np.array(np_state[1], dtype=np.uint32), *np_state[2:]))
+    torch.set_rng_state(tensors["torch_rng"])
+for epoch in range(len(done) + 1, cfg["epochs"] + 1):
     start = time.perf_counter()
     hit, mrr = train_test(model, train, test)
     done.append({"epoch": epoch, "HR@20": float(hit), "MRR@20": float(mrr),
                  "lr_in_epoch": model.optimizer.param_groups[0]["lr"],
                  "wall_seconds": round(time.perf_counter() - start, 1)})
-    out.write_text(json.dumps(done, indent=1) + "\n")
+    optim = model.optimizer.state_dict()
+    tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
+    for i, (key, st) in enumerate(optim["state"].items()):
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            tensors[f"adam.{i}.{name}"] = st[name].contiguous()
+        optim["state"][key] = {}
+    tensors["torch_rng"] = torch.get_rng_state()
+    for name in ("inputs", "mask", "targets"):
+        tensors[f"train_{name}"] = torch.from_numpy(getattr(train, name).astype(np.int32))
+    np_state = np.random.get_state()
+    extra = {"optimizer": optim, "scheduler": model.scheduler.state_dict(),
+             "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]]}
+    state.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(state / "state.safetensors"))
+    (state / "state.json").write_text(json.dumps(extra))
+    out.write_text(json.dumps(done, indent=1) + "\n")  # last: marks the epoch done
     print(f"epoch {epoch}: HR@20 {hit:.2f} MRR@20 {mrr:.2f}", flush=True)
 '''
 
@@ -146,8 +181,6 @@ def run_authors(args: argparse.Namespace, seed: int, stats: dict) -> list[dict]:
     done = json.loads(out.read_text()) if out.exists() else []
     if len(done) >= args.epochs:
         return done[: args.epochs]
-    if done:  # the code cannot resume: start the seed again
-        out.unlink()
     patch_authors_code(args.authors_code, folder / "code")
     (folder / "driver.py").write_text(DRIVER)
     cfg = {
@@ -159,8 +192,9 @@ def run_authors(args: argparse.Namespace, seed: int, stats: dict) -> list[dict]:
         "train": str(args.work_dir / "data" / "train.json"),
         "test": str(args.work_dir / "data" / "test.json"),
         "out": str(out),
+        "state": str(folder / f"seed{seed}_state"),
     }
-    print(f"== authors' code, seed {seed}, {args.epochs} epochs", flush=True)
+    print(f"== authors' code, seed {seed}, epochs {len(done) + 1} to {args.epochs}", flush=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": str(args.threads)}
     with open(folder / f"seed{seed}.log", "a") as log:
         subprocess.run(
