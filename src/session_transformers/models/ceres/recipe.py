@@ -664,14 +664,50 @@ def evaluate_retrieval(
     return _ceres_retrieval_summarize({k: torch.cat([o[k] for o in outs]) for k in outs[0]})
 
 
+def candidate_text(spec: Mapping[str, Any], catalogue: Mapping[str, Mapping[str, Any]]) -> str:
+    """A retrieval candidate's words, for text baselines (BM25): a product's title, description, brand, category
+    path and attribute values; a query's text; an entity's value."""
+    if spec.get("item_id") is not None:
+        rec = catalogue.get(spec["item_id"]) or {}
+        words = [rec.get("title"), rec.get("description"), rec.get("brand"), *(rec.get("category") or [])]
+        words += [a.get("value") for a in rec.get("attributes") or []]
+        return " ".join(w for w in words if w)
+    if spec.get("query") is not None:
+        return spec["query"]
+    return str(spec.get("value") or "")
+
+
+def session_text(events: list[Mapping[str, Any]], catalogue: Mapping[str, Mapping[str, Any]]) -> str:
+    """A session's own words, the query of text baselines (BM25): its queries, in order; a session without one
+    (REES46 sessions have none), the titles of its products."""
+    queries = [ev["query"] for ev in events if ev["subject"] in QUERY_SUBJECTS and ev.get("query")]
+    if queries:
+        return " ".join(queries)
+    titles = [
+        (catalogue.get(ev.get("item_id")) or {}).get("title") for ev in events if ev["subject"] == "item"
+    ]
+    return " ".join(t for t in titles if t)
+
+
 def retrieval_baselines(data: PreparedData, seed: int = 0) -> dict[str, dict[str, float]]:
-    """``Task.baseline`` of the retrieval tasks: trivial rankings of the test split's fixed pool (the validation
-    split's when there is none), scored with the task's own ranks and summary (same metric names).
+    """``Task.baseline`` of the retrieval tasks: rankings of the test split's fixed pool by rules that need no
+    training of the model, scored with the task's own ranks and summary (same metric names).
 
     - ``random``: candidates in a random (seeded) order;
-    - ``popularity``: candidates by how often they are a target in the training split (ties in random order).
+    - ``popularity``: candidates by how often they are a target in the training split;
+    - ``BM25``: candidates by the BM25 score (:class:`~session_transformers.baselines.BM25Index`, English stop
+      words) of their text (:func:`candidate_text`: a product's title, description, brand, category and
+      attributes; a query; an entity's value) for the session's own words as the query (:func:`session_text`:
+      its queries, else its products' titles). What a search engine that matches words does; on the synthetic
+      store's product search it is the baseline to beat, since the store's shoppers buy among the products its
+      word-matching search showed them.
+
+    Ties (equal counts, equal BM25 scores, e.g. a candidate sharing no word with the session) are in random
+    (seeded) order.
     """
     from collections import Counter
+
+    from ...baselines import BM25Index
 
     test = data.test_dataset
     collate = data.collate_fn
@@ -689,8 +725,17 @@ def retrieval_baselines(data: PreparedData, seed: int = 0) -> dict[str, dict[str
     generator = torch.Generator().manual_seed(seed)
     noise = torch.rand(labels.shape, generator=generator)
     popularity = torch.tensor([float(counts[candidate_key(c)]) for c in pool])
+    bm25 = BM25Index([candidate_text(c, collate.catalogue) for c in pool]).scores(
+        [session_text(events, collate.catalogue) for events in test["events"]]
+    )
+    # scores -> their order (an integer per distinct value), so that the noise breaks ties and nothing else
+    bm25_order = torch.from_numpy(np.unique(bm25, return_inverse=True)[1].reshape(bm25.shape)).double()
     out = {}
-    for baseline, scores in (("random", noise), ("popularity", popularity[None] + 0.5 * noise)):
+    for baseline, scores in (
+        ("random", noise),
+        ("popularity", popularity[None] + 0.5 * noise),
+        ("BM25", bm25_order + 0.5 * noise),
+    ):
         ranks = metrics.ranks_from_scores(scores, labels, max_relevant=CERES_MAX_RELEVANT)
         out[baseline] = _ceres_retrieval_summarize(
             {"ranks": ranks, "pool_size": torch.full((len(test),), float(len(pool)))}
@@ -903,10 +948,12 @@ __all__ = [
     "CeresRetrievalTaskCollator",
     "CeresSplits",
     "add_ceres_arguments",
+    "candidate_text",
     "ceres_source",
     "evaluate_retrieval",
     "label_attribute_names",
     "retrieval_baselines",
+    "session_text",
     "split_sizes",
     "synthetic_search_results",
     "text_session",
