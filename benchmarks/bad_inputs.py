@@ -180,7 +180,7 @@ class ProcessorSuite:
         self.catalogue = {r["item_id"]: r for r in (valid_item(i) for i in range(len(ITEMS)))}
         train = [valid_session(i) for i in range(8)] + [rich_session(i) for i in range(8)]
         names = catalogue_attribute_names(self.catalogue)
-        self.tagnn_pp = TagnnPPProcessor(item_vocab=ITEMS, max_length=50)
+        self.tagnn_pp = TagnnPPProcessor(item_vocab=ITEMS, max_length=50, unknown_items="skip")
         self.ceres = CeresProcessor.train_tokenizer(
             list(ceres_corpus(train, self.catalogue)) * 3,
             vocab_size=120,

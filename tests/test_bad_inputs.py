@@ -227,7 +227,11 @@ def test_recommend_with_unknown_items_names_the_session():
     ).eval()
     with pytest.raises(KeyError, match="session 1"):
         model.recommend([["a"], ["nope"]], top_k=2, processor=processor)
-    dropping = TagnnPPProcessor(item_vocab=["a", "b", "c"])  # the default drops unknown items...
+    with pytest.raises(KeyError, match="session 0"):  # the default raises too (the package's one policy)...
+        model.recommend([["a", "nope"]], top_k=2, processor=TagnnPPProcessor(item_vocab=["a", "b", "c"]))
+    dropping = TagnnPPProcessor(
+        item_vocab=["a", "b", "c"], unknown_items="skip"
+    )  # ...skip drops unknown items...
     top = model.recommend([["a", "nope"]], top_k=2, processor=dropping)[0]
     assert len(top) == 2 and all(i in {"a", "b", "c"} and torch.isfinite(torch.tensor(s)) for i, s in top)
     with pytest.raises(
@@ -239,7 +243,7 @@ def test_recommend_with_unknown_items_names_the_session():
 def test_tagnn_pp_processor_refuses_ids_that_are_not_strings_by_session_and_position():
     """TAGNN++ has no processing test file: its processor's fixes are tested here. An unhashable ID used to raise
     ``TypeError: unhashable type`` naming nothing (a number was silently dropped as unknown)."""
-    processor = TagnnPPProcessor(item_vocab=["a", "b", "c"])
+    processor = TagnnPPProcessor(item_vocab=["a", "b", "c"], unknown_items="skip")
     with pytest.raises(InvalidRecordError, match=r"record 1: field 'item_ids\[2\]'"):
         processor([["a"], ["a", "b", ["c"]]])
     with pytest.raises(InvalidRecordError, match=r"record 0: field 'item_ids\[0\]'"):
@@ -248,6 +252,6 @@ def test_tagnn_pp_processor_refuses_ids_that_are_not_strings_by_session_and_posi
         processor([["a"], ["b"]], targets=["c", {"id": "c"}])
     with pytest.raises(ValueError, match=r"session 0 is empty \(field 'item_ids'\)"):
         processor([[]])
-    batch = processor([["a", "zzz", "b"]], targets=["zzz"])  # unknown strings: dropped and counted, as before
+    batch = processor([["a", "zzz", "b"]], targets=["zzz"])  # unknown strings: skipped and counted
     assert batch["x"].tolist() == [1, 2] and batch["labels"].tolist() == [-100]
     assert processor.num_unknown_inputs == 1 and processor.num_unknown_targets == 1

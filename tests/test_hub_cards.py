@@ -178,6 +178,24 @@ def _trained_folder(path, model_type: str, finetune_style: bool = False):
         ]
     }
     (path / "pretraining_stages.json").write_text(json.dumps(stages))
+    record = {  # what trainers/pretrain.py records beside the model (session_transformers.provenance)
+        "format": 1,
+        "script": "pretrain.py",
+        "command": f"python trainers/pretrain.py --model {model_type} --store-preset tiny --max-steps 4",
+        "model_type": model_type,
+        "stage": {"number": 1, "name": "pretrain"},
+        "dataset": {
+            "name": "session-transformers-synthetic-store",
+            "loader": "synthetic",
+            "generated": {"store_preset": "tiny", "num_sessions": None, "seed": 42},
+        },
+        "split": {"description": "synthetic store (seed 42)", "train": 800, "validation": 100, "test": 100},
+        "protocol": protocol,
+        "optimizer_steps": 4,
+        "selected_step": 4,
+        "selected_by": metrics[0],
+    }
+    (path / "training_record.json").write_text(json.dumps(record))
     log = [{"step": s, "epoch": 0, "loss": 5.0 - s, "lr": 1e-3} for s in range(1, 5)]
     log[-1][f"validation/{metrics[0]}"] = 12.0
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))

@@ -401,21 +401,55 @@ def test_processor_save_load_and_auto_processor(tmp_path):
     assert type(AutoProcessor.from_pretrained(tmp_path)) is TagnnPPProcessor
 
 
-def test_unknown_item_policy():
+def test_unknown_item_policy(caplog):
+    """The package's one policy: "error" by default, "skip" drops and warns once per call with the counts; the
+    trainers' collator always skips, silently, counting."""
     processor = _processor()
-    batch = processor([["item1", "nope", "item2"], ["item3"]], targets=["item4", "missing"])
+    assert processor.unknown_items == "error"
+    with pytest.raises(
+        KeyError, match=r"session 0: unknown item IDs \['nope'\] \(1 of its 3\).*unknown_items='skip'"
+    ):
+        processor([["item1", "nope", "item2"]])
+    with pytest.raises(KeyError, match="missing"):
+        processor([["item1"]], targets=["missing"])
+    caplog.set_level("WARNING", logger="session_transformers")
+    batch = processor(
+        [["item1", "nope", "item2"], ["item3"]], targets=["item4", "missing"], unknown_items="skip"
+    )
     assert batch["labels"].tolist() == [4, -100]
     assert batch["x"].tolist() == [1, 2, 3]  # "nope" dropped from the input
     assert (processor.num_unknown_inputs, processor.num_unknown_targets) == (1, 1)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "dropped 1 unknown item ID(s) from 1 of 2 session(s)" in warnings[0]
+    assert "1 unknown target(s) got label -100" in warnings[0]
     with pytest.raises(ValueError, match="session 1: all of its 2 items are unknown"):
-        processor([["item1"], ["x", "y"]])
-    strict = _processor(unknown_items="error")
-    with pytest.raises(KeyError, match="nope"):
-        strict([["item1", "nope"]])
-    with pytest.raises(KeyError, match="missing"):
-        strict([["item1"]], targets=["missing"])
+        processor([["item1"], ["x", "y"]], unknown_items="skip")
+    skipping = _processor(unknown_items="skip")
+    caplog.clear()
+    skipping([["item1", "nope"]])
+    assert len(caplog.records) == 1
+    caplog.clear()  # the collator: skips and counts, never warns per batch
+    skipping.collate([{"item_ids": ["nope", "item1"], "target": "missing"}])
+    assert not caplog.records and (skipping.num_unknown_inputs, skipping.num_unknown_targets) == (2, 1)
+    assert _processor(unknown_items="drop").unknown_items == "skip"  # the earlier name
     with pytest.raises(ValueError, match="unknown_items"):
         _processor(unknown_items="ignore")
+
+
+def test_truncation_is_warned_once_per_call_with_the_count(caplog):
+    processor = TagnnPPProcessor(item_vocab=ITEMS, max_length=3)
+    caplog.set_level("WARNING", logger="session_transformers")
+    batch = processor([ITEMS[:6], ITEMS[:2], ITEMS[:5]])
+    assert batch["attention_mask"].sum(1).tolist() == [3, 2, 3]
+    (record,) = caplog.records
+    assert (
+        "2 of 3 session(s) are longer than max_length=3 items; each keeps its 3 most recent"
+        in record.getMessage()
+    )
+    caplog.clear()
+    processor([ITEMS[:2]])
+    processor.collate([{"item_ids": ITEMS[:6], "target": ITEMS[0]}])  # counted, not warned per batch
+    assert not caplog.records and processor.num_truncated == 3
 
 
 def test_processor_keeps_most_recent_items():
@@ -466,7 +500,7 @@ def test_collate_is_fast():
 def test_recommend_user_ids_survive_save_and_auto_loading(tmp_path):
     torch.manual_seed(0)
     model = TagnnPPForNextItemPrediction(_tiny_config()).eval()
-    processor = _processor()
+    processor = _processor(unknown_items="skip")  # the third session's unknown ID is dropped, with a warning
     sessions = [["item1", "item2"], ["item5"], ["item3", "unknown", "item3"]]
     with pytest.raises(ValueError, match="processor"):
         model.recommend(sessions)

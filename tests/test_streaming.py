@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from launch import ROOT, run_script
 from session_transformers.data import streaming
 from session_transformers.data.io import load_sessions, write_sessions
+from session_transformers.data.schema import session_item_ids
 from session_transformers.data.synthetic import main as synthetic_cli
 
 sys.path.insert(0, str(ROOT / "trainers"))
@@ -101,11 +102,10 @@ def test_streaming_and_in_memory_sources_give_the_same_splits(corpus):
     assert streamed.eval_dataset.to_list() == loaded.eval_dataset.to_list()
     assert streamed.test_dataset.to_list() == loaded.test_dataset.to_list()
     assert list(streamed.train_dataset) == loaded.train_dataset.to_list()  # same samples, same order
-    assert (
-        streamed.processor.item_vocab == loaded.processor.item_vocab
-        and len(loaded.processor.item_vocab) == 96
-    )
     files = streaming.session_files(corpus)
+    # the vocabulary: the catalogue's items that the training files hold (the same streamed or not)
+    trained = {i for f in files[:-2] for r in load_sessions(f) for i in session_item_ids(r)}
+    assert streamed.processor.item_vocab == loaded.processor.item_vocab == sorted(trained)
     ids = lambda p: set(load_sessions(p)["session_id"])  # noqa: E731
     assert set(loaded.eval_dataset["session_id"]) <= ids(files[-2])  # validation: the file before the last
     assert set(loaded.test_dataset["session_id"]) <= ids(files[-1])  # test: the last file
@@ -133,8 +133,9 @@ def test_one_or_two_files_hold_out_their_last_sessions(tmp_path):
         args, task = _args(
             "--dataset", "sessions", "--data-path", str(folder), "--streaming", "--max-steps", "1"
         )
-        data = task.prepare(args)  # the vocabulary from catalogue.<fmt>
-        assert len(data.processor.item_vocab) == 96 and len(data.test_dataset) > 0
+        data = task.prepare(args)  # the vocabulary: catalogue.<fmt>'s items of the training split
+        trained = {i for p in split.train for r in streaming.iter_sessions([p]) for i in session_item_ids(r)}
+        assert data.processor.item_vocab == sorted(trained) and len(data.test_dataset) > 0
         assert set(data.test_dataset["session_id"]) <= set(seen[-(4 if shards == 1 else 20) :])
     with pytest.raises(FileNotFoundError, match="no session files"):
         streaming.split_corpus(tmp_path)

@@ -19,6 +19,7 @@ split and then the test split once, save.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -29,7 +30,8 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 import session_transformers  # noqa: F401  (registers the models with the Auto classes)
 from session_transformers.optim import adaptive_clip_grad_, agc_parameters
-from session_transformers.protocol import build_optimizer, build_scheduler
+from session_transformers.protocol import build_optimizer, build_scheduler, protocol_from_args
+from session_transformers.provenance import training_record, write_training_record
 from session_transformers.recipes import resolve_data_arguments, training_parser
 from session_transformers.trainer_utils import (
     LengthGroupedEpochSampler,
@@ -254,6 +256,22 @@ def main(argv: list[str] | None = None) -> dict:
         if task.baseline is not None:  # trivial baselines on the same test split, beside the model's results
             results["baseline"] = task.baseline(data)
         Path(args.output_dir, "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+        # what ran, for the model card: command, data set (name, fingerprint), split, protocol (no machine path)
+        write_training_record(
+            args.output_dir,
+            training_record(
+                script="finetune.py",
+                argv=sys.argv[1:] if argv is None else argv,
+                args=args,
+                data=data,
+                protocol=dataclasses.asdict(protocol_from_args(args)),
+                optimizer_steps=trainer.state.global_step,
+                results=results,
+                task=args.task,
+                num_processes=trainer.args.world_size,
+                mixed_precision="bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else None,
+            ),
+        )
     for split in ("validation", "test"):
         if split in results:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in results[split].items() if isinstance(v, float))

@@ -76,6 +76,7 @@ from tqdm.auto import tqdm
 import session_transformers  # noqa: F401  (registers the models with the Auto classes)
 from session_transformers.optim import adaptive_clip_grad_, agc_parameters, check_agc_supported
 from session_transformers.protocol import build_optimizer, build_scheduler, protocol_from_args
+from session_transformers.provenance import scrub_paths, training_record, write_training_record
 from session_transformers.recipes import resolve_data_arguments, training_parser
 from session_transformers.trainer_utils import (
     LengthGroupedEpochSampler,
@@ -706,10 +707,26 @@ def main(argv: list[str] | None = None) -> dict:
             "stage": args.stage,
             "name": stage.name,
             "optimizer_steps": progress.optimizer_steps,
-            "data": data.description,
+            "data": scrub_paths(data.description),
             "protocol": dataclasses.asdict(protocol_from_args(args)),
         }
         (output_dir / STAGES_FILE).write_text(json.dumps({"stages": [*before, record]}, indent=2) + "\n")
+        # what ran, for the model card: command, data set (name, fingerprint), split, protocol (no machine path)
+        write_training_record(
+            output_dir,
+            training_record(
+                script="pretrain.py",
+                argv=sys.argv[1:] if argv is None else argv,
+                args=args,
+                data=data,
+                protocol=record["protocol"],
+                optimizer_steps=progress.optimizer_steps,
+                results=results,
+                stage={"number": args.stage, "name": stage.name},
+                num_processes=accelerator.num_processes,
+                mixed_precision=accelerator.mixed_precision,
+            ),
+        )
     for split in ("validation", "test"):
         if split in results:
             accelerator.print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in results[split].items()))

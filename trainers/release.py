@@ -169,7 +169,12 @@ def cmd_publish(args) -> dict:
         stored = checkpoint / "eval_results.json"
         # the trainer's other records (selected step, baselines) stay; the split figures are the new ones
         results = {**(json.loads(stored.read_text()) if stored.exists() else {}), **fresh}
-    card_kwargs = {"repo_id": args.repo_id, "command": args.command, "base_model": args.base_model}
+    card_kwargs = {
+        "repo_id": args.repo_id,
+        "command": args.command,
+        "base_model": args.base_model,
+        "dataset_name": args.dataset_name,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         release_dir = Path(args.dry_run) if args.dry_run else Path(tmp) / "release"
         build_release(checkpoint, release_dir, results=results, plot=not args.no_plot, **card_kwargs)
@@ -357,6 +362,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--command", default=None, help="the exact training command, for the card (if not recorded)"
     )
     p.add_argument("--base-model", default=None, help="Hub id of the model it was initialised from")
+    p.add_argument(
+        "--dataset-name",
+        default=None,
+        help="the training data's name in the card and its metadata (default: the checkpoint's training record, "
+        "training_record.json; required for a folder without one: the data set is never guessed)",
+    )
     p.add_argument("--no-plot", action="store_true", help="no training-curve PNG")
     p.add_argument("--no-verify", action="store_true", help="skip the reload-and-compare check")
     p.set_defaults(func=cmd_publish)

@@ -27,6 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .processing_utils import unknown_items_error, unknown_items_policy, warn_skipped_items
+
 INDEX_FILE = "items.faiss"
 IDS_FILE = "item_ids.json"
 METRICS = ("cosine", "inner_product", "l2")
@@ -44,13 +46,23 @@ def _faiss():
 
 
 def item_embeddings(
-    model, processor, item_ids: Sequence[Any] | None = None, catalogue: Any = None, batch_size: int = 64
+    model,
+    processor,
+    item_ids: Sequence[Any] | None = None,
+    catalogue: Any = None,
+    batch_size: int = 64,
+    unknown_items: str = "error",
 ) -> tuple[list[str], np.ndarray]:
     """``(item IDs, (N, D) float32 vectors)`` from ``model.encode_items``.
 
     ``item_ids=None``: every item of the processor's vocabulary (TAGNN++), else every product of ``catalogue``
     (CERES: records or ``item_id -> record``). CERES also accepts catalogue records as ``item_ids``.
+    ``unknown_items`` is the package's one policy (:data:`~session_transformers.processing_utils.UNKNOWN_ITEM_POLICIES`)
+    for given ``item_ids`` the model cannot embed (not in its vocabulary; for a text model, not in ``catalogue``):
+    ``"error"`` (default) raises ``KeyError`` naming them, ``"skip"`` leaves them out of the returned IDs and
+    vectors with one warning.
     """
+    policy = unknown_items_policy(unknown_items)
     if item_ids is None:
         vocab = getattr(processor, "item_vocab", None)
         if vocab:
@@ -63,6 +75,21 @@ def item_embeddings(
             raise ValueError(
                 f"{type(model).__name__}: give item_ids or a catalogue (the processor has no item vocabulary)"
             )
+    item_ids = list(item_ids)
+    vocab = getattr(processor, "item_vocab", None)
+    if vocab:
+        known = getattr(processor, "_index", None) or set(vocab)
+    elif catalogue is not None:
+        known = catalogue if isinstance(catalogue, Mapping) else {r["item_id"] for r in catalogue}
+    else:
+        known = None
+    if known is not None:
+        unknown = [i for i in item_ids if not isinstance(i, Mapping) and i not in known]
+        if unknown and policy == "error":
+            raise unknown_items_error("<items>", unknown, len(item_ids), list(vocab or known))
+        if unknown:
+            warn_skipped_items("item_embeddings", len(unknown), 1, 1, unknown)
+            item_ids = [i for i in item_ids if isinstance(i, Mapping) or i in known]
     ids = [i["item_id"] if isinstance(i, Mapping) else i for i in item_ids]
     accepted = _parameters(model.encode_items)
     kwargs: dict[str, Any] = {"processor": processor}

@@ -62,6 +62,7 @@ RELEASE_FILES: tuple[str, ...] = (
     "word_vectors.safetensors",  # MUVCOG's processor: the word vectors beside processor_config.json
     EVAL_FILE,
     STAGES_FILE,
+    "training_record.json",  # provenance.PROVENANCE_FILE: what ran (no machine path in it)
 )
 """Files of a checkpoint folder that go into a release (plus sharded ``model-*.safetensors``). Never pickles
 (``training_args.bin``), optimiser state or intermediate checkpoints."""
@@ -870,23 +871,178 @@ def eval_results_for(
     ]
 
 
-def _training_commands(release_info: Mapping | None, command: str | None) -> list[str]:
+def _training_commands(history: list[dict], release_info: Mapping | None, command: str | None) -> list[str]:
+    """The exact commands, oldest first: ``command`` when given, else the training records', else ``release.json``'s
+    (a folder built before records existed); machine paths made portable either way."""
+    from .provenance import scrub_paths
+
     if command:
-        return [command]
+        return [scrub_paths(command)]
+    recorded = [r["command"] for r in history if r.get("command")]
+    if recorded:
+        return recorded
     if release_info and release_info.get("commands"):
-        return list(release_info["commands"])
+        return [scrub_paths(c) for c in release_info["commands"]]
     return []
 
 
-def _dataset_of(stages: list[dict], release_info: Mapping | None, family: CardFamily) -> str:
-    if release_info and release_info.get("dataset"):
-        return str(release_info["dataset"])
-    for stage in stages:
-        data = str(stage.get("data", "")).lower()
-        for key in family.datasets:
-            if key in data:
-                return key
-    return "synthetic"
+UNRECORDED_DATA = (
+    "{checkpoint}: the training data is not recorded (no training_record.json: a folder saved before the trainers "
+    "recorded what ran, or not by them); name it: render_card(..., dataset_name=NAME), or `trainers/release.py "
+    "publish --dataset-name NAME`"
+)
+
+
+def _dataset_of(
+    history: list[dict],
+    release_info: Mapping | None,
+    family: CardFamily,
+    override: str | None,
+    checkpoint: Path,
+) -> tuple[str, list[str]]:
+    """``(key, names)``: ``key`` is ``"synthetic"`` for the synthetic store, else the data set's name (the card's
+    title and text); ``names`` the data sets for the metadata, the last one the model-index's (where the figures
+    come from). From ``override``, else the training records, else ``release.json``; never guessed from a path, and
+    never the synthetic store by default: without any of them, ``ValueError``."""
+    from .provenance import SYNTHETIC_DATASET
+
+    if override:
+        names = [override]
+    elif history:
+        names = list(dict.fromkeys(r["dataset"]["name"] for r in history if r.get("dataset")))
+    elif release_info and release_info.get("dataset"):
+        key = str(release_info["dataset"])
+        names = [family.datasets.get(key, key) if key != "synthetic" else SYNTHETIC_DATASET]
+    else:
+        names = []
+    if not names:
+        raise ValueError(UNRECORDED_DATA.format(checkpoint=checkpoint))
+    last = names[-1]
+    key = "synthetic" if last == SYNTHETIC_DATASET else last
+    # the last data set comes last: the model-index's dataset is the one its figures were measured on
+    return key, [n for n in names if n != last] + [last]
+
+
+def _number(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def _protocol_text(protocol: Mapping[str, Any], selected: str) -> str:
+    lr = protocol.get("learning_rate")
+    schedule = protocol.get("lr_scheduler_type")
+    warmup = protocol.get("warmup_ratio")
+    text = (
+        f"{protocol.get('optimizer')}, learning rate {lr:g} ({schedule}"
+        if isinstance(lr, int | float)
+        else ""
+    )
+    if not text:
+        return ""
+    text += f", warm-up {warmup:g})" if warmup else ")"
+    text += f", weight decay {protocol.get('weight_decay', 0):g}, batch {protocol.get('batch_size')}"
+    if protocol.get("max_grad_norm"):
+        text += f", gradient norm clipped to {protocol['max_grad_norm']:g}"
+    return f"Protocol: {text}; {selected}."
+
+
+def _data_text(dataset: Mapping[str, Any]) -> str:
+    name = dataset.get("name", "?")
+    if dataset.get("loader") == "synthetic":
+        gen = dataset.get("generated") or {}
+        size = f", {gen['num_sessions']:,} sessions" if gen.get("num_sessions") else ""
+        return (
+            f"the package's **synthetic store** (`--dataset synthetic`, preset {gen.get('store_preset', 'default')}"
+            f"{size}, seed {gen.get('seed')})"
+        )
+    parts = [f"`--dataset {dataset.get('loader')}`"]
+    if dataset.get("path"):
+        parts.append(f"`{dataset['path']}`")
+    fp = dataset.get("fingerprint") or {}
+    if fp.get("sha256"):
+        parts.append(
+            f"content SHA-256 `{fp['sha256'][:16]}…` over {fp['files']} file(s), {fp['bytes']:,} bytes"
+        )
+    return f"**{name}** ({', '.join(parts)})"
+
+
+def training_section(
+    history: list[dict],
+    stages: list[dict],
+    commands: list[str],
+    selected_step: Any = None,
+    selected_by: Any = None,
+) -> str:
+    """The card's training section (markdown): one item per run behind the model (each pretraining stage, the
+    fine-tuning) with its data set, split and protocol, then the exact commands. From the training records; for a
+    folder without them, from ``pretraining_stages.json`` (paths scrubbed) and whatever commands are known."""
+    from .provenance import scrub_paths
+
+    lines = [""]
+    if history:
+        for record in history:
+            if record.get("script") == "finetune.py":
+                what = f"**Fine-tuning** (`trainers/finetune.py`, task `{record.get('task')}`)"
+            else:
+                stage = record.get("stage") or {}
+                what = f"**Pretraining stage {stage.get('number', 1)}** ({stage.get('name', 'pretrain')})"
+            split = record.get("split") or {}
+            sizes = ", ".join(
+                f"{_number(split[k])} {k}"
+                for k in ("train", "validation", "test")
+                if split.get(k) is not None
+            )
+            steps = record.get("optimizer_steps")
+            if record.get("selected_step") is not None:
+                selected = (
+                    f"the weights of step {record['selected_step']} (best validation {record.get('selected_by')}) "
+                    "were kept"
+                )
+            elif record.get("selected_checkpoint"):
+                selected = f"the best validation checkpoint ({record['selected_checkpoint']}) was kept"
+            else:
+                selected = "the last step's weights were kept"
+            lines.append(
+                f"- {what}: {_number(steps)} optimiser steps on {_data_text(record.get('dataset') or {})}; "
+                f"samples: {sizes or 'not recorded'}."
+            )
+            if split.get("description"):
+                lines.append(f"  Data and split: {split['description']}.")
+            protocol = _protocol_text(record.get("protocol") or {}, selected)
+            if protocol:
+                lines.append(f"  {protocol} The test split was scored once, at the end.")
+    else:
+        for stage in stages:
+            protocol = stage.get("protocol") or {}
+            selected = (
+                f"checkpoint selected by validation {protocol['select_best']}"
+                if protocol.get("select_best")
+                else "the last step's weights kept"
+            )
+            lines.append(
+                f"- Stage {stage.get('stage')} ({stage.get('name')}): {stage.get('optimizer_steps')} optimiser steps "
+                f"on {scrub_paths(str(stage.get('data', '')))}."
+            )
+            text = _protocol_text(protocol, selected)
+            if text:
+                lines.append(f"  {text}")
+        if selected_step:
+            lines.append(
+                f"- The weights of step {selected_step} (best validation {selected_by}) were kept, then the test "
+                "split was scored once."
+            )
+    lines.append("")
+    if commands:
+        lines.append(f"The exact command{'s' if len(commands) > 1 else ''}:")
+        lines += ["", "```bash", *commands, "```"]
+    else:
+        lines.append("The training command was not recorded with this checkpoint.")
+    lines.append("")
+    return "\n".join(lines)
+
+
+RUNTIME_COLUMNS = ("runtime", "samples_per_second", "steps_per_second", "epoch", "train_seconds")
+"""Keys of ``transformers.Trainer``'s evaluation output (and the trainers' timing) that describe the machine, not
+the model: never columns of a card's results table."""
 
 
 def render_card(
@@ -901,6 +1057,7 @@ def render_card(
     results: Mapping[str, Any] | None = None,
     benchmark_dir: Path | None = None,
     templates_dir: Path | None = None,
+    dataset_name: str | None = None,
 ):
     """The model card of a trained folder, rendered from its family's template.
 
@@ -913,6 +1070,8 @@ def render_card(
         base_model: a Hub id the model was initialised from (e.g. ``--item-encoder-from``).
         plot: the file name of the training-curve PNG in the release folder (``None``: no plot).
         results: evaluation results to show instead of the folder's ``eval_results.json`` (a re-evaluation).
+        dataset_name: the training data's name, overriding the training record's (required for a folder without
+            ``training_record.json`` or ``release.json``: the data set is never guessed).
 
     Returns:
         A :class:`huggingface_hub.ModelCard`.
@@ -927,15 +1086,18 @@ def render_card(
     stages = (_read_json(checkpoint / STAGES_FILE) or {}).get("stages", [])
     release_info = _read_json(checkpoint / RELEASE_INFO_FILE)
     base_model = base_model or (release_info or {}).get("base_model")
-    dataset_key = _dataset_of(stages, release_info, family)
-    dataset_name = family.datasets.get(dataset_key, dataset_key)
+    from .provenance import read_training_record, training_history
+
+    history = training_history(read_training_record(checkpoint))
+    dataset_key, dataset_names = _dataset_of(history, release_info, family, dataset_name, checkpoint)
+    dataset_name = dataset_names[-1]
     eval_results = eval_results_for(family, results, dataset_name, dataset_name)
     card_data = ModelCardData(
         library_name="session_transformers",
         license=license,
         pipeline_tag=family.pipeline_tag,
         tags=["session_transformers", model_type, *family.tags],
-        datasets=[dataset_name],
+        datasets=dataset_names,
         metrics=[_metric_type(m) for m in family.metrics],
         base_model=base_model,
         model_name=repo_id.split("/")[-1] if repo_id else f"{model_type}-{dataset_key}",
@@ -945,7 +1107,9 @@ def render_card(
     split_values = {s: split_metrics(results, s) for s in splits}
     shown = [m for m in family.metrics if any(m in v for v in split_values.values())]
     extra = sorted(
-        k for k in {k for v in split_values.values() for k in v} - set(shown) if not k.startswith("num_")
+        k
+        for k in {k for v in split_values.values() for k in v} - set(shown)
+        if not k.startswith("num_") and not k.endswith(RUNTIME_COLUMNS)
     )
     table = markdown_table(((s, split_values[s]) for s in splits), [*shown, *extra], first="split")
     baselines = results.get("baseline") or results.get("baselines") or {}
@@ -955,9 +1119,10 @@ def render_card(
         for name, values in baselines.items():
             values = values.get("test", values) if isinstance(values, dict) else {}
             rows.append((name, {k: v for k, v in values.items() if isinstance(v, int | float)}))
+        verdict = _strongest_baseline(family, rows, split_values.get(splits[-1]) if splits else None, results)
         if split_values:
             rows.insert(0, (f"{family.name} (this model)", split_values[splits[-1]]))
-        baseline_table = markdown_table(rows, shown, first="")
+        baseline_table = markdown_table(rows, shown, first="") + (f"\n\n{verdict}" if verdict else "")
     benchmark = load_benchmark(family, benchmark_dir)
     tables = family.benchmark_tables(benchmark) if benchmark and family.benchmark_tables else []
     n_params = None
@@ -967,6 +1132,7 @@ def render_card(
 
         with safe_open(str(weights), "pt") as fh:
             n_params = sum(math.prod(fh.get_slice(k).get_shape()) for k in fh.keys())  # noqa: SIM118
+    commands = _training_commands(history, release_info, command)
     template = Path(templates_dir or HUB_CARDS_DIR) / family.template
     if not template.exists():
         raise FileNotFoundError(f"{template}: the card template of {model_type!r} is missing")
@@ -991,13 +1157,55 @@ def render_card(
         baseline_table=baseline_table,
         stages=stages,
         dataset_key=dataset_key,
-        commands=_training_commands(release_info, command),
+        dataset_name=dataset_name,
+        commands=commands,
+        training_section=training_section(
+            history, stages, commands, results.get("selected_step"), results.get("selected_by")
+        ),
+        unknown_targets=_unknown_targets(results, splits),
         benchmark=benchmark,
         benchmark_tables=tables,
         plot=plot,
         package_version=session_transformers.__version__,
     )
     return card
+
+
+def _strongest_baseline(
+    family: CardFamily, baselines: list[tuple[str, Mapping]], model: Mapping | None, results: Mapping
+) -> str:
+    """One sentence: the strongest trivial baseline on the metric the run selected by (else the family's first
+    shown metric) and where this model stands against it, so that no reader has to compare the rows."""
+    if not model or not baselines:
+        return ""
+    candidates = [results.get("selected_by"), *family.metrics]
+    metric = next(
+        (m for m in candidates if m and m in model and any(m in v for _, v in baselines)),
+        None,
+    )
+    if metric is None:
+        return ""
+    lower = metric in family.lower_is_better
+    scored = [(name, v[metric]) for name, v in baselines if isinstance(v.get(metric), int | float)]
+    name, best = (min if lower else max)(scored, key=lambda nv: nv[1])
+    mine = model[metric]
+    if mine == best:
+        where = "level with it"
+    else:
+        where = "above it" if (mine > best) != lower else "below it"
+        if lower:
+            where = "better" if mine < best else "worse"
+    return (
+        f"The strongest trivial baseline on {metric} is **{name}** ({_fmt(float(best))}); this model scores "
+        f"{_fmt(float(mine))}, {where}{' (lower is better)' if lower else ''}."
+    )
+
+
+def _unknown_targets(results: Mapping[str, Any], splits: list[str]) -> int:
+    """Cases of the card's split whose target is outside the model's vocabulary (misses by construction)."""
+    if not splits:
+        return 0
+    return int(split_metrics(results, splits[-1]).get("num_unknown_targets", 0))
 
 
 def check_card_metadata(text: str) -> dict:

@@ -13,6 +13,9 @@ the keys:
   fine-tuning head on a pretraining output): only the head may be missing (keys outside the base model's prefix),
   and the keys that start untrained are logged; the pretrained part itself must be complete. Weights the
   checkpoint has that this class does not use (a pretraining head, BYOL's target network) are dropped, as usual.
+- a base model loaded from one of its own family's heads (``AutoModel.from_pretrained`` on a fine-tuned folder):
+  the head's weights are left out without ``transformers``' load report of ``UNEXPECTED`` keys (they are logged at
+  INFO level); the base model's own weights must all be there, as above.
 
 ``strict=False`` in ``from_pretrained`` restores the plain ``transformers`` behaviour for deliberate surgery.
 """
@@ -23,6 +26,8 @@ import json
 import logging
 import os
 from pathlib import Path
+
+import torch
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +114,27 @@ class StrictLoadingMixin:
         if problems:
             raise CheckpointError(f"{where}: refusing to load {cls.__name__}: " + "; ".join(problems))
         return (model, info) if want_info else model
+
+    def _adjust_missing_and_unexpected_keys(self, loading_info) -> None:
+        """A base model loaded from a checkpoint of one of its family's heads (the checkpoint's ``architectures``
+        name another class, and this model is the base: it has no submodule named ``base_model_prefix``): the
+        head's weights are expected to stay behind, so they leave the unexpected keys (no alarming load report for
+        a fine-tuned folder of our own) and are logged at INFO level instead."""
+        super()._adjust_missing_and_unexpected_keys(loading_info)
+        prefix = getattr(self, "base_model_prefix", "") or ""
+        architectures = getattr(self.config, "architectures", None) or []
+        is_base = bool(prefix) and not isinstance(getattr(self, prefix, None), torch.nn.Module)
+        if not is_base or not architectures or type(self).__name__ in architectures:
+            return
+        head_only = {k for k in loading_info.unexpected_keys if not k.startswith(prefix + ".")}
+        if head_only:
+            logger.info(
+                "%s: left out the weights of %s's head: %s",
+                type(self).__name__,
+                architectures[0],
+                _short(head_only),
+            )
+            loading_info.unexpected_keys = set(loading_info.unexpected_keys) - head_only
 
 
 __all__ = ["CheckpointError", "StrictLoadingMixin"]

@@ -26,9 +26,12 @@ processor=, batch_size=)`` returning ``[[(item_id, score), ...], ...]``, with ei
   pool ranked; it is tokenised once and reused while it does not change. Sessions may also be dicts in the
   package schema (queries and items with their actions); a list of item IDs reads as views.
 
-Unknown item IDs in a session (not in the vocabulary, or not in the catalogue) raise ``KeyError`` naming them
-and showing what known IDs look like (``unknown_items="error"``, the default); ``unknown_items="skip"`` drops
-them (a session left with no known item still raises).
+Unknown item IDs in a session (not in the vocabulary, or not in the catalogue) follow the package's one policy
+(:data:`~session_transformers.processing_utils.UNKNOWN_ITEM_POLICIES`, the processors' and ``export``'s too):
+``unknown_items="error"`` (the default) raises ``KeyError`` naming them and showing what known IDs look like;
+``unknown_items="skip"`` drops them and logs one warning per call with the counts (a session left with no known
+item still raises). Sessions longer than the processor's ``max_length`` keep their most recent items, with one
+warning per call.
 
     recommend = pipeline("session-recommendation", model="runs/quickstart/ubm/finetune", catalogue=records)
     recommend(["item-000017", "item-000004"], top_k=5, candidates=new_arrivals)
@@ -52,8 +55,12 @@ from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .auto import AutoModelForNextItemPrediction
-
-UNKNOWN_ITEM_POLICIES = ("error", "skip")
+from .processing_utils import (
+    UNKNOWN_ITEM_POLICIES,
+    unknown_items_error,
+    unknown_items_policy,
+    warn_skipped_items,
+)
 
 
 class _Batch:
@@ -71,7 +78,8 @@ def _is_one_session(inputs: Any) -> bool:
         return True
     if isinstance(inputs, str):
         raise TypeError(
-            f"a session is a list of item IDs, not a string: got {inputs!r}; wrap it: [{inputs!r}]"
+            f"a session is a list of item IDs, not a string: got {inputs!r:.80}; one ID: [{inputs!r:.40}], "
+            f"several IDs in one string: {inputs!r:.40}.split()"
         )
     return isinstance(inputs, Sequence) and len(inputs) > 0 and isinstance(inputs[0], str)
 
@@ -131,9 +139,7 @@ class SessionRecommendationPipeline(_SessionPipeline):
             if candidates is not None:
                 forward["candidates"] = list(candidates)
         if unknown_items is not None:
-            if unknown_items not in UNKNOWN_ITEM_POLICIES:
-                raise ValueError(f"unknown_items={unknown_items!r} must be one of {UNKNOWN_ITEM_POLICIES}")
-            preprocess["unknown_items"] = unknown_items
+            preprocess["unknown_items"] = unknown_items_policy(unknown_items)
         if top_k is not None:
             if int(top_k) < 1:
                 raise ValueError(f"top_k must be >= 1, got {top_k}")
@@ -153,32 +159,7 @@ class SessionRecommendationPipeline(_SessionPipeline):
     def preprocess(self, sessions: _Batch, unknown_items: str = "error", catalogue=None) -> dict:
         if self._reads_text():
             return {"sessions": _text_sessions(sessions.items, catalogue, unknown_items)}
-        vocab = getattr(self.processor, "item_vocab", None)
-        if vocab is None:
-            raise TypeError(f"{type(self.processor).__name__} has no item_vocab: it cannot map item IDs")
-        known = getattr(self.processor, "_index", None) or set(vocab)
-        cleaned = []
-        for b, session in enumerate(sessions.items):
-            if isinstance(session, str | Mapping) or not isinstance(session, Sequence):
-                raise TypeError(f"session {b}: expected a list of item IDs, got {session!r}")
-            for j, item in enumerate(session):
-                if not isinstance(item, str):
-                    raise TypeError(f"session {b}: item ID {j} must be a string, got {item!r:.80}")
-            unknown = [i for i in session if i not in known]
-            if unknown and unknown_items == "error":
-                raise KeyError(
-                    f"session {b}: unknown item IDs {unknown[:5]} ({len(unknown)} of {len(session)}); the model "
-                    f"knows {len(vocab)} items, whose IDs look like {list(vocab[:3])}. Pass unknown_items='skip' "
-                    "to drop unknown IDs"
-                )
-            kept = [i for i in session if i in known]
-            if not kept:
-                raise KeyError(
-                    f"session {b}: none of its {len(session)} item IDs is known to the model (e.g. {session[:3]}); "
-                    f"known IDs look like {list(vocab[:3])}"
-                )
-            cleaned.append(kept)
-        return {"sessions": cleaned}
+        return {"sessions": _id_sessions(sessions.items, self.processor, unknown_items, self.task)}
 
     def _forward(
         self, model_inputs: dict, top_k: int = 10, batch_size: int = 256, catalogue=None, candidates=None
@@ -210,6 +191,49 @@ class SessionRecommendationPipeline(_SessionPipeline):
         return [[{"item_id": i, "score": float(s)} for i, s in row] for row in model_outputs["ranked"]]
 
 
+def _id_sessions(sessions: list, processor, unknown_items: str, where: str) -> list[list[str]]:
+    """Sessions for a model with an item vocabulary (TAGNN++): lists of string IDs, the unknown ones handled by
+    ``unknown_items`` (one warning per call when skipped)."""
+    vocab = getattr(processor, "item_vocab", None)
+    if vocab is None:
+        raise TypeError(f"{type(processor).__name__} has no item_vocab: it cannot map item IDs")
+    known = getattr(processor, "_index", None) or set(vocab)
+    cleaned, dropped, touched, examples = [], 0, 0, []
+    for b, session in enumerate(sessions):
+        if isinstance(session, str | Mapping) or not isinstance(session, Sequence):
+            raise TypeError(f"session {b}: expected a list of item IDs, got {session!r}")
+        for j, item in enumerate(session):
+            if not isinstance(item, str):
+                raise TypeError(f"session {b}: item ID {j} must be a string, got {item!r:.80}")
+        unknown = [i for i in session if i not in known]
+        if unknown and unknown_items == "error":
+            raise unknown_items_error(b, unknown, len(session), list(vocab))
+        kept = [i for i in session if i in known]
+        if not kept:
+            raise KeyError(
+                f"session {b}: none of its {len(session)} item IDs is known to the model (e.g. {session[:3]}); "
+                f"known IDs look like {list(vocab[:3])}"
+            )
+        if unknown:
+            dropped, touched = dropped + len(unknown), touched + 1
+            examples += unknown[: 3 - len(examples)]
+        cleaned.append(kept)
+    warn_skipped_items(where or "pipeline", dropped, touched, len(cleaned), examples)
+    return cleaned
+
+
+def _known_items(items: list, processor, unknown_items: str, where: str) -> list[str]:
+    """Item IDs of a model with an item vocabulary under ``unknown_items`` (``"skip"``: the known ones, with one
+    warning)."""
+    vocab = processor.item_vocab
+    known = getattr(processor, "_index", None) or set(vocab)
+    unknown = [i for i in items if not isinstance(i, str) or i not in known]
+    if unknown and unknown_items == "error":
+        raise unknown_items_error("<items>", unknown, len(items), list(vocab))
+    warn_skipped_items(where or "pipeline", len(unknown), 1 if unknown else 0, 1, unknown)
+    return [i for i in items if isinstance(i, str) and i in known]
+
+
 def _as_catalogue(catalogue) -> dict[str, Mapping[str, Any]]:
     if isinstance(catalogue, Mapping):
         return dict(catalogue)
@@ -229,7 +253,7 @@ def _text_sessions(sessions: list, catalogue, unknown_items: str) -> list[dict[s
             "this model reads items as text: pass catalogue= (records or item_id -> record) when building the "
             "pipeline or when calling it"
         )
-    out = []
+    out, dropped, touched, examples = [], 0, 0, []
     for b, session in enumerate(sessions):
         if isinstance(session, Mapping):
             events = [dict(e) for e in session.get("events") or []]
@@ -254,14 +278,17 @@ def _text_sessions(sessions: list, catalogue, unknown_items: str) -> list[dict[s
             e["item_id"] for e in events if e.get("item_id") is not None and e["item_id"] not in catalogue
         ]
         if unknown and unknown_items == "error":
-            raise KeyError(
-                f"session {b}: item IDs {unknown[:5]} are not in the catalogue ({len(catalogue)} items, whose IDs "
-                f"look like {list(catalogue)[:3]}). Pass unknown_items='skip' to drop them"
+            raise unknown_items_error(
+                b, unknown, len(events), list(catalogue), what="item IDs (not in the catalogue)"
             )
         events = [e for e in events if e.get("item_id") is None or e["item_id"] in catalogue]
         if not events:
             raise KeyError(f"session {b}: none of its events is a query or a catalogue item")
+        if unknown:
+            dropped, touched = dropped + len(unknown), touched + 1
+            examples += unknown[: 3 - len(examples)]
         out.append({"session_id": sid, "events": events})
+    warn_skipped_items("session-recommendation", dropped, touched, len(out), examples)
     return out
 
 
@@ -275,10 +302,12 @@ class SessionFeatureExtractionPipeline(_SessionPipeline):
     ``encode_items`` (TAGNN++, CERES).
     """
 
-    def _sanitize_parameters(self, embed=None, catalogue=None, batch_size=None, **kwargs):
+    def _sanitize_parameters(self, embed=None, catalogue=None, batch_size=None, unknown_items=None, **kwargs):
         if kwargs:
             raise TypeError(f"session-feature-extraction got unexpected parameters {sorted(kwargs)}")
         forward = {}
+        if unknown_items is not None:
+            forward["unknown_items"] = unknown_items_policy(unknown_items)
         if embed is not None:
             if embed not in ("sessions", "items"):
                 raise ValueError(f"embed={embed!r} must be 'sessions' or 'items'")
@@ -309,17 +338,31 @@ class SessionFeatureExtractionPipeline(_SessionPipeline):
             kwargs["batch_size"] = batch_size
         return kwargs
 
-    def _forward(self, model_inputs: dict, embed: str = "sessions", catalogue=None, batch_size=None) -> dict:
+    def _forward(
+        self,
+        model_inputs: dict,
+        embed: str = "sessions",
+        catalogue=None,
+        batch_size=None,
+        unknown_items: str = "error",
+    ) -> dict:
         method = "encode_items" if embed == "items" else "encode_sessions"
         if not hasattr(self.model, method):
             raise TypeError(f"{type(self.model).__name__} has no {method}()")
         encode = getattr(self.model, method)
         accepted = inspect.signature(encode).parameters
         kwargs = {k: v for k, v in self._encode_kwargs(catalogue, batch_size).items() if k in accepted}
+        inputs = model_inputs["inputs"]
+        vocab = getattr(self.processor, "item_vocab", None)
         if embed == "items":  # the item list came as one input
-            vectors = encode(list(model_inputs["inputs"][0]), **kwargs)
+            items = list(inputs[0])
+            if vocab is not None:  # an item vocabulary (TAGNN++): the package's unknown-item policy
+                items = _known_items(items, self.processor, unknown_items, self.task)
+            vectors = encode(items, **kwargs)
         else:
-            vectors = encode(model_inputs["inputs"], **kwargs)
+            if vocab is not None:
+                inputs = _id_sessions(inputs, self.processor, unknown_items, self.task)
+            vectors = encode(inputs, **kwargs)
         return {"vectors": [vectors] if embed == "items" else list(np.asarray(vectors))}
 
     def postprocess(self, model_outputs: dict) -> list[np.ndarray]:
@@ -344,6 +387,7 @@ def register_pipelines() -> None:
 
 
 __all__ = [
+    "UNKNOWN_ITEM_POLICIES",
     "SessionFeatureExtractionPipeline",
     "SessionRecommendationPipeline",
     "register_pipelines",

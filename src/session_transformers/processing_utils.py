@@ -1,9 +1,11 @@
-"""Helpers shared by the processors and collators: attribute tokens (CERES, UBM) and seeded batch randomness
-(the augmenting collators of CERES, UBM and MUVCOG)."""
+"""Helpers shared by the processors and collators: attribute tokens (CERES, UBM), seeded batch randomness
+(the augmenting collators of CERES, UBM and MUVCOG), and the one unknown-item policy of every processor, model
+method, pipeline and export function that maps item IDs (:data:`UNKNOWN_ITEM_POLICIES`)."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -179,7 +181,80 @@ class SeededCollatorMixin:
         return seeded_generator(self.seed, keys, self.epoch)
 
 
+# --- the unknown-item policy --------------------------------------------------------------------------------
+
+logger = logging.getLogger("session_transformers")
+
+UNKNOWN_ITEM_POLICIES: tuple[str, ...] = ("error", "skip")
+"""What every processor, ``recommend``, pipeline and export function does with an item ID it does not know (not in
+the model's vocabulary, or, for a text model, not in the catalogue it was given):
+
+- ``"error"`` (the default everywhere): raise ``KeyError`` naming the session, the unknown IDs, how many of the
+  session's items they are, and what the known IDs look like;
+- ``"skip"``: drop the unknown IDs from the sessions (an unknown target becomes label ``-100``, which the loss
+  ignores and evaluation counts as a miss) and log ONE warning per call with the counts. A session left with no
+  known item still raises. ``"drop"``, the processors' earlier name for it, is read as ``"skip"``.
+
+Training and evaluation collators always skip (held-out splits may hold items the training split never had) and
+count instead of warning per batch: the trainers report ``num_unknown_targets`` with the metrics."""
+
+
+def unknown_items_policy(value: str) -> str:
+    """Check an ``unknown_items=`` value (``"drop"``, the earlier name of ``"skip"``, is accepted)."""
+    if value == "drop":
+        return "skip"
+    if value not in UNKNOWN_ITEM_POLICIES:
+        raise ValueError(f"unknown_items={value!r} must be one of {UNKNOWN_ITEM_POLICIES}")
+    return value
+
+
+def unknown_items_error(
+    session: int | str, unknown: Sequence[Any], length: int, known: Sequence[str], what: str = "item IDs"
+) -> KeyError:
+    """The ``KeyError`` of ``unknown_items="error"``: the session, the unknown IDs, how many, the known IDs' look."""
+    return KeyError(
+        f"session {session}: unknown {what} {list(unknown[:5])} ({len(unknown)} of its {length}); the model "
+        f"knows {len(known)} items, whose IDs look like {list(known[:3])}. Pass unknown_items='skip' to drop "
+        "unknown IDs (with a warning)"
+    )
+
+
+def warn_skipped_items(
+    where: str, items: int, sessions: int, total_sessions: int, examples: Sequence[Any], targets: int = 0
+) -> None:
+    """The one warning of a call under ``unknown_items="skip"`` that dropped something (nothing when nothing was)."""
+    if not items and not targets:
+        return
+    parts = []
+    if items:
+        parts.append(
+            f"dropped {items} unknown item ID(s) from {sessions} of {total_sessions} session(s) "
+            f"(e.g. {list(examples[:3])})"
+        )
+    if targets:
+        parts.append(
+            f"{targets} unknown target(s) got label -100 (ignored by the loss, a miss in evaluation)"
+        )
+    logger.warning("%s (unknown_items='skip'): %s", where, "; ".join(parts))
+
+
+def warn_truncated(where: str, truncated: int, total: int, max_length: int, unit: str = "items") -> None:
+    """The one warning of a call that cut sessions longer than ``max_length`` (their most recent ones are kept)."""
+    if truncated:
+        logger.warning(
+            "%s: %d of %d session(s) are longer than max_length=%d %s; each keeps its %d most recent %s",
+            where,
+            truncated,
+            total,
+            max_length,
+            unit,
+            max_length,
+            unit,
+        )
+
+
 __all__ = [
+    "UNKNOWN_ITEM_POLICIES",
     "SeededCollatorMixin",
     "as_catalogue",
     "attribute_token",
@@ -188,4 +263,8 @@ __all__ = [
     "is_text",
     "seeded_generator",
     "train_wordpiece",
+    "unknown_items_error",
+    "unknown_items_policy",
+    "warn_skipped_items",
+    "warn_truncated",
 ]

@@ -20,7 +20,9 @@ from .models.product_byol.recipe import RECIPE as _PRODUCT_BYOL
 from .models.tagnn_pp.recipe import RECIPE as _TAGNN_PP
 from .models.ubm.recipe import RECIPE as _UBM
 from .protocol import TrainingProtocol, add_protocol_arguments
-from .trainer_utils import PreparedData, Recipe, Task, add_data_arguments, resolve_data_arguments
+from .provenance import SYNTHETIC_DATASET
+from .trainer_utils import PreparedData, Recipe, Task, add_data_arguments
+from .trainer_utils import resolve_data_arguments as _resolve_data_arguments
 
 RECIPES: dict[str, Recipe] = {
     "tagnn_pp": _TAGNN_PP,
@@ -30,6 +32,25 @@ RECIPES: dict[str, Recipe] = {
     "product_byol": _PRODUCT_BYOL,
 }
 """``model_type`` -> :class:`Recipe`; one row per model family."""
+
+DATASETS: dict[str, str] = {
+    "synthetic": "the package's seeded synthetic store (the default; nothing is read)",
+    "session_lines": "your own plain sessions: a folder with train_sessions.txt (one session per line, integer "
+    "item IDs separated by spaces, oldest first) and test.tsv (header prefix<TAB>target, one test case per line); "
+    "the SR-GNN two-file format",
+    "diginetica": "Diginetica in the SR-GNN two-file format (the session_lines format; default path "
+    "../shared/data/diginetica)",
+    "sessions": "your own session files in the package schema: a folder of sessions*.jsonl / *.parquet files and "
+    "its catalogue.jsonl / .parquet (README: Train on your own sessions)",
+    "rees46": "REES46 e-commerce events (a CSV of view / cart / purchase events; default under ../shared/data)",
+    "instacart": "Instacart orders and products (default under ../shared/data)",
+    "online_retail": "UCI Online Retail invoices (default under ../shared/data)",
+}
+"""What each ``--dataset`` name reads, for ``--help`` (a recipe lists the names it accepts in ``Recipe.datasets``)."""
+
+
+def _dataset_help(names) -> str:
+    return "; ".join(f"{name}: {DATASETS.get(name, 'a real-data loader')}" for name in names)
 
 
 def training_parser(
@@ -73,6 +94,25 @@ def training_parser(
             + (", ".join(f"{i} = {s.name}" for i, s in enumerate(stages, 1)) or "see the model's recipe"),
         )
     add_data_arguments(parser)
+    names = tuple(recipe.datasets) if recipe is not None else tuple(DATASETS)
+    for action in parser._actions:  # the data sets this model trains on, each with what it reads
+        if action.dest == "dataset":
+            action.choices = names
+            action.help = f"the training data ({_dataset_help(names)})"
+    parser.add_argument(
+        "--dataset-name",
+        default=None,
+        help="the data set's name in the training record and the model card (default: the data folder's name; "
+        f"{SYNTHETIC_DATASET} for the synthetic store)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads of torch's intra-op pool (torch.set_num_threads; default: torch's own, which follows "
+        "the OMP_NUM_THREADS environment variable when it is set, else one per core)",
+    )
     add_protocol_arguments(parser, protocol)
     parser.add_argument(
         "--activation-checkpointing",
@@ -86,7 +126,24 @@ def training_parser(
     return parser, recipe, task
 
 
+def resolve_data_arguments(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, recipe: Recipe
+) -> argparse.Namespace:
+    """:func:`~session_transformers.trainer_utils.resolve_data_arguments` (the dataset against the recipe, the
+    default data path, ``--config`` overrides), then ``--threads``: ``torch.set_num_threads(N)`` in this process."""
+    args = _resolve_data_arguments(parser, args, recipe)
+    threads = getattr(args, "threads", None)
+    if threads is not None:
+        if threads < 1:
+            parser.error(f"--threads must be >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+    return args
+
+
 __all__ = [
+    "DATASETS",
     "RECIPES",
     "PreparedData",
     "Recipe",

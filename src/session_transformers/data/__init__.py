@@ -34,7 +34,20 @@ from .schema import (
     validate_item,
     validate_session,
 )
-from .synthetic import SYNTHETIC_SESSION_FEATURES, SyntheticStore, SyntheticStoreConfig, cut_labels
+
+_SYNTHETIC = ("SYNTHETIC_SESSION_FEATURES", "SyntheticStore", "SyntheticStoreConfig", "cut_labels")
+
+
+def __getattr__(name: str):
+    """The synthetic store's names, imported on first use: importing the package must not import
+    ``data.synthetic``, or ``python -m session_transformers.data.synthetic`` warns (runpy finds the module already
+    imported before it runs it as ``__main__``)."""
+    if name in _SYNTHETIC:
+        from . import synthetic
+
+        return getattr(synthetic, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CATALOGUE_FEATURES",

@@ -157,6 +157,8 @@ def _load(paths, kind, features, *, streaming, on_error, spec, item_ids, report)
         )
     report = report if report is not None else ValidationReport()
     records = list(_gen(paths, kind, on_error, spec, item_ids, report))
+    if kind == "catalogue":  # optional fields may be absent from a record (an ID-only catalogue): None
+        records = [{name: rec.get(name) for name in features} for rec in records]
     if not records:  # every record skipped: an empty dataset with the schema
         return Dataset.from_dict({name: [] for name in features}, features=features)
     return Dataset.from_list(records, features=features)
@@ -265,16 +267,30 @@ def write_records(
     return n
 
 
+def _checked(records: Iterable[Mapping[str, Any]], validate, path: PathLike, spec: SchemaSpec | None):
+    """The records, each validated as it is written: a writer never writes what the readers would refuse."""
+    for i, rec in enumerate(records):
+        validate(rec, i, source=str(path), spec=spec)
+        yield rec
+
+
 def write_sessions(
     records: Iterable[Mapping[str, Any]], path: PathLike, features: Features = SESSION_FEATURES
 ) -> int:
-    """Write session records (``dict`` s or a ``datasets.Dataset``) to ``.jsonl`` or ``.parquet``."""
+    """Write session records (``dict`` s or a ``datasets.Dataset``) to ``.jsonl`` or ``.parquet`` (as they are: the
+    readers validate them, lazily when streaming)."""
     return write_records(records, path, features)
 
 
-def write_catalogue(records: Iterable[Mapping[str, Any]], path: PathLike) -> int:
-    """Write catalogue records to ``.jsonl`` or ``.parquet``."""
-    return write_records(records, path, CATALOGUE_FEATURES)
+def write_catalogue(
+    records: Iterable[Mapping[str, Any]], path: PathLike, *, spec: SchemaSpec | None = None
+) -> int:
+    """Write catalogue records to ``.jsonl`` or ``.parquet``, each validated as :func:`load_catalogue` will read
+    it: by default a record needs ``item_id``, a non-empty ``title`` and ``category`` (what the text models read);
+    ``spec=SchemaSpec(require_text=False)`` writes the ID-only catalogue of a model that reads no text (TAGNN++:
+    ``{"item_id": ...}`` per item). A bad record raises :class:`InvalidRecordError` naming it, and nothing is left
+    under ``path``."""
+    return write_records(_checked(records, validate_item, path, spec), path, CATALOGUE_FEATURES)
 
 
 __all__ = [

@@ -243,7 +243,12 @@ def _check_tokens(tokens: list[str], source: str, line: int, field: str) -> list
     if pos is not None:
         name = f"{field}[{pos}]" if field in ("items", "prefix") else field
         raise InvalidRecordError(
-            source, line, name, f"line {line}: token {tokens[pos]!r} is not an integer item ID"
+            source,
+            line,
+            name,
+            f"line {line}: token {tokens[pos]!r} is not an integer item ID: this format (--dataset session_lines, "
+            "or diginetica) takes integer IDs; for other IDs write session files in the package schema with a "
+            "catalogue and train with --dataset sessions (README: Train on your own sessions)",
         )
     return _normalise(tokens)
 
@@ -566,6 +571,10 @@ def load_next_item_splits(
       sessions, as the TAGNN++ paper holds out 10 %), so no session has prefixes on both sides. Its samples are
       every prefix of the held-out sessions, like training. ``validation_fraction=0`` gives ``validation=None``.
     * **Test** is ``test.tsv`` as it is: score it once, at the end.
+    * **The catalogue** (the candidates ranked, and a model's vocabulary) is every item of the training file
+      (``train_file``, the validation sessions included): items that appear only in ``test.tsv`` are not in it
+      (``statistics["test_only_items"]``); a test target among them is a miss, counted as an unknown target
+      (``statistics["test_unknown_targets"]``). SR-GNN's preprocessing leaves none in Diginetica.
     * ``top_items=K`` reduces the data set to its ``K`` most frequent training items (a CPU-sized benchmark):
       other items are removed from every session, sessions left shorter than 2 are dropped, and test cases
       whose target is outside, or whose whole prefix is, are dropped. The catalogue is then the kept items.
@@ -592,9 +601,14 @@ def load_next_item_splits(
         prefixes, targets = [p for p, _ in kept_cases], [t for _, t in kept_cases]
         catalogue = sorted(keep, key=lambda i: (int(i) if i.isdigit() else 0, i))
     else:
-        catalogue = next_item_catalogue_ids(
-            path, on_error=on_error, train_file=train_file, test_file=test_file
+        # the items of the training file only: an item seen only in test.tsv was never trained, so it is not a
+        # candidate; test targets outside the catalogue count as misses (``num_unknown_targets``)
+        known = {i for s in sessions for i in s}
+        catalogue = sorted(known, key=lambda i: (int(i) if i.isdigit() else 0, i))
+        stats["test_only_items"] = len(
+            {i for p in prefixes for i in p if i not in known} | set(targets) - known
         )
+        stats["test_unknown_targets"] = sum(t not in known for t in targets)
     order = np.random.default_rng(validation_seed).permutation(len(sessions))
     n_val = int(round(validation_fraction * len(sessions)))
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])

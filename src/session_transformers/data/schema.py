@@ -89,11 +89,16 @@ class SchemaSpec:
         actions: the closed action vocabulary.
         image_dim: required length of every image vector (``None`` accepts any non-empty length).
         require_timestamps: reject events without a timestamp.
+        require_text: a catalogue record needs a ``title`` and a ``category`` (the text the text models read:
+            CERES, UBM, MUVCOG, Product BYOL). ``False`` for a catalogue of an ID-only model (TAGNN++), whose one
+            required field is ``item_id``: ``title`` and ``category`` may then be missing (if present they are
+            checked as usual).
     """
 
     actions: tuple[str, ...] = DEFAULT_ACTIONS
     image_dim: int | None = None
     require_timestamps: bool = False
+    require_text: bool = True
 
 
 @dataclass
@@ -220,14 +225,24 @@ def validate_item(
         raise InvalidRecordError(source, index, "<record>", f"must be a mapping, got {type(record).__name__}")
     for name in ("item_id", "title"):
         v = record.get(name)
+        if name == "title" and v is None and not spec.require_text:
+            continue
         if not isinstance(v, str) or not v:
-            raise InvalidRecordError(source, index, name, "missing or not a non-empty string")
+            hint = (
+                " (a model that reads no text, TAGNN++, needs only item_id: validate and write such a catalogue "
+                "with SchemaSpec(require_text=False))"
+                if name == "title"
+                else ""
+            )
+            raise InvalidRecordError(source, index, name, f"missing or not a non-empty string{hint}")
     for name in ("description", "brand"):
         v = record.get(name)
         if v is not None and not isinstance(v, str):
             raise InvalidRecordError(source, index, name, "must be a string or None")
     cat = record.get("category")
-    if not isinstance(cat, list | tuple) or not cat or not all(isinstance(c, str) and c for c in cat):
+    if cat is None and not spec.require_text:
+        pass
+    elif not isinstance(cat, list | tuple) or not cat or not all(isinstance(c, str) and c for c in cat):
         raise InvalidRecordError(source, index, "category", "must be a non-empty list of non-empty strings")
     attrs = record.get("attributes") or []
     if not isinstance(attrs, list | tuple):

@@ -220,6 +220,49 @@ def split_corpus(
     return CorpusSplits(files, [(head, 0, rest - n_val)], validation, test, rule, train_sessions=rest - n_val)
 
 
+def _piece_item_ids(path: str, start: int, stop: int | None) -> set[str]:
+    """The distinct item IDs of a piece's sessions (Parquet: only the ``events`` column, flattened by Arrow)."""
+    if path.endswith(".parquet"):
+        import pyarrow.compute as pc
+
+        table = pq.read_table(path, columns=["events"])
+        column = table.column("events").slice(start, None if stop is None else stop - start)
+        items = pc.struct_field(pc.list_flatten(column), "item_id")
+        return {i for i in pc.unique(items).to_pylist() if i is not None}
+    out: set[str] = set()
+    for rec in islice(iter_records(path), start, stop):
+        for ev in rec.get("events") or []:
+            if isinstance(ev, dict) and isinstance(ev.get("item_id"), str):
+                out.add(ev["item_id"])
+    return out
+
+
+def catalogued_item_ids(pieces: Sequence[Piece], catalogue_ids: set[str] | frozenset[str]) -> set[str]:
+    """The distinct item IDs of ``pieces``' sessions, every one of which must be in the catalogue: the first item
+    missing from it raises :class:`~session_transformers.data.schema.InvalidRecordError` naming the file, the
+    session's row and the event, with how many distinct IDs of these sessions are missing."""
+    from .schema import InvalidRecordError
+
+    seen: set[str] = set()
+    for path, start, stop in pieces:
+        items = _piece_item_ids(path, start, stop)
+        missing = items - catalogue_ids
+        if missing:
+            for i, rec in islice(enumerate(iter_records(path)), start, stop):
+                for j, ev in enumerate(rec.get("events") or []):
+                    if isinstance(ev, dict) and ev.get("item_id") in missing:
+                        raise InvalidRecordError(
+                            path,
+                            i,
+                            f"events[{j}].item_id",
+                            f"{ev['item_id']!r} is not in the catalogue: {len(missing)} distinct item IDs of this "
+                            f"file's sessions are missing from it (e.g. {sorted(missing)[:3]}); add them to the "
+                            "catalogue (item_id is its one required field for an ID model such as TAGNN++)",
+                        )
+        seen |= items
+    return seen
+
+
 def iter_sessions(pieces: Sequence[Piece], spec: SchemaSpec | None = None) -> Iterator[dict[str, Any]]:
     """The session records of ``pieces`` in order, each validated (an error names the file and the row).
 
@@ -317,6 +360,7 @@ __all__ = [
     "Piece",
     "catalogue_item_ids",
     "catalogue_path",
+    "catalogued_item_ids",
     "expand_next_item_batch",
     "iter_sessions",
     "next_item_dataset",

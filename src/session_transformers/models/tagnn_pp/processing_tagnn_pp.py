@@ -17,6 +17,12 @@ from transformers import BatchFeature, ProcessorMixin
 
 from ...data.schema import InvalidRecordError
 from ...graphs.transition import build_graph_batch
+from ...processing_utils import (
+    unknown_items_error,
+    unknown_items_policy,
+    warn_skipped_items,
+    warn_truncated,
+)
 
 PAD_INDEX = 0
 IGNORE_INDEX = -100
@@ -40,14 +46,22 @@ class TagnnPPProcessor(ProcessorMixin):
             Build it with :meth:`from_sessions`. ``config.num_items`` must be ``len(item_vocab) + 1``
             (:attr:`num_items`).
         max_length: sessions longer than this keep their ``max_length`` most recent items (use at most the
-            model's ``max_position_embeddings``).
-        unknown_items: what happens to IDs missing from ``item_vocab``:
+            model's ``max_position_embeddings``); a call that cuts sessions logs one warning with their count.
+        unknown_items: what happens to IDs missing from ``item_vocab``, the package's one policy
+            (:data:`~session_transformers.processing_utils.UNKNOWN_ITEM_POLICIES`, also the pipelines' and
+            ``export``'s), overridable per call (``processor(sessions, unknown_items="skip")``):
 
-            - ``"drop"`` (default): unknown items are removed from input sessions (a session left empty raises
-              ``ValueError`` naming its index in the batch); unknown targets get label ``-100``, which the
-              loss ignores. Both are counted in :attr:`num_unknown_inputs` / :attr:`num_unknown_targets`
-              (counters of this process; DataLoader workers count in their own copies).
-            - ``"error"``: any unknown ID raises ``KeyError`` naming it and its session.
+            - ``"error"`` (default): any unknown ID raises ``KeyError`` naming it, its session and what known IDs
+              look like.
+            - ``"skip"``: unknown items are removed from input sessions (a session left empty raises
+              ``ValueError`` naming its index in the batch); unknown targets get label ``-100``, which the loss
+              ignores. A call that skips something logs one warning with the counts; they also add up in
+              :attr:`num_unknown_inputs` / :attr:`num_unknown_targets` (counters of this process; DataLoader
+              workers count in their own copies). ``"drop"``, this option's earlier name, is read as ``"skip"``.
+
+            :meth:`collate` (the trainers' collator) always skips and counts without warning: held-out splits
+            may hold items the training split never had, and evaluation reports them as
+            ``num_unknown_targets``.
 
     Calling the processor returns exactly the keyword arguments of ``TagnnPPForNextItemPrediction.forward``::
 
@@ -60,14 +74,12 @@ class TagnnPPProcessor(ProcessorMixin):
         self,
         item_vocab: list[str] | None = None,
         max_length: int = 200,
-        unknown_items: Literal["drop", "error"] = "drop",
+        unknown_items: Literal["error", "skip"] = "error",
         **kwargs,
     ):
         self.item_vocab = list(item_vocab or [])
         self.max_length = max_length
-        self.unknown_items = unknown_items
-        if unknown_items not in ("drop", "error"):
-            raise ValueError(f"unknown_items={unknown_items!r} must be 'drop' or 'error'")
+        self.unknown_items = unknown_items_policy(unknown_items)
         if max_length < 1:
             raise ValueError(f"max_length={max_length} must be >= 1")
         bad = next((i for i in self.item_vocab if not isinstance(i, str)), None)
@@ -78,6 +90,7 @@ class TagnnPPProcessor(ProcessorMixin):
             raise ValueError(f"item_vocab has {len(self.item_vocab) - len(self._index)} duplicate IDs")
         self.num_unknown_inputs = 0
         self.num_unknown_targets = 0
+        self.num_truncated = 0
         super().__init__(**kwargs)
 
     @classmethod
@@ -137,7 +150,9 @@ class TagnnPPProcessor(ProcessorMixin):
             )
         return processor
 
-    def encode(self, item_ids: Sequence[str], session: int = 0) -> list[int]:
+    def encode(
+        self, item_ids: Sequence[str], session: int = 0, unknown_items: str | None = None
+    ) -> list[int]:
         """Indices of one session's items under the ``unknown_items`` policy (before truncation)."""
         if not item_ids:
             raise ValueError(
@@ -151,16 +166,15 @@ class TagnnPPProcessor(ProcessorMixin):
         if PAD_INDEX in indices:
             self._check_ids(item_ids, session)
             unknown = [item for item, i in zip(item_ids, indices) if i == PAD_INDEX]
-            if self.unknown_items == "error":
-                raise KeyError(
-                    f"session {session}: field 'item_ids': unknown item IDs {unknown[:5]} (unknown_items='error')"
-                )
+            policy = unknown_items_policy(unknown_items) if unknown_items is not None else self.unknown_items
+            if policy == "error":
+                raise unknown_items_error(session, unknown, len(item_ids), self.item_vocab)
             self.num_unknown_inputs += len(unknown)
             indices = [i for i in indices if i != PAD_INDEX]
             if not indices:
                 raise ValueError(
                     f"session {session}: all of its {len(item_ids)} items are unknown (field 'item_ids'): "
-                    f"{unknown[:5]}"
+                    f"{unknown[:5]}; known IDs look like {self.item_vocab[:3]}"
                 )
         return indices
 
@@ -177,18 +191,17 @@ class TagnnPPProcessor(ProcessorMixin):
                 f"item IDs are strings, got {item_ids[bad]!r:.80} ({type(item_ids[bad]).__name__})",
             )
 
-    def encode_target(self, target: str, session: int = 0) -> int:
-        """Label of one target: its index, or ``-100`` when unknown under ``unknown_items="drop"``."""
+    def encode_target(self, target: str, session: int = 0, unknown_items: str | None = None) -> int:
+        """Label of one target: its index, or ``-100`` when unknown under ``unknown_items="skip"``."""
         index = self._index.get(target) if isinstance(target, str) else None
         if index is None:
             if not isinstance(target, str):
                 raise InvalidRecordError(
                     "TagnnPPProcessor", session, "target", f"an item ID is a string, got {target!r:.80}"
                 )
-            if self.unknown_items == "error":
-                raise KeyError(
-                    f"session {session}: unknown target item ID {target!r} (unknown_items='error')"
-                )
+            policy = unknown_items_policy(unknown_items) if unknown_items is not None else self.unknown_items
+            if policy == "error":
+                raise unknown_items_error(session, [target], 1, self.item_vocab, what="target item ID")
             self.num_unknown_targets += 1
             return IGNORE_INDEX
         return index
@@ -208,24 +221,58 @@ class TagnnPPProcessor(ProcessorMixin):
         item_ids: Sequence[Sequence[str]],
         targets: Sequence[str] | None = None,
         return_tensors: Literal["pt", "np"] = "pt",
+        unknown_items: Literal["error", "skip"] | None = None,
     ) -> BatchFeature:
         """Batch sessions of item IDs into the inputs of ``TagnnPPForNextItemPrediction.forward``.
 
         Returns a :class:`~transformers.BatchFeature` with ``x`` ``(|V|,)``, ``edge_index`` ``(2, |E|)``,
         ``in_weight`` / ``out_weight`` ``(|E|,)``, ``alias`` ``(B, L)`` and ``attention_mask`` ``(B, L)``
-        (right-padded), plus ``labels`` ``(B,)`` when ``targets`` are given.
+        (right-padded), plus ``labels`` ``(B,)`` when ``targets`` are given. ``unknown_items`` overrides the
+        processor's policy for this call. Logs one warning when it skips unknown IDs and one when it cuts sessions
+        longer than ``max_length``, each with its count.
         """
+        return self._batch(item_ids, targets, return_tensors, unknown_items, warn=True)
+
+    def _batch(self, item_ids, targets, return_tensors, unknown_items, warn: bool) -> BatchFeature:
         if isinstance(item_ids, str) or (item_ids and isinstance(item_ids[0], str)):
-            raise TypeError("item_ids must be a list of sessions (lists of item IDs), not one session")
+            hint = f" (a string of IDs? split it: {item_ids!r}.split())" if isinstance(item_ids, str) else ""
+            raise TypeError(
+                f"item_ids must be a list of sessions (lists of item IDs), not one session{hint}: wrap one "
+                "session in a list, [session]"
+            )
         if targets is not None and len(targets) != len(item_ids):
             raise ValueError(f"got {len(targets)} targets for {len(item_ids)} sessions")
         limit = self.max_length
-        sessions = [self.encode(s, i)[-limit:] for i, s in enumerate(item_ids)]
+        before = (self.num_unknown_inputs, self.num_unknown_targets)
+        encoded = []
+        touched, examples = 0, []
+        for i, s in enumerate(item_ids):
+            seen = self.num_unknown_inputs
+            encoded.append(self.encode(s, i, unknown_items))
+            if self.num_unknown_inputs > seen:
+                touched += 1
+                if len(examples) < 3:
+                    known = self._index
+                    examples += [item for item in s if item not in known][: 3 - len(examples)]
+        truncated = sum(len(s) > limit for s in encoded)
+        self.num_truncated += truncated
+        sessions = [s[-limit:] for s in encoded]
         arrays = build_graph_batch(sessions)
         if targets is not None:
             arrays["labels"] = np.array(
-                [self.encode_target(t, i) for i, t in enumerate(targets)], dtype=np.int64
+                [self.encode_target(t, i, unknown_items) for i, t in enumerate(targets)], dtype=np.int64
             )
+        if warn:
+            name = type(self).__name__
+            warn_skipped_items(
+                name,
+                self.num_unknown_inputs - before[0],
+                touched,
+                len(item_ids),
+                examples,
+                targets=self.num_unknown_targets - before[1],
+            )
+            warn_truncated(name, truncated, len(item_ids), limit)
         if return_tensors == "pt":
             return BatchFeature({k: torch.from_numpy(v) for k, v in arrays.items()})
         if return_tensors == "np":
@@ -233,10 +280,14 @@ class TagnnPPProcessor(ProcessorMixin):
         raise ValueError(f"return_tensors={return_tensors!r} must be 'pt' or 'np'")
 
     def collate(self, examples: Sequence[dict]) -> dict[str, torch.Tensor]:
-        """DataLoader / Trainer collator for rows ``{"item_ids": list[str], "target": str}`` (target optional)."""
+        """DataLoader / Trainer collator for rows ``{"item_ids": list[str], "target": str}`` (target optional).
+
+        Always ``unknown_items="skip"`` and silent: unknown items and cut sessions are counted
+        (:attr:`num_unknown_inputs`, :attr:`num_unknown_targets`, :attr:`num_truncated`), not warned about per
+        batch; evaluation reports unknown targets as ``num_unknown_targets``."""
         sessions = [e["item_ids"] for e in examples]
         targets = [e["target"] for e in examples] if examples and "target" in examples[0] else None
-        return dict(self(sessions, targets=targets))
+        return dict(self._batch(sessions, targets, "pt", "skip", warn=False))
 
 
 __all__ = ["TagnnPPProcessor", "build_graph_batch"]  # build_graph_batch lives in graphs.transition

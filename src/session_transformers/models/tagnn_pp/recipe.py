@@ -1,5 +1,7 @@
-"""TAGNN++'s training recipe: next-item prediction on the synthetic store, on Diginetica (SR-GNN protocol) or on
-a folder of session files (``--dataset sessions``, streamed with ``--streaming`` by ``trainers/pretrain.py``).
+"""TAGNN++'s training recipe: next-item prediction on the synthetic store, on plain session lines in the SR-GNN
+two-file format (``--dataset session_lines``: a shop's own ``train_sessions.txt`` + ``test.tsv``; ``diginetica`` is
+the same format at its default path), or on a folder of session files in the package schema with a catalogue
+(``--dataset sessions``, streamed with ``--streaming`` by ``trainers/pretrain.py``).
 
 Pretraining and fine-tuning are the same task here (TAGNN++ is trained end to end on next-item prediction);
 evaluation ranks the whole catalogue and reports HR@K and MRR@K (K = 10, 20), ties pessimistic.
@@ -12,6 +14,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 from datasets import Dataset, IterableDataset
@@ -63,9 +67,12 @@ def sessions_next_item(args: argparse.Namespace) -> NextItemSplits:
     sessions, with 1 file both are its last sessions, as in the synthetic source
     (:func:`~session_transformers.data.streaming.split_corpus`). The training split is the other files: streamed
     (a ``datasets.IterableDataset``, one shard per file, expanded to every prefix with its next item as it is read)
-    with ``--streaming``, else loaded in memory with the same samples in the same order. The vocabulary is the
-    folder's ``catalogue.parquet`` / ``.jsonl`` (``catalogue_ids`` is empty without one: ``--processor-path``
-    then gives it).
+    with ``--streaming``, else loaded in memory with the same samples in the same order. Every item of every
+    session must be in the folder's ``catalogue.parquet`` / ``.jsonl`` (one ``{"item_id": ...}`` record per item
+    is enough for TAGNN++; an item missing from it raises ``InvalidRecordError`` naming the file, the row and the
+    event, before training); the vocabulary is the catalogue's items that occur in the training split (one pass
+    over the item IDs of the training files, also when streaming). ``catalogue_ids`` is empty without a catalogue:
+    ``--processor-path`` then gives the vocabulary.
     """
     from ...data import streaming
 
@@ -85,9 +92,21 @@ def sessions_next_item(args: argparse.Namespace) -> NextItemSplits:
     catalogue = corpus.catalogue_path()
     if catalogue is None and not args.processor_path:
         raise FileNotFoundError(
-            f"{args.data_path}: no catalogue.parquet or catalogue.jsonl for the item vocabulary: add one, or "
-            "give --processor-path"
+            f"{args.data_path}: no catalogue.parquet or catalogue.jsonl for the item vocabulary (one record per "
+            'item; {"item_id": ...} is all TAGNN++ reads): add one, or give --processor-path'
         )
+    ids: list[str] = []
+    not_trained = 0
+    if catalogue is not None:
+        # every session item must be in the catalogue (a clear error naming the file, row and event, read before
+        # training); the vocabulary is the catalogue's items that the training split holds: an item the model
+        # never trained on is not a candidate (a held-out target outside it is a miss, num_unknown_targets)
+        catalogue_ids = streaming.catalogue_item_ids(catalogue)
+        known = frozenset(catalogue_ids)
+        trained = streaming.catalogued_item_ids(corpus.train, known)
+        streaming.catalogued_item_ids([*corpus.validation, *corpus.test], known)
+        ids = [i for i in catalogue_ids if i in trained]
+        not_trained = len(catalogue_ids) - len(ids)
     stats = {"session_files": len(corpus.files), "train_pieces": len(corpus.train)}
     if corpus.train_sessions is not None:
         stats["train_sessions"] = corpus.train_sessions
@@ -99,7 +118,8 @@ def sessions_next_item(args: argparse.Namespace) -> NextItemSplits:
         test_sessions=len(set(test["session_id"])),
         test_samples=len(test),
     )
-    ids = streaming.catalogue_item_ids(catalogue) if catalogue is not None else []
+    if catalogue is not None:
+        stats["catalogue_items_not_in_training"] = not_trained
     return NextItemSplits(train, validation, test, ids, {"rule": corpus.rule, **stats})
 
 
@@ -124,6 +144,7 @@ def _prepare_tagnn_pp(args: argparse.Namespace) -> PreparedData:
     source = {
         "synthetic": synthetic_next_item,
         "diginetica": diginetica_next_item,
+        "session_lines": diginetica_next_item,  # the same two-file format, for a shop's own sessions
         "sessions": sessions_next_item,
     }[args.dataset]
     splits = source(args)
@@ -133,18 +154,36 @@ def _prepare_tagnn_pp(args: argparse.Namespace) -> PreparedData:
     if args.processor_path:
         processor = TagnnPPProcessor.from_pretrained(args.processor_path)
     else:
-        # The vocabulary is the whole catalogue: the protocol ranks every item, seen in training or not.
+        # The vocabulary is the catalogue of the source: the items of its training data (the synthetic store: its
+        # product list); the protocol ranks every one of them.
         processor = TagnnPPProcessor.from_sessions([splits.catalogue_ids])
     config = TagnnPPConfig(num_items=processor.num_items, **args.config_overrides)
     catalogue_size = len(splits.catalogue_ids or processor.item_vocab)
+    # a case whose prefix holds no item of the vocabulary cannot be encoded: left out and counted (its target
+    # would be a miss); targets outside the vocabulary stay, as misses counted in num_unknown_targets
+    train, dropped_train = _encodable(train, processor)
+    validation, dropped_validation = _encodable(validation, processor)
+    test, dropped_test = _encodable(test, processor)
+    for split, n in (("train", dropped_train), ("validation", dropped_validation), ("test", dropped_test)):
+        if n:
+            splits.statistics[f"{split}_cases_without_known_item_dropped"] = n
+    lengths = _prefix_lengths(train, processor.max_length)
+    if lengths is not None and (cut := _longer_than(train, processor.max_length)):
+        splits.statistics["train_prefixes_cut_to_max_length"] = cut
     if args.dataset == "synthetic":
         what = f"synthetic store (seed {args.seed})"
     elif args.dataset == "sessions":
         mode = "streamed" if isinstance(train, IterableDataset) else "in memory"
-        what = f"{args.data_path} (session files, training split {mode}; {splits.statistics['rule']})"
+        what = (
+            f"{args.data_path} (session files, training split {mode}; {splits.statistics['rule']}; vocabulary: the "
+            "catalogue's items of the training split)"
+        )
     else:
         reduced = f", reduced to its {args.top_items} most frequent training items" if args.top_items else ""
-        what = f"{args.data_path} (SR-GNN protocol{reduced}; validation held out by session; test.tsv)"
+        what = (
+            f"{args.data_path} (SR-GNN protocol{reduced}; validation: {args.validation_fraction:g} of the training "
+            "file's sessions, held out by session; test: test.tsv as given; vocabulary: the training file's items)"
+        )
     stats = ", ".join(f"{k} {v}" for k, v in splits.statistics.items() if k != "rule")
     return PreparedData(
         processor,
@@ -154,8 +193,30 @@ def _prepare_tagnn_pp(args: argparse.Namespace) -> PreparedData:
         config,
         f"{what}; {stats}; catalogue of {catalogue_size} items",
         test_dataset=test,
-        train_lengths=_prefix_lengths(train, processor.max_length),
+        train_lengths=lengths,
     )
+
+
+def _encodable(ds, processor) -> tuple[Any, int]:
+    """``ds`` without the cases whose prefix holds no item of ``processor``'s vocabulary, and how many were left
+    out (a stream, or ``None``, as it is)."""
+    if not isinstance(ds, Dataset) or len(ds) == 0:
+        return ds, 0
+    column = ds.select_columns(["item_ids"]).with_format("arrow")[:]["item_ids"]
+    vocab = pa.array(processor.item_vocab, type=pa.string())
+    known = pc.is_in(pc.list_flatten(column), value_set=vocab)
+    rows = pc.list_parent_indices(column)
+    any_known = np.zeros(len(ds), dtype=bool)
+    np.logical_or.at(any_known, rows.to_numpy(), known.to_numpy(zero_copy_only=False))
+    if any_known.all():
+        return ds, 0
+    return ds.select(np.flatnonzero(any_known)), int((~any_known).sum())
+
+
+def _longer_than(ds, max_length: int) -> int:
+    """Training prefixes longer than ``max_length`` (the processor keeps their most recent items)."""
+    column = ds.select_columns(["item_ids"]).with_format("arrow")[:]["item_ids"]
+    return int(pc.sum(pc.greater(pc.list_value_length(column), max_length)).as_py() or 0)
 
 
 def _prefix_lengths(ds, max_length: int) -> list[int] | None:
@@ -279,7 +340,7 @@ and its backward pass)."""
 RECIPE = Recipe(
     pretrain=_next_item_task(),
     finetune={"next_item": _next_item_task()},
-    datasets=("synthetic", "diginetica", "sessions"),
+    datasets=("synthetic", "session_lines", "sessions", "diginetica"),
     default_data_path={"diginetica": str(Path("..") / "shared" / "data" / "diginetica")},
     protocol=PAPER_PROTOCOL,
     add_arguments=_add_arguments,
