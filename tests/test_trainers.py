@@ -448,3 +448,17 @@ def test_no_validation_split_never_evaluates_or_selects_on_the_test_split(tmp_pa
         )
         assert refused.returncode != 0 and "no validation split" in refused.stderr, refused.stderr[-2000:]
         assert not (tmp_path / "x" / "model.safetensors").exists()
+
+
+def test_both_trainers_take_mixed_precision_bf16(tmp_path):
+    """``--mixed-precision bf16``: Accelerate's autocast in pretrain.py, TrainingArguments' bf16 in finetune.py (on a
+    CPU too); the training record says which ran."""
+    for script, extra in (("pretrain.py", []), ("finetune.py", ["--task", "next_item", "--use-cpu"])):
+        out = tmp_path / script
+        res = run_script(
+            [sys.executable, f"trainers/{script}", *TINY, *extra, "--max-steps", "2", "--mixed-precision", "bf16",
+             "--output-dir", str(out)]
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr[-3000:]
+        record = json.loads((out / "training_record.json").read_text())
+        assert "bf16" in json.dumps(record), record

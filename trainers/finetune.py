@@ -214,6 +214,8 @@ def main(argv: list[str] | None = None) -> dict:
         report_to=args.report_to,
         seed=args.seed,
         use_cpu=args.use_cpu,
+        bf16=args.mixed_precision == "bf16",
+        fp16=args.mixed_precision == "fp16",
         activation_checkpointing=args.activation_checkpointing,
     )
     agc = (

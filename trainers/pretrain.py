@@ -451,9 +451,11 @@ def main(argv: list[str] | None = None) -> dict:
     output_dir = Path(args.output_dir)
     ckpt_dir = output_dir / "checkpoints"
 
-    # 2. Accelerator: mixed precision and the device come from `accelerate launch`; checkpoints rotate by
-    #    its ProjectConfiguration (checkpoints/checkpoint_<n>, at most --checkpoints-total-limit kept).
+    # 2. Accelerator: mixed precision from --mixed-precision or `accelerate launch`, the device from the latter;
+    #    checkpoints rotate by its ProjectConfiguration (checkpoints/checkpoint_<n>, at most
+    #    --checkpoints-total-limit kept).
     accelerator = Accelerator(
+        mixed_precision=args.mixed_precision,  # None: `accelerate launch` / its config / the environment decide
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         log_with=args.report_to,

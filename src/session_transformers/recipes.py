@@ -113,6 +113,15 @@ def training_parser(
         help="CPU threads of torch's intra-op pool (torch.set_num_threads; default: torch's own, which follows "
         "the OMP_NUM_THREADS environment variable when it is set, else one per core)",
     )
+    parser.add_argument(
+        "--mixed-precision",
+        choices=("no", "bf16", "fp16"),
+        default=None,
+        help="compute in bf16 / fp16 under autocast with fp32 weights (pretrain.py: Accelerate's mixed precision, "
+        "default: what `accelerate launch` / its config says; finetune.py: TrainingArguments' bf16 / fp16, default "
+        "no). bf16 works on CPUs too; it is fast only where the CPU has native bf16 (amx_bf16 or avx512_bf16 in "
+        "lscpu's flags) and otherwise slower than fp32",
+    )
     add_protocol_arguments(parser, protocol)
     parser.add_argument(
         "--activation-checkpointing",
