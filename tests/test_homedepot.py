@@ -163,3 +163,28 @@ def test_mrr_and_recall_count_only_items_graded_2_5_or_more():
     assert math.isnan(out["MRR@10"][1]) and math.isnan(out["Recall@100"][1])  # nothing graded >= 2.5
     assert out["NDCG@10"][1] > 0  # but a gain of 1 to find at rank 7
     assert out["MRR@10"][2] == 1.0 and out["Recall@100"][2] == 1.0 and out["NDCG@10"][2] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("ties", ["pessimistic", "optimistic", "average"])
+def test_judged_ranks_match_a_brute_force_count(ties):
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 6, (7, 40), generator=generator).float()  # many ties
+    judged = torch.stack([torch.randperm(40, generator=generator)[:5] for _ in range(7)])
+    judged[2, 3:] = -1
+    weight = {"pessimistic": 1.0, "optimistic": 0.0, "average": 0.5}[ties]
+    expected = torch.full(judged.shape, math.nan)
+    for row in range(7):
+        items = [int(i) for i in judged[row] if i >= 0]
+        for col, item in enumerate(items):
+            s = scores[row, item]
+            unjudged = [c for c in range(40) if c not in items]
+            expected[row, col] = (
+                1
+                + sum(float(scores[row, c] > s) for c in range(40))
+                + weight * sum(float(scores[row, c] == s) for c in unjudged)
+                + sum(float(scores[row, other] == s) for other in items[:col])
+            )
+    assert torch.equal(judged_ranks(scores, judged, ties=ties, chunk_size=3).isnan(), expected.isnan())
+    assert torch.allclose(
+        judged_ranks(scores, judged, ties=ties, chunk_size=3).nan_to_num(), expected.nan_to_num()
+    )
