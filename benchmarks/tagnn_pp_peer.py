@@ -253,6 +253,7 @@ def ours_command(args: argparse.Namespace, seed: int, epochs: int, run_dir: Path
         f"hidden_size={SETTINGS['hidden_size']}",
         f"num_attention_heads={SETTINGS['heads']}",
         *args.config,
+        *(["--mixed-precision", args.mixed_precision] if args.mixed_precision else []),
         *(
             ["--max-train-samples", str(args.max_samples), "--max-eval-samples", str(args.max_samples)]
             if args.max_samples
@@ -322,6 +323,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--variant", default="ours", help="name of our model's variant (its --config overrides)")
     p.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="TagnnPPConfig overrides")
+    p.add_argument(
+        "--mixed-precision",
+        choices=("bf16",),
+        default=None,
+        help="ours under bf16 autocast (name the variant)",
+    )
     p.add_argument("--no-write", action="store_true", help="run, but do not rewrite the result file")
     p.add_argument(
         "--max-samples",
@@ -337,9 +344,10 @@ def main(argv: list[str] | None = None) -> None:
     stats = export_data(args, args.work_dir / "data")
     (args.work_dir / "ours" / args.variant).mkdir(parents=True, exist_ok=True)
     variant_file = args.work_dir / "ours" / args.variant / "variant.json"
-    if variant_file.exists() and json.loads(variant_file.read_text())["config"] != args.config:
+    settings = {"config": args.config, "mixed_precision": args.mixed_precision}
+    if variant_file.exists() and {**settings, **json.loads(variant_file.read_text())} != settings:
         p.error(f"variant {args.variant!r} was run with {variant_file.read_text()}: give it another name")
-    variant_file.write_text(json.dumps({"config": args.config}) + "\n")
+    variant_file.write_text(json.dumps(settings) + "\n")
     for seed in args.seeds:
         if "authors" in args.sides:
             run_authors(args, seed, stats)
