@@ -201,3 +201,31 @@ def test_synthetic_module_runs_without_a_runpy_warning():
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "RuntimeWarning" not in res.stderr and "found in sys.modules" not in res.stderr
+
+
+def test_real_data_builds_parse_and_name_their_data_set(tmp_path):
+    """``release.py build --real-data``: every family whose data is here has a build, each stage's flags parse, and
+    each names a real data set its recipe reads (so the card's data set comes from the training record)."""
+    import release
+    from session_transformers.hub import CARD_FAMILIES
+    from session_transformers.recipes import RECIPES
+
+    stage_one = tmp_path / "stage1"
+    stage_one.mkdir()
+    (stage_one / "pretraining_stages.json").write_text(
+        '{"stages": [{"stage": 1, "name": "interaction_encoder"}]}'
+    )
+    names = set()
+    for model_type in CARD_FAMILIES:
+        for name, stages in release.build_plan(model_type, True).items():
+            if name == model_type:
+                continue
+            names.add(name)
+            for number, flags in enumerate(stages, 1):
+                argv = ["--model", model_type, *flags]
+                if number > 1:
+                    argv += ["--stage", str(number), "--init-from", str(stage_one)]
+                args, _ = pretrain.parse_args(argv)
+                assert args.dataset != "synthetic" and args.dataset in RECIPES[model_type].datasets
+                assert args.data_path, f"{name}: no data path"
+    assert {"tagnn_pp-diginetica", "ubm-rees46", "product_byol-instacart"} <= names

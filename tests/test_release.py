@@ -221,6 +221,7 @@ def test_build_leaves_release_folders_ready_to_push(builds):
         assert len(info["commands"]) == len(release.build_plan(name, False)[name])  # every stage (UBM: 2)
         for c in info["commands"]:
             assert c in text
+        assert str(out) not in text and str(out) not in (release_dir / "training_record.json").read_text()
         meta = hub.check_card_metadata(text)
         trained = hub.split_metrics(
             json.loads((out / name / "checkpoint" / "eval_results.json").read_text()), "test"

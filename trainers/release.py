@@ -2,9 +2,11 @@
 
 Subcommands::
 
-    # 1. build release checkpoints: train a small model per family on the synthetic store (TAGNN++ also on
-    #    Diginetica with --real-data), evaluate it, write its card; each folder is ready to push
+    # 1. build release checkpoints: train a small model per family on the synthetic store (with --real-data also
+    #    each family's real-data builds: TAGNN++ on Diginetica, UBM on REES46, Product BYOL on Instacart; a family
+    #    gets one by a CardFamily.real_data_builds entry), evaluate it, write its card; each folder is ready to push
     python trainers/release.py build --models tagnn_pp ceres --output-dir runs/releases [--real-data]
+    python trainers/release.py build --models ubm --real-data --only ubm-rees46   # one build by name
 
     # 2. publish a trained folder (pretrain.py / finetune.py output): optional re-evaluation, card, release
     #    folder, reload check, then ONE commit and a tag; --dry-run DIR writes the exact folder and stops
@@ -241,6 +243,7 @@ def train(model_type: str, stages, out: Path, overrides: list[str]) -> tuple[Pat
 
 def cmd_build(args) -> dict:
     from session_transformers.hub import build_release, folder_size, split_metrics, verify_release
+    from session_transformers.provenance import scrub_paths
 
     out_root = Path(args.output_dir)
     overrides = []
@@ -262,7 +265,8 @@ def cmd_build(args) -> dict:
             info = {
                 "model_type": model_type,
                 "dataset": dataset,
-                "commands": [f"python trainers/pretrain.py {shlex.join(r)}" for r in runs],
+                # as the training records write them: no machine path (the card shows the records' commands)
+                "commands": [scrub_paths(f"python trainers/pretrain.py {shlex.join(r)}") for r in runs],
                 "pretrain_args": [
                     [a for a in r if a] for r in (run[: run.index("--output-dir")] for run in runs)
                 ],
@@ -383,7 +387,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--output-dir", default=str(ROOT / "runs" / "releases"))
     p.add_argument(
-        "--real-data", action="store_true", help="also the real-data builds (TAGNN++ on Diginetica)"
+        "--real-data",
+        action="store_true",
+        help="also each family's real-data builds (CardFamily.real_data_builds: tagnn_pp-diginetica, ubm-rees46, "
+        "product_byol-instacart)",
     )
     p.add_argument("--store-preset", choices=("default", "tiny"), default=None, help="synthetic store preset")
     p.add_argument("--max-steps", type=int, default=None, help="override every build's optimiser steps")

@@ -508,6 +508,28 @@ def _product_byol_benchmark(result: dict) -> list[BenchmarkTable]:
     return tables
 
 
+_UBM_SMALL = (
+    "--config",
+    "hidden_size=64",
+    "num_hidden_layers=2",
+    "num_attention_heads=2",
+    "intermediate_size=128",
+    "num_session_layers=2",
+    "session_num_attention_heads=2",
+    "session_intermediate_size=128",
+    "interaction_pooling=mean",
+)
+"""UBM's quickstart size (its recipe's ``_TINY``): a small encoder trained from nothing."""
+
+_PRODUCT_BYOL_SMALL = (
+    "--config",
+    "embedding_size=64",
+    "num_filters=32",
+    "projection_hidden_size=256",
+    "projection_size=64",
+)
+"""Product BYOL's quickstart size (its recipe's ``TINY_CONFIG``)."""
+
 CARD_FAMILIES: dict[str, CardFamily] = {
     "tagnn_pp": CardFamily(
         model_type="tagnn_pp",
@@ -651,6 +673,16 @@ CARD_FAMILIES: dict[str, CardFamily] = {
         example_inputs=_ubm_inputs,
         benchmark="ubm_claims_cpu_minilm",
         benchmark_tables=_ubm_benchmark,
+        real_data_builds={
+            # both stages on REES46's sample with the quickstart's small encoder trained from nothing (MiniLM as
+            # the interaction encoder needs --interaction-encoder-from and hours of this CPU)
+            "rees46": (
+                ("--dataset", "rees46", "--vocab-size", "2000", "--max-steps", "60", "--batch-size", "64")
+                + ("--learning-rate", "5e-4", "--eval-batch-size", "64", *_UBM_SMALL),
+                ("--dataset", "rees46", "--vocab-size", "2000", "--max-steps", "60", "--batch-size", "16")
+                + ("--learning-rate", "5e-4", "--eval-batch-size", "64"),
+            )
+        },
         datasets={"synthetic": "session-transformers-synthetic-store", "rees46": "rees46"},
     ),
     "muvcog": CardFamily(
@@ -716,6 +748,13 @@ CARD_FAMILIES: dict[str, CardFamily] = {
         example_inputs=_product_byol_inputs,
         benchmark="product_byol_claims",
         benchmark_tables=_product_byol_benchmark,
+        real_data_builds={
+            # BYOL pairs of products bought together, category = department (the claims run's setting), one epoch
+            "instacart": (
+                ("--dataset", "instacart", "--vocab-size", "2000", "--batch-size", "256")
+                + ("--learning-rate", "0.45", "--num-epochs", "1", *_PRODUCT_BYOL_SMALL),
+            )
+        },
         datasets={
             "synthetic": "session-transformers-synthetic-store",
             "instacart": "instacart",

@@ -481,6 +481,23 @@ def _add_arguments(parser) -> None:
     )
 
 
+def majority_category_baseline(data: PreparedData) -> dict[str, dict[str, float]]:
+    """``Task.baseline`` of pretraining: predict the training pairs' most frequent category for every test pair, the
+    trivial baseline of ``category_accuracy`` (pairs without a category label are left out, as in the metric);
+    ``{}`` for a streamed training split."""
+    from datasets import Dataset
+
+    if not isinstance(data.train_dataset, Dataset) or not isinstance(data.test_dataset, Dataset):
+        return {}
+    train = np.asarray(data.train_dataset["pair_category"])
+    test = np.asarray(data.test_dataset["pair_category"])
+    train, test = train[train >= 0], test[test >= 0]
+    if not len(train) or not len(test):
+        return {}
+    majority = int(np.bincount(train).argmax())
+    return {"majority category": {"category_accuracy": float((test == majority).mean())}}
+
+
 def _pretraining_task() -> Task:
     from transformers import AutoModelForPreTraining
 
@@ -491,6 +508,7 @@ def _pretraining_task() -> Task:
         _pair_summarize,
         label_names=("labels", "pair_labels"),
         after_optimizer_step=update_target_network,
+        baseline=majority_category_baseline,
     )
 
 
@@ -560,6 +578,7 @@ __all__ = [
     "RECIPE",
     "PairCorpus",
     "PairTask",
+    "majority_category_baseline",
     "majority_class_baseline",
     "prepare_classification",
     "prepare_pretraining",
