@@ -9,8 +9,8 @@ in the order of ``RECIPES``:
    later stage starts from the previous stage's output with ``--init-from``), and saves model and processor;
 2. reloads them with ``AutoModel``, ``AutoProcessor`` and the fine-tuning head's Auto class;
 3. fine-tunes the saved checkpoint with ``transformers.Trainer`` (``trainers/finetune.py``) on its task;
-4. prints ONE summary table: each model's held-out test metrics against its task's trivial baselines
-   (``Task.baseline``: popularity, last item, random ranking...), computed on the same test split.
+4. prints ONE summary table: each model's held-out test metrics against its task's baselines (``Task.baseline``:
+   popularity, last item, random ranking..., and BM25 where the task ranks text), computed on the same test split.
 
 Progress: a header per step with the elapsed time, the trainers' progress bars, and the time each step took.
 Sizes are CPU scale (the figures show the models learning, not the papers' numbers: see ``benchmarks/``);
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> dict:
     for model_type, name, seconds, cpu in clock.steps:
         print(f"  {model_type:13s} {name:50s} {seconds:7.1f} s {cpu:8.1f} CPU s")
     print(f"  {'total':13s} {'':50s} {total:7.1f} s {cpu_seconds() - clock.cpu0:8.1f} CPU s")
-    print("\n== held-out synthetic sessions (test split): each model against its task's trivial baselines")
+    print("\n== held-out synthetic sessions (test split): each model against its task's baselines")
     print(summary_table(results))
     summary = {"results": results, "seconds": total, "steps": clock.steps}
     (args.output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -609,9 +609,19 @@ def graded_ranking_metrics(
     return out
 
 
+def effective_dimensions(embeddings: torch.Tensor) -> float:
+    """How many directions a set of embeddings ``(N, D)`` varies along: the participation ratio
+    ``(sum_i l_i)^2 / sum_i l_i^2`` of the eigenvalues ``l_i`` of their covariance (centred). 1 for points on a
+    line, ``D`` for points spread equally in ``D`` directions. A collapsed candidate pool (every candidate a point
+    on one line, so that every session ranks the pool by the same key) has about 1."""
+    eig = torch.linalg.svdvals((embeddings - embeddings.mean(0)).double()) ** 2
+    return float(eig.sum() ** 2 / (eig**2).sum().clamp(min=1e-300))
+
+
 __all__ = [
     "METRIC_NAMES",
     "RankingMetrics",
+    "effective_dimensions",
     "graded_ndcg_at_k",
     "graded_ranking_metrics",
     "hit_rate_at_k",

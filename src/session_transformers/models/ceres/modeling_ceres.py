@@ -3,8 +3,10 @@
 Top to bottom, as in the paper (Section 3.2, Figure 2):
 
 1. **Item Transformer Encoder** (:class:`CeresItemEncoder`): a BERT-like encoder over every text sequence of every
-   item. A query's pooled embedding is its ``[SEARCH]`` output; a product's is the average of its attributes'
-   sentence embeddings (their ``[ATTRTYPE]`` outputs). These are the *intra-item* embeddings ``v_i``.
+   item. A sequence's sentence embedding is pooled from its token outputs (``config.sentence_pooling``: by default
+   the mean of its tokens; ``"first"``, the output at its ``[SEARCH]`` / ``[ATTRTYPE]`` marker, is the paper's
+   description, which collapses at small scale: see :class:`CeresConfig`); a query's embedding is its sequence's,
+   a product's the average of its attributes' sentence embeddings. These are the *intra-item* embeddings ``v_i``.
 2. **Position-Aware Graph Neural Network** (:class:`CeresPositionAwareGNN`): learned item position embeddings are
    added to ``v_i``, then a 2-layer graph attention network over the session graph gives ``v_i^h``.
 3. **Cross-Attention Transformer** (:class:`CeresCrossAttentionTransformer`): an MLP expands ``v_i^h`` into ``K``
@@ -635,8 +637,8 @@ class CeresModel(_CeresEncodeMixin, CeresPreTrainedModel):
     ):
         """Item Transformer Encoder alone: ``(S, T, H)`` token embeddings and ``(I, H)`` pooled item embeddings.
 
-        A sequence's embedding is pooled by ``config.sentence_pooling`` (the paper: its first token's output,
-        ``[SEARCH]`` or ``[ATTRTYPE]``); an item's is the average over its sequences.
+        A sequence's embedding is pooled by ``config.sentence_pooling`` (default: the mean of its tokens;
+        ``"first"``: its ``[SEARCH]`` or ``[ATTRTYPE]`` marker's output); an item's is the average over its sequences.
 
         Given item IDs, catalogue records or candidate specs instead of tensors (``encode_items(["item-000017"],
         processor=processor, catalogue=records)``), returns their pooled embeddings as a ``(N, H)`` float32 numpy

@@ -2,11 +2,14 @@
 
 Item text, as in the CERES paper (Section 3.2.1):
 
-- a **query** is one sequence ``[SEARCH] keywords``; its pooled embedding is the output at ``[SEARCH]``;
+- a **query** is one sequence ``[SEARCH] keywords``;
 - a **product** is a table of attribute sequences, each ``[ATTRTYPE] value`` where ``[ATTRTYPE]`` names the
   attribute (``[BRAND]``, ``[CATEGORY]``, ``[COLOR]``, ...). The first one is the *product sequence*, the
   concatenation of title and description: ``[TITLE] title [DESCRIPTION] description``. The product embedding is
-  the average of its attributes' sentence embeddings (the outputs at their ``[ATTRTYPE]`` tokens).
+  the average of its attributes' sentence embeddings.
+
+How a sequence's sentence embedding is pooled from its token outputs is the model's ``config.sentence_pooling``
+(the mean of its tokens by default; the paper describes the marker's output, ``"first"``).
 
 Image queries are skipped: CERES is a text-only model.
 
