@@ -148,7 +148,9 @@ def test_unknown_items_and_truncation_behave_the_same_everywhere(tiny_folder, ca
         caplog.clear()
         call(unknown_items="skip")  # skip: the call goes through, with ONE warning that counts
         (message,) = _warnings(caplog)
-        assert "dropped 1 unknown item ID(s)" in message and "nope" in message, name
+        assert "1 unknown item ID(s)" in message and "nope" in message, name
+    with pytest.raises(KeyError, match=r"unknown item IDs \['nope'\] \(1 of the 2 given\)"):
+        item_embeddings(model, processor, ["sku-1", "nope"])
     ids, vectors = item_embeddings(model, processor, ["sku-1", "nope"], unknown_items="skip")
     assert ids == ["sku-1"] and vectors.shape[0] == 1
     for name, call in (("processor", lambda s: processor(s)), ("pipeline", lambda s: recommend(s, top_k=2))):

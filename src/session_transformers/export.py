@@ -86,9 +86,9 @@ def item_embeddings(
     if known is not None:
         unknown = [i for i in item_ids if not isinstance(i, Mapping) and i not in known]
         if unknown and policy == "error":
-            raise unknown_items_error("<items>", unknown, len(item_ids), list(vocab or known))
+            raise unknown_items_error(None, unknown, len(item_ids), list(vocab or known))
         if unknown:
-            warn_skipped_items("item_embeddings", len(unknown), 1, 1, unknown)
+            warn_skipped_items("item_embeddings", len(unknown), 0, 0, unknown)
             item_ids = [i for i in item_ids if isinstance(i, Mapping) or i in known]
     ids = [i["item_id"] if isinstance(i, Mapping) else i for i in item_ids]
     accepted = _parameters(model.encode_items)

@@ -1037,7 +1037,12 @@ def training_section(
                     "were kept"
                 )
             elif record.get("selected_checkpoint"):
-                selected = f"the best validation checkpoint ({record['selected_checkpoint']}) was kept"
+                by = (record.get("protocol") or {}).get("select_best")
+                selected = (
+                    f"the checkpoint with the best validation {by} ({record['selected_checkpoint']}) was kept"
+                    if by
+                    else f"the best validation checkpoint ({record['selected_checkpoint']}) was kept"
+                )
             else:
                 selected = "the last step's weights were kept"
             lines.append(
@@ -1158,7 +1163,12 @@ def render_card(
         for name, values in baselines.items():
             values = values.get("test", values) if isinstance(values, dict) else {}
             rows.append((name, {k: v for k, v in values.items() if isinstance(v, int | float)}))
-        verdict = _strongest_baseline(family, rows, split_values.get(splits[-1]) if splits else None, results)
+        selected_by = results.get("selected_by") or (
+            (history[-1].get("protocol") or {}).get("select_best") if history else None
+        )
+        verdict = _strongest_baseline(
+            family, rows, split_values.get(splits[-1]) if splits else None, selected_by
+        )
         if split_values:
             rows.insert(0, (f"{family.name} (this model)", split_values[splits[-1]]))
         baseline_table = markdown_table(rows, shown, first="") + (f"\n\n{verdict}" if verdict else "")
@@ -1211,13 +1221,13 @@ def render_card(
 
 
 def _strongest_baseline(
-    family: CardFamily, baselines: list[tuple[str, Mapping]], model: Mapping | None, results: Mapping
+    family: CardFamily, baselines: list[tuple[str, Mapping]], model: Mapping | None, selected_by: str | None
 ) -> str:
     """One sentence: the strongest trivial baseline on the metric the run selected by (else the family's first
     shown metric) and where this model stands against it, so that no reader has to compare the rows."""
     if not model or not baselines:
         return ""
-    candidates = [results.get("selected_by"), *family.metrics]
+    candidates = [selected_by, *family.metrics]
     metric = next(
         (m for m in candidates if m and m in model and any(m in v for _, v in baselines)),
         None,

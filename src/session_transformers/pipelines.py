@@ -229,8 +229,8 @@ def _known_items(items: list, processor, unknown_items: str, where: str) -> list
     known = getattr(processor, "_index", None) or set(vocab)
     unknown = [i for i in items if not isinstance(i, str) or i not in known]
     if unknown and unknown_items == "error":
-        raise unknown_items_error("<items>", unknown, len(items), list(vocab))
-    warn_skipped_items(where or "pipeline", len(unknown), 1 if unknown else 0, 1, unknown)
+        raise unknown_items_error(None, unknown, len(items), list(vocab))
+    warn_skipped_items(where or "pipeline", len(unknown), 0, 0, unknown)
     return [i for i in items if isinstance(i, str) and i in known]
 
 

@@ -209,28 +209,37 @@ def unknown_items_policy(value: str) -> str:
 
 
 def unknown_items_error(
-    session: int | str, unknown: Sequence[Any], length: int, known: Sequence[str], what: str = "item IDs"
+    session: int | str | None,
+    unknown: Sequence[Any],
+    length: int,
+    known: Sequence[str],
+    what: str = "item IDs",
 ) -> KeyError:
-    """The ``KeyError`` of ``unknown_items="error"``: the session, the unknown IDs, how many, the known IDs' look."""
+    """The ``KeyError`` of ``unknown_items="error"``: the session (``None``: a list of items, not a session), the
+    unknown IDs, how many, and what the known IDs look like."""
+    where = f"session {session}: unknown {what}" if session is not None else f"unknown {what}"
+    of = f"of its {length}" if session is not None else f"of the {length} given"
     return KeyError(
-        f"session {session}: unknown {what} {list(unknown[:5])} ({len(unknown)} of its {length}); the model "
-        f"knows {len(known)} items, whose IDs look like {list(known[:3])}. Pass unknown_items='skip' to drop "
-        "unknown IDs (with a warning)"
+        f"{where} {list(unknown[:5])} ({len(unknown)} {of}); the model knows {len(known)} items, whose IDs look "
+        f"like {list(known[:3])}. Pass unknown_items='skip' to drop unknown IDs (with a warning)"
     )
 
 
 def warn_skipped_items(
     where: str, items: int, sessions: int, total_sessions: int, examples: Sequence[Any], targets: int = 0
 ) -> None:
-    """The one warning of a call under ``unknown_items="skip"`` that dropped something (nothing when nothing was)."""
+    """The one warning of a call under ``unknown_items="skip"`` that dropped something (nothing when nothing was);
+    ``total_sessions=0``: the call took a list of items, not sessions."""
     if not items and not targets:
         return
     parts = []
-    if items:
+    if items and total_sessions:
         parts.append(
             f"dropped {items} unknown item ID(s) from {sessions} of {total_sessions} session(s) "
             f"(e.g. {list(examples[:3])})"
         )
+    elif items:  # a list of items, not sessions
+        parts.append(f"left out {items} unknown item ID(s) (e.g. {list(examples[:3])})")
     if targets:
         parts.append(
             f"{targets} unknown target(s) got label -100 (ignored by the loss, a miss in evaluation)"
