@@ -222,14 +222,23 @@ def split_corpus(
 
 def _piece_item_ids(path: str, start: int, stop: int | None) -> set[str]:
     """The distinct item IDs of a piece's sessions (Parquet: only the ``events`` column, flattened by Arrow)."""
-    if path.endswith(".parquet"):
+    if path.endswith(".parquet"):  # batch by batch: a large file is never read whole
         import pyarrow.compute as pc
 
-        table = pq.read_table(path, columns=["events"])
-        column = table.column("events").slice(start, None if stop is None else stop - start)
-        items = pc.struct_field(pc.list_flatten(column), "item_id")
-        return {i for i in pc.unique(items).to_pylist() if i is not None}
-    out: set[str] = set()
+        out: set[str] = set()
+        row = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=65536, columns=["events"]):
+            lo, hi = max(start - row, 0), len(batch) if stop is None else min(stop - row, len(batch))
+            row += len(batch)
+            if hi <= lo:
+                continue
+            column = batch.column(0).slice(lo, hi - lo)
+            items = pc.struct_field(pc.list_flatten(column), "item_id")
+            out.update(i for i in pc.unique(items).to_pylist() if i is not None)
+            if stop is not None and row >= stop:
+                break
+        return out
+    out = set()
     for rec in islice(iter_records(path), start, stop):
         for ev in rec.get("events") or []:
             if isinstance(ev, dict) and isinstance(ev.get("item_id"), str):
