@@ -222,7 +222,9 @@ def test_bad_flags_are_clear():
         [sys.executable, "trainers/pretrain.py", "--model", "tagnn_pp", "--dataset", "instacart"]
     )
     # the data sets a model trains on are the flag's choices (listed, with what each reads, in --help)
-    assert res.returncode != 0 and "invalid choice: 'instacart'" in res.stderr and "session_lines" in res.stderr
+    assert (
+        res.returncode != 0 and "invalid choice: 'instacart'" in res.stderr and "session_lines" in res.stderr
+    )
     res = run_script(
         [sys.executable, "trainers/pretrain.py", "--model", "tagnn_pp", "--config", "hidden_size"]
     )
