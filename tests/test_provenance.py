@@ -49,6 +49,14 @@ def test_portable_paths_and_commands(tmp_path):
     assert command == (
         "accelerate launch --num_processes 2 trainers/pretrain.py --data-path path/to/shop --output-dir=path/to/out"
     )
+    # mixed precision from the launcher is said by the launcher, from the script's own flag by the flag alone
+    assert portable_command("pretrain.py", ["--model", "x"], mixed_precision="bf16") == (
+        "accelerate launch --num_processes 1 --mixed_precision bf16 trainers/pretrain.py --model x"
+    )
+    flagged = ["--model", "x", "--mixed-precision", "bf16"]
+    assert portable_command("pretrain.py", flagged, mixed_precision="bf16") == (
+        "python trainers/pretrain.py --model x --mixed-precision bf16"
+    )
 
 
 def test_fingerprint_follows_the_content_not_the_location(tmp_path):

@@ -98,6 +98,8 @@ def portable_command(
             words.append(f"{flag}={scrub_paths(value, cwd)}")
         else:
             words.append(scrub_paths(word, cwd))
+    if any(str(w).startswith("--mixed-precision") for w in argv):  # the script's own flag says it already
+        mixed_precision = None
     launcher = ["python"]
     if num_processes > 1 or (mixed_precision and mixed_precision != "no"):
         launcher = ["accelerate", "launch", "--num_processes", str(num_processes)]
