@@ -436,6 +436,21 @@ def test_unknown_item_policy(caplog):
         _processor(unknown_items="ignore")
 
 
+def test_recommend_and_encode_sessions_take_the_policy_per_call(caplog):
+    torch.manual_seed(0)
+    model = TagnnPPForNextItemPrediction(_tiny_config()).eval()
+    processor = _processor()
+    with pytest.raises(KeyError, match="nope"):
+        model.recommend([["item1", "nope"]], processor=processor)
+    caplog.set_level("WARNING", logger="session_transformers")
+    skipped = model.recommend([["item1", "nope"]], top_k=3, processor=processor, unknown_items="skip")
+    assert skipped == model.recommend([["item1"]], top_k=3, processor=processor)
+    assert any("dropped 1 unknown item ID" in r.getMessage() for r in caplog.records)
+    vectors = model.encode_sessions([["item1", "nope"]], processor=processor, unknown_items="skip")
+    np.testing.assert_allclose(vectors, model.encode_sessions([["item1"]], processor=processor), rtol=1e-6)
+    assert processor.unknown_items == "error"  # the processor's own policy is left as it was
+
+
 def test_truncation_is_warned_once_per_call_with_the_count(caplog):
     processor = TagnnPPProcessor(item_vocab=ITEMS, max_length=3)
     caplog.set_level("WARNING", logger="session_transformers")

@@ -521,7 +521,11 @@ class TagnnPPModel(TagnnPPPreTrainedModel):
 
     @torch.no_grad()
     def encode_sessions(
-        self, sessions: Sequence[str] | Sequence[Sequence[str]], processor=None, batch_size: int = 256
+        self,
+        sessions: Sequence[str] | Sequence[Sequence[str]],
+        processor=None,
+        batch_size: int = 256,
+        unknown_items: str | None = None,
     ) -> np.ndarray:
         """Session embeddings of sessions of *your* item IDs, as a float32 numpy array.
 
@@ -529,7 +533,8 @@ class TagnnPPModel(TagnnPPPreTrainedModel):
         state) and global embedding (soft attention over the positions), concatenated; the target-aware part of
         TAGNN++ depends on a candidate item and has no single vector. One session (a list of IDs) gives a
         ``(2H,)`` vector, a list of sessions ``(B, 2H)``. ``processor`` (a :class:`TagnnPPProcessor`) maps the IDs;
-        unknown IDs follow its ``unknown_items`` policy. Runs in eval mode.
+        unknown IDs follow ``unknown_items`` (``"error"`` or ``"skip"``), by default the processor's policy. Runs in
+        eval mode.
         """
         if processor is None:
             raise ValueError("encode_sessions() needs the TagnnPPProcessor: pass processor=...")
@@ -539,7 +544,9 @@ class TagnnPPModel(TagnnPPPreTrainedModel):
         self.eval()
         out = []
         for start in range(0, len(batch_sessions), batch_size):
-            batch = processor(batch_sessions[start : start + batch_size]).to(self.device)
+            batch = processor(batch_sessions[start : start + batch_size], unknown_items=unknown_items).to(
+                self.device
+            )
             enc = self(**{k: batch[k] for k in processor.model_input_names})
             out.append(torch.cat([enc.last_hidden, enc.global_hidden], dim=1).float().cpu())
         self.train(was_training)
@@ -631,11 +638,15 @@ class TagnnPPForNextItemPrediction(TagnnPPPreTrainedModel):
         return TagnnPPNextItemOutput(loss=loss, logits=logits)
 
     def encode_sessions(
-        self, sessions: Sequence[str] | Sequence[Sequence[str]], processor=None, batch_size: int = 256
+        self,
+        sessions: Sequence[str] | Sequence[Sequence[str]],
+        processor=None,
+        batch_size: int = 256,
+        unknown_items: str | None = None,
     ) -> np.ndarray:
         """Session embeddings ``[s_l; s_g]`` of the encoder (see :meth:`TagnnPPModel.encode_sessions`); ``processor``
         defaults to ``model.processor``."""
-        return self.tagnn_pp.encode_sessions(sessions, processor or self.processor, batch_size)
+        return self.tagnn_pp.encode_sessions(sessions, processor or self.processor, batch_size, unknown_items)
 
     def encode_items(self, item_ids: Sequence[str] | None = None, processor=None) -> np.ndarray:
         """Item embeddings (see :meth:`TagnnPPModel.encode_items`); ``processor`` defaults to ``model.processor``."""
@@ -655,11 +666,13 @@ class TagnnPPForNextItemPrediction(TagnnPPPreTrainedModel):
         top_k: int = 20,
         processor: Callable | None = None,
         batch_size: int = 256,
+        unknown_items: str | None = None,
     ) -> list[list[tuple[str, float]]]:
         """Top-``k`` next items for sessions of *your* item IDs, as ``[(item_id, score), ...]`` best first.
 
         ``processor`` (a :class:`TagnnPPProcessor`) maps IDs to indices and back; pass it or attach it once with
-        ``model.processor = processor``. Unknown input IDs follow the processor's ``unknown_items`` policy. The
+        ``model.processor = processor``. Unknown input IDs follow ``unknown_items`` (``"error"``: a ``KeyError``
+        naming them; ``"skip"``: dropped with one warning that counts them), by default the processor's policy. The
         padding index and catalogue indices the processor has no ID for are never returned. Runs in eval mode.
         """
         processor = processor if processor is not None else self.processor
@@ -680,7 +693,9 @@ class TagnnPPForNextItemPrediction(TagnnPPPreTrainedModel):
         self.eval()
         results: list[list[tuple[str, float]]] = []
         for start in range(0, len(sessions), batch_size):
-            batch = processor(list(sessions[start : start + batch_size])).to(self.device)
+            batch = processor(list(sessions[start : start + batch_size]), unknown_items=unknown_items).to(
+                self.device
+            )
             out = self.tagnn_pp(**{k: batch[k] for k in processor.model_input_names})
             # exact top-k without the target-aware attention of items that cannot make it (TargetAwareReadout.top_k)
             scores, indices = self.readout.top_k(
