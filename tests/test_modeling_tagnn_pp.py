@@ -1,7 +1,6 @@
 """TAGNN++: the shared model contract, the chunked readout against a naive reference, ablations, the processor."""
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -431,6 +430,17 @@ def test_unknown_item_policy(caplog):
     caplog.clear()  # the collator: skips and counts, never warns per batch
     skipping.collate([{"item_ids": ["nope", "item1"], "target": "missing"}])
     assert not caplog.records and (skipping.num_unknown_inputs, skipping.num_unknown_targets) == (2, 1)
+    # a case of unknown items only stays in an evaluation as a miss: one padding node, label -100
+    batch = skipping.collate(
+        [{"item_ids": ["x", "y"], "target": "item2"}, {"item_ids": ["item1"], "target": "item2"}]
+    )
+    assert batch["labels"].tolist() == [-100, 2] and batch["x"].tolist() == [0, 1]
+    model = TagnnPPForNextItemPrediction(_tiny_config()).eval()
+    with torch.no_grad():
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    from session_transformers import metrics
+
+    assert torch.isinf(metrics.rank_of_target(logits, batch["labels"])).tolist() == [True, False]
     assert _processor(unknown_items="drop").unknown_items == "skip"  # the earlier name
     with pytest.raises(ValueError, match="unknown_items"):
         _processor(unknown_items="ignore")
@@ -492,21 +502,6 @@ def test_collate_equals_batch_transition_graphs():
     assert torch.equal(batch["alias"][mask], reference.alias)
     assert mask.sum(1).tolist() == reference.length.tolist()
     assert batch["labels"].tolist() == [1] * 40
-
-
-def test_collate_is_fast():
-    rng = np.random.default_rng(0)
-    vocab = [str(i) for i in range(5000)]
-    processor = TagnnPPProcessor(item_vocab=vocab)
-    lengths = rng.geometric(1 / 5, size=20_000)  # mean 5, like Diginetica
-    rows = [
-        {"item_ids": [vocab[j] for j in rng.integers(0, 5000, size=n)], "target": vocab[0]} for n in lengths
-    ]
-    start = time.perf_counter()
-    for i in range(0, len(rows), 100):
-        processor.collate(rows[i : i + 100])
-    rate = len(rows) / (time.perf_counter() - start)
-    assert rate > 5_000, f"{rate:.0f} samples/s"  # ~20k+ measured on an idle core; loose for shared CI
 
 
 # --- recommend ---------------------------------------------------------------------------------------------

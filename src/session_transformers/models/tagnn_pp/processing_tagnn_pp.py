@@ -151,9 +151,14 @@ class TagnnPPProcessor(ProcessorMixin):
         return processor
 
     def encode(
-        self, item_ids: Sequence[str], session: int = 0, unknown_items: str | None = None
+        self,
+        item_ids: Sequence[str],
+        session: int = 0,
+        unknown_items: str | None = None,
+        allow_empty: bool = False,
     ) -> list[int]:
-        """Indices of one session's items under the ``unknown_items`` policy (before truncation)."""
+        """Indices of one session's items under the ``unknown_items`` policy (before truncation); ``[]`` for a
+        session of unknown items only when ``allow_empty`` (else a ``ValueError``)."""
         if not item_ids:
             raise ValueError(
                 f"session {session} is empty (field 'item_ids'): a session needs at least one item"
@@ -171,7 +176,7 @@ class TagnnPPProcessor(ProcessorMixin):
                 raise unknown_items_error(session, unknown, len(item_ids), self.item_vocab)
             self.num_unknown_inputs += len(unknown)
             indices = [i for i in indices if i != PAD_INDEX]
-            if not indices:
+            if not indices and not allow_empty:
                 raise ValueError(
                     f"session {session}: all of its {len(item_ids)} items are unknown (field 'item_ids'): "
                     f"{unknown[:5]}; known IDs look like {self.item_vocab[:3]}"
@@ -233,7 +238,9 @@ class TagnnPPProcessor(ProcessorMixin):
         """
         return self._batch(item_ids, targets, return_tensors, unknown_items, warn=True)
 
-    def _batch(self, item_ids, targets, return_tensors, unknown_items, warn: bool) -> BatchFeature:
+    def _batch(
+        self, item_ids, targets, return_tensors, unknown_items, warn: bool, unknown_as_miss: bool = False
+    ) -> BatchFeature:
         if isinstance(item_ids, str) or (item_ids and isinstance(item_ids[0], str)):
             hint = f" (a string of IDs? split it: {item_ids!r}.split())" if isinstance(item_ids, str) else ""
             raise TypeError(
@@ -248,7 +255,7 @@ class TagnnPPProcessor(ProcessorMixin):
         touched, examples = 0, []
         for i, s in enumerate(item_ids):
             seen = self.num_unknown_inputs
-            encoded.append(self.encode(s, i, unknown_items))
+            encoded.append(self.encode(s, i, unknown_items, allow_empty=unknown_as_miss))
             if self.num_unknown_inputs > seen:
                 touched += 1
                 if len(examples) < 3:
@@ -256,11 +263,16 @@ class TagnnPPProcessor(ProcessorMixin):
                     examples += [item for item in s if item not in known][: 3 - len(examples)]
         truncated = sum(len(s) > limit for s in encoded)
         self.num_truncated += truncated
-        sessions = [s[-limit:] for s in encoded]
+        # a session with no known item is one padding node; its label is -100 below, so it ranks as a miss
+        sessions = [s[-limit:] or [PAD_INDEX] for s in encoded]
         arrays = build_graph_batch(sessions)
         if targets is not None:
             arrays["labels"] = np.array(
-                [self.encode_target(t, i, unknown_items) for i, t in enumerate(targets)], dtype=np.int64
+                [
+                    self.encode_target(t, i, unknown_items) if encoded[i] else IGNORE_INDEX
+                    for i, t in enumerate(targets)
+                ],
+                dtype=np.int64,
             )
         if warn:
             name = type(self).__name__
@@ -284,10 +296,12 @@ class TagnnPPProcessor(ProcessorMixin):
 
         Always ``unknown_items="skip"`` and silent: unknown items and cut sessions are counted
         (:attr:`num_unknown_inputs`, :attr:`num_unknown_targets`, :attr:`num_truncated`), not warned about per
-        batch; evaluation reports unknown targets as ``num_unknown_targets``."""
+        batch; evaluation reports unknown targets as ``num_unknown_targets``. A case whose items are all unknown
+        stays in the batch as a miss (one padding node, label ``-100``): an evaluation keeps every case of its
+        split in the denominator."""
         sessions = [e["item_ids"] for e in examples]
         targets = [e["target"] for e in examples] if examples and "target" in examples[0] else None
-        return dict(self._batch(sessions, targets, "pt", "skip", warn=False))
+        return dict(self._batch(sessions, targets, "pt", "skip", warn=False, unknown_as_miss=True))
 
 
 __all__ = ["TagnnPPProcessor", "build_graph_batch"]  # build_graph_batch lives in graphs.transition

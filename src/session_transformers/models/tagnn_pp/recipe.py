@@ -159,14 +159,15 @@ def _prepare_tagnn_pp(args: argparse.Namespace) -> PreparedData:
         processor = TagnnPPProcessor.from_sessions([splits.catalogue_ids])
     config = TagnnPPConfig(num_items=processor.num_items, **args.config_overrides)
     catalogue_size = len(splits.catalogue_ids or processor.item_vocab)
-    # a case whose prefix holds no item of the vocabulary cannot be encoded: left out and counted (its target
-    # would be a miss); targets outside the vocabulary stay, as misses counted in num_unknown_targets
+    # a training case whose prefix holds no item of the vocabulary teaches nothing: left out and counted; such an
+    # evaluation case stays, as a miss (the collator gives it label -100), like a target outside the vocabulary
+    # (both counted in num_unknown_targets), so that every case of a split is in its denominator
     train, dropped_train = _encodable(train, processor)
-    validation, dropped_validation = _encodable(validation, processor)
-    test, dropped_test = _encodable(test, processor)
-    for split, n in (("train", dropped_train), ("validation", dropped_validation), ("test", dropped_test)):
-        if n:
-            splits.statistics[f"{split}_cases_without_known_item_dropped"] = n
+    if dropped_train:
+        splits.statistics["train_cases_without_known_item_dropped"] = dropped_train
+    for split, ds in (("validation", validation), ("test", test)):
+        if n := _encodable(ds, processor)[1]:
+            splits.statistics[f"{split}_cases_without_known_item_counted_as_misses"] = n
     lengths = _prefix_lengths(train, processor.max_length)
     if lengths is not None and (cut := _longer_than(train, processor.max_length)):
         splits.statistics["train_prefixes_cut_to_max_length"] = cut
