@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .processing_utils import unknown_items_error, unknown_items_policy, warn_skipped_items
+from .processing_utils import reads_item_ids, unknown_items_error, unknown_items_policy, warn_skipped_items
 
 INDEX_FILE = "items.faiss"
 IDS_FILE = "item_ids.json"
@@ -64,7 +64,7 @@ def item_embeddings(
     """
     policy = unknown_items_policy(unknown_items)
     if item_ids is None:
-        vocab = getattr(processor, "item_vocab", None)
+        vocab = getattr(processor, "item_vocab", None) if reads_item_ids(processor) else None
         if vocab:
             item_ids = list(vocab)
         elif catalogue is not None:
@@ -76,7 +76,7 @@ def item_embeddings(
                 f"{type(model).__name__}: give item_ids or a catalogue (the processor has no item vocabulary)"
             )
     item_ids = list(item_ids)
-    vocab = getattr(processor, "item_vocab", None)
+    vocab = getattr(processor, "item_vocab", None) if reads_item_ids(processor) else None
     if vocab:
         known = getattr(processor, "_index", None) or set(vocab)
     elif catalogue is not None:

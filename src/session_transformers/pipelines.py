@@ -18,8 +18,8 @@ folder with no remote code::
 and UBM) and its processor (``AutoProcessor``). A model joins it by implementing ``recommend(sessions, top_k=,
 processor=, batch_size=)`` returning ``[[(item_id, score), ...], ...]``, with either
 
-- a processor with ``item_vocab`` (the item IDs it knows; TAGNN++): sessions are lists of item IDs, and the
-  whole known catalogue is ranked; or
+- a processor whose sessions are item IDs (``sessions_are_item_ids``, with ``item_vocab``, the item IDs it knows;
+  TAGNN++): sessions are lists of item IDs, and the whole known catalogue is ranked; or
 - ``recommend(..., candidates=, catalogue=)`` (a text model, UBM): items are read as text from a ``catalogue``
   (records or ``item_id -> record``, given when building the pipeline or when calling it), so items never seen
   in training can be recommended. ``candidates`` (item IDs or records; default: every catalogue item) is the
@@ -57,6 +57,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from .auto import AutoModelForNextItemPrediction
 from .processing_utils import (
     UNKNOWN_ITEM_POLICIES,
+    reads_item_ids,
     unknown_items_error,
     unknown_items_policy,
     warn_skipped_items,
@@ -353,14 +354,14 @@ class SessionFeatureExtractionPipeline(_SessionPipeline):
         accepted = inspect.signature(encode).parameters
         kwargs = {k: v for k, v in self._encode_kwargs(catalogue, batch_size).items() if k in accepted}
         inputs = model_inputs["inputs"]
-        vocab = getattr(self.processor, "item_vocab", None)
+        by_id = reads_item_ids(self.processor)
         if embed == "items":  # the item list came as one input
             items = list(inputs[0])
-            if vocab is not None:  # an item vocabulary (TAGNN++): the package's unknown-item policy
+            if by_id:  # an item vocabulary (TAGNN++): the package's unknown-item policy
                 items = _known_items(items, self.processor, unknown_items, self.task)
             vectors = encode(items, **kwargs)
         else:
-            if vocab is not None:
+            if by_id:
                 inputs = _id_sessions(inputs, self.processor, unknown_items, self.task)
             vectors = encode(inputs, **kwargs)
         return {"vectors": [vectors] if embed == "items" else list(np.asarray(vectors))}

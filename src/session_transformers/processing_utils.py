@@ -185,6 +185,12 @@ class SeededCollatorMixin:
 
 logger = logging.getLogger("session_transformers")
 
+def reads_item_ids(processor: Any) -> bool:
+    """Whether ``processor`` takes sessions as lists of item IDs from a closed vocabulary (TAGNN++), as opposed to
+    sessions of events read as text (CERES, UBM, MUVCOG; MUVCOG's ``item_vocab`` is only its click head's)."""
+    return bool(getattr(processor, "sessions_are_item_ids", False))
+
+
 UNKNOWN_ITEM_POLICIES: tuple[str, ...] = ("error", "skip")
 """What every processor, ``recommend``, pipeline and export function does with an item ID it does not know (not in
 the model's vocabulary, or, for a text model, not in the catalogue it was given):

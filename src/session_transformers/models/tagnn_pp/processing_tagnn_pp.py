@@ -70,6 +70,9 @@ class TagnnPPProcessor(ProcessorMixin):
         loss = model(**batch).loss
     """
 
+    #: sessions are lists of item IDs (see :func:`~session_transformers.processing_utils.reads_item_ids`)
+    sessions_are_item_ids = True
+
     def __init__(
         self,
         item_vocab: list[str] | None = None,
