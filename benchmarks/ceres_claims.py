@@ -18,6 +18,9 @@ only in what happens after that common start:
 - ``CERES w/o GNN`` (d): pretrained and fine-tuned with ``use_gnn=False``;
 - ``TAGNN++ (item IDs)`` (e): an item-ID session recommender trained on next-item prediction over the same
   training sessions, scoring the product-search pool (product search only; no text).
+- ``BM25`` and ``popularity``: the recipe's retrieval baselines (``Task.baseline``) on the same pool: BM25 of the
+  session's own words (its queries, else its products' titles) against each candidate's text, and the
+  candidates by how often they are a training target. Not in the paper; what a practitioner tries first.
 
 Every training run goes through the trainers' ``main(argv)`` (each argv is recorded in the result). Runs are
 cells executed by ``--jobs`` worker processes (one torch thread each); each cell's result is kept in
@@ -76,8 +79,7 @@ LENGTHS = dict(  # CPU-scale sequence lengths (the paper: 512-token items, 64 it
     max_session_items=6,
 )
 # Sizes of the parts CERES adds on top of the item encoder, at CPU scale (the paper: 3 conditioned layers).
-CERES_CONFIG = [
-    "sentence_pooling=mean",  # the start is a mean-pooling sentence encoder (the paper: first-token pooling)
+CERES_CONFIG = [  # sentence_pooling: the default, mean (as the general encoder was trained to pool)
     "num_cross_attention_layers=1",
     "num_latent_tokens=2",
     "retrieval_projection_size=384",
@@ -560,6 +562,8 @@ def main() -> None:
             )
             res["MiniLM zero-step (CERES inputs)"] = zero_step_scores(task, data)
             res["MiniLM mean-pool (frozen)"] = minilm_scores(encoder, data, catalogue)
+            baselines = RECIPES["ceres"].finetune[task].baseline(data)  # the recipe's, on the same pool
+            res["BM25"], res["popularity"] = pick(baselines["BM25"]), pick(baselines["popularity"])
             if tag == "synthetic" and task == "product_search":
                 res["TAGNN++ (item IDs)"] = tagnn_scores(tagnn_dir, data)
             results[tag][task] = res

