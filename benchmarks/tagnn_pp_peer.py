@@ -20,8 +20,11 @@ with the last weights; the authors' loop scores it after every epoch. Neither si
     python benchmarks/tagnn_pp_peer.py --authors-code PATH/TO/SBR --sides ours --variant no-dropout \\
         --config hidden_dropout_prob=0 attention_probs_dropout_prob=0 --epochs 1     # one difference at a time
 
-A variant is our model with ``--config`` overrides (the peer table compares the default variant, ``ours``; the
-others form the ablation table). Every run keeps its results per epoch in ``--work-dir`` (default
+A variant is our model with ``--config`` overrides; the result file names the variant whose overrides amount to
+today's ``TagnnPPConfig`` defaults (``default_variant``: the peer table's row) and ``paper`` (the paper's
+architecture, :data:`~session_transformers.models.tagnn_pp.PAPER_ARCHITECTURE`); the others form the ablation
+table. Variants run before the defaults moved to the code's architecture have the paper's overrides written out
+in their ``variant.json``. Every run keeps its results per epoch in ``--work-dir`` (default
 ``devdata/tagnn_pp_peer``); a finished epoch is never rerun, an unfinished run of ours resumes from its last
 epoch. Runs use ``--threads`` torch threads each (1 by default, so that two runs can share a 2-core machine);
 their wall-clock times are bookkeeping, not speed figures.
@@ -30,6 +33,7 @@ their wall-clock times are bookkeeping, not speed figures.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import math
 import os
@@ -321,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--variant", default="ours", help="name of our model's variant (its --config overrides)")
+    p.add_argument("--variant", default="default", help="name of our model's variant (its --config overrides)")
     p.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="TagnnPPConfig overrides")
     p.add_argument(
         "--mixed-precision",
@@ -345,7 +349,7 @@ def main(argv: list[str] | None = None) -> None:
     (args.work_dir / "ours" / args.variant).mkdir(parents=True, exist_ok=True)
     variant_file = args.work_dir / "ours" / args.variant / "variant.json"
     settings = {"config": args.config, "mixed_precision": args.mixed_precision}
-    if variant_file.exists() and {**settings, **json.loads(variant_file.read_text())} != settings:
+    if variant_file.exists() and {k: json.loads(variant_file.read_text()).get(k) for k in settings} != settings:
         p.error(f"variant {args.variant!r} was run with {variant_file.read_text()}: give it another name")
     variant_file.write_text(json.dumps(settings) + "\n")
     for seed in args.seeds:
@@ -366,6 +370,22 @@ def _runs(folder: Path, epochs_glob: str = "epoch_*.json") -> dict[int, list[dic
     return runs
 
 
+def is_default(overrides: list[str]) -> bool:
+    """Whether ``--config`` overrides (as the trainers read them) leave ``TagnnPPConfig``'s defaults unchanged."""
+    from session_transformers.models.tagnn_pp import TagnnPPConfig
+
+    values = {}
+    for item in overrides:
+        key, value = item.split("=", 1)
+        try:
+            values[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            values[key] = value
+    values = {k: v for k, v in values.items() if k not in ("hidden_size", "num_attention_heads")}  # the peer's
+    defaults = TagnnPPConfig()
+    return all(getattr(defaults, k) == v for k, v in values.items())
+
+
 def write(args: argparse.Namespace, stats: dict) -> None:
     """The result file, from everything in the work folder (every variant, every seed, every epoch)."""
     authors = {
@@ -384,6 +404,7 @@ def write(args: argparse.Namespace, stats: dict) -> None:
     epochs = max((len(r) for r in authors.values()), default=0)
     figures = {
         "authors_code": {"by_epoch": summary(authors, epochs), "runs": authors},
+        "default_variant": next((n for n, v in variants.items() if is_default(v["config"])), None),
         "ours": variants,
         "settings": SETTINGS,
         "lr_schedule": "1e-3 in epochs 1-2, 1e-4 in epoch 3 (the code's StepLR(3, 0.1) is stepped before each epoch)",

@@ -330,6 +330,9 @@ def _tagnn_pp_benchmark(result: dict) -> list[BenchmarkTable]:
                 f"{full.get('command', '').split(' --note')[0]}",
             )
         )
+    peer = _read_json(BENCHMARK_RESULTS_DIR / "tagnn_pp_peer.json")  # against the authors' code, same data
+    if peer and peer.get("figures", {}).get("authors_code"):
+        tables.append(_tagnn_pp_peer_table(peer))
     published = figures.get("published_full_diginetica") or {}
     if published:
         columns = tuple(dict.fromkeys(k for row in published.values() for k in row))
@@ -341,6 +344,31 @@ def _tagnn_pp_benchmark(result: dict) -> list[BenchmarkTable]:
             )
         )
     return tables
+
+
+def _tagnn_pp_peer_table(peer: dict) -> BenchmarkTable:
+    """Test HR@20 / MRR@20 per epoch: the authors' code, our default architecture and the paper's."""
+    figures = peer["figures"]
+    sides = {"authors' code (The-Learning-Machines/SBR)": figures["authors_code"]["by_epoch"]}
+    default = figures.get("default_variant")
+    for name, label in (
+        (default, "this package (default: the code's architecture)"),
+        ("paper", "the paper's architecture"),
+    ):
+        if name in figures.get("ours", {}):
+            sides[label] = figures["ours"][name]["by_epoch"]
+    epochs = sorted({e for by_epoch in sides.values() for e in by_epoch}, key=lambda e: int(e.split()[-1]))
+    columns = tuple(f"{m} {e}" for e in epochs for m in ("HR@20", "MRR@20"))
+    rows = tuple(
+        (label, {f"{m} {e}": by_epoch.get(e, {}).get(m) for e in epochs for m in ("HR@20", "MRR@20")})
+        for label, by_epoch in sides.items()
+    )
+    return BenchmarkTable(
+        "Against the authors' code: Diginetica top 3,000 items, same samples and settings, test set after each epoch",
+        columns,
+        rows,
+        note=f"{peer.get('data', '')}. `benchmarks/results/tagnn_pp_peer.json`: {peer.get('command', '')}",
+    )
 
 
 def _ceres_benchmark(result: dict) -> list[BenchmarkTable]:

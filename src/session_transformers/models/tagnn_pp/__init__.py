@@ -1,6 +1,6 @@
 """TAGNN++: gated GNN + Transformer with target-aware readout (Mitharan et al.) for next-item prediction."""
 
-from .configuration_tagnn_pp import TagnnPPConfig
+from .configuration_tagnn_pp import PAPER_ARCHITECTURE, TagnnPPConfig
 from .modeling_tagnn_pp import (
     SoftAttentionReadout,
     SRGNNCell,
@@ -14,6 +14,7 @@ from .modeling_tagnn_pp import (
 from .processing_tagnn_pp import TagnnPPProcessor, build_graph_batch
 
 __all__ = [
+    "PAPER_ARCHITECTURE",
     "SRGNNCell",
     "SoftAttentionReadout",
     "TagnnPPConfig",
