@@ -64,6 +64,7 @@ from session_transformers.models.muvcog import (  # noqa: E402
     MuvcogForPreTraining,
     MuvcogForQuerySuggestion,
 )
+from session_transformers.models.muvcog.modeling_muvcog import query_suggestion_avg_sim  # noqa: E402
 from session_transformers.models.muvcog.recipe import (  # noqa: E402
     RECIPE,
     _prepare_click,
@@ -211,8 +212,11 @@ def sequence_collate(vocab_size: int, max_len: int = 120):
 
 
 @torch.no_grad()
-def ranking_per_example(model, rows, collate, batch_size: int = 256) -> dict[str, np.ndarray]:
-    """Per test example: NDCG@10, HR@10, MRR@10 (and Avg.Sim for MUVCOG heads), keyed by the example's key."""
+def ranking_per_example(
+    model, rows, collate, batch_size: int = 256, word_vectors: torch.Tensor | None = None
+) -> dict[str, np.ndarray]:
+    """Per test example: NDCG@10, HR@10, MRR@10, keyed by the example's key; with ``word_vectors`` (query
+    suggestion: the processor's, the ones the baselines use) Avg.Sim in them, for every model alike."""
     model.eval()
     ranks, sims = [], []
     for start in range(0, len(rows), batch_size):
@@ -227,8 +231,8 @@ def ranking_per_example(model, rows, collate, batch_size: int = 256) -> dict[str
             ranks.append(metrics.ranks_from_scores(scores, mask, max_relevant=labels.shape[1]))
         else:
             ranks.append(metrics.rank_of_target(scores, labels)[:, None])
-        if getattr(out, "avg_sim", None) is not None:
-            sims.append(out.avg_sim)
+        if word_vectors is not None:
+            sims.append(query_suggestion_avg_sim(scores, labels, word_vectors))
     model.train()
     r = torch.cat(ranks)
     out = {
@@ -403,7 +407,10 @@ def main(argv: list[str] | None = None) -> dict:
         head.muvcog.load_state_dict(model.muvcog.state_dict())
         train_loop(head, qs.train_dataset, qs.collate_fn, args.head_steps, args.head_lr, 64, args.seed)
         rows = qs.test_dataset.rows
-        return {"keys": [r["key"] for r in rows], **ranking_per_example(head, rows, qs.collate_fn)}
+        return {
+            "keys": [r["key"] for r in rows],
+            **ranking_per_example(head, rows, qs.collate_fn, word_vectors=qs.processor.word_vectors),
+        }
 
     for name in variants:
         qs_rows[name] = muvcog_qs(name)
@@ -419,7 +426,10 @@ def main(argv: list[str] | None = None) -> dict:
             train_loop(model, qs.train_dataset, collate, args.head_steps, 3e-3, 64, args.seed)
             name = f"{'LSTM' if kind == 'lstm' else 'Transformer'} ({'with' if use_images else 'no'} IQ)"
             rows = qs.test_dataset.rows
-            qs_rows[name] = {"keys": [r["key"] for r in rows], **ranking_per_example(model, rows, collate)}
+            qs_rows[name] = {
+                "keys": [r["key"] for r in rows],
+                **ranking_per_example(model, rows, collate, word_vectors=qs.processor.word_vectors),
+            }
             print(f"query suggestion {name}: {summarize_row(qs_rows[name])}", flush=True)
     qs_baselines = {key: task.baseline(qs) for key, qs in qs_data.items()}
 

@@ -305,6 +305,36 @@ def test_query_suggestion_avg_sim_and_loss():
     torch.testing.assert_close(out.loss, manual)
 
 
+def test_avg_sim_is_measured_in_the_processors_vectors_like_the_baselines():
+    """Issue 27: the model's Avg.Sim used its own (pretraining-drifted) word embeddings, the baselines the
+    processor's; the recipe's collator now hands the processor's vectors to the model."""
+    from session_transformers.models.muvcog.recipe import (
+        QuerySuggestionCollator,
+        _avg_sim_of,
+        query_suggestion_examples,
+    )
+
+    p = processor()
+    rows = query_suggestion_examples(p, sessions())
+    batch = QuerySuggestionCollator(p)(rows)
+    assert torch.equal(batch["avg_sim_word_vectors"], p.word_vectors)
+    labels = batch.pop("labels")
+    torch.manual_seed(0)
+    model = MuvcogForQuerySuggestion(tiny_config()).eval()
+    model.muvcog.load_word_vectors(p.word_vectors)
+    with torch.no_grad():
+        model.muvcog.word_embeddings.weight.mul_(-1.0).add_(torch.randn_like(p.word_vectors))  # drift
+        out = model(**batch, labels=labels)
+        drifted = model(**{k: v for k, v in batch.items() if k != "avg_sim_word_vectors"}, labels=labels)
+    # the features moved with the embeddings; Avg.Sim's reference did not: the baseline's formula on the model's
+    # own ranking gives the model's figure
+    ranked = out.logits.argsort(1, descending=True)
+    for b, r in enumerate(rows):
+        expected = _avg_sim_of(ranked[b].tolist(), r["target"], p.word_vectors)
+        assert out.avg_sim[b].item() == pytest.approx(expected, abs=1e-5)
+    assert not torch.allclose(drifted.avg_sim, out.avg_sim)  # the model's own vectors give another figure
+
+
 def test_heads_freeze_the_encoder_for_the_trainers():
     from session_transformers.trainer_utils import freeze_parameters
 

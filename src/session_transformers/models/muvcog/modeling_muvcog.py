@@ -94,7 +94,8 @@ class MuvcogQuerySuggestionOutput(ModelOutput):
     loss: mean cross-entropy of the next query's words over the vocabulary (given ``labels``).
     logits: ``(B, vocab_size)`` word scores of the next query.
     avg_sim: ``(B,)`` cosine of the mean vector of the top-n predicted words (n = the target's word count) and
-        the mean vector of the target words (Sec. 4.5's Avg.Sim), given ``labels``.
+        the mean vector of the target words (Sec. 4.5's Avg.Sim), given ``labels``; measured in
+        ``avg_sim_word_vectors`` when the forward pass gets them (see :func:`query_suggestion_avg_sim`).
     """
 
     loss: torch.FloatTensor | None = None
@@ -563,6 +564,29 @@ class MuvcogForPreTraining(MuvcogPreTrainedModel):
         )
 
 
+@torch.no_grad()
+def query_suggestion_avg_sim(
+    logits: torch.Tensor, labels: torch.Tensor, word_vectors: torch.Tensor
+) -> torch.Tensor:
+    """Sec. 4.5's Avg.Sim ``(B,)``: cosine of the mean vector of the top-n scored words (n = the target's word
+    count) and the mean vector of the n target words.
+
+    Args:
+        logits: ``(B, V)`` word scores.
+        labels: ``(B, T)`` target word ids, padded with a negative id.
+        word_vectors: ``(V, d)`` the vectors similarity is measured in; every model and baseline of one table must
+            use the same ones (the recipe uses the processor's word vectors).
+    """
+    vectors = word_vectors.float()
+    mask = (labels >= 0).float()
+    n = mask.sum(1).clamp_min(1)
+    top = logits.topk(min(labels.shape[1], logits.shape[1]), dim=1).indices  # (B, T)
+    take = (torch.arange(top.shape[1], device=top.device)[None] < n[:, None]).float()
+    predicted = (vectors[top] * take[..., None]).sum(1) / n[:, None]
+    actual = (vectors[labels.clamp_min(0)] * mask[..., None]).sum(1) / n[:, None]
+    return F.cosine_similarity(predicted, actual, dim=-1)
+
+
 class _FrozenEncoderHead(MuvcogPreTrainedModel):
     """A downstream head over the MUVCOG encoder; the encoder is frozen by the trainers when
     ``config.freeze_encoder`` (its parameter names are listed in ``_frozen_parameters``)."""
@@ -597,10 +621,20 @@ class MuvcogForQuerySuggestion(_FrozenEncoderHead):
 
     @can_return_tuple
     def forward(
-        self, num_queries=None, global_view=None, local_view=None, labels: torch.LongTensor | None = None
+        self,
+        num_queries=None,
+        global_view=None,
+        local_view=None,
+        labels: torch.LongTensor | None = None,
+        avg_sim_word_vectors: torch.FloatTensor | None = None,
     ) -> MuvcogQuerySuggestionOutput:
         r"""Args:
         labels: ``(B, T)`` word ids of each session's next query, padded with ``-100``.
+        avg_sim_word_vectors: ``(vocab_size, d)`` the word vectors Avg.Sim is measured in. The recipe's collator
+            passes the processor's (``processor.word_vectors``), the ones its baselines are measured in: the
+            encoder's input embeddings move during pretraining (unless ``freeze_word_embeddings``), and a metric
+            measured in a model's own vectors is not comparable across models or with the baselines. ``None``:
+            the encoder's input word embeddings.
         """
         logits = self.head(self.session_features(num_queries, global_view, local_view))  # (B, V)
         if labels is None:
@@ -609,19 +643,18 @@ class MuvcogForQuerySuggestion(_FrozenEncoderHead):
         mask = labels >= 0
         logp = torch.log_softmax(logits.float(), -1).gather(1, labels.clamp_min(0))
         loss = -(logp * mask).sum() / mask.sum().clamp_min(1)
-        return MuvcogQuerySuggestionOutput(loss=loss, logits=logits, avg_sim=self.avg_sim(logits, labels))
+        avg_sim = self.avg_sim(logits, labels, avg_sim_word_vectors)
+        return MuvcogQuerySuggestionOutput(loss=loss, logits=logits, avg_sim=avg_sim)
 
     @torch.no_grad()
-    def avg_sim(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cosine of the mean word vector of the top-n predicted words and of the n target words (``(B,)``)."""
-        vectors = self.muvcog.word_embeddings.weight.float()
-        mask = (labels >= 0).float()
-        n = mask.sum(1).clamp_min(1)
-        top = logits.topk(min(labels.shape[1], logits.shape[1]), dim=1).indices  # (B, T)
-        take = (torch.arange(top.shape[1], device=top.device)[None] < n[:, None]).float()
-        predicted = (vectors[top] * take[..., None]).sum(1) / n[:, None]
-        actual = (vectors[labels.clamp_min(0)] * mask[..., None]).sum(1) / n[:, None]
-        return F.cosine_similarity(predicted, actual, dim=-1)
+    def avg_sim(
+        self, logits: torch.Tensor, labels: torch.Tensor, word_vectors: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Avg.Sim ``(B,)`` (:func:`query_suggestion_avg_sim`) in ``word_vectors``, by default the encoder's input
+        word embeddings."""
+        if word_vectors is None:
+            word_vectors = self.muvcog.word_embeddings.weight
+        return query_suggestion_avg_sim(logits, labels, word_vectors.to(logits.device))
 
 
 class MuvcogForClickPrediction(_FrozenEncoderHead):
@@ -700,5 +733,6 @@ __all__ = [
     "MuvcogModelOutput",
     "MuvcogPreTrainedModel",
     "MuvcogQuerySuggestionOutput",
+    "query_suggestion_avg_sim",
     "shared_click_mask",
 ]

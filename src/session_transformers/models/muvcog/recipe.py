@@ -330,6 +330,10 @@ def query_suggestion_examples(processor: MuvcogProcessor, sessions: list[dict]) 
 
 
 class QuerySuggestionCollator:
+    """Rows ``{"encoded", "target"}`` -> both views, the target word ids (``labels``) and the processor's word
+    vectors (``avg_sim_word_vectors``): the model measures Avg.Sim in the vectors the baselines are measured in,
+    not in its own input embeddings (which pretraining moves)."""
+
     def __init__(self, processor: MuvcogProcessor):
         self.processor = processor
 
@@ -337,7 +341,11 @@ class QuerySuggestionCollator:
         labels = torch.full((len(rows), self.processor.max_target_words), -100, dtype=torch.long)
         for b, r in enumerate(rows):
             labels[b, : len(r["target"])] = torch.tensor(r["target"], dtype=torch.long)
-        return {**self.processor.views([r["encoded"] for r in rows]), "labels": labels}
+        return {
+            **self.processor.views([r["encoded"] for r in rows]),
+            "labels": labels,
+            "avg_sim_word_vectors": self.processor.word_vectors,
+        }
 
 
 def _target_mask(labels: torch.Tensor, width: int) -> torch.Tensor:
