@@ -207,15 +207,17 @@ def test_negative_never_shares_a_click(negatives):
 
 def test_random_negatives_vary_and_hard_negatives_do_not():
     batch, _ = _known_batch()
-    picks = {"hard": set(), "random": set()}
+    picks = {"hard": set(), "random": set(), "random, evaluation": set()}
     for negatives in picks:
         torch.manual_seed(0)
-        model = MuvcogForPreTraining(tiny_config(negatives=negatives)).eval()
+        model = MuvcogForPreTraining(tiny_config(negatives=negatives.split(",")[0]))
+        model.train(negatives != "random, evaluation")  # no dropout: train mode changes only the draws
         for seed in range(8):
             torch.manual_seed(seed)
             with torch.no_grad():
                 picks[negatives].add(int(model(**batch).negative_index[4]))
     assert len(picks["hard"]) == 1 and len(picks["random"]) > 1
+    assert len(picks["random, evaluation"]) == 1  # evaluation draws from a fixed seed: evaluations compare
 
 
 def test_hard_negative_warmup_draws_random_negatives_then_hard_ones():
@@ -239,6 +241,82 @@ def test_hard_negative_warmup_draws_random_negatives_then_hard_ones():
     assert picks[3] == picks[50] == {tuple(hard)}  # the discriminator's choice after it
     with pytest.raises(ValueError, match="hard_negative_warmup_steps"):
         tiny_config(hard_negative_warmup_steps=-1)
+
+
+def test_evaluation_follows_the_warmup_negatives():
+    """Issue 27: evaluation always used hard negatives while the warm-up trained on random ones, so the
+    validation loss measured another objective than the one trained (and picked an early checkpoint). After step
+    ``s`` evaluation uses step ``s``'s negatives: random (from a fixed seed: every evaluation alike) during the
+    warm-up, hard after; the discriminator's hard choice is reported either way (the hub effect)."""
+    batch, _ = _known_batch()
+    torch.manual_seed(0)
+    model = MuvcogForPreTraining(tiny_config(hard_negative_warmup_steps=3)).eval()
+    with torch.no_grad():
+        hard = model(**batch)  # no training step: a loaded model is evaluated with config.negatives
+        assert torch.equal(hard.negative_index, hard.hard_negative_index)
+        random_picks = set()
+        for seed in range(6):
+            model.set_training_step(3)  # the warm-up's last step
+            torch.manual_seed(seed)  # the global RNG does not decide evaluation's draws
+            out = model(**batch)
+            random_picks.add(tuple(out.negative_index.tolist()))
+            assert torch.equal(out.hard_negative_index, hard.negative_index)
+        model.set_training_step(4)
+        after = model(**batch)
+    assert len(random_picks) == 1  # the same random pairs at every evaluation
+    assert random_picks != {tuple(hard.negative_index.tolist())}  # ... and not the hard ones
+    assert torch.equal(after.negative_index, hard.negative_index) and torch.equal(after.loss, hard.loss)
+    assert not torch.equal(out.loss, hard.loss)
+
+
+def test_checkpoint_selection_ranks_hard_negative_checkpoints_first():
+    """Random (warm-up) and hard negatives are two objectives whose losses do not compare: the kept checkpoint's
+    metric ranks every evaluation after the warm-up before any during it, and each phase by its loss."""
+    from session_transformers.models.muvcog.recipe import RECIPE, WARMUP_SELECTION_OFFSET
+
+    batch, _ = _known_batch()
+    task = RECIPE.pretrain
+    assert task.protocol is None and RECIPE.protocol.select_best == "selection_loss"
+    torch.manual_seed(0)
+    model = MuvcogForPreTraining(tiny_config(hard_negative_warmup_steps=3)).eval()
+    figures = {}
+    with torch.no_grad():
+        for step in (3, 4):
+            model.set_training_step(step)
+            figures[step] = task.summarize(task.eval_step(model, dict(batch)))
+    assert figures[3]["selection_loss"] == pytest.approx(figures[3]["loss"] + WARMUP_SELECTION_OFFSET)
+    assert figures[4]["selection_loss"] == figures[4]["loss"]
+    assert 1 <= figures[3]["distinct_hard_negatives"] <= 6
+
+
+def test_negative_pool_size_keeps_negatives_in_their_pool():
+    batch, clicks = _known_batch()
+    torch.manual_seed(0)
+    model = MuvcogForPreTraining(tiny_config()).eval()
+    with torch.no_grad():
+        out = model(**batch, negative_pool_size=3)
+    for i, j in enumerate(out.negative_index.tolist()):
+        if j >= 0:
+            assert i // 3 == j // 3 and not set(clicks[i]) & set(clicks[j])
+    # anchor 5 shares a click with 3 and its pool holds only 3, 4, 5: it still has a negative (4)
+    assert out.negative_index[5] == 4 and out.negative_mask[5]
+
+
+def test_hub_per_example_counts_distinct_negatives_per_pool():
+    from session_transformers.models.muvcog.recipe import _pretrain_summarize, hub_per_example
+
+    # pool 0 (rows 0-3): every anchor picks session 3 (a hub) but 3, which picks 0; pool 1 (rows 4-5): 5, -1
+    out = hub_per_example(torch.tensor([3, 3, 3, 0, 5, -1]), pool_size=4)
+    assert out["negative_share"].sum().item() == pytest.approx(3.0)  # 2 distinct in pool 0, 1 in pool 1
+    assert out["pool_weight"].sum().item() == pytest.approx(2.0)
+    gathered = {
+        **out,
+        "loss": torch.ones(6),
+        "correct": torch.ones(6),
+        "has_negative": torch.ones(6),
+        "in_warmup": torch.zeros(6),
+    }
+    assert _pretrain_summarize(gathered)["distinct_hard_negatives"] == pytest.approx(1.5)
 
 
 def test_loss_is_eq9_on_known_inputs():

@@ -64,10 +64,13 @@ def test_pretrain_then_finetune_both_tasks_in_process(tmp_path):
         )
     )
     AcceleratorState._reset_state(reset_partial_state=True)
-    assert results["optimizer_steps"] == 3 and results["selected_by"] == "loss"
+    assert results["optimizer_steps"] == 3 and results["selected_by"] == "selection_loss"
     for split in ("validation", "test"):
         m = results[split]
         assert m["num_samples"] >= 1 and m["loss"] > 0 and 0 <= m["pair_accuracy"] <= 100
+        assert 1 <= m["distinct_hard_negatives"] <= 16  # pools of the training batch size
+    log = [json.loads(line) for line in (tmp_path / "pre" / "metrics.jsonl").read_text().splitlines()]
+    assert any("validation/distinct_hard_negatives" in r for r in log)  # the hub effect, logged over training
     assert json.loads((tmp_path / "pre" / "config.json").read_text())["hard_negative_warmup_steps"] == 2
     for name in ("model.safetensors", "processor_config.json", "word_vectors.safetensors"):
         assert (tmp_path / "pre" / name).exists(), name

@@ -78,6 +78,10 @@ class MuvcogForPreTrainingOutput(ModelOutput):
     logits: ``(B, 2)`` discriminator logits of (anchor, positive) and (anchor, negative), mean over view pairs.
     negative_mask: ``(B,)`` whether the anchor had a negative (a batch session with no common click).
     negative_index: ``(B,)`` row of the chosen negative among the gathered batch (``-1``: none).
+    hard_negative_index: ``(B,)`` the hard negative the discriminator would pick now (Sec. 3.4's argmax; ``-1``:
+        none), also while the warm-up draws random ones: how many distinct sessions it picks per batch measures
+        the hub effect (a few sessions being the negative of most anchors). Computed with hard negatives and in
+        evaluation mode; ``None`` otherwise.
     session_embedding: ``(B, E)`` the anchors' session embeddings.
     """
 
@@ -85,6 +89,7 @@ class MuvcogForPreTrainingOutput(ModelOutput):
     logits: torch.FloatTensor | None = None
     negative_mask: torch.BoolTensor | None = None
     negative_index: torch.LongTensor | None = None
+    hard_negative_index: torch.LongTensor | None = None
     session_embedding: torch.FloatTensor | None = None
 
 
@@ -457,7 +462,10 @@ class MuvcogForPreTraining(MuvcogPreTrainedModel):
 
     With ``config.hard_negative_warmup_steps > 0`` the first optimiser steps draw random negatives; a training
     loop then says which step it is running with :meth:`set_training_step` before the step's forward passes (both
-    trainers do, through the recipe's ``before_optimizer_step`` hook).
+    trainers do, through the recipe's ``before_optimizer_step`` hook). Evaluation follows training: after step
+    ``s`` it uses the negatives step ``s`` used (random during the warm-up, drawn from a fixed seed so that every
+    evaluation draws alike; hard after it), so that the validation loss measures the objective being trained.
+    Evaluated with no training step set (a loaded model), it uses ``config.negatives``.
     """
 
     def __init__(self, config: MuvcogConfig):
@@ -473,11 +481,14 @@ class MuvcogForPreTraining(MuvcogPreTrainedModel):
         self.training_step = int(step)
 
     def negative_strategy(self) -> str:
-        """``"hard"`` or ``"random"`` for the current forward pass (the warm-up applies to training only)."""
+        """``"hard"`` or ``"random"`` for the current forward pass: the warm-up's random negatives up to its last
+        step, in training and in evaluation between training steps alike."""
         warmup = self.config.hard_negative_warmup_steps
-        if self.config.negatives != "hard" or not warmup or not self.training:
+        if self.config.negatives != "hard" or not warmup:
             return self.config.negatives
         if self.training_step is None:
+            if not self.training:  # evaluated outside a training run
+                return self.config.negatives
             raise RuntimeError(
                 f"hard_negative_warmup_steps={warmup} needs the training step: call "
                 "model.set_training_step(step) before each optimiser step's forward passes (the trainers do)"
@@ -492,21 +503,27 @@ class MuvcogForPreTraining(MuvcogPreTrainedModel):
 
     def choose_negatives(
         self, anchors: list[torch.Tensor], candidates: list[torch.Tensor], valid: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Index ``(B,)`` of each anchor's negative among the candidates, and whether it has one.
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Index ``(B,)`` of each anchor's negative among the candidates, whether it has one, and the hard negative
+        index (``None`` when random negatives are drawn in training: it is not needed there).
 
         ``anchors[k]`` / ``candidates[k]``: the embeddings of view pair ``k`` (anchor view, other view);
         ``valid`` ``(B, B')``: allowed candidates (no common click, not itself).
         """
+        strategy = self.negative_strategy()
         with torch.no_grad():
-            if self.negative_strategy() == "hard":
+            hard = None
+            if strategy == "hard" or not self.training:
                 score = sum(self.discriminator.all_pairs(a, c) for a, c in zip(anchors, candidates)) / len(
                     anchors
                 )
-            else:
-                score = torch.rand(valid.shape, device=valid.device)
-            score = score.float().masked_fill(~valid, float("-inf"))
-            return score.argmax(1), valid.any(1)
+                hard = score.float().masked_fill(~valid, float("-inf")).argmax(1)
+            if strategy == "hard":
+                return hard, valid.any(1), hard
+            # evaluation draws from a fixed seed: every evaluation of a run scores the same random pairs
+            generator = None if self.training else torch.Generator(valid.device).manual_seed(0)
+            score = torch.rand(valid.shape, device=valid.device, generator=generator)
+            return score.masked_fill(~valid, float("-inf")).argmax(1), valid.any(1), hard
 
     @can_return_tuple
     def forward(
@@ -517,12 +534,17 @@ class MuvcogForPreTraining(MuvcogPreTrainedModel):
         positive_global_view=None,
         positive_local_view=None,
         click_ids: torch.LongTensor | None = None,
+        negative_pool_size: int | None = None,
     ) -> MuvcogForPreTrainingOutput:
         r"""Args:
         num_queries, global_view, local_view: the anchor sessions (see :meth:`MuvcogModel.forward`).
         positive_global_view, positive_local_view: the same sessions with one query masked; the loss needs them.
         click_ids: ``(B, C)`` clicked-item codes of each anchor (``processing_muvcog.click_code``), padded with
             ``-1``; sessions sharing one are never each other's negative. ``None``: no click is shared.
+        negative_pool_size: negatives are chosen within consecutive blocks of this many (gathered) rows instead of
+            the whole batch. The recipe's evaluation collator sets it to the training batch size: an evaluation
+            batch is larger, and the hardest of 512 sessions is harder than the hardest of 128. ``None``: the
+            whole batch (training).
         """
         anchor = self.muvcog(num_queries, global_view, local_view)
         if positive_global_view is None and positive_local_view is None:
@@ -539,8 +561,13 @@ class MuvcogForPreTraining(MuvcogPreTrainedModel):
             click_ids = torch.full((b, 1), -1, dtype=torch.long, device=device)
         all_clicks = _pad_gather(click_ids.to(device))
         valid = ~shared_click_mask(click_ids.to(device), all_clicks)
-        valid[torch.arange(b, device=device), offset + torch.arange(b, device=device)] = False
-        index, has_negative = self.choose_negatives([a for a, _ in pairs], gathered, valid)
+        rows = offset + torch.arange(b, device=device)
+        valid[torch.arange(b, device=device), rows] = False
+        if negative_pool_size:
+            pool = int(negative_pool_size)
+            columns = torch.arange(valid.shape[1], device=device)
+            valid &= (rows // pool)[:, None] == (columns // pool)[None]
+        index, has_negative, hard = self.choose_negatives([a for a, _ in pairs], gathered, valid)
         loss = anchor.session_embedding.new_zeros(())
         pos_logits, neg_logits = [], []
         for (a, _), (_, p), candidates in zip(pairs, positive_pairs, gathered):
@@ -560,6 +587,9 @@ class MuvcogForPreTraining(MuvcogPreTrainedModel):
             logits=logits,
             negative_mask=has_negative,
             negative_index=torch.where(has_negative, index, torch.full_like(index, -1)),
+            hard_negative_index=None
+            if hard is None
+            else torch.where(has_negative, hard, torch.full_like(hard, -1)),
             session_embedding=anchor.session_embedding,
         )
 
