@@ -24,7 +24,9 @@ ranking metrics, 200 bootstrap resamples of the test sessions for classification
 
 - **Table 3, query suggestion** with and without image queries: the frozen MUVCOG encoder + one-hidden-layer
   head against an LSTM and a flat Transformer session encoder trained end to end with the same head (with image
-  queries: their mean-pooled projected image vectors concatenated), and the popularity / previous-query baselines.
+  queries: their mean-pooled projected image vectors concatenated; the paper's comparison rows), and the recipe's
+  baselines: popularity, previous query and session words (the session's own words by count), the last two also
+  per example, with claims against them. Avg.Sim of every row is measured in the processor's word vectors.
 - **Figure 4, views**: MUVCOG vs AGV only, HLV only and homogeneous GAT, on query suggestion (frozen features +
   head) and intent classification. The paper measures this with the ALSTP click model; here the session
   features are scored directly.
@@ -47,6 +49,7 @@ import math
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -67,12 +70,15 @@ from session_transformers.models.muvcog import (  # noqa: E402
 from session_transformers.models.muvcog.modeling_muvcog import query_suggestion_avg_sim  # noqa: E402
 from session_transformers.models.muvcog.recipe import (  # noqa: E402
     RECIPE,
+    _avg_sim_of,
     _prepare_click,
     _prepare_pretrain,
     _prepare_query_suggestion,
+    _ranks_of,
     intent_labels,
     muvcog_source,
     session_features,
+    session_word_ranking,
 )
 from session_transformers.trainer_utils import freeze_parameters  # noqa: E402
 
@@ -242,6 +248,33 @@ def ranking_per_example(
     }
     if sims:
         out["Avg.Sim"] = torch.cat(sims).numpy()
+    return out
+
+
+def baseline_per_example(qs) -> dict[str, dict]:
+    """The recipe's "previous query" and "session words" baselines (then popular target words), per test example
+    like the models' rows, so that a model's claim against them gets a paired interval."""
+    processor, width = qs.processor, qs.processor.max_target_words
+    popular = [w for w, _ in Counter(w for r in qs.train_dataset.rows for w in r["target"]).most_common()]
+    popular += [w for w in range(processor.vocab_size) if w not in set(popular)]
+    rows, out = qs.test_dataset.rows, {}
+    for name, first in (
+        ("previous query", lambda r: r["previous"]),
+        ("session words", lambda r: session_word_ranking(r["encoded"])),
+    ):
+        ranks, sims = [], []
+        for r in rows:
+            ranked = list(dict.fromkeys(first(r) + popular[: 50 + width]))
+            ranks.append(_ranks_of(ranked, r["target"], width))
+            sims.append(_avg_sim_of(ranked, r["target"], processor.word_vectors.float()))
+        ranks = torch.tensor(ranks)
+        out[name] = {
+            "keys": [r["key"] for r in rows],
+            f"NDCG@{K}": metrics.ndcg_at_k(ranks=ranks, k=K, reduction="none").numpy(),
+            f"HR@{K}": metrics.hit_rate_at_k(ranks=ranks, k=K, reduction="none").numpy(),
+            f"MRR@{K}": metrics.mrr_at_k(ranks=ranks, k=K, reduction="none").numpy(),
+            "Avg.Sim": np.asarray(sims),
+        }
     return out
 
 
@@ -432,6 +465,9 @@ def main(argv: list[str] | None = None) -> dict:
             }
             print(f"query suggestion {name}: {summarize_row(qs_rows[name])}", flush=True)
     qs_baselines = {key: task.baseline(qs) for key, qs in qs_data.items()}
+    for key, qs in qs_data.items():  # per example too: the claims against them get paired intervals
+        for name, values in baseline_per_example(qs).items():
+            qs_rows[f"{name} ({'no' if key == 'text' else 'with'} IQ)"] = values
 
     # ---- intent classification (Table 4 and Figures 4-5)
     splits = muvcog_source(data_m)
@@ -533,6 +569,9 @@ def main(argv: list[str] | None = None) -> dict:
         qs_claim("HLV only", "AGV only"),
         qs_claim("MUVCOG-M", "MUVCOG-M random negatives"),
         qs_claim("MUVCOG-M", "untrained encoder"),
+        qs_claim("MUVCOG-T", "session words (no IQ)"),
+        qs_claim("MUVCOG-M", "session words (with IQ)"),
+        qs_claim("MUVCOG-M", "previous query (with IQ)"),
     ]
     if PAPER_M in variants:
         claims.append(qs_claim("MUVCOG-M", PAPER_M))

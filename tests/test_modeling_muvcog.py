@@ -413,6 +413,42 @@ def test_avg_sim_is_measured_in_the_processors_vectors_like_the_baselines():
     assert not torch.allclose(drifted.avg_sim, out.avg_sim)  # the model's own vectors give another figure
 
 
+def test_session_words_baseline_ranks_the_sessions_words_by_count():
+    from types import SimpleNamespace
+
+    from session_transformers.models.muvcog.recipe import (
+        Rows,
+        _query_suggestion_baseline,
+        query_suggestion_examples,
+        session_word_ranking,
+    )
+
+    p = processor()
+    # "long": oak | oak table | table lamp | image | product query "oak lamp": oak in 3 queries, table and lamp in
+    # 2 each, lamp's last query is the later one
+    encoded = p.encode(sessions()[3])
+    assert session_word_ranking(encoded) == [WORDS.index(w) for w in ("oak", "lamp", "table")]
+    # "mm" before its last query: red and dress in both queries (keyword, product), long and cotton in one
+    rows = query_suggestion_examples(p, sessions())
+    last = next(r for r in rows if r["key"] == ("mm", 4))
+    assert session_word_ranking(last["encoded"]) == [
+        WORDS.index(w) for w in ("red", "dress", "long", "cotton")
+    ]
+    baselines = _query_suggestion_baseline(
+        SimpleNamespace(processor=p, train_dataset=Rows(rows), test_dataset=Rows(rows))
+    )
+    assert set(baselines) == {"popularity", "previous query", "session words"}
+    assert all(set(b) == set(baselines["popularity"]) for b in baselines.values())
+    assert baselines["session words"]["num_samples"] == len(rows)
+    # the target "long summer dress": the session's words rank dress 2nd and long 3rd; the previous query (the
+    # product query "red long cotton dress") long 2nd and dress 4th; both then rank the same popular words
+    one = _query_suggestion_baseline(
+        SimpleNamespace(processor=p, train_dataset=Rows(rows), test_dataset=Rows([last]))
+    )
+    assert one["session words"]["NDCG@10"] > one["previous query"]["NDCG@10"]
+    assert one["session words"]["MRR@10"] == one["previous query"]["MRR@10"] == pytest.approx(0.5)
+
+
 def test_heads_freeze_the_encoder_for_the_trainers():
     from session_transformers.trainer_utils import freeze_parameters
 

@@ -28,7 +28,8 @@ Fine-tuning (``trainers/finetune.py --model muvcog --task T``) on frozen session
 - ``query_suggestion`` (Sec. 4.5): every keyword query after the first query of a session is a target; its
   input is the session before it. Metrics over the word vocabulary (K = 10): NDCG@10, HR@10, MRR@10 of the target
   words (binary gains, several relevant words) and Avg.Sim (in the processor's word vectors for every row).
-  Baselines: the most popular target words, and the previous query's words followed by the popular ones.
+  Baselines: the most popular target words; the previous query's words, then the popular ones; the session's own
+  words by count (``session words``, :func:`session_word_ranking`), then the popular ones.
 - ``click_prediction`` (Sec. 4.2): every click; its input is the session up to the last query before it, and that
   query. Ranked over the whole catalogue: NDCG@10, HR@10, MRR@10. ``--config click_use_session_features=False``
   is the vanilla click model. Baseline: item popularity.
@@ -447,19 +448,33 @@ def _ranks_of(ranked: list[int], target: list[int], width: int) -> list[float]:
     return ranks + [math.nan] * (width - len(ranks))
 
 
+def session_word_ranking(encoded) -> list[int]:
+    """The session's own words (keyword and product-query words of the encoded prefix, what the model sees),
+    most frequent first: by the number of its queries that hold the word, ties to the most recent query."""
+    words = encoded.key[encoded.node_type < 2].tolist()
+    queries = encoded.query[encoded.node_type < 2].tolist()
+    count, last = Counter(words), {}
+    for w, q in zip(words, queries):
+        last[w] = q
+    return sorted(count, key=lambda w: (-count[w], -last[w]))
+
+
 def _query_suggestion_baseline(data: PreparedData) -> dict[str, dict[str, float]]:
-    """Popular target words; the previous query's words, then popular ones."""
+    """What a practitioner tries first, each followed by the popular target words to fill ten: popular target
+    words alone; the previous query's words; the session's own words by count (:func:`session_word_ranking`)."""
     processor = data.processor
     popular = [w for w, _ in Counter(w for r in data.train_dataset.rows for w in r["target"]).most_common()]
     popular += [w for w in range(processor.vocab_size) if w not in set(popular)]
     vectors, width = processor.word_vectors.float(), processor.max_target_words
     out = {}
-    for name in ("popularity", "previous query"):
+    for name in ("popularity", "previous query", "session words"):
         ranks, sims = [], []
         for r in data.test_dataset.rows:
             ranked = popular[: 50 + width]
             if name == "previous query":
                 ranked = list(dict.fromkeys(r["previous"] + ranked))
+            elif name == "session words":
+                ranked = list(dict.fromkeys(session_word_ranking(r["encoded"]) + ranked))
             ranks.append(_ranks_of(ranked, r["target"], width))
             sims.append(_avg_sim_of(ranked, r["target"], vectors))
         out[name] = {**_ranking_summary(torch.tensor(ranks)), "Avg.Sim": float(np.mean(sims))}
@@ -865,4 +880,5 @@ __all__ = [
     "muvcog_source",
     "query_suggestion_examples",
     "session_features",
+    "session_word_ranking",
 ]
