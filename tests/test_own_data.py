@@ -223,11 +223,18 @@ def test_real_data_builds_parse_and_name_their_data_set(tmp_path):
             if name == model_type:
                 continue
             names.add(name)
-            for number, flags in enumerate(stages, 1):
+            stage = 0
+            for flags in stages:
                 argv = ["--model", model_type, *flags]
-                if number > 1:
-                    argv += ["--stage", str(number), "--init-from", str(stage_one)]
-                args, _ = pretrain.parse_args(argv)
+                if release.is_finetune_run(flags):  # a finetune.py run from the previous run's output
+                    assert stage, f"{name}: fine-tuning before any pretraining stage"
+                    args, _ = finetune.parse_args([*argv, "--init-from", str(stage_one)])
+                    assert args.task in RECIPES[model_type].finetune
+                else:
+                    stage += 1
+                    if stage > 1:
+                        argv += ["--stage", str(stage), "--init-from", str(stage_one)]
+                    args, _ = pretrain.parse_args(argv)
                 assert args.dataset != "synthetic" and args.dataset in RECIPES[model_type].datasets
                 assert args.data_path, f"{name}: no data path"
-    assert {"tagnn_pp-diginetica", "ubm-rees46", "product_byol-instacart"} <= names
+    assert {"tagnn_pp-diginetica", "ubm-rees46", "product_byol-instacart", "ceres-homedepot"} <= names

@@ -3,8 +3,9 @@
 Subcommands::
 
     # 1. build release checkpoints: train a small model per family on the synthetic store (with --real-data also
-    #    each family's real-data builds: TAGNN++ on Diginetica, UBM on REES46, Product BYOL on Instacart; a family
-    #    gets one by a CardFamily.real_data_builds entry), evaluate it, write its card; each folder is ready to push
+    #    each family's real-data builds: TAGNN++ on Diginetica, UBM on REES46, Product BYOL on Instacart, CERES on
+    #    Home Depot, pretrained then fine-tuned for product search; a family gets one by a
+    #    CardFamily.real_data_builds entry), evaluate it, write its card; each folder is ready to push
     python trainers/release.py build --models tagnn_pp ceres --output-dir runs/releases [--real-data]
     python trainers/release.py build --models ubm --real-data --only ubm-rees46   # one build by name
 
@@ -50,6 +51,24 @@ def _pretrain_module():
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def _finetune_module():
+    """``trainers/finetune.py`` as a module."""
+    name = "_session_transformers_finetune"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("finetune.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def is_finetune_run(flags) -> bool:
+    """Whether a build's run is a ``trainers/finetune.py`` run (its flags name ``--task``) rather than a
+    ``pretrain.py`` stage."""
+    return "--task" in flags
 
 
 def _reset_accelerate() -> None:
@@ -155,10 +174,15 @@ def _push(release_dir: Path, args) -> dict:
 
 
 def cmd_publish(args) -> dict:
-    from session_transformers.hub import build_release, verify_release
+    from session_transformers.hub import build_release, finetuned_task, verify_release
 
     checkpoint = Path(args.checkpoint)
     results = None
+    if args.evaluate and finetuned_task(checkpoint):
+        raise SystemExit(
+            f"--evaluate scores a pretraining task again; {checkpoint} was fine-tuned on "
+            f"{finetuned_task(checkpoint)!r} (its figures are its finetune.py run's, in eval_results.json)"
+        )
     if args.evaluate:
         flags = shlex.split(args.eval_args) if args.eval_args else _recorded_pretrain_args(checkpoint)
         if not flags:
@@ -219,23 +243,38 @@ def build_plan(model_type: str, real_data: bool) -> dict[str, tuple[tuple[str, .
     return plan
 
 
-def train(model_type: str, stages, out: Path, overrides: list[str]) -> tuple[Path, list[list[str]]]:
+def train(
+    model_type: str, stages, out: Path, overrides: list[str], finetune_overrides: list[str] = ()
+) -> tuple[Path, list[list[str]]]:
     """Run ``trainers/pretrain.py`` once per stage (a later stage from the previous one's output), in this
-    process. Returns the last stage's folder and the argument lists run."""
+    process, with ``overrides`` appended; a run whose flags name ``--task`` is ``trainers/finetune.py`` on that
+    task from the previous run's output, with ``finetune_overrides`` appended. Returns the last run's folder and
+    the argument lists run."""
     pretrain = _pretrain_module()
-    runs, previous = [], None
+    runs, previous, stage = [], None, 0
     for i, flags in enumerate(stages, 1):
         folder = out / ("checkpoint" if i == len(stages) else f"stage{i}")
-        argv = ["--model", model_type, *flags, *overrides]
-        if i > 1:
-            argv += ["--stage", str(i), "--init-from", str(previous)]
         if folder.exists():
             shutil.rmtree(folder)
-        print(f"== {out.name}: pretrain stage {i}/{len(stages)}", flush=True)
-        try:
-            pretrain.main([*argv, "--output-dir", str(folder)])
-        finally:
-            _reset_accelerate()
+        if is_finetune_run(flags):
+            if previous is None:
+                raise ValueError(f"{out.name}: a fine-tuning run needs a pretraining stage before it")
+            argv = ["--model", model_type, *flags, *finetune_overrides, "--init-from", str(previous)]
+            print(f"== {out.name}: fine-tune ({i}/{len(stages)})", flush=True)
+            try:
+                _finetune_module().main([*argv, "--output-dir", str(folder)])
+            finally:
+                _reset_accelerate()
+        else:
+            stage += 1
+            argv = ["--model", model_type, *flags, *overrides]
+            if stage > 1:
+                argv += ["--stage", str(stage), "--init-from", str(previous)]
+            print(f"== {out.name}: pretrain stage {stage} ({i}/{len(stages)})", flush=True)
+            try:
+                pretrain.main([*argv, "--output-dir", str(folder)])
+            finally:
+                _reset_accelerate()
         runs.append(argv + ["--output-dir", _display(folder)])
         previous = folder
     return previous, runs
@@ -251,6 +290,7 @@ def cmd_build(args) -> dict:
         overrides += ["--store-preset", args.store_preset]
     if args.max_steps:
         overrides += ["--max-steps", str(args.max_steps)]
+    finetune_overrides = ["--max-steps", str(args.max_steps)] if args.max_steps else []
     overrides += shlex.split(args.extra_args or "")
     summary = {}
     for model_type in args.models:
@@ -258,7 +298,7 @@ def cmd_build(args) -> dict:
             if args.only and name not in args.only:
                 continue
             out = out_root / name
-            checkpoint, runs = train(model_type, stages, out, overrides)
+            checkpoint, runs = train(model_type, stages, out, overrides, finetune_overrides)
             dataset = next(
                 (r[r.index("--dataset") + 1] for r in reversed(runs) if "--dataset" in r), "synthetic"
             )
@@ -266,9 +306,15 @@ def cmd_build(args) -> dict:
                 "model_type": model_type,
                 "dataset": dataset,
                 # as the training records write them: no machine path (the card shows the records' commands)
-                "commands": [scrub_paths(f"python trainers/pretrain.py {shlex.join(r)}") for r in runs],
+                "commands": [
+                    scrub_paths(
+                        f"python trainers/{'finetune' if is_finetune_run(r) else 'pretrain'}.py {shlex.join(r)}"
+                    )
+                    for r in runs
+                ],
                 "pretrain_args": [
-                    [a for a in r if a] for r in (run[: run.index("--output-dir")] for run in runs)
+                    [a for a in r if a]
+                    for r in (run[: run.index("--output-dir")] for run in runs if not is_finetune_run(run))
                 ],
             }
             (checkpoint / "release.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -390,11 +436,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--real-data",
         action="store_true",
         help="also each family's real-data builds (CardFamily.real_data_builds: tagnn_pp-diginetica, ubm-rees46, "
-        "product_byol-instacart)",
+        "product_byol-instacart, ceres-homedepot)",
     )
     p.add_argument("--store-preset", choices=("default", "tiny"), default=None, help="synthetic store preset")
-    p.add_argument("--max-steps", type=int, default=None, help="override every build's optimiser steps")
-    p.add_argument("--extra-args", default=None, help="more pretrain.py flags, appended to every build's")
+    p.add_argument(
+        "--max-steps", type=int, default=None, help="override every build's optimiser steps (every run's)"
+    )
+    p.add_argument(
+        "--extra-args",
+        default=None,
+        help="more pretrain.py flags, appended to every build's pretraining stages",
+    )
     p.add_argument("--namespace", default=None, help="Hub owner shown in the cards' usage examples")
     p.add_argument(
         "--only", nargs="+", default=None, metavar="NAME", help="only these builds (e.g. tagnn_pp-diginetica)"

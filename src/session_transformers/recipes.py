@@ -45,6 +45,8 @@ DATASETS: dict[str, str] = {
     "rees46": "REES46 e-commerce events (a CSV of view / cart / purchase events; default under ../shared/data)",
     "instacart": "Instacart orders and products (default under ../shared/data)",
     "online_retail": "UCI Online Retail invoices (default under ../shared/data)",
+    "homedepot": "Home Depot search relevance: search terms, product titles and graded judgements "
+    "(search_relevance.csv.gz; default under ../shared/data), split by search term; each term a one-search session",
 }
 """What each ``--dataset`` name reads, for ``--help`` (a recipe lists the names it accepts in ``Recipe.datasets``)."""
 

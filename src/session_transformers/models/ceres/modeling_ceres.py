@@ -1015,7 +1015,8 @@ class CeresForSessionRetrieval(_CeresEncodeMixin, CeresPreTrainedModel):
         candidate_embeddings: torch.Tensor | None = None,
         candidate_pool: CeresCandidatePool | None = None,
     ) -> CeresSessionRetrievalOutput:
-        r"""Session inputs as :meth:`CeresModel.forward`; ``labels`` ``(B, C)``: 1 where candidate ``c`` is relevant.
+        r"""Session inputs as :meth:`CeresModel.forward`; ``labels`` ``(B, C)``: 1 where candidate ``c`` is relevant
+        (see :func:`retrieval_hinge_loss` for graded labels).
 
         Candidates, one of: ``candidate_input_ids`` / ``candidate_attention_mask`` ``(S_c, T_c)`` with their
         ``candidate_sequence_index`` ``(S_c,)``; ``candidate_embeddings`` ``(C, P)`` already projected and
@@ -1080,7 +1081,9 @@ def retrieval_hinge_loss(
     """The shared cosine hinge loss over a batch with (possibly several) relevant candidates per session.
 
     Every (session ``b``, relevant ``c``) pair is an anchor/positive row; its negatives are the candidates not
-    relevant to ``b`` (the other sessions' targets and the given negatives). Mean over (pair, negative).
+    relevant to ``b`` (the other sessions' targets and the given negatives). Mean over (pair, negative). A label
+    of 1 (or more) is relevant, 0 (or less) a negative; a label between 0 and 1 (a partly relevant candidate of a
+    graded evaluation, e.g. Home Depot's judged products below grade 2.5) is neither.
     ``sessions`` ``(B, P)``, ``candidates`` ``(C, P)``, ``labels`` ``(B, C)``; ``margin``: the model passes its
     ``config.retrieval_margin``. ``gather``: under several processes (training), every process's candidates are
     negatives and the mean runs over the (pair, negative) terms of every process
@@ -1091,7 +1094,7 @@ def retrieval_hinge_loss(
         local = labels.shape[1]
         candidates, offset = gather_with_grad(candidates)  # (sum_p C_p, P); ours at offset
         labels = F.pad(labels, (offset, candidates.shape[0] - offset - local))  # others' are negatives
-    row, col = torch.nonzero(labels > 0, as_tuple=True)  # (R,) relevant pairs
+    row, col = torch.nonzero(labels >= 1, as_tuple=True)  # (R,) relevant pairs
     per_pair = losses.cosine_hinge_loss(
         sessions[row], candidates[col], candidates, margin=margin, reduction="none"
     )  # (R, C)

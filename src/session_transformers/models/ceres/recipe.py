@@ -8,6 +8,16 @@ evaluation and ``--select-best``. Synthetic sessions keep the store's order; REE
 their start time first, so the test sessions are the latest. ``--max-eval-samples`` cuts both evaluation
 splits.
 
+Home Depot (``--dataset homedepot``, :func:`homedepot_terms`): real search terms and the product titles judged for
+them, split by term by its loader (60 / 20 / 20 %, seed :data:`HOMEDEPOT_SPLIT_SEED`). Pretraining sessions are a
+term's search followed by views of its judged products (:func:`homedepot_session`); fine-tuning is product search
+only: a training row is a term with its products graded >= 2, of which each batch takes one (drawn per batch,
+the others of the batch are negatives, labels mark every positive of the term); a validation or test term (one
+with a product graded >= 2.5) ranks the whole catalogue of 54,667 titles (``--eval-pool paper``; ``random``: the
+split's judged products topped up to ``--num-candidates``) with graded targets (:func:`homedepot_eval_examples`):
+MAP@K and Recall@K count products graded >= 2.5, NDCG@10 uses the gain grade - 1 of every judged product, as
+``benchmarks/product_search_homedepot.py`` does (whose ties count half where ours are pessimistic).
+
 Training protocol: the paper's (Section 4.2, :data:`PRETRAIN_PROTOCOL` for pretraining and
 :data:`FINETUNE_PROTOCOL` for every retrieval task), the trainers' defaults; ``--model ceres --help`` shows
 them. CERES's own flags (``--num-candidates``, ``--eval-pool``, ``--pretrain-corpus``,
@@ -64,7 +74,8 @@ across batches. Metrics (K = 1, 32, 64, ties pessimistic, in percent): ``MAP@K``
 ``Recall@K``, the paper's: the share of sessions whose relevant items are all in the top K
 (metrics.session_recall_at_k), and ``ItemRecall@K``, the share of relevant items in the top K
 (metrics.recall_at_k). With one relevant candidate per session (product and query search) the two recalls are
-equal. Validation ``MAP@1`` selects the checkpoint (the paper picks its fine-tuning learning rate by it).
+equal. ``NDCG@10`` and ``MRR@10`` (percent) come with them: binary for binary targets, graded for Home Depot's.
+Validation ``MAP@1`` selects the checkpoint (the paper picks its fine-tuning learning rate by it).
 :func:`evaluate_retrieval` runs this same evaluation outside the trainers.
 """
 
@@ -72,6 +83,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -84,6 +96,7 @@ from transformers import AutoConfig
 
 from ... import metrics
 from ...data.schema import QUERY_SUBJECTS
+from ...processing_utils import SeededCollatorMixin
 from ...protocol import TrainingProtocol
 from ...trainer_utils import PreparedData, QuickstartJob, Recipe, Task, split_sizes, validation_limit
 from . import tasks
@@ -106,8 +119,15 @@ EVAL_POOLS: tuple[str, ...] = ("paper", "random")
 """``--eval-pool`` choices (see the module docstring)."""
 PAPER_SEARCH_RESULTS = 10
 """Search-engine results per search that join the paper's product-search pool ("the first 10 products")."""
+HOMEDEPOT_POSITIVE_GRADE = 2.0
+"""Home Depot product search: a training term's products graded at least this are its positives (a training pair is
+the term and one of them, as in ``benchmarks/product_search_homedepot.py``)."""
+HOMEDEPOT_SPLIT_SEED = 0
+"""The seed of the Home Depot term split (:func:`~session_transformers.data.load_homedepot`, 60 / 20 / 20 %): fixed,
+so that every run (whatever its ``--seed``) and the benchmark evaluate on the same test terms."""
 _CATALOGUE_FIELDS = ("item_id", "title", "description", "category", "brand", "attributes")
 _CERES_SOURCES: dict[tuple, CeresSplits] = {}
+_HOMEDEPOT_TERMS: dict[str, HomeDepotTerms] = {}
 
 
 def text_session(session: dict, search_results: list[list[str]] | None = None) -> dict:
@@ -156,6 +176,57 @@ class CeresSplits(NamedTuple):
     description: str
 
 
+class HomeDepotTerms(NamedTuple):
+    """What :func:`homedepot_terms` returns: Home Depot's search terms split by term, and the catalogue."""
+
+    train: list[dict]
+    """Rows of :func:`~session_transformers.data.load_homedepot`: ``session_id``, ``events`` (the one search),
+    ``search_term``, ``item_ids`` (its judged products, in file order) and ``relevance`` (their grades)."""
+    validation: list[dict]
+    test: list[dict]
+    catalogue: dict[str, dict]
+    """Every product of the file, ``item_id -> {"item_id", "title"}`` (the data has no other field)."""
+    description: str
+
+
+def homedepot_terms(data_path: str) -> HomeDepotTerms:
+    """Home Depot's search terms split by term (:func:`~session_transformers.data.load_homedepot` with its 60 / 20 /
+    20 % split and :data:`HOMEDEPOT_SPLIT_SEED`), and the catalogue of all its products, each read by CERES as its
+    title alone (the loader's ``["unknown"]`` category is not text about the product). Cached per process."""
+    if data_path in _HOMEDEPOT_TERMS:
+        return _HOMEDEPOT_TERMS[data_path]
+    from ...data.loaders import load_homedepot
+
+    splits = load_homedepot(data_path, seed=HOMEDEPOT_SPLIT_SEED)
+    rows = {name: [dict(r) for r in getattr(splits, name)] for name in ("train", "validation", "test")}
+    catalogue = {
+        i: {"item_id": i, "title": t}
+        for i, t in zip(splits.catalogue["item_id"], splits.catalogue["title"], strict=True)
+    }
+    out = HomeDepotTerms(
+        rows["train"],
+        rows["validation"],
+        rows["test"],
+        catalogue,
+        f"Home Depot search relevance {data_path} ({splits.statistics['rows']} judged (term, product) pairs, "
+        f"{len(catalogue)} products, {splits.statistics['search_terms']} search terms), split by search term "
+        f"(seed {HOMEDEPOT_SPLIT_SEED}): {len(rows['train'])} training / {len(rows['validation'])} validation / "
+        f"{len(rows['test'])} test terms",
+    )
+    _HOMEDEPOT_TERMS[data_path] = out
+    return out
+
+
+def homedepot_session(row: Mapping[str, Any]) -> dict:
+    """A Home Depot term as a search session for pretraining: the search, then a view of each product judged for it
+    (in file order), as ``benchmarks/product_search_homedepot.py`` builds its pretraining sessions."""
+    views = [
+        {"action": "view", "timestamp": None, "subject": "item", "item_id": i, "query": None, "image": None}
+        for i in row["item_ids"]
+    ]
+    return {"session_id": row["session_id"], "events": [*row["events"], *views]}
+
+
 def _by_start_time(sessions: list[dict]) -> tuple[list[dict], str]:
     """Sessions ordered by their first event's time (ties keep file order), so the held-out splits are the latest
     sessions; file order when some event has no timestamp."""
@@ -172,7 +243,9 @@ def ceres_source(args: argparse.Namespace) -> CeresSplits:
     split and ``args.validation_fraction`` of the remaining ones (the latest) the validation split
     (:func:`split_sizes`). Synthetic sessions keep the store's order and carry their ``search_results``
     (:func:`synthetic_search_results`); REES46 ones are ordered by start time (:func:`_by_start_time`) and have
-    none. Cached per process (benchmarks call the trainers' ``main`` many times); callers must not mutate.
+    none. Home Depot's split is its loader's, by search term (:func:`homedepot_terms`; the fractions flags do not
+    apply), each term a session of its search and views of its judged products (:func:`homedepot_session`).
+    Cached per process (benchmarks call the trainers' ``main`` many times); callers must not mutate.
     """
     validation_fraction = args.validation_fraction
     key = (
@@ -186,6 +259,15 @@ def ceres_source(args: argparse.Namespace) -> CeresSplits:
     )
     if key in _CERES_SOURCES:
         return _CERES_SOURCES[key]
+    if args.dataset == "homedepot":
+        terms = homedepot_terms(args.data_path)
+        out = CeresSplits(
+            *([homedepot_session(r) for r in part] for part in (terms.train, terms.validation, terms.test)),
+            terms.catalogue,
+            f"{terms.description}; a session per term: the search, then a view of each product judged for it",
+        )
+        _CERES_SOURCES[key] = out
+        return out
     if args.dataset == "synthetic":
         from ...data.synthetic import SyntheticStore, SyntheticStoreConfig
 
@@ -387,13 +469,20 @@ def _ceres_universe(task: str, train_examples: list[dict], catalogue: dict[str, 
     return tasks.candidate_pool(train_examples)
 
 
-class CeresRetrievalTaskCollator:
+class CeresRetrievalTaskCollator(SeededCollatorMixin):
     """Rows ``{"session_id", "events", "targets"[, "evaluate"]}`` -> CeresForSessionRetrieval inputs.
 
-    Training rows: candidates are the batch's targets (in-batch negatives). Rows with ``evaluate`` set to a name
-    of ``pools`` (``"validation"``, ``"test"``): the candidates are that split's fixed pool (the same for every
-    batch of the split), given as ``candidate_pool`` (a :class:`CeresCandidatePool` tokenised once, that the
-    model embeds once per evaluation), and ``labels`` ``(B, len(pool))``. One batch holds rows of one split.
+    Training rows: candidates are the batch's targets (in-batch negatives). With ``sample_targets`` a training row's
+    ``targets`` are all its positives, and the row brings ONE of them to the batch, drawn from a generator seeded
+    by ``seed``, the epoch (``set_epoch``) and the batch's session ids; ``labels`` then mark every candidate that
+    is a positive of the row (drawn for it or for another row), so that no positive is pushed down as a negative.
+
+    Rows with ``evaluate`` set to a name of ``pools`` (``"validation"``, ``"test"``): the candidates are that
+    split's fixed pool (the same for every batch of the split), given as ``candidate_pool`` (a
+    :class:`CeresCandidatePool` tokenised once, that the model embeds once per evaluation), and ``labels``
+    ``(B, len(pool))``: each target's ``gain`` (graded relevance, Home Depot: 1 or more = relevant, between 0 and 1
+    partly relevant; see :func:`homedepot_eval_examples`), 1 for a target without one, 0 for the rest of the pool.
+    One batch holds rows of one split.
     """
 
     def __init__(
@@ -402,9 +491,15 @@ class CeresRetrievalTaskCollator:
         catalogue: dict[str, dict],
         pools: Mapping[str, list[dict]],
         chunk_size: int = 256,
+        sample_targets: bool = False,
+        seed: int | None = None,
     ):
         self.processor, self.catalogue, self.pools = processor, catalogue, dict(pools)
         self.chunk_size = chunk_size
+        if sample_targets and seed is None:
+            raise ValueError("sample_targets draws from a seeded generator: pass seed")
+        self.sample_targets = sample_targets
+        self._init_randomness(None, seed)
         self._key = candidate_key
         self._index = {
             name: {candidate_key(c): i for i, c in enumerate(pool)} for name, pool in self.pools.items()
@@ -425,6 +520,8 @@ class CeresRetrievalTaskCollator:
         targets = [[{k: v for k, v in t.items() if v is not None} for t in r["targets"]] for r in rows]
         name = rows[0].get("evaluate")
         if not name:
+            if self.sample_targets:
+                return self._one_target_per_row(sessions, targets)
             return dict(self.processor(sessions, self.catalogue, targets=targets))
         if any(r.get("evaluate") != name for r in rows):
             raise ValueError("an eval batch mixes rows of several splits (pools)")
@@ -439,12 +536,21 @@ class CeresRetrievalTaskCollator:
                         f"target {spec!r} of session {sessions[b]['session_id']!r} is not in the eval pool "
                         f"({name})"
                     )
-                labels[b, column] = 1.0
+                labels[b, column] = float(spec.get("gain", 1.0))
         return {
             **self.processor(sessions, self.catalogue),
             "candidate_pool": candidate_pool,
             "labels": labels,
         }
+
+    def _one_target_per_row(self, sessions: list[dict], targets: list[list[dict]]) -> dict[str, Any]:
+        generator = self._batch_generator(s["session_id"] for s in sessions)
+        drawn = [specs[int(torch.randint(len(specs), (1,), generator=generator))] for specs in targets]
+        batch = dict(self.processor(sessions, self.catalogue, targets=drawn))
+        columns = list(dict.fromkeys(self._key(spec) for spec in drawn))  # the processor's candidate order
+        positives = [{self._key(spec) for spec in specs} for specs in targets]
+        batch["labels"] = torch.tensor([[float(c in own) for c in columns] for own in positives])
+        return batch
 
 
 def _known_entity(processor, spec: dict) -> bool:
@@ -528,7 +634,122 @@ def _eval_rows(examples: list[dict], split: str) -> Dataset:
     )
 
 
+def homedepot_training_examples(rows: list[dict], min_grade: float = HOMEDEPOT_POSITIVE_GRADE) -> list[dict]:
+    """Product-search training rows of Home Depot terms: the term's one-search session and, as ``targets``, its
+    products graded at least ``min_grade`` (terms with none are left out). The training collator
+    (``CeresRetrievalTaskCollator(sample_targets=True)``) brings one of them per row to each batch."""
+    out = []
+    for r in rows:
+        positives = [i for i, g in zip(r["item_ids"], r["relevance"], strict=True) if g >= min_grade]
+        if positives:
+            out.append(
+                {
+                    "session_id": r["session_id"],
+                    "events": r["events"],
+                    "targets": [{"item_id": i} for i in positives],
+                }
+            )
+    return out
+
+
+def homedepot_eval_examples(rows: list[dict]) -> list[dict]:
+    """Product-search evaluation rows of Home Depot terms with graded targets: every product judged above grade 1,
+    with ``gain`` = (grade - 1) / (2.5 - 1). A gain of 1 or more (grade >= 2.5,
+    :data:`~session_transformers.data.HOMEDEPOT_RELEVANT_GRADE`) marks a relevant product (MAP@K, Recall@K,
+    MRR@10 and the loss); NDCG@10 uses every gain (the data's graded NDCG with gain grade - 1: NDCG is unchanged
+    by the scale). Terms with no relevant product are left out (MAP@K and Recall@K need one)."""
+    from ...data.loaders import HOMEDEPOT_RELEVANT_GRADE
+
+    scale = HOMEDEPOT_RELEVANT_GRADE - 1.0
+    out = []
+    for r in rows:
+        if max(r["relevance"]) < HOMEDEPOT_RELEVANT_GRADE:
+            continue
+        targets = [
+            {"item_id": i, "gain": (g - 1.0) / scale}
+            for i, g in zip(r["item_ids"], r["relevance"], strict=True)
+            if g > 1.0
+        ]
+        out.append({"session_id": r["session_id"], "events": r["events"], "targets": targets})
+    return out
+
+
+def _homedepot_pool(
+    args: argparse.Namespace, rows: list[dict], catalogue: dict[str, dict]
+) -> tuple[list[dict], str]:
+    """The eval pool of one Home Depot split: the whole catalogue (``--eval-pool paper``, the data's protocol), or
+    every product judged for the split's terms topped up to ``--num-candidates`` with catalogue products drawn
+    with ``--seed`` (``random``)."""
+    if args.eval_pool not in EVAL_POOLS:
+        raise ValueError(f"--eval-pool must be one of {list(EVAL_POOLS)}, got {args.eval_pool!r}")
+    if args.eval_pool == "paper":
+        return [{"item_id": i} for i in catalogue], (
+            f"eval pool: the whole catalogue, {len(catalogue)} products (every term ranks every title)"
+        )
+    judged = list(dict.fromkeys(i for r in rows for i in r["item_ids"]))
+    known = set(judged)
+    extra = [i for i in catalogue if i not in known]
+    random.Random(args.seed).shuffle(extra)
+    pool = judged + extra[: max(0, args.num_candidates - len(judged))]
+    return [{"item_id": i} for i in pool], (
+        f"eval pool (random): {len(pool)} products ({len(judged)} judged for the split's terms + "
+        f"{len(pool) - len(judged)} catalogue products sampled with seed {args.seed})"
+    )
+
+
+def _prepare_homedepot_retrieval(task: str, args: argparse.Namespace) -> PreparedData:
+    """Product search on Home Depot's search terms (:func:`homedepot_terms`): train on (term, product graded >= 2)
+    pairs with in-batch negatives, rank each validation / test term's pool (the whole catalogue by default) with
+    graded relevance (:func:`homedepot_eval_examples`)."""
+    if task != "product_search":
+        raise ValueError(
+            f"Home Depot has search terms and the products judged for them: CERES trains product_search on it, "
+            f"not {task}"
+        )
+    terms = homedepot_terms(args.data_path)
+    catalogue = terms.catalogue
+    sessions = [{"session_id": r["session_id"], "events": r["events"]} for r in terms.train]
+    processor = _ceres_processor(args, sessions, catalogue)
+    config = _ceres_config(args, processor)
+    train = _cut(homedepot_training_examples(terms.train), args.max_train_samples)
+    evaluation, pools, notes = {}, {}, []
+    for split, rows in (("validation", terms.validation), ("test", terms.test)):
+        examples = homedepot_eval_examples(rows)
+        kept = {ex["session_id"] for ex in examples}
+        limit = validation_limit(args) if split == "validation" else args.max_eval_samples
+        evaluation[split] = _cut(examples, limit)
+        pools[split], what = _homedepot_pool(args, [r for r in rows if r["session_id"] in kept], catalogue)
+        notes.append(
+            f"{split}: {len(evaluation[split])} terms ({len(rows) - len(examples)} of {len(rows)} left out: no "
+            f"product graded >= 2.5), {what}"
+        )
+    if not train or not all(evaluation.values()):
+        raise ValueError(
+            f"{args.data_path} gives {len(train)} training / {len(evaluation['validation'])} validation / "
+            f"{len(evaluation['test'])} test product-search terms"
+        )
+    description = (
+        f"{terms.description}; product search: {len(train)} training terms with a product graded >= "
+        f"{HOMEDEPOT_POSITIVE_GRADE:g} (a training pair: the term and one of them, drawn afresh per batch; the "
+        f"batch's other products are its negatives); " + "; ".join(notes) + "; relevant = graded >= 2.5 "
+        "(MAP@K, Recall@K, MRR@10), NDCG@10 with gain grade - 1"
+    )
+    collate = CeresRetrievalTaskCollator(processor, catalogue, pools, sample_targets=True, seed=args.seed)
+    return PreparedData(
+        processor,
+        Dataset.from_list([{k: ex[k] for k in ("session_id", "events", "targets")} for ex in train]),
+        _eval_rows(evaluation["validation"], "validation"),
+        collate,
+        config,
+        description,
+        init_weights=_bert_initializer(args),
+        test_dataset=_eval_rows(evaluation["test"], "test"),
+    )
+
+
 def _prepare_ceres_retrieval(task: str, args: argparse.Namespace) -> PreparedData:
+    if args.dataset == "homedepot":
+        return _prepare_homedepot_retrieval(task, args)
     train_sessions, validation_sessions, test_sessions, catalogue, description = ceres_source(args)
     processor = _ceres_processor(args, train_sessions, catalogue)
     config = _ceres_config(args, processor)
@@ -594,29 +815,63 @@ def _prepare_ceres_retrieval(task: str, args: argparse.Namespace) -> PreparedDat
 
 def _ceres_ranks(logits: Any, labels: torch.Tensor) -> dict[str, torch.Tensor]:
     """Ranks (1 = best) of each example's relevant candidates among its candidates, ``(B, CERES_MAX_RELEVANT)``
-    padded with NaN, and the size of the pool each example was ranked in. ``labels`` ``(B, C)``: 1 relevant,
-    0 other candidate, -1 (optional) not a candidate of this example."""
+    padded with NaN, the size of the pool each example was ranked in, and each example's ``NDCG@10`` and
+    ``MRR@10`` (``(B,)``, NaN where it has nothing to find). ``labels`` ``(B, C)``: 1 (or more) relevant, 0 other
+    candidate, -1 (optional) not a candidate of this example; a value between 0 and 1 is a partly relevant
+    candidate (graded relevance, Home Depot): not relevant for the ranks, MAP@K, Recall@K and MRR@10, its value
+    the NDCG gain (a relevant candidate's gain is its label)."""
     logits = logits[0] if isinstance(logits, tuple | list) else logits
     labels = labels.to(logits.device)
+    scores = (
+        logits if logits.dtype == torch.float64 else logits.float()
+    )  # baselines' tie-breaking needs float64
     exclude = labels < 0
+    any_excluded = bool(exclude.any())
     ranks = metrics.ranks_from_scores(
-        logits.float(),
-        labels > 0,
-        exclude=exclude if bool(exclude.any()) else None,
+        scores,
+        labels >= 1,
+        exclude=exclude if any_excluded else None,
         max_relevant=CERES_MAX_RELEVANT,
     )
-    return {"ranks": ranks, "pool_size": (~exclude).sum(1).float()}
+    return {
+        "ranks": ranks,
+        "pool_size": (~exclude).sum(1).float(),
+        **_graded_per_example(scores.masked_fill(exclude, -math.inf) if any_excluded else scores, labels),
+    }
+
+
+def _graded_per_example(scores: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-example ``ndcg@10`` and ``mrr@10`` (:func:`metrics.graded_ranking_metrics`, gains = the positive labels,
+    relevant = a label of 1 or more); the ranks of the labelled candidates as :func:`metrics.judged_ranks` gives
+    them (ties with other candidates pessimistic, as the ranks of :func:`_ceres_ranks`)."""
+    gained = labels > 0
+    width = max(1, int(gained.sum(1).max()))
+    judged = torch.full((labels.shape[0], width), -1, dtype=torch.long, device=labels.device)
+    gains = torch.zeros(judged.shape, device=labels.device)
+    row, column = torch.nonzero(gained, as_tuple=True)
+    slot = torch.cumsum(gained.long(), 1)[row, column] - 1
+    judged[row, slot], gains[row, slot] = column, labels[row, column].float()
+    ranks = metrics.judged_ranks(scores, judged, ties="pessimistic")
+    out = metrics.graded_ranking_metrics(
+        ranks, gains, ndcg_ks=(10,), mrr_ks=(10,), recall_ks=(), relevant_grade=1.0, min_grade=0.0
+    )
+    return {"ndcg@10": out["NDCG@10"], "mrr@10": out["MRR@10"]}
 
 
 def _ceres_retrieval_summarize(gathered: dict[str, torch.Tensor]) -> dict[str, float]:
     """``MAP@K``, ``Recall@K`` (the paper's: share of sessions with all relevant candidates in the top K) and
-    ``ItemRecall@K`` (share of relevant candidates in the top K), in percent; ``num_samples``, ``pool_size``."""
+    ``ItemRecall@K`` (share of relevant candidates in the top K), in percent; ``NDCG@10`` and ``MRR@10`` in
+    percent (the mean over the examples that have something to find) when the per-example figures are there;
+    ``num_samples``, ``pool_size``."""
     ranks = gathered["ranks"].float()
     out = {"num_samples": float(ranks.shape[0]), "pool_size": float(gathered["pool_size"].float().mean())}
     for k in CERES_KS:
         out[f"MAP@{k}"] = 100.0 * float(metrics.map_at_k(ranks=ranks, k=k))
         out[f"Recall@{k}"] = 100.0 * float(metrics.session_recall_at_k(ranks=ranks, k=k))
         out[f"ItemRecall@{k}"] = 100.0 * float(metrics.recall_at_k(ranks=ranks, k=k))
+    for key, name in (("ndcg@10", "NDCG@10"), ("mrr@10", "MRR@10")):
+        if key in gathered:
+            out[name] = 100.0 * float(gathered[key].float().nanmean())
     return out
 
 
@@ -689,7 +944,9 @@ def session_text(events: list[Mapping[str, Any]], catalogue: Mapping[str, Mappin
     return " ".join(t for t in titles if t)
 
 
-def retrieval_baselines(data: PreparedData, seed: int = 0) -> dict[str, dict[str, float]]:
+def retrieval_baselines(
+    data: PreparedData, seed: int = 0, chunk_size: int = 256
+) -> dict[str, dict[str, float]]:
     """``Task.baseline`` of the retrieval tasks: rankings of the test split's fixed pool by rules that need no
     training of the model, scored with the task's own ranks and summary (same metric names).
 
@@ -703,7 +960,8 @@ def retrieval_baselines(data: PreparedData, seed: int = 0) -> dict[str, dict[str
       word-matching search showed them.
 
     Ties (equal counts, equal BM25 scores, e.g. a candidate sharing no word with the session) are in random
-    (seeded) order.
+    (seeded) order. Test rows are ranked ``chunk_size`` at a time (a pool of a whole catalogue, Home Depot's
+    54,667 products, is scored for a chunk of rows only); graded targets (``gain``) are scored as the model's are.
     """
     from collections import Counter
 
@@ -718,29 +976,35 @@ def retrieval_baselines(data: PreparedData, seed: int = 0) -> dict[str, dict[str
         return candidate_key({k: v for k, v in spec.items() if v is not None})
 
     counts = Counter(key(t) for targets in data.train_dataset["targets"] for t in targets)
-    labels = torch.zeros(len(test), len(pool), dtype=torch.bool)
-    for b, targets in enumerate(test["targets"]):
-        for t in targets:
-            labels[b, index[key(t)]] = True
-    generator = torch.Generator().manual_seed(seed)
-    noise = torch.rand(labels.shape, generator=generator)
     popularity = torch.tensor([float(counts[candidate_key(c)]) for c in pool])
-    bm25 = BM25Index([candidate_text(c, collate.catalogue) for c in pool]).scores(
-        [session_text(events, collate.catalogue) for events in test["events"]]
-    )
-    # scores -> their order (an integer per distinct value), so that the noise breaks ties and nothing else
-    bm25_order = torch.from_numpy(np.unique(bm25, return_inverse=True)[1].reshape(bm25.shape)).double()
-    out = {}
-    for baseline, scores in (
-        ("random", noise),
-        ("popularity", popularity[None] + 0.5 * noise),
-        ("BM25", bm25_order + 0.5 * noise),
-    ):
-        ranks = metrics.ranks_from_scores(scores, labels, max_relevant=CERES_MAX_RELEVANT)
-        out[baseline] = _ceres_retrieval_summarize(
-            {"ranks": ranks, "pool_size": torch.full((len(test),), float(len(pool)))}
-        )
-    return out
+    bm25 = BM25Index([candidate_text(c, collate.catalogue) for c in pool])
+    generator = torch.Generator().manual_seed(seed)
+    per_example: dict[str, list[dict[str, torch.Tensor]]] = {"random": [], "popularity": [], "BM25": []}
+    all_targets, all_events = test["targets"], test["events"]
+    for start in range(
+        0, len(test), chunk_size
+    ):  # a whole catalogue's scores are held for a chunk of rows only
+        rows = range(start, min(start + chunk_size, len(test)))
+        labels = torch.zeros(len(rows), len(pool))
+        for b, n in enumerate(rows):
+            for t in all_targets[n]:
+                labels[b, index[key(t)]] = float(t.get("gain") if t.get("gain") is not None else 1.0)
+        noise = torch.rand(labels.shape, generator=generator)
+        scores = bm25.scores([session_text(all_events[n], collate.catalogue) for n in rows])
+        # scores -> their order (an integer per distinct value), so that the noise breaks ties and nothing else
+        bm25_order = torch.from_numpy(
+            np.unique(scores, return_inverse=True)[1].reshape(scores.shape)
+        ).double()
+        for baseline, ranked in (
+            ("random", noise),
+            ("popularity", popularity[None] + 0.5 * noise),
+            ("BM25", bm25_order + 0.5 * noise),
+        ):
+            per_example[baseline].append(_ceres_ranks(ranked.double(), labels))
+    return {
+        baseline: _ceres_retrieval_summarize({k: torch.cat([part[k] for part in parts]) for k in parts[0]})
+        for baseline, parts in per_example.items()
+    }
 
 
 def _ceres_pretrain_task() -> Task:
@@ -926,8 +1190,11 @@ pooling (``--config sentence_pooling=first``) it scored 1.76 / 19.19 (``CeresCon
 RECIPE = Recipe(
     pretrain=_ceres_pretrain_task(),
     finetune={t: _ceres_retrieval_task(t) for t in ("product_search", "query_search", "entity_linking")},
-    datasets=("synthetic", "rees46"),
-    default_data_path={"rees46": str(Path("..") / "shared" / "data" / "rees46")},
+    datasets=("synthetic", "rees46", "homedepot"),
+    default_data_path={
+        "rees46": str(Path("..") / "shared" / "data" / "rees46"),
+        "homedepot": str(Path("..") / "shared" / "data" / "homedepot"),
+    },
     protocol=PRETRAIN_PROTOCOL,
     add_arguments=add_ceres_arguments,
     quickstart=QUICKSTART,
@@ -939,6 +1206,8 @@ __all__ = [
     "CERES_MAX_RELEVANT",
     "EVAL_POOLS",
     "FINETUNE_PROTOCOL",
+    "HOMEDEPOT_POSITIVE_GRADE",
+    "HOMEDEPOT_SPLIT_SEED",
     "PAPER_SEARCH_RESULTS",
     "PRETRAIN_PROTOCOL",
     "QUICKSTART",
@@ -947,10 +1216,15 @@ __all__ = [
     "CeresPretrainTask",
     "CeresRetrievalTaskCollator",
     "CeresSplits",
+    "HomeDepotTerms",
     "add_ceres_arguments",
     "candidate_text",
     "ceres_source",
     "evaluate_retrieval",
+    "homedepot_eval_examples",
+    "homedepot_session",
+    "homedepot_terms",
+    "homedepot_training_examples",
     "label_attribute_names",
     "retrieval_baselines",
     "session_text",
