@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -341,3 +342,40 @@ def test_build_plan_uses_the_quickstart_job_else_the_registry_flags(monkeypatch)
     assert plan["tagnn_pp-diginetica"] == family.real_data_builds["diginetica"]
     with pytest.raises(KeyError, match="CARD_FAMILIES"):
         release.build_plan("no_such_family", False)
+
+
+def test_tagnn_pp_diginetica_build_trains_with_the_peer_benchmarks_settings(tmp_path):
+    """The Diginetica release trains as the best run of ``benchmarks/tagnn_pp_peer.py`` (ours against the authors'
+    code): its optimiser, batch, size, schedule and item reduction, and today's default architecture (no other
+    ``--config``), for the three epochs whose last gave its best test figures."""
+    spec = importlib.util.spec_from_file_location("tagnn_pp_peer", ROOT / "benchmarks" / "tagnn_pp_peer.py")
+    peer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer)
+    options = SimpleNamespace(  # the peer script's defaults (its result file's command adds only --config)
+        data_path=ROOT / "path" / "to" / "diginetica",
+        top_items=3000,
+        config=[],
+        mixed_precision=None,
+        max_samples=None,
+    )
+    command = peer.ours_command(options, 0, 3, tmp_path / "run", 4512)
+    pretrain = release._pretrain_module()
+    theirs, _ = pretrain.parse_args(command[command.index("--model") :])
+    (flags,) = release.build_plan("tagnn_pp", True)["tagnn_pp-diginetica"]
+    ours, _ = pretrain.parse_args(["--model", "tagnn_pp", *flags])
+    for name in (
+        "dataset",
+        "top_items",
+        "batch_size",
+        "learning_rate",
+        "weight_decay",
+        "lr_scheduler_type",
+        "lr_decay_epochs",
+        "lr_decay_rate",
+        "group_by_length",
+        "num_epochs",
+        "config_overrides",
+        "mixed_precision",
+    ):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert ours.config_overrides == {"hidden_size": 100, "num_attention_heads": 2}
