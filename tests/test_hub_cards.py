@@ -394,3 +394,32 @@ def test_training_curve_is_a_deterministic_png(trained, tmp_path):
     empty = tmp_path / "no-log"
     empty.mkdir()
     assert hub.training_curve(empty, tmp_path / "c.png", family) is None
+
+
+def test_homedepot_table_carries_every_row_with_its_interval():
+    result = {
+        "command": "python benchmarks/product_search_homedepot.py --jobs 2",
+        "data": "Home Depot product search",
+        "figures": {
+            "test (2,359 terms; 95% bootstrap intervals over terms)": {
+                "BM25": {
+                    "NDCG@10": 0.321,
+                    "NDCG@10 95% CI": "0.31-0.33",
+                    "MRR@10": 0.335,
+                    "Recall@100": 0.69,
+                },
+                "CERES": {"NDCG@10": 0.30, "NDCG@10 95% CI": "0.29-0.31", "MRR@10": 0.31, "Recall@100": 0.70},
+            },
+            "goal": {
+                "our best row (by validation NDCG@10)": "CERES",
+                "its test NDCG@10": 0.30,
+                "BM25 test NDCG@10": 0.321,
+                "beats BM25 with separated intervals": False,
+            },
+        },
+    }
+    table = hub._homedepot_table(result)
+    text = table.markdown()
+    assert [name for name, _ in table.rows] == ["BM25", "CERES"]
+    assert "0.321 [0.310, 0.330]" in text and "0.300 [0.290, 0.310]" in text, text
+    assert "separated intervals: no" in table.note and result["command"] in table.note
