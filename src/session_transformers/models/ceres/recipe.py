@@ -16,7 +16,9 @@ the others of the batch are negatives, labels mark every positive of the term); 
 with a product graded >= 2.5) ranks the whole catalogue of 54,667 titles (``--eval-pool paper``; ``random``: the
 split's judged products topped up to ``--num-candidates``) with graded targets (:func:`homedepot_eval_examples`):
 MAP@K and Recall@K count products graded >= 2.5, NDCG@10 uses the gain grade - 1 of every judged product, as
-``benchmarks/product_search_homedepot.py`` does (whose ties count half where ours are pessimistic).
+``benchmarks/product_search_homedepot.py`` does on the same test terms; its figures are close to these, not equal:
+it also scores NDCG@10 on the terms with no product graded >= 2.5, which this recipe leaves out, and counts ties
+half where this recipe counts them against the model.
 
 Training protocol: the paper's (Section 4.2, :data:`PRETRAIN_PROTOCOL` for pretraining and
 :data:`FINETUNE_PROTOCOL` for every retrieval task), the trainers' defaults; ``--model ceres --help`` shows
