@@ -194,6 +194,7 @@ def test_finetune_on_homedepot_ranks_the_catalogue_beside_bm25(toy, tmp_path):
     for metric in ("MAP@1", "MAP@32", "Recall@64", "NDCG@10", "MRR@10"):
         assert 0.0 <= test[metric] <= 100.0 and metric in results["baseline"]["BM25"]
     assert results["baseline"]["BM25"]["num_samples"] == test["num_samples"]
+    assert results["baseline"]["BM25"]["pool_size"] == catalogue  # exactly: a mean of equal pools
     record = json.loads((out / "training_record.json").read_text())
     assert record["dataset"]["name"] == toy.name and "split by search term" in record["split"]["description"]
 
