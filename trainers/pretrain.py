@@ -689,6 +689,8 @@ def main(argv: list[str] | None = None) -> dict:
         if unexpected or set(missing) - tied:
             raise RuntimeError(f"the best checkpoint does not fit the model: {missing=} {unexpected=}")
         results.update(selected_step=progress.best_step, selected_by=args.select_best)
+    if task.after_training is not None:  # the figures below are the saved model's, as a user reloads it
+        task.after_training(unwrapped)
     if eval_dl is not None:
         results["validation"] = evaluate(model, eval_dl, accelerator, task)
     if test_dl is not None:

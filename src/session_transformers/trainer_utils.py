@@ -80,6 +80,12 @@ class Task:
     step alone (MUVCOG's random-negative warm-up). It must be idempotent and a function of ``step`` alone: it is
     not checkpointed, and a resumed run calls it again from the resumed step."""
 
+    after_training: Callable[[Any], None] | None = None
+    """``hook(model)``, called by the pretraining trainer on the unwrapped model once training ends, before the
+    final validation and test scoring: undoes step-dependent state so that those figures are the saved model's as
+    anyone who loads it computes them (MUVCOG: no training step, so evaluation uses ``config.negatives``, not the
+    warm-up's random negatives of the last step)."""
+
     baseline: Callable[[PreparedData], dict[str, dict[str, float]]] | None = None
     """Trivial baselines of this task on the prepared test split (``{"popularity": {"HR@20": ...}, ...}``: popularity,
     last item, majority class, mean length...), with the same metric names as ``summarize``; the trainers write them

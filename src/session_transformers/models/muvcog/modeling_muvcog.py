@@ -476,9 +476,10 @@ class MuvcogForPreTraining(MuvcogPreTrainedModel):
         self.training_step: int | None = None
         self.post_init()
 
-    def set_training_step(self, step: int) -> None:
-        """The optimiser step (from 1) the next forward passes belong to; decides the negative warm-up."""
-        self.training_step = int(step)
+    def set_training_step(self, step: int | None) -> None:
+        """The optimiser step (from 1) the next forward passes belong to; decides the negative warm-up. ``None``:
+        outside a training run (a loaded model), where evaluation uses ``config.negatives``."""
+        self.training_step = None if step is None else int(step)
 
     def negative_strategy(self) -> str:
         """``"hard"`` or ``"random"`` for the current forward pass: the warm-up's random negatives up to its last

@@ -810,6 +810,12 @@ def set_training_step(model, step: int, total_steps: int) -> None:
     model.set_training_step(step)
 
 
+def end_of_training(model) -> None:
+    """The ``after_training`` hook: the final validation and test figures are computed as for a loaded model
+    (``config.negatives``), so that re-evaluating the saved checkpoint gives the same figures."""
+    model.set_training_step(None)
+
+
 def _pretrain_task() -> Task:
     from transformers import AutoModelForPreTraining
 
@@ -819,6 +825,7 @@ def _pretrain_task() -> Task:
         _pretrain_per_example,
         _pretrain_summarize,
         before_optimizer_step=set_training_step,
+        after_training=end_of_training,
     )
 
 
