@@ -325,7 +325,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--variant", default="default", help="name of our model's variant (its --config overrides)")
+    p.add_argument(
+        "--variant", default="default", help="name of our model's variant (its --config overrides)"
+    )
     p.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="TagnnPPConfig overrides")
     p.add_argument(
         "--mixed-precision",
@@ -349,7 +351,10 @@ def main(argv: list[str] | None = None) -> None:
     (args.work_dir / "ours" / args.variant).mkdir(parents=True, exist_ok=True)
     variant_file = args.work_dir / "ours" / args.variant / "variant.json"
     settings = {"config": args.config, "mixed_precision": args.mixed_precision}
-    if variant_file.exists() and {k: json.loads(variant_file.read_text()).get(k) for k in settings} != settings:
+    if (
+        variant_file.exists()
+        and {k: json.loads(variant_file.read_text()).get(k) for k in settings} != settings
+    ):
         p.error(f"variant {args.variant!r} was run with {variant_file.read_text()}: give it another name")
     variant_file.write_text(json.dumps(settings) + "\n")
     for seed in args.seeds:
@@ -381,7 +386,9 @@ def is_default(overrides: list[str]) -> bool:
             values[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             values[key] = value
-    values = {k: v for k, v in values.items() if k not in ("hidden_size", "num_attention_heads")}  # the peer's
+    values = {
+        k: v for k, v in values.items() if k not in ("hidden_size", "num_attention_heads")
+    }  # the peer's
     defaults = TagnnPPConfig()
     return all(getattr(defaults, k) == v for k, v in values.items())
 

@@ -42,7 +42,6 @@ Other places where we differ from the authors' released code, and why:
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-
 PAPER_ARCHITECTURE: dict[str, object] = dict(
     transformer_style="paper",
     readout_transform=True,
