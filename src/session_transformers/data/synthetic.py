@@ -15,35 +15,6 @@ streaming a million sessions with constant memory)::
     store.session(0)                        # {"session_id", "events", "labels"}
     ds = store.sessions_dataset(streaming=True)
 
-Query reformulations. A shopper's later keyword queries reformulate the previous one in a configured mix
-(``SyntheticStoreConfig.reformulation_*``, :data:`REFORMULATION_KINDS`), each kind made as term-based log studies
-classify it (:func:`reformulation_kind`): specialise (add a word of the intent), generalise (drop a word),
-substitute (replace one word, keep another: another head noun of the leaf, another value of the same attribute,
-another intent word) and new (a formulation of the intent sharing no word with the previous query); a misspelt
-word is corrected first 70% of the time (spelling correction, a kind of its own in those studies). Sources of
-the default mix, and what they do not give:
-
-- Jansen, Booth & Spink, "Patterns of query reformulation during Web searching", JASIST 60(7), 2009 (Dogpile,
-  964,780 sessions, 1,523,072 queries): "Reformulation" (terms changed, some kept) and "Assistance" (a system
-  suggestion taken) account for about 45% of all query reformulations. The store has no suggestions; a taken
-  suggestion changes terms, so substitution gets 0.45.
-- Jansen, Spink & Narayan, "Query modifications patterns during Web searching", ITNG 2007 (Dogpile, 2,465,145
-  interactions): changing query terms is the most common modification, nearly 23% of all modifications (their
-  denominator also holds collection switches and assistance); substitution is the largest kind here too.
-- Huang & Efthimiadis, "Analyzing and evaluating query reformulation strategies in Web search logs", CIKM 2009
-  (AOL, 36,389,567 queries: 16,069,421 new, 14,861,326 repeated, 3,411,706 reformulations): the taxonomy of
-  add / remove words, word substitution, spelling correction used here; its per-type shares were not available
-  to us (only the abstracts and counts above were), nor were the per-state shares of Jansen et al. (2009).
-- Not from a study: the split of the remaining 0.55 equally between specialise, generalise and new. Replace it
-  by the published per-type table when available.
-
-A term-based classifier of the generated log (:func:`reformulation_stats`, printed with ``--stats``) measures
-another mix than the configured one, because a third of the keyword queries are one word long, which can only be
-specialised or replaced whole (a "new" query by the term rules). On the default store (seed 42, 3,000 sessions):
-specialise 0.27, generalise 0.12, substitute 0.33, new 0.28 (before this mix, with 15% fresh queries and
-refinements that mostly added a word: 0.50, 0.17, 0.23, 0.09); the next keyword query is the previous one plus at
-most one word 27% of the time (50% before) and their mean word Jaccard similarity is 0.36 (0.51 before).
-
 Command line: ``python -m session_transformers.data.synthetic --out DIR [--format parquet] [--num-shards N]
 [--stats]``; ``--num-shards N`` writes the sessions as ``sessions-00000-of-0000N.<fmt>`` ... (contiguous ranges of
 sessions), a corpus that ``trainers/pretrain.py --dataset sessions --data-path DIR --streaming`` streams.
@@ -244,10 +215,6 @@ SYNTHETIC_CATALOGUE_FEATURES = Features({**CATALOGUE_FEATURES, **CATALOGUE_LABEL
 ``popularity`` (sums to 1) and one boolean column per product flag."""
 
 
-REFORMULATION_KINDS = ("specialise", "generalise", "substitute", "new")
-"""Kinds of keyword-query reformulation the shoppers make (``SyntheticStoreConfig.reformulation_<kind>``)."""
-
-
 @dataclass
 class SyntheticStoreConfig:
     """Every size, rate and switch of the synthetic store.
@@ -279,13 +246,6 @@ class SyntheticStoreConfig:
         want_attribute_rate, want_pattern_rate, brand_intent_rate: how much of the ideal product the hidden intent
             keeps (each attribute, the visual pattern, the brand).
         new_query_rate: per-step probability of issuing a new query while browsing.
-        reformulation_specialise, reformulation_generalise, reformulation_substitute, reformulation_new: the
-            mix of keyword-query reformulations (relative weights, normalised): add a word of the intent, drop a
-            word (or a head noun becomes its broader category word), replace a word (another head noun of the
-            leaf, another value of the same attribute, or another word of the intent), or a new formulation of
-            the intent that shares no word with the previous query. Substitution takes 0.45, the share that
-            Jansen, Booth & Spink (2009) report for "Reformulation" and "Assistance" together; the other three
-            split the rest equally (no published split retrieved, see the module docstring).
         repeat_view_rate: per-step probability of viewing an already viewed product again.
         click_rate: probability that opening a result is a ``click`` rather than a ``view``.
         results_per_query: results returned by the store's retrieval.
@@ -323,10 +283,6 @@ class SyntheticStoreConfig:
     want_pattern_rate: float = 0.5
     brand_intent_rate: float = 0.4
     new_query_rate: float = 0.3
-    reformulation_specialise: float = 0.55 / 3
-    reformulation_generalise: float = 0.55 / 3
-    reformulation_substitute: float = 0.45
-    reformulation_new: float = 0.55 / 3
     repeat_view_rate: float = 0.2
     click_rate: float = 0.35
     results_per_query: int = 10
@@ -342,11 +298,6 @@ class SyntheticStoreConfig:
     @property
     def num_items(self) -> int:
         return self.num_leaf_categories * self.items_per_leaf
-
-    @property
-    def reformulation_mix(self) -> dict[str, float]:
-        """The reformulation weights by kind (:data:`REFORMULATION_KINDS`), as configured (not normalised)."""
-        return {kind: getattr(self, f"reformulation_{kind}") for kind in REFORMULATION_KINDS}
 
     @property
     def num_shared_brands(self) -> int:
@@ -401,9 +352,6 @@ class SyntheticStoreConfig:
                 f"mean_session_length must be >= 1 and session_length_sigma > 0, got "
                 f"{self.mean_session_length} and {self.session_length_sigma}"
             )
-        mix = self.reformulation_mix
-        if any(v < 0 for v in mix.values()) or sum(mix.values()) <= 0:
-            raise ValueError(f"the reformulation weights must be >= 0 with a positive sum, got {mix}")
         if self.max_session_length < 4:
             raise ValueError(
                 f"max_session_length must be >= 4 (query, view, cart, purchase), "
@@ -524,7 +472,6 @@ class SyntheticStore:
         self._build_index()
         self._query_cache: dict[tuple[str, ...], list[int]] = {}
         self._catalogue: list[dict[str, Any]] | None = None
-        self._reformulation_weights = list(config.reformulation_mix.values())
 
     # -- catalogue construction ------------------------------------------------------------------------------
 
@@ -962,12 +909,8 @@ class _Shopper:
             r.shuffle(words)
         return words
 
-    def _reformulate(self, words: list[str]) -> list[str]:
-        """The next keyword query from the previous one: a typo in it fixed (70% when it has one), else one kind
-        of the configured mix (``config.reformulation_mix``), each made as query-log studies classify it by
-        terms (:func:`reformulation_kind`): specialise adds a word of the intent; generalise drops a word;
-        substitute replaces one word and keeps another; new shares no word with the previous query. A kind that
-        cannot apply (nothing to add; one word to drop or replace) is redrawn among those that can."""
+    def _refine(self, words: list[str]) -> list[str]:
+        """Add, drop or swap one word of the previous query, or fix a typo in it."""
         r = self.r
         words = list(words)
         typos = [w for w in words if w in self.typos]
@@ -977,46 +920,20 @@ class _Shopper:
             return words
         cat, rest = self._intent_words()
         missing = [w for w in cat[:2] + rest if w not in words]
-        choices = [
-            (kind, weight)
-            for kind, weight in zip(REFORMULATION_KINDS, self.store._reformulation_weights)
-            if weight > 0
-            and (kind != "specialise" or missing)
-            and (kind not in ("generalise", "substitute") or len(words) > 1)
-        ]
-        kind = r.choices([k for k, _ in choices], weights=[w for _, w in choices])[0] if choices else "new"
-        if kind == "specialise":
+        u = r.random()
+        if missing and (u < 0.5 or len(words) == 1):
             words.insert(r.randrange(len(words) + 1), r.choice(missing))
-            return words
-        if kind == "generalise":
+        elif len(words) > 1 and u < 0.75:
             words.pop(r.randrange(len(words)))
-            return words
-        if kind == "substitute":
-            i = r.randrange(len(words))
-            options = [w for w in self._alternatives(words[i]) if w not in words] or missing
-            if options:
-                words[i] = r.choice(options)
-                return words
-        fresh = self._fresh_query()  # new: a formulation of the intent with no word of the previous query
-        for _ in range(4):
-            if not set(fresh) & set(words):
-                break
-            fresh = self._fresh_query()
-        return fresh
-
-    def _alternatives(self, word: str) -> list[str]:
-        """What can replace ``word`` in a substitution: the leaf's other head nouns for a head noun (synonyms),
-        the leaf's other values of the same attribute for an attribute value; nothing for other words."""
-        if word in self.leaf.nouns:
-            return [n for n in self.leaf.nouns if n != word]
-        for values in self.leaf.attributes.values():
-            if word in values:
-                return [v for v in values if v != word]
-        return []
+        elif missing:
+            words[r.randrange(len(words))] = r.choice(missing)
+        else:
+            words = self._fresh_query()
+        return words
 
     def _keyword_query(self) -> None:
         r = self.r
-        words = self._fresh_query() if not self.words else self._reformulate(self.words)
+        words = self._fresh_query() if not self.words or r.random() < 0.15 else self._refine(self.words)
         self.words = words
         typed = []
         for w in words:
@@ -1169,41 +1086,6 @@ def cut_labels(session: Mapping[str, Any], position: int) -> dict[str, Any]:
     }
 
 
-def reformulation_kind(previous: str, query: str) -> str:
-    """The kind of the step from one keyword query to the next, by their word sets: ``"repeat"`` (same words),
-    ``"specialise"`` (words added only), ``"generalise"`` (words dropped only), ``"substitute"`` (some kept, some
-    changed: also a fixed typo) or ``"new"`` (no word in common), as query-log studies classify them."""
-    a, b = set(tokenize(previous)), set(tokenize(query))
-    if a == b:
-        return "repeat"
-    if a < b:
-        return "specialise"
-    if b < a:
-        return "generalise"
-    return "substitute" if a & b else "new"
-
-
-def reformulation_stats(sessions: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """Over consecutive keyword queries within sessions: the share of each :func:`reformulation_kind`, the share
-    of next queries that are the previous one plus at most one word (what makes "repeat the session's words" hard
-    to beat), and the mean word Jaccard similarity of the two."""
-    kinds: Counter = Counter()
-    plus_one, jaccard = 0, []
-    for s in sessions:
-        queries = [ev["query"] for ev in s["events"] if ev["subject"] == "keyword_query"]
-        for a, b in zip(queries, queries[1:]):
-            kinds[reformulation_kind(a, b)] += 1
-            wa, wb = set(tokenize(a)), set(tokenize(b))
-            plus_one += wa <= wb and len(wb - wa) <= 1
-            jaccard.append(len(wa & wb) / max(len(wa | wb), 1))
-    n = max(sum(kinds.values()), 1)
-    return {
-        **{f"reformulation_share_{k}": kinds[k] / n for k in ("repeat", *REFORMULATION_KINDS)},
-        "next_query_previous_plus_at_most_one_word": plus_one / n,
-        "next_query_word_jaccard_mean": float(np.mean(jaccard)) if jaccard else 0.0,
-    }
-
-
 def summarize(
     sessions: Sequence[Mapping[str, Any]], store: SyntheticStore, elapsed: float | None = None
 ) -> dict[str, Any]:
@@ -1241,7 +1123,6 @@ def summarize(
         "leaf_categories": len(store.leaves),
         "brands": len(store.brands),
         "vocabulary_size": len(vocab),
-        **reformulation_stats(sessions),
     }
     if elapsed is not None:
         out["generation_seconds"] = elapsed
@@ -1411,7 +1292,6 @@ __all__ = [
     "FLAG_NAMES",
     "LABEL_FEATURES",
     "PATTERNS",
-    "REFORMULATION_KINDS",
     "SYNTHETIC_CATALOGUE_FEATURES",
     "SYNTHETIC_SESSION_FEATURES",
     "SyntheticStore",
@@ -1419,8 +1299,6 @@ __all__ = [
     "cut_labels",
     "format_stats",
     "main",
-    "reformulation_kind",
-    "reformulation_stats",
     "summarize",
     "tokenize",
     "write_store",
