@@ -368,6 +368,7 @@ CASES: dict[str, Case] = {
                 "hidden_size=16",
                 "discriminator_hidden_sizes=[32,16]",
                 "query_suggestion_hidden_size=32",
+                "hard_negative_warmup_steps=0",  # hard from step 1: the warm-up's random draws are per process
             ],  # fmt: skip
             reason=_GATHERED.format(
                 what="hard negatives chosen by the discriminator among every process's sessions (the same choices)"
