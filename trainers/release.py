@@ -41,28 +41,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _pretrain_module():
-    """``trainers/pretrain.py`` as a module (it is a script, not part of the package)."""
-    name = "_session_transformers_pretrain"
+def _script_module(script: str):
+    """``trainers/<script>.py`` as a module (the trainers are scripts, not part of the package), loaded once."""
+    name = f"_session_transformers_{script}"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("pretrain.py"))
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{script}.py"))
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def _pretrain_module():
+    return _script_module("pretrain")
 
 
 def _finetune_module():
-    """``trainers/finetune.py`` as a module."""
-    name = "_session_transformers_finetune"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("finetune.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return _script_module("finetune")
 
 
 def is_finetune_run(flags) -> bool:
