@@ -98,25 +98,29 @@ ROWS = (
 )
 OURS = ROWS[2:]
 SCALES: dict[str, dict[str, Any]] = {
-    "cpu": dict(  # about 50 min alone on 2 cores: MiniLM encodes ~80 titles/s per core, a step of 64 pairs ~6 s
-        title_tokens=32,
+    # cpu: four MiniLM-size encoders each embed all 54,667 titles (about 15 CPU-min each on this benchmark's
+    # AMD EPYC: ~60 titles per CPU second, 88% of it in the linear layers), which sets the floor of the run; the
+    # step counts are cut to what fits the rest in an hour alone on 2 cores (the 2026-12-05 run at 32 title
+    # tokens, 80 / 100 / 300 / 150 / 150 steps took 87 min, its first 11 min beside other jobs)
+    "cpu": dict(
+        title_tokens=28,
         query_tokens=16,
         encode_batch=128,
-        finetune_steps=80,
+        finetune_steps=64,
         finetune_batch=64,
         finetune_lr=5e-5,
-        pretrain_steps=100,
+        pretrain_steps=60,
         pretrain_batch=16,
         pretrain_products=3,
         pretrain_lr=5e-5,
-        scratch_steps=300,
+        scratch_steps=200,
         scratch_batch=64,
         scratch_lr=5e-4,
         scratch_vocab=16_000,
-        byol_steps=150,
+        byol_steps=100,
         byol_batch=128,
         byol_vocab=30_000,
-        byol_finetune_steps=150,
+        byol_finetune_steps=100,
         byol_finetune_batch=128,
         byol_finetune_lr=1e-3,
     ),
@@ -871,13 +875,15 @@ def build_row(
     return out, encoded
 
 
-JOBS: dict[str, tuple[str, ...]] = {  # what one worker process makes, the longest jobs first
+JOBS: dict[str, tuple[str, ...]] = {  # what one worker process makes, the longest jobs first (the workers
+    # take them in this order, so two workers end about together; CPU seconds per job at the cpu scale: about
+    # 1,500 / 1,500 / 1,350 / 1,000 / 650 / 600, then the fp32-vs-bf16 timing)
     "CERES pretrained + fine-tuned": ("CERES pretrained + fine-tuned",),
     "UBM fine-tuned (from MiniLM)": ("UBM fine-tuned (from MiniLM)",),
     "CERES fine-tuned (from MiniLM)": ("CERES fine-tuned (from MiniLM)",),
     MINILM_ROW: (MINILM_ROW,),
-    "Product BYOL": ("Product BYOL (frozen)", "Product BYOL fine-tuned"),  # one pretraining for both rows
     "CERES fine-tuned (from scratch)": ("CERES fine-tuned (from scratch)",),
+    "Product BYOL": ("Product BYOL (frozen)", "Product BYOL fine-tuned"),  # one pretraining for both rows
 }
 
 
@@ -1204,7 +1210,9 @@ def main(argv=None) -> dict[str, Any]:
     if precision is not None:
         log("fp32 against bf16: done")
 
-    # scoring: every row on the validation and the test terms (the test terms once per row)
+    # scoring: every row on the validation and the test terms (the test terms once per row), on every core now
+    # that the workers are done
+    torch.set_num_threads(max(args.threads, os.cpu_count() or 1))
     task = load_task(settings)
     scorer = Scorer(task)
     embeddings = {
