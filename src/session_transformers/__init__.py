@@ -1,7 +1,9 @@
 """session_transformers: pretrained models of e-commerce user sessions for the Hugging Face ecosystem.
 
 ``import session_transformers`` registers every model with the ``transformers`` Auto classes; after it,
-``AutoModel.from_pretrained(path)`` and ``AutoProcessor.from_pretrained(path)`` load our checkpoints.
+``AutoModel.from_pretrained(path)`` and ``AutoProcessor.from_pretrained(path)`` load our checkpoints. The model
+families are the descriptors ``models/<family>/family.py`` that :func:`.families.discover` finds;
+:func:`register_family` adds one from outside the package.
 """
 
 from . import losses, metrics
@@ -24,6 +26,7 @@ from .data.schema import (
     SchemaSpec,
     ValidationReport,
 )
+from .families import ModelFamily, register_family
 
 register_all()
 
@@ -45,6 +48,7 @@ __all__ = [
     "AutoModelForRemainingLength",
     "AutoModelForSessionRetrieval",
     "InvalidRecordError",
+    "ModelFamily",
     "SchemaSpec",
     "ValidationReport",
     "load_catalogue",
@@ -52,6 +56,7 @@ __all__ = [
     "losses",
     "metrics",
     "register_all",
+    "register_family",
     "write_catalogue",
     "write_sessions",
 ]

@@ -1,6 +1,8 @@
-"""One explicit table: ``model_type`` -> config, models (per Auto class) and processor.
+"""The Auto classes of session models: ``model_type`` -> config, models (per Auto class) and processor.
 
-Importing :mod:`session_transformers` registers every row with the ``transformers`` Auto classes, so that
+Each model family declares its row in its descriptor (``models/<family>/family.py``, found by
+:func:`session_transformers.families.discover`); :data:`MODEL_TABLE` is the view of those rows. Importing
+:mod:`session_transformers` registers every row with the ``transformers`` Auto classes, so that
 ``AutoConfig``, ``AutoModel``, ``AutoModelForPreTraining``, ``AutoProcessor`` and the task Auto classes
 below resolve our checkpoints with no remote code. Tasks that ``transformers`` has no Auto class for get
 one here, built on the same factory as the built-in ones.
@@ -9,11 +11,14 @@ one here, built on the same factory as the built-in ones.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, AutoProcessor
+from transformers import AutoConfig, AutoModelForPreTraining, AutoProcessor
 from transformers.models.auto.auto_factory import _BaseAutoModelClass, _LazyAutoMapping
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+from .families import FamilyView, ModelFamily, discover
 
 
 def _auto_class(name: str, doc: str) -> type[_BaseAutoModelClass]:
@@ -57,112 +62,28 @@ class ModelEntry:
     processor: type | None = None
 
 
-MODEL_TABLE: dict[str, ModelEntry] = {}
-"""``model_type`` -> :class:`ModelEntry`. Filled below, one line per model family."""
+def _entry(family: ModelFamily) -> ModelEntry:
+    return ModelEntry(family.config, dict(family.models), family.processor)
 
 
-def _table() -> dict[str, ModelEntry]:
-    # Imported here so that this module stays importable by the model packages themselves.
-    # One row per model family; each model issue adds its row.
-    from transformers import AutoModelForSequenceClassification
+MODEL_TABLE: Mapping[str, ModelEntry] = FamilyView(_entry, "MODEL_TABLE")
+"""``model_type`` -> :class:`ModelEntry`: a view of the model families (``models/<family>/family.py``, see
+:mod:`session_transformers.families`), one row per family."""
 
-    from .models.ceres import (
-        CeresConfig,
-        CeresForPreTraining,
-        CeresForSessionRetrieval,
-        CeresModel,
-        CeresProcessor,
-    )
-    from .models.muvcog import (
-        MuvcogConfig,
-        MuvcogForClickPrediction,
-        MuvcogForPreTraining,
-        MuvcogForQuerySuggestion,
-        MuvcogModel,
-        MuvcogProcessor,
-    )
-    from .models.product_byol import (
-        ProductByolConfig,
-        ProductByolForPreTraining,
-        ProductByolForSequenceClassification,
-        ProductByolModel,
-        ProductByolProcessor,
-    )
-    from .models.tagnn_pp import TagnnPPConfig, TagnnPPForNextItemPrediction, TagnnPPModel, TagnnPPProcessor
-    from .models.ubm import (
-        UbmConfig,
-        UbmForNextItem,
-        UbmForPreTraining,
-        UbmForPurchaseIntent,
-        UbmForRemainingLength,
-        UbmModel,
-        UbmProcessor,
-    )
 
-    return {
-        "muvcog": ModelEntry(
-            MuvcogConfig,
-            {
-                AutoModel: MuvcogModel,
-                AutoModelForPreTraining: MuvcogForPreTraining,
-                AutoModelForQuerySuggestion: MuvcogForQuerySuggestion,
-                AutoModelForClickPrediction: MuvcogForClickPrediction,
-            },
-            MuvcogProcessor,
-        ),
-        "ubm": ModelEntry(
-            UbmConfig,
-            {
-                AutoModel: UbmModel,
-                AutoModelForPreTraining: UbmForPreTraining,
-                AutoModelForPurchaseIntent: UbmForPurchaseIntent,
-                AutoModelForRemainingLength: UbmForRemainingLength,
-                AutoModelForNextItemPrediction: UbmForNextItem,
-            },
-            UbmProcessor,
-        ),
-        "tagnn_pp": ModelEntry(
-            TagnnPPConfig,
-            {
-                AutoModel: TagnnPPModel,
-                AutoModelForNextItemPrediction: TagnnPPForNextItemPrediction,
-                # TAGNN++ trains on next-item cross-entropy, so its pre-training head is the prediction head.
-                AutoModelForPreTraining: TagnnPPForNextItemPrediction,
-            },
-            TagnnPPProcessor,
-        ),
-        "ceres": ModelEntry(
-            CeresConfig,
-            {
-                AutoModel: CeresModel,
-                AutoModelForPreTraining: CeresForPreTraining,
-                AutoModelForSessionRetrieval: CeresForSessionRetrieval,
-            },
-            CeresProcessor,
-        ),
-        "product_byol": ModelEntry(
-            ProductByolConfig,
-            {
-                AutoModel: ProductByolModel,
-                AutoModelForPreTraining: ProductByolForPreTraining,
-                AutoModelForSequenceClassification: ProductByolForSequenceClassification,
-            },
-            ProductByolProcessor,
-        ),
-    }
+def register_family_auto(family: ModelFamily) -> None:
+    """Register one family's config, model classes and processor with the Auto classes (idempotent)."""
+    AutoConfig.register(family.model_type, family.config, exist_ok=True)
+    for auto_cls, model_cls in family.models.items():
+        auto_cls.register(family.config, model_cls, exist_ok=True)
+    if family.processor is not None:
+        AutoProcessor.register(family.config, family.processor, exist_ok=True)
 
 
 def register_all() -> None:
-    """Register every table row with the Auto classes (idempotent)."""
-    MODEL_TABLE.update(_table())
-    for model_type, entry in MODEL_TABLE.items():
-        if entry.config.model_type != model_type:
-            raise ValueError(f"table key {model_type!r} != {entry.config.__name__}.model_type")
-        AutoConfig.register(model_type, entry.config, exist_ok=True)
-        for auto_cls, model_cls in entry.models.items():
-            auto_cls.register(entry.config, model_cls, exist_ok=True)
-        if entry.processor is not None:
-            AutoProcessor.register(entry.config, entry.processor, exist_ok=True)
+    """Register every model family with the Auto classes (idempotent)."""
+    for family in discover().values():
+        register_family_auto(family)
 
 
 __all__ = [
@@ -176,4 +97,5 @@ __all__ = [
     "AutoModelForSessionRetrieval",
     "ModelEntry",
     "register_all",
+    "register_family_auto",
 ]

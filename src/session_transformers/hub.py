@@ -17,8 +17,8 @@ Three steps, each usable alone (``trainers/release.py`` is their command line):
    ONE ``create_commit``; then tags the release (``create_tag``). Publishing the same folder again makes no commit.
    The token comes from the environment (``HF_TOKEN``) and is never written to disk.
 
-Adding a model family: one Jinja template in ``hub_cards/`` and one :class:`CardFamily` entry in
-:data:`CARD_FAMILIES` (see ``hub_cards/README.md``).
+Adding a model family: one Jinja template in ``hub_cards/`` and its :class:`CardFamily`, the ``card`` of the family's
+descriptor (``models/<family>/family.py``), which :data:`CARD_FAMILIES` lists (see ``hub_cards/README.md``).
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from .families import FamilyView
 
 ROOT = Path(__file__).resolve().parents[2]
 """The checkout's root (``hub_cards/``, ``benchmarks/results/`` and ``trainers/`` live there)."""
@@ -614,311 +616,9 @@ def _product_byol_benchmark(result: dict) -> list[BenchmarkTable]:
     return tables
 
 
-_UBM_SMALL = (
-    "--config",
-    "hidden_size=64",
-    "num_hidden_layers=2",
-    "num_attention_heads=2",
-    "intermediate_size=128",
-    "num_session_layers=2",
-    "session_num_attention_heads=2",
-    "session_intermediate_size=128",
-    "interaction_pooling=mean",
-)
-"""UBM's quickstart size (its recipe's ``_TINY``): a small encoder trained from nothing."""
-
-_CERES_SMALL = (
-    "--config",
-    "hidden_size=64",
-    "num_hidden_layers=2",
-    "num_attention_heads=2",
-    "intermediate_size=128",
-    "num_cross_attention_layers=1",
-    "retrieval_projection_size=64",
-)
-"""CERES's ``--full`` quickstart size (its recipe's ``_FULL_SIZES``): 2 item-encoder layers of 64, from nothing."""
-
-_PRODUCT_BYOL_SMALL = (
-    "--config",
-    "embedding_size=64",
-    "num_filters=32",
-    "projection_hidden_size=256",
-    "projection_size=64",
-)
-"""Product BYOL's quickstart size (its recipe's ``TINY_CONFIG``)."""
-
-CARD_FAMILIES: dict[str, CardFamily] = {
-    "tagnn_pp": CardFamily(
-        model_type="tagnn_pp",
-        name="TAGNN++",
-        template="tagnn_pp.md",
-        pipeline_tag="graph-ml",
-        tags=(
-            "session-recommendation",
-            "next-item-prediction",
-            "recommender-system",
-            "graph-neural-network",
-            "e-commerce",
-        ),
-        paper=Paper(
-            title="Improved Representation Learning for Session-based Recommendation",
-            authors=("Sai Mitharan", "Abhinav Java", "Surya Kant Sahu", "Arshad Shaikh"),
-            year=2021,
-            venue="arXiv preprint",
-            bibtex_key="mitharan2021tagnnpp",
-        ),
-        task_type="session-recommendation",
-        task_name="Next-item prediction",
-        metrics=("HR@10", "MRR@10", "HR@20", "MRR@20"),
-        head_auto_class="AutoModelForNextItemPrediction",
-        example_inputs=_tagnn_pp_inputs,
-        benchmark="tagnn_pp_diginetica",
-        benchmark_tables=_tagnn_pp_benchmark,
-        build_flags=(
-            (
-                "--num-sessions",
-                "4000",
-                "--max-steps",
-                "200",
-                "--batch-size",
-                "100",
-                "--learning-rate",
-                "1e-3",
-                "--weight-decay",
-                "1e-5",
-            ),
-        ),
-        real_data_builds={
-            # the best settings measured (benchmarks/tagnn_pp_peer.py, Diginetica top 3,000 items; its result file's
-            # default_variant): today's default architecture (the authors' code's) at the code's size (hidden 100, 2
-            # heads) and optimiser (Adam 1e-3, L2 1e-5, batch 50, random batches), three epochs with the code's
-            # schedule (1e-3 in epochs 1-2, 1e-4 in epoch 3: the peer run's best test figures are after epoch 3); a
-            # validation split of the training sessions (5,000 of its samples scored after each epoch) picks the
-            # weights by HR@20, where the peer run kept the last ones
-            "diginetica": (
-                (
-                    "--dataset",
-                    "diginetica",
-                    "--top-items",
-                    "3000",
-                    "--batch-size",
-                    "50",
-                    "--learning-rate",
-                    "1e-3",
-                )
-                + ("--weight-decay", "1e-5", "--lr-scheduler-type", "step", "--lr-decay-epochs", "2")
-                + ("--lr-decay-rate", "0.1", "--num-epochs", "3", "--max-validation-samples", "5000")
-                + ("--config", "hidden_size=100", "num_attention_heads=2"),
-            )
-        },
-        datasets={"synthetic": "session-transformers-synthetic-store", "diginetica": "diginetica"},
-    ),
-    "ceres": CardFamily(
-        model_type="ceres",
-        name="CERES",
-        template="ceres.md",
-        pipeline_tag="feature-extraction",
-        tags=(
-            "session-understanding",
-            "product-search",
-            "graph-neural-network",
-            "masked-language-modeling",
-            "e-commerce",
-        ),
-        paper=Paper(
-            title="CERES: Pretraining of Graph-Conditioned Transformer for Semi-Structured Session Data",
-            authors=("Rui Feng", "Chen Luo", "Qingyu Yin", "Bing Yin", "Tuo Zhao", "Chao Zhang"),
-            year=2022,
-            venue="arXiv preprint arXiv:2204.04303 (NAACL 2022)",
-            url="https://arxiv.org/abs/2204.04303",
-            bibtex_key="feng2022ceres",
-        ),
-        task_type="fill-mask",
-        task_name="Graph-conditioned masked language modelling",
-        metrics=("loss", "mlm_accuracy", "gmlm_accuracy"),
-        lower_is_better=("loss", "mlm_loss", "gmlm_loss"),
-        head_auto_class="AutoModelForPreTraining",
-        example_inputs=_ceres_inputs,
-        benchmark="ceres_claims",
-        benchmark_tables=_ceres_benchmark,
-        build_flags=(
-            (
-                "--num-sessions",
-                "1500",
-                "--max-steps",
-                "60",
-                "--batch-size",
-                "16",
-                "--learning-rate",
-                "5e-4",
-                "--max-eval-samples",
-                "200",
-                *_CERES_SMALL,
-            ),
-        ),
-        real_data_builds={
-            # Home Depot search terms: masked-LM pretraining on the training terms' sessions (the search, then views
-            # of the products judged for it), then product search fine-tuned on (training term, product graded
-            # >= 2) pairs; every validation / test term ranks all 54,667 titles, BM25 over the titles beside it
-            "homedepot": (
-                (
-                    "--dataset",
-                    "homedepot",
-                    "--max-steps",
-                    "200",
-                    "--batch-size",
-                    "32",
-                    "--learning-rate",
-                    "5e-4",
-                )
-                + ("--max-eval-samples", "256", *_CERES_SMALL),
-                (
-                    "--task",
-                    "product_search",
-                    "--dataset",
-                    "homedepot",
-                    "--max-steps",
-                    "600",
-                    "--batch-size",
-                    "64",
-                )
-                + ("--learning-rate", "5e-4", "--eval-steps", "200", "--max-validation-samples", "500")
-                + ("--select-best", "NDCG@10"),  # the data's graded metric (the benchmark's choice too)
-            )
-        },
-        datasets={
-            "synthetic": "session-transformers-synthetic-store",
-            "rees46": "rees46",
-            "homedepot": "homedepot",
-        },
-        tasks={
-            "product_search": CardTask(
-                task_type="text-retrieval",
-                task_name="Product search (session-to-product retrieval)",
-                metrics=("MAP@1", "MAP@32", "Recall@32", "Recall@64", "NDCG@10", "MRR@10"),
-                head_auto_class="AutoModelForSessionRetrieval",
-            )
-        },
-    ),
-    "ubm": CardFamily(
-        model_type="ubm",
-        name="UBM",
-        template="ubm.md",
-        # its head and the card's example are next-item recommendation over the item text (the Hub's "graph-ml"
-        # fits item-graph models such as TAGNN++, not a text Transformer): session and item embeddings
-        pipeline_tag="feature-extraction",
-        tags=(
-            "session-understanding",
-            "contrastive-learning",
-            "next-item-prediction",
-            "purchase-intent",
-            "e-commerce",
-        ),
-        paper=Paper(
-            title="Contrastive Pre-training for Deep Session Data Understanding",
-            authors=("Zixuan Li", "Yunshan Ma", "Lizi Liao", "Tat-Seng Chua"),
-            year=2022,
-            venue="preprint (ACM conference format)",
-            bibtex_key="li2022ubm",
-        ),
-        task_type="feature-extraction",
-        task_name="Contrastive session pretraining (stage 2: reordering and masking views)",
-        metrics=("loss", "loss3", "loss4"),
-        lower_is_better=("loss", "loss1", "loss2", "loss3", "loss4"),
-        head_auto_class="AutoModelForNextItemPrediction",
-        example_inputs=_ubm_inputs,
-        benchmark="ubm_claims_cpu_minilm",
-        benchmark_tables=_ubm_benchmark,
-        real_data_builds={
-            # both stages on REES46's sample with the quickstart's small encoder trained from nothing (MiniLM as
-            # the interaction encoder needs --interaction-encoder-from and hours of this CPU)
-            "rees46": (
-                ("--dataset", "rees46", "--vocab-size", "2000", "--max-steps", "60", "--batch-size", "64")
-                + ("--learning-rate", "5e-4", "--eval-batch-size", "64", *_UBM_SMALL),
-                ("--dataset", "rees46", "--vocab-size", "2000", "--max-steps", "60", "--batch-size", "16")
-                + ("--learning-rate", "5e-4", "--eval-batch-size", "64"),
-            )
-        },
-        datasets={"synthetic": "session-transformers-synthetic-store", "rees46": "rees46"},
-    ),
-    "muvcog": CardFamily(
-        model_type="muvcog",
-        name="MUVCOG",
-        template="muvcog.md",
-        pipeline_tag="feature-extraction",
-        tags=(
-            "session-understanding",
-            "multi-modal-search",
-            "graph-neural-network",
-            "contrastive-learning",
-            "e-commerce",
-        ),
-        paper=Paper(
-            title="Pretraining Representations of Multi-modal Multi-query E-commerce Search",
-            authors=(
-                "Xinyi Liu",
-                "Wanxian Guan",
-                "Lianyun Li",
-                "Hui Li",
-                "Chen Lin",
-                "Xubin Li",
-                "Si Chen",
-                "Jian Xu",
-                "Hongbo Deng",
-                "Bo Zheng",
-            ),
-            year=2022,
-            venue="Proceedings of the 28th ACM SIGKDD Conference on Knowledge Discovery and Data Mining (KDD '22)",
-            url="https://doi.org/10.1145/3534678.3539200",
-            bibtex_key="liu2022muvcog",
-        ),
-        task_type="feature-extraction",
-        task_name="Multi-view contrastive session pretraining",
-        metrics=("loss", "pair_accuracy"),
-        lower_is_better=("loss", "selection_loss"),
-        head_auto_class="AutoModelForPreTraining",
-        example_inputs=_muvcog_inputs,
-        benchmark="muvcog_claims_warmup",
-        benchmark_tables=_muvcog_benchmark,
-        datasets={"synthetic": "session-transformers-synthetic-store"},
-    ),
-    "product_byol": CardFamily(
-        model_type="product_byol",
-        name="Product BYOL",
-        template="product_byol.md",
-        pipeline_tag="feature-extraction",
-        tags=("product-embeddings", "byol", "self-supervised-learning", "text-cnn", "e-commerce"),
-        paper=Paper(
-            title="Constraining Latent Space to Improve Deep Self-Supervised e-Commerce Products Embeddings "
-            "for Downstream Tasks",
-            authors=("Anonymous authors",),
-            year=2021,
-            venue="ICLR 2021 submission (under double-blind review)",
-            bibtex_key="anonymous2021productbyol",
-        ),
-        task_type="feature-extraction",
-        task_name="BYOL product-pair pretraining with a category constraint",
-        metrics=("loss", "byol_loss", "category_accuracy"),
-        lower_is_better=("loss", "byol_loss"),
-        head_auto_class="AutoModelForPreTraining",
-        example_inputs=_product_byol_inputs,
-        benchmark="product_byol_claims",
-        benchmark_tables=_product_byol_benchmark,
-        real_data_builds={
-            # BYOL pairs of products bought together, category = department (the claims run's setting), one epoch
-            "instacart": (
-                ("--dataset", "instacart", "--vocab-size", "2000", "--batch-size", "256")
-                + ("--learning-rate", "0.45", "--num-epochs", "1", *_PRODUCT_BYOL_SMALL),
-            )
-        },
-        datasets={
-            "synthetic": "session-transformers-synthetic-store",
-            "instacart": "instacart",
-            "online_retail": "online_retail",
-        },
-    ),
-}
-"""``model_type`` -> :class:`CardFamily`."""
+CARD_FAMILIES: Mapping[str, CardFamily] = FamilyView(lambda family: family.card, "CARD_FAMILIES")
+"""``model_type`` -> :class:`CardFamily`: a view of the model families' card entries (``ModelFamily.card``, written
+in ``models/<family>/family.py``; see :mod:`session_transformers.families`)."""
 
 
 def card_family(model_type: str) -> CardFamily:
@@ -926,8 +626,8 @@ def card_family(model_type: str) -> CardFamily:
         return CARD_FAMILIES[model_type]
     except KeyError:
         raise KeyError(
-            f"no model card family {model_type!r}: add a CardFamily to session_transformers.hub.CARD_FAMILIES and "
-            f"a template to hub_cards/ (known: {sorted(CARD_FAMILIES)})"
+            f"no model card family {model_type!r} in session_transformers.hub.CARD_FAMILIES: give the family's "
+            f"descriptor (models/<family>/family.py) a card and hub_cards/ a template (known: {sorted(CARD_FAMILIES)})"
         ) from None
 
 

@@ -3,7 +3,7 @@
 The two entry points (``trainers/pretrain.py`` with Accelerate, ``trainers/finetune.py`` with
 ``transformers.Trainer``) are generic: everything model-specific they need is one
 :class:`~session_transformers.trainer_utils.Recipe` in :data:`RECIPES`, written beside its model
-(``models/<family>/recipe.py``). A recipe turns a data source (the synthetic store by default, or a named
+(``models/<family>/recipe.py``) and named by the family's descriptor (``models/<family>/family.py``). A recipe turns a data source (the synthetic store by default, or a named
 real-data loader and a path) into a :class:`~session_transformers.trainer_utils.PreparedData`: the processor,
 train and eval ``datasets.Dataset`` s, the collate function and a config. Its ``eval_step`` returns per-example
 tensors (so scripts can ``accelerator.gather_for_metrics`` them) and ``summarize`` turns the gathered tensors
@@ -13,25 +13,17 @@ into metrics.
 from __future__ import annotations
 
 import argparse
+from collections.abc import MutableMapping
 
-from .models.ceres.recipe import RECIPE as _CERES
-from .models.muvcog.recipe import RECIPE as _MUVCOG
-from .models.product_byol.recipe import RECIPE as _PRODUCT_BYOL
-from .models.tagnn_pp.recipe import RECIPE as _TAGNN_PP
-from .models.ubm.recipe import RECIPE as _UBM
+from .families import FamilyView
 from .protocol import TrainingProtocol, add_protocol_arguments
 from .provenance import SYNTHETIC_DATASET
 from .trainer_utils import PreparedData, Recipe, Task, add_data_arguments
 from .trainer_utils import resolve_data_arguments as _resolve_data_arguments
 
-RECIPES: dict[str, Recipe] = {
-    "tagnn_pp": _TAGNN_PP,
-    "ceres": _CERES,
-    "ubm": _UBM,
-    "muvcog": _MUVCOG,
-    "product_byol": _PRODUCT_BYOL,
-}
-"""``model_type`` -> :class:`Recipe`; one row per model family."""
+RECIPES: MutableMapping[str, Recipe] = FamilyView(lambda family: family.recipe, "RECIPES")
+"""``model_type`` -> :class:`Recipe`: a view of the model families' recipes (``ModelFamily.recipe``, see
+:mod:`session_transformers.families`), in the families' order. Assigning a key overrides one entry."""
 
 DATASETS: dict[str, str] = {
     "synthetic": "the package's seeded synthetic store (the default; nothing is read)",

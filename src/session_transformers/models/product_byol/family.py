@@ -1,0 +1,85 @@
+"""Product BYOL as one model family: its Auto classes, recipe, model card and harness settings (see
+:mod:`session_transformers.families`)."""
+
+from __future__ import annotations
+
+from transformers import AutoModel, AutoModelForPreTraining, AutoModelForSequenceClassification
+
+from ...families import ModelFamily
+from ...hub import CardFamily, Paper, _product_byol_benchmark, _product_byol_inputs
+from .configuration_product_byol import ProductByolConfig
+from .modeling_product_byol import (
+    ProductByolForPreTraining,
+    ProductByolForSequenceClassification,
+    ProductByolModel,
+)
+from .processing_product_byol import ProductByolProcessor
+from .recipe import RECIPE
+
+_PRODUCT_BYOL_SMALL = (
+    "--config",
+    "embedding_size=64",
+    "num_filters=32",
+    "projection_hidden_size=256",
+    "projection_size=64",
+)
+"""Product BYOL's quickstart size (its recipe's ``TINY_CONFIG``)."""
+
+CARD = CardFamily(
+    model_type="product_byol",
+    name="Product BYOL",
+    template="product_byol.md",
+    pipeline_tag="feature-extraction",
+    tags=("product-embeddings", "byol", "self-supervised-learning", "text-cnn", "e-commerce"),
+    paper=Paper(
+        title="Constraining Latent Space to Improve Deep Self-Supervised e-Commerce Products Embeddings "
+        "for Downstream Tasks",
+        authors=("Anonymous authors",),
+        year=2021,
+        venue="ICLR 2021 submission (under double-blind review)",
+        bibtex_key="anonymous2021productbyol",
+    ),
+    task_type="feature-extraction",
+    task_name="BYOL product-pair pretraining with a category constraint",
+    metrics=("loss", "byol_loss", "category_accuracy"),
+    lower_is_better=("loss", "byol_loss"),
+    head_auto_class="AutoModelForPreTraining",
+    example_inputs=_product_byol_inputs,
+    benchmark="product_byol_claims",
+    benchmark_tables=_product_byol_benchmark,
+    real_data_builds={
+        # BYOL pairs of products bought together, category = department (the claims run's setting), one epoch
+        "instacart": (
+            ("--dataset", "instacart", "--vocab-size", "2000", "--batch-size", "256")
+            + ("--learning-rate", "0.45", "--num-epochs", "1", *_PRODUCT_BYOL_SMALL),
+        )
+    },
+    datasets={
+        "synthetic": "session-transformers-synthetic-store",
+        "instacart": "instacart",
+        "online_retail": "online_retail",
+    },
+)
+"""Product BYOL's model card (``hub_cards/product_byol.md``) and release builds."""
+
+FAMILY = ModelFamily(
+    model_type="product_byol",
+    config=ProductByolConfig,
+    models={
+        AutoModel: ProductByolModel,
+        AutoModelForPreTraining: ProductByolForPreTraining,
+        AutoModelForSequenceClassification: ProductByolForSequenceClassification,
+    },
+    processor=ProductByolProcessor,
+    recipe=RECIPE,
+    card=CARD,
+    order=50,
+    tiny_flags=("--num-sessions", "200", "--vocab-size", "300", "--batch-size", "16"),
+    trial_flags=(
+        "--num-sessions", "600", "--vocab-size", "300", "--batch-size", "32", "--learning-rate", "0.05",
+        "--config", "embedding_size=16", "num_filters=8", "projection_hidden_size=32", "projection_size=16",
+    ),
+)  # fmt: skip
+"""The Product BYOL family, as :func:`session_transformers.families.discover` finds it."""
+
+__all__ = ["CARD", "FAMILY"]
