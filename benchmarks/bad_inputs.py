@@ -1,4 +1,4 @@
-"""A corpus of broken inputs, run through the loaders and the processors of all five families: every case is
+"""A corpus of broken inputs, run through the loaders and the processors of every model family: every case is
 refused with the package's own error naming file, record and field, or dropped and counted (skip mode), or
 accepted and handled safely. Nothing crashes with another exception, and no processor hands a model NaN or an
 out-of-range index.
@@ -101,7 +101,19 @@ def _parquet(path: Path, records: list[dict], features) -> Path:
 # --- the processors of every family --------------------------------------------------------------------------
 
 IMAGE_DIM = 4
-PROCESSORS: tuple[str, ...] = ("tagnn_pp", "ceres", "ubm", "muvcog", "product_byol")
+
+
+def processor_families() -> tuple[str, ...]:
+    """The model families the corpus runs through: every registered one (``session_transformers.families``), read
+    when called so that a family registered later is there too."""
+    from session_transformers.families import discover
+
+    return tuple(discover())
+
+
+PROCESSORS: tuple[str, ...] = processor_families()
+"""The families of :func:`processor_families` when this module was imported (a :class:`ProcessorSuite` reads them
+again when built)."""
 _NAMED_ERRORS = (ValueError, KeyError, TypeError)  # InvalidRecordError is a ValueError
 
 
@@ -157,8 +169,14 @@ def _item_ids(record: Any) -> list | None:
 
 
 class ProcessorSuite:
-    """Small processors of all five families, built once per run on valid records, and a checker that runs a
+    """Small processors of every family, built once per run on valid records, and a checker that runs a
     record through each of them and classifies what happened.
+
+    A family's check is its descriptor's ``bad_inputs`` hook (``ModelFamily.bad_inputs(suite)`` returns
+    ``check(record, catalogue, kind) -> outcome``; the suite is its fixture: ``items``, ``catalogue``,
+    ``train_sessions``, ``image_dim``, ``UnsafeOutput`` and the checks ``check_finite``, ``check_in_range``,
+    ``check_all_finite``, ``event_item_ids``), else the suite's own method ``_<model_type>`` (the package's
+    five families, written here with the corpus).
 
     Outcomes, per processor and record: ``ok`` (outputs checked: finite floats, indices in range), ``dropped``
     (ok, and the processor dropped and counted part of the record: unknown item IDs), ``refused`` (raised
@@ -167,7 +185,17 @@ class ProcessorSuite:
     ``CRASH <Error>`` (another exception) and ``UNSAFE`` (NaN or an out-of-range index reached the output).
     """
 
+    # the fixture a family's bad_inputs hook reads
+    items = ITEMS
+    image_dim = IMAGE_DIM
+    UnsafeOutput = UnsafeOutput
+    check_finite = staticmethod(_finite)
+    check_in_range = staticmethod(_in_range)
+    check_all_finite = staticmethod(_all_finite)
+    event_item_ids = staticmethod(_item_ids)
+
     def __init__(self):
+        from session_transformers.families import discover
         from session_transformers.models.ceres import CeresMaskingCollator, CeresProcessor
         from session_transformers.models.ceres.processing_ceres import catalogue_attribute_names
         from session_transformers.models.ceres.processing_ceres import iter_corpus as ceres_corpus
@@ -201,7 +229,20 @@ class ProcessorSuite:
         self.product_byol = ProductByolProcessor.train(
             [r["title"] for r in self.catalogue.values()] * 4, vocab_size=60, catalogue=self.catalogue
         )
-        self.counts = {name: {"accepted": Counter(), "raw": Counter()} for name in PROCESSORS}
+        self.train_sessions = train
+        self.checks: dict[str, Callable[[Any, Any, str], str]] = {}
+        for name, family in discover().items():
+            if family.bad_inputs is not None:
+                self.checks[name] = family.bad_inputs(self)
+            elif hasattr(self, f"_{name}"):
+                self.checks[name] = getattr(self, f"_{name}")
+            else:
+                raise ValueError(
+                    f"model family {name!r} has no bad-input check: give its descriptor (ModelFamily) a "
+                    "bad_inputs hook"
+                )
+        self.names: tuple[str, ...] = tuple(self.checks)
+        self.counts = {name: {"accepted": Counter(), "raw": Counter()} for name in self.names}
 
     # --- one record through one family ---------------------------------------------------------------------
     def _tagnn_pp(self, record, catalogue, kind) -> str:
@@ -371,9 +412,9 @@ class ProcessorSuite:
         if catalogue is None:
             catalogue = self.catalogue if kind == "sessions" else self.catalogue_with(record)
         out = {}
-        for name in PROCESSORS:
+        for name, check in self.checks.items():
             try:
-                outcome = getattr(self, f"_{name}")(record, catalogue, kind)
+                outcome = check(record, catalogue, kind)
             except UnsafeOutput as err:
                 outcome = f"UNSAFE ({err})"
             except _NAMED_ERRORS as err:
@@ -782,7 +823,7 @@ def raw_records(path: Path) -> list[Any]:
 
 def _run_processors(suite: ProcessorSuite, records: list[Any], kind: str, path: str) -> dict[str, Counter]:
     """Every record through every family; per family, a count of outcomes."""
-    seen: dict[str, Counter] = {name: Counter() for name in PROCESSORS}
+    seen: dict[str, Counter] = {name: Counter() for name in suite.names}
     for record in records:
         for name, outcome in suite.run(record, None, kind, path).items():
             seen[name][outcome] += 1
@@ -899,7 +940,7 @@ def run_corpus(random_cases: int = 300, seed: int = 0, suite: ProcessorSuite | N
                 "records": sum(suite.counts[name][path_name].values()),
                 **dict(suite.counts[name][path_name]),
             }
-            for name in PROCESSORS
+            for name in suite.names
         }
         for path_name in ("accepted", "raw")
     }

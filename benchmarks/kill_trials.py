@@ -43,36 +43,18 @@ COMMON = [
 ]
 COMMON += ["--lr-scheduler-type", "linear", "--warmup-ratio", "0.2", "--seed", "7"]
 
-MODELS: dict[str, list[str]] = {
-    "tagnn_pp": [
-        "--model", "tagnn_pp", "--store-preset", "tiny", "--num-sessions", "240", "--batch-size", "16",
-        "--learning-rate", "1e-3", "--select-best", "HR@20",
-        "--config", "hidden_size=16", "num_attention_heads=2", "score_chunk_size=64",
-    ],
-    "ceres": [
-        "--model", "ceres", "--store-preset", "tiny", "--num-sessions", "120", "--batch-size", "8",
-        "--learning-rate", "1e-3", "--select-best", "loss",
-        "--config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=2", "intermediate_size=64",
-        "num_cross_attention_layers=1", "retrieval_projection_size=32",
-    ],
-    "ubm": [
-        "--model", "ubm", "--stage", "1", "--num-sessions", "300", "--vocab-size", "400", "--batch-size", "16",
-        "--eval-batch-size", "32", "--learning-rate", "5e-4", "--max-validation-samples", "64",
-        "--max-eval-samples", "64", "--select-best", "loss",
-        "--config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=2", "intermediate_size=64",
-        "num_session_layers=1", "session_num_attention_heads=2", "session_intermediate_size=64",
-    ],
-    "muvcog": [
-        "--model", "muvcog", "--num-sessions", "400", "--word2vec-epochs", "1", "--batch-size", "16",
-        "--learning-rate", "1e-3", "--select-best", "loss", "--config", "hidden_size=16",
-    ],
-    "product_byol": [
-        "--model", "product_byol", "--num-sessions", "600", "--vocab-size", "300", "--batch-size", "32",
-        "--learning-rate", "0.05",
-        "--config", "embedding_size=16", "num_filters=8", "projection_hidden_size=32", "projection_size=16",
-    ],
-}  # fmt: skip
-"""Per model: the flags of a small CPU run; families join by adding a row."""
+
+def models() -> dict[str, list[str]]:
+    """Per model family: the ``trainers/pretrain.py`` flags of a small CPU run, from its descriptor's
+    ``trial_flags`` (``models/<family>/family.py``); a family joins by giving its descriptor some. Read when called,
+    so that a family registered later (``session_transformers.families.register_family``) is there too."""
+    from session_transformers.families import discover
+
+    return {name: ["--model", name, *f.trial_flags] for name, f in discover().items() if f.trial_flags}
+
+
+MODELS: dict[str, list[str]] = models()
+"""The families of :func:`models` when this module was imported."""
 
 KINDS = ("checkpoint", "evaluation", "random", "twice")
 
@@ -82,7 +64,7 @@ def _env() -> dict[str, str]:
 
 
 def command(model: str, out: Path, resume: bool = False) -> list[str]:
-    return [sys.executable, "trainers/pretrain.py", *MODELS[model], *COMMON, "--output-dir", str(out)] + (
+    return [sys.executable, "trainers/pretrain.py", *models()[model], *COMMON, "--output-dir", str(out)] + (
         ["--resume"] if resume else []
     )
 
@@ -213,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     from _common import write_result
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--models", nargs="+", default=list(models()), choices=list(models()))
     p.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
     p.add_argument("--trials-per-kind", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
@@ -221,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         result = run_trials(args.models, args.kinds, args.trials_per_kind, Path(tmp), args.seed)
     print(f"{result['ok']} / {result['trials']} trials resumed to the uninterrupted run's exact weights")
-    data = "; ".join(f"{m}: {' '.join(MODELS[m])} {' '.join(COMMON)}" for m in args.models)
+    data = "; ".join(f"{m}: {' '.join(models()[m])} {' '.join(COMMON)}" for m in args.models)
     print(write_result("kill_trials", result, data=data))
 
 

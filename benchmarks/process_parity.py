@@ -11,7 +11,7 @@ function), the first ``steps x 2N`` training rows are taken in order. Step ``s``
   collators draw from a generator seeded by the batch's rows, ``processing_utils.SeededCollatorMixin``), runs the
   model wrapped by ``accelerator.prepare`` (DDP) under ``accelerate.debug_launcher(num_processes=2)``, and
   backpropagates; DDP averages the gradients;
-- **one process**: the two collated halves merged into one batch of ``2N`` (:data:`MERGES`: pad to the longer
+- **one process**: the two collated halves merged into one batch of ``2N`` (:func:`merges`: pad to the longer
   length and concatenate, offset graph and node indices, PyG ``HeteroData`` through ``Batch.from_data_list``), so
   both runs see exactly the same masks and views; collating the ``2N`` rows at once would draw other ones.
 
@@ -235,14 +235,22 @@ def merge_product_byol(a: Batch, b: Batch, pad_id: int = 0) -> Batch:
     return out
 
 
-MERGES: dict[str, Callable[..., Batch]] = {
-    "tagnn_pp": merge_tagnn_pp,
-    "ceres": merge_ceres,
-    "ubm": merge_ubm,
-    "muvcog": merge_muvcog,
-    "product_byol": merge_product_byol,
-}
-"""Per model family: merge two collated halves into the one-process batch."""
+def merges() -> dict[str, Callable[..., Batch]]:
+    """Per model family: merge two collated halves into the one-process batch. A family's descriptor's
+    ``merge_batches`` (``session_transformers.families``), else this module's ``merge_<model_type>`` (the package's
+    five families); read when called, so that a family registered later is there too."""
+    from session_transformers.families import discover
+
+    out = {}
+    for name, family in discover().items():
+        merge = family.merge_batches or globals().get(f"merge_{name}")
+        if merge is not None:
+            out[name] = merge
+    return out
+
+
+MERGES: dict[str, Callable[..., Batch]] = merges()
+"""The merges of :func:`merges` when this module was imported."""
 
 
 # --- the cases ----------------------------------------------------------------------------------------------------
@@ -410,6 +418,20 @@ TOTAL_STEPS = 10
 """The schedule length the ``after_optimizer_step`` hook is told (BYOL's tau reaches 1 only at the last step)."""
 
 
+def cases() -> dict[str, Case]:
+    """Every case: :data:`CASES`, then one per registered family that is in none of them and whose descriptor has
+    ``parity_flags`` (its toy-size ``trainers/pretrain.py`` flags; ``session_transformers.families``). Read when
+    called, so that a family registered later is there too."""
+    from session_transformers.families import discover
+
+    out = dict(CASES)
+    covered = {case.family for case in out.values()}
+    for name, family in discover().items():
+        if name not in covered and family.parity_flags:
+            out[name] = Case(name, name, ["--model", name, *family.parity_flags])
+    return out
+
+
 @dataclasses.dataclass
 class Prepared:
     """A case ready to run: the config and initial weights, what trains, the hook and the batches of each step."""
@@ -463,7 +485,7 @@ def prepare(case: Case, per_process: int, steps: int) -> Prepared:
         for s in range(steps)
     ]
     halves = [(dict(a), dict(b)) for a, b in halves]
-    merge = MERGES[case.family]
+    merge = merges()[case.family]
     pad_id = _pad_id(data.processor)
     return Prepared(
         case=case,
@@ -647,7 +669,8 @@ def _is_buffer_name(key: str) -> bool:
 def measure(names: Sequence[str], per_process: int, steps: int) -> dict[str, dict]:
     """Prepare every case, run them all in one two-process spawn and one process each; the figures by case."""
     torch.set_num_threads(1)
-    preps = {name: prepare(CASES[name], CASES[name].per_process or per_process, steps) for name in names}
+    every = cases()
+    preps = {name: prepare(every[name], every[name].per_process or per_process, steps) for name in names}
     rank0, rank1 = run_two_processes(list(preps.values()))
     figures = {}
     for name, prep in preps.items():
@@ -662,7 +685,7 @@ def measure(names: Sequence[str], per_process: int, steps: int) -> dict[str, dic
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    p.add_argument("--cases", nargs="*", default=list(cases()), choices=list(cases()))
     p.add_argument("--per-process", type=int, default=4, help="rows per process (global batch: twice this)")
     p.add_argument("--steps", type=int, default=2, help="optimiser steps compared")
     p.add_argument("--dry-run", action="store_true", help="1 step, 2 rows per process; write nothing")

@@ -198,7 +198,21 @@ def measure(args, folder: Path) -> dict:
 # -- the other families: processor fitted on a prefix, every session streamed through its collator ------------
 
 FAMILIES = ("tagnn_pp", "ceres", "ubm", "muvcog", "product_byol")
-BATCH_SIZES = {"tagnn_pp": 50, "ceres": 512, "ubm": 128, "muvcog": 128, "product_byol": 4096}
+"""The families this benchmark has a pipeline for (TAGNN++: its trainer's own; the others: :func:`_build`). Not read
+from the family descriptors: each pipeline is this file's code; ``tests/test_families.py`` checks that it names every
+family of the package."""
+
+
+def _pretraining_batch(family: str) -> int:
+    """The family's pretraining batch (``TrainingProtocol.batch_size`` of its recipe's last pretraining stage: the
+    stage whose collator the benchmark streams into, UBM's stage 2): sessions, or pairs for Product BYOL."""
+    from session_transformers.recipes import RECIPES
+
+    recipe = RECIPES[family]
+    return recipe.stage_protocol(recipe.pretraining_stages()[-1]).batch_size
+
+
+BATCH_SIZES = {family: _pretraining_batch(family) for family in FAMILIES}
 """Each recipe's pretraining batch (TrainingProtocol.batch_size): sessions, or pairs for Product BYOL."""
 
 

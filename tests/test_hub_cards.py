@@ -15,8 +15,6 @@ from huggingface_hub.repocard_data import eval_results_to_model_index, model_ind
 from session_transformers import hub
 from session_transformers.hub import CARD_FAMILIES, HUB_CARDS_DIR, HUB_PIPELINE_TAGS, check_card_metadata
 
-FAMILIES_WITH_FOLDERS = ("tagnn_pp", "ceres", "ubm", "muvcog", "product_byol")
-
 
 def _tagnn_pp_folder(path):
     from session_transformers.models.tagnn_pp import (
@@ -135,6 +133,12 @@ FOLDERS = {
     "muvcog": _muvcog_folder,
     "product_byol": _product_byol_folder,
 }
+FAMILIES_WITH_FOLDERS = tuple(FOLDERS)
+"""The families with a tiny saved folder here: every card family (``test_every_card_family_has_a_folder``)."""
+
+
+def test_every_card_family_has_a_folder():
+    assert set(FOLDERS) == set(CARD_FAMILIES)
 
 
 def _trained_folder(path, model_type: str, finetune_style: bool = False):

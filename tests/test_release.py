@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,29 +20,12 @@ from transformers import AutoConfig, AutoModel, AutoProcessor
 
 from launch import ROOT
 from session_transformers import hub
+from session_transformers.families import discover
 
 TOKEN = "hf_test_token_never_written_0123456789"
-TAGNN_TINY = (
-    "--num-sessions 240 --batch-size 16 --config hidden_size=16 num_attention_heads=2 score_chunk_size=64"
-)
-CERES_TINY = (
-    "--num-sessions 200 --batch-size 8 --max-eval-samples 16 --config hidden_size=32 num_hidden_layers=1 "
-    "num_attention_heads=2 intermediate_size=64 num_cross_attention_layers=1 num_latent_tokens=2 "
-    "retrieval_projection_size=16 max_position_embeddings=160"
-)
-UBM_TINY = (  # appended to both quickstart stages (stage 1 sets the tiny model sizes)
-    "--num-sessions 200 --vocab-size 400 --batch-size 8 --eval-batch-size 16 --max-eval-samples 16 "
-    "--max-validation-samples 16"
-)
-MUVCOG_TINY = "--num-sessions 200 --batch-size 16 --word2vec-epochs 1"
-PRODUCT_BYOL_TINY = "--num-sessions 200 --vocab-size 300 --batch-size 16"
-TINY_ARGS = {
-    "tagnn_pp": TAGNN_TINY,
-    "ceres": CERES_TINY,
-    "ubm": UBM_TINY,
-    "muvcog": MUVCOG_TINY,
-    "product_byol": PRODUCT_BYOL_TINY,
-}
+TINY_ARGS = {name: shlex.join(family.tiny_flags) for name, family in discover().items() if family.tiny_flags}
+"""Per family: its descriptor's ``tiny_flags`` (``models/<family>/family.py``), appended to every pretraining stage of
+its release build."""
 FAMILIES = tuple(TINY_ARGS)
 
 
