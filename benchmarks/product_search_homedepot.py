@@ -752,8 +752,14 @@ def byol_pretrained(task: Task, settings, out: dict, folder: Path):
     )
     from session_transformers.optim import byol_momentum
 
-    if (folder / "model.safetensors").exists():
+    # kept between runs only when made with the same settings (a rows' cache key covers the rows, not this folder)
+    made_with = folder / "byol_settings.json"
+    keys = ("byol_", "slice_", "tiny_", "seed", "data_path")
+    asked = {k: v for k, v in sorted(settings.items()) if k.startswith(keys)}
+    same = made_with.exists() and json.loads(made_with.read_text()) == json.loads(json.dumps(asked))
+    if same and (folder / "model.safetensors").exists():
         return ProductByolForPreTraining.from_pretrained(folder), ProductByolProcessor.from_pretrained(folder)
+    shutil.rmtree(folder, ignore_errors=True)
     processor = ProductByolProcessor.train(task.titles, vocab_size=settings["byol_vocab"])
     sizes = (
         dict(embedding_size=32, num_filters=8, projection_hidden_size=64)
@@ -798,6 +804,7 @@ def byol_pretrained(task: Task, settings, out: dict, folder: Path):
     out["pretrain_pairs"] = len(pairs)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
+    made_with.write_text(json.dumps(asked))
     return model, processor
 
 

@@ -229,3 +229,8 @@ def test_benchmark_dry_run_writes_every_row_with_intervals(shared_data, tmp_path
     # a second run keeps every row (same settings) instead of training again
     again = bench.main([*argv, "--no-precision", "--no-write"])
     assert all(r.get("kept_from_earlier_run") for r in again["rows"].values())
+    # new BYOL settings: both BYOL rows, and the pretrained encoder they share, are made again (not reused)
+    byol = ["--rows", "Product BYOL (frozen)", "Product BYOL fine-tuned", "--set", "byol_steps=2"]
+    changed = bench.main([*argv, *byol, "--no-precision", "--no-write"])
+    assert not any(r.get("kept_from_earlier_run") for r in changed["rows"].values())
+    assert changed["rows"]["Product BYOL (frozen)"]["pretrain_losses"][-1][0] == 2
