@@ -754,8 +754,7 @@ def byol_pretrained(task: Task, settings, out: dict, folder: Path):
 
     # kept between runs only when made with the same settings (a rows' cache key covers the rows, not this folder)
     made_with = folder / "byol_settings.json"
-    keys = ("byol_", "slice_", "tiny_", "seed", "data_path")
-    asked = {k: v for k, v in sorted(settings.items()) if k.startswith(keys)}
+    asked = row_settings("Product BYOL (pretrained)", settings)  # the rows' own cache key
     same = made_with.exists() and json.loads(made_with.read_text()) == json.loads(json.dumps(asked))
     if same and (folder / "model.safetensors").exists():
         return ProductByolForPreTraining.from_pretrained(folder), ProductByolProcessor.from_pretrained(folder)
