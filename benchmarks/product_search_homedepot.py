@@ -1147,7 +1147,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> dict[str, Any]:
-    args = parse_args(argv)
+    """Run the benchmark; the process's torch thread count is what it was before, however the run ends (a caller
+    that forks afterwards, as ``accelerate.debug_launcher`` does, would otherwise hand its children a multi-thread
+    OpenMP setting, and GNU OpenMP deadlocks in a forked child's first parallel region)."""
+    threads_before = torch.get_num_threads()
+    try:
+        return _run(parse_args(argv))
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     overrides = {}

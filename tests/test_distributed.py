@@ -4,7 +4,8 @@ import os
 import tempfile
 
 import torch
-from accelerate import debug_launcher
+
+from launch import launch_processes
 
 
 def _model_and_data():
@@ -39,7 +40,7 @@ def test_two_processes_with_batch_n_equal_one_process_with_batch_2n():
     loss = info_nce(model(x), model(y), temperature=0.1, gather=True)  # one process: gather is a no-op
     loss.backward()
     with tempfile.TemporaryDirectory() as out:
-        debug_launcher(_worker, args=(out,), num_processes=2)
+        launch_processes(_worker, args=(out,), num_processes=2)
         two = torch.load(os.path.join(out, "two.pt"), weights_only=True)
     torch.testing.assert_close(two["loss"], loss.detach())
     for k, p in model.named_parameters():
@@ -63,7 +64,7 @@ def _uneven_worker(out_dir: str) -> None:
 
 def test_uneven_batches_are_gathered_in_rank_order_and_gradients_return_to_their_owner():
     with tempfile.TemporaryDirectory() as out:
-        debug_launcher(_uneven_worker, args=(out,), num_processes=2)
+        launch_processes(_uneven_worker, args=(out,), num_processes=2)
         r0, r1 = (torch.load(os.path.join(out, f"{r}.pt"), weights_only=True) for r in (0, 1))
     torch.testing.assert_close(r0["gathered"], torch.tensor([[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]]))
     assert (r0["offset"], r1["offset"]) == (0, 1)
@@ -99,7 +100,7 @@ def test_global_mean_over_uneven_counts_is_the_mean_over_every_process():
     from session_transformers.distributed import global_mean
 
     with tempfile.TemporaryDirectory() as out:
-        debug_launcher(_global_mean_worker, args=(out,), num_processes=2)
+        launch_processes(_global_mean_worker, args=(out,), num_processes=2)
         r0, r1 = (torch.load(os.path.join(out, f"{r}.pt"), weights_only=True) for r in (0, 1))
     for r in (r0, r1):
         torch.testing.assert_close(r["loss"], torch.tensor(3.0))

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from accelerate import debug_launcher
 from datasets import IterableDataset
 from safetensors.torch import load_file
 
-from launch import ROOT, run_script
+from launch import ROOT, launch_processes, run_script
 from session_transformers.data import streaming
 from session_transformers.data.io import load_sessions, write_sessions
 from session_transformers.data.schema import session_item_ids
@@ -194,7 +193,7 @@ def test_two_processes_read_disjoint_parts_covering_the_corpus(tmp_path, train_f
         for r in streaming.next_item_dataset(streaming.split_corpus(folder).train).to_list()
     )
     with tempfile.TemporaryDirectory() as out:
-        debug_launcher(_split_worker, args=(str(folder), out), num_processes=2)
+        launch_processes(_split_worker, args=(str(folder), out), num_processes=2)
         parts = [json.loads(Path(out, f"{r}.json").read_text()) for r in (0, 1)]
     for epoch in ("0", "1"):
         a, b = parts[0][epoch], parts[1][epoch]
