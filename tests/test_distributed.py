@@ -3,6 +3,7 @@
 import os
 import tempfile
 
+import pytest
 import torch
 
 from launch import launch_processes
@@ -108,3 +109,39 @@ def test_global_mean_over_uneven_counts_is_the_mean_over_every_process():
     torch.testing.assert_close((r0["local"], r1["local"]), (torch.tensor(1.0), torch.tensor(11.0 / 3)))
     # one process: total / count (a count of 0 counts as 1)
     assert global_mean(torch.tensor(6.0), 0) == 6.0 and global_mean(torch.tensor(6.0), 4) == 1.5
+
+
+def _threaded_op_worker(out: str) -> None:
+    x = torch.arange(100_000)  # repeat_interleave's radix sort is an OpenMP region of its own
+    total = x.repeat_interleave(torch.full((100_000,), 2)).sum()
+    torch.save(
+        {"total": total, "threads": torch.get_num_threads()},
+        os.path.join(out, f"{torch.distributed.get_rank()}.pt"),
+    )
+
+
+def test_workers_start_clean_after_the_parent_ran_multithreaded_openmp():
+    """A parent that has run a 2-thread OpenMP region (as a benchmark's main called in-process does) still gets
+    working single-threaded workers. With accelerate.debug_launcher's fork the workers wait forever in libgomp."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = torch.arange(100_000)
+        expected = x.repeat_interleave(torch.full((100_000,), 2)).sum()
+    finally:
+        torch.set_num_threads(before)
+    with tempfile.TemporaryDirectory() as out:
+        launch_processes(_threaded_op_worker, args=(out,), num_processes=2, timeout=120)
+        ranks = [torch.load(os.path.join(out, f"{r}.pt"), weights_only=True) for r in (0, 1)]
+    assert all(r["total"] == expected and r["threads"] == 1 for r in ranks)
+
+
+def _sleeping_worker() -> None:
+    import time
+
+    time.sleep(60)
+
+
+def test_a_hanging_worker_fails_by_name_instead_of_hanging_the_run():
+    with pytest.raises(TimeoutError, match="_sleeping_worker"):
+        launch_processes(_sleeping_worker, num_processes=2, timeout=1)

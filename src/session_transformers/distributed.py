@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable
 
 import torch
@@ -72,7 +73,9 @@ def global_mean(total: torch.Tensor, count: torch.Tensor | int) -> torch.Tensor:
     return total / count.clamp(min=1)
 
 
-def spawn_launcher(function: Callable, args: tuple = (), num_processes: int = 2) -> None:
+def spawn_launcher(
+    function: Callable, args: tuple = (), num_processes: int = 2, timeout: float | None = None
+) -> None:
     """Run ``function(*args)`` in ``num_processes`` CPU processes joined in one ``torch.distributed`` group, as
     ``accelerate.debug_launcher`` does, but with spawned workers instead of forked ones.
 
@@ -81,7 +84,8 @@ def spawn_launcher(function: Callable, args: tuple = (), num_processes: int = 2)
     called in-process), the child's first parallel region waits forever, even if the parent set the count back to
     one. Spawned workers start clean, with one torch thread each (``OMP_NUM_THREADS=1``) and offline. ``function``
     and ``args`` must be picklable: a module-level function, called in a fresh interpreter (set up registries it
-    relies on inside it).
+    relies on inside it). With ``timeout`` (seconds), workers still running then are terminated and
+    :class:`TimeoutError` is raised: a test fails by name instead of hanging its run.
     """
     from accelerate.utils import PrepareForLaunch, patch_environment
     from torch.multiprocessing import start_processes
@@ -102,9 +106,22 @@ def spawn_launcher(function: Callable, args: tuple = (), num_processes: int = 2)
             tokenizers_parallelism="false",
         ),
     ):
-        start_processes(
-            PrepareForLaunch(function, debug=True), args=args, nprocs=num_processes, start_method="spawn"
+        context = start_processes(
+            PrepareForLaunch(function, debug=True),
+            args=args,
+            nprocs=num_processes,
+            join=False,
+            start_method="spawn",
         )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not context.join(timeout=5.0):  # raises as soon as a worker fails
+            if deadline is not None and time.monotonic() > deadline:
+                for process in context.processes:
+                    process.terminate()
+                raise TimeoutError(
+                    f"{getattr(function, '__qualname__', function)} was still running in {num_processes} processes "
+                    f"after {timeout:g} s; terminated"
+                )
 
 
 __all__ = ["gather_with_grad", "global_mean", "spawn_launcher", "world_size"]
