@@ -9,7 +9,8 @@ function), the first ``steps x 2N`` training rows are taken in order. Step ``s``
 
 - **two processes**: rank ``r`` collates its half (``N`` rows) with the recipe's own collator (augmenting
   collators draw from a generator seeded by the batch's rows, ``processing_utils.SeededCollatorMixin``), runs the
-  model wrapped by ``accelerator.prepare`` (DDP) under ``accelerate.debug_launcher(num_processes=2)``, and
+  model wrapped by ``accelerator.prepare`` (DDP) in two spawned processes
+  (``session_transformers.distributed.spawn_launcher``, ``accelerate.debug_launcher``'s set-up), and
   backpropagates; DDP averages the gradients;
 - **one process**: the two collated halves merged into one batch of ``2N`` (:func:`merges`: pad to the longer
   length and concatenate, offset graph and node indices, PyG ``HeteroData`` through ``Batch.from_data_list``), so
@@ -580,14 +581,12 @@ def _two_process_worker(jobs: list[Prepared], out_dir: str) -> None:
 
 
 def run_two_processes(jobs: list[Prepared]) -> tuple[dict, dict]:
-    """Every job in one ``debug_launcher`` spawn of two processes (one spawn: a process group costs seconds);
-    returns each rank's records by job name."""
-    from accelerate import debug_launcher
-    from accelerate.state import AcceleratorState
+    """Every job in one launch of two spawned processes (one launch: a process group costs seconds); returns each
+    rank's records by job name."""
+    from session_transformers.distributed import spawn_launcher
 
-    AcceleratorState._reset_state(reset_partial_state=True)  # a parent's state would be inherited by the fork
     with tempfile.TemporaryDirectory() as out:
-        debug_launcher(_two_process_worker, args=(jobs, out), num_processes=2)
+        spawn_launcher(_two_process_worker, args=(jobs, out), num_processes=2)
         files = [os.path.join(out, f"rank{r}.pt") for r in (0, 1)]
         ranks = [torch.load(f, weights_only=True) for f in files]
     return ranks[0], ranks[1]

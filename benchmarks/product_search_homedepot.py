@@ -754,8 +754,7 @@ def byol_pretrained(task: Task, settings, out: dict, folder: Path):
 
     # kept between runs only when made with the same settings (a rows' cache key covers the rows, not this folder)
     made_with = folder / "byol_settings.json"
-    keys = ("byol_", "slice_", "tiny_", "seed", "data_path")
-    asked = {k: v for k, v in sorted(settings.items()) if k.startswith(keys)}
+    asked = row_settings("Product BYOL (pretrained)", settings)  # the rows' own cache key
     same = made_with.exists() and json.loads(made_with.read_text()) == json.loads(json.dumps(asked))
     if same and (folder / "model.safetensors").exists():
         return ProductByolForPreTraining.from_pretrained(folder), ProductByolProcessor.from_pretrained(folder)
@@ -1148,7 +1147,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> dict[str, Any]:
-    args = parse_args(argv)
+    """Run the benchmark; the process's torch thread count is what it was before, however the run ends (a caller
+    that forks afterwards, as ``accelerate.debug_launcher`` does, would otherwise hand its children a multi-thread
+    OpenMP setting, and GNU OpenMP deadlocks in a forked child's first parallel region)."""
+    threads_before = torch.get_num_threads()
+    try:
+        return _run(parse_args(argv))
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     overrides = {}

@@ -113,9 +113,10 @@ def _corpus(args, folder: Path) -> dict:
         info = {"written": False}
     else:
         folder.mkdir(parents=True, exist_ok=True)
-        # in a child process, so that the store it builds does not count in this process's peak RSS
+        # in a child process, so that the store it builds does not count in this process's peak RSS (spawned: a
+        # forked child of a process that has run multi-threaded OpenMP deadlocks in its first parallel region)
         start = time.perf_counter()
-        child = multiprocessing.get_context("fork").Process(
+        child = multiprocessing.get_context("spawn").Process(
             target=write_corpus, args=(folder, args.num_sessions, args.num_shards, args.seed)
         )
         child.start()

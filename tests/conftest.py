@@ -15,7 +15,8 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(1)  # tiny models: threads only add contention on 2 cores
+TEST_THREADS = 1
+torch.set_num_threads(TEST_THREADS)  # tiny models: threads only add contention on 2 cores
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -42,9 +43,26 @@ def tiny_store():
 @pytest.fixture(autouse=True)
 def fresh_accelerator_state():
     """Trainer, Accelerator and the trainers' ``main`` run in-process set the process-wide ``AcceleratorState``;
-    reset it after every test, so that later tests can build an Accelerator with other settings and processes
-    forked by ``accelerate.debug_launcher`` do not inherit a one-process state."""
+    reset it after every test, so that later tests can build an Accelerator with other settings."""
     yield
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread(request):
+    """Every test starts and ends with one torch thread: a test that calls a script's ``main`` in-process (which
+    may set ``torch.set_num_threads``) must put the count back, or every later test runs with another setting. The
+    test that leaked fails here, by name. (Workers of multi-process tests are spawned by ``launch.launch_processes``,
+    not forked: a forked child deadlocks in OpenMP once the parent has run a multi-threaded region, whatever the
+    count is afterwards.)"""
+    yield
+    leaked = torch.get_num_threads()
+    if leaked != TEST_THREADS:
+        torch.set_num_threads(TEST_THREADS)
+        pytest.fail(
+            f"{request.node.nodeid} left torch with {leaked} threads (tests run with {TEST_THREADS}); "
+            "restore the count the code under test changed",
+            pytrace=False,
+        )

@@ -3,8 +3,10 @@
 import os
 import tempfile
 
+import pytest
 import torch
-from accelerate import debug_launcher
+
+from launch import launch_processes
 
 
 def _model_and_data():
@@ -39,7 +41,7 @@ def test_two_processes_with_batch_n_equal_one_process_with_batch_2n():
     loss = info_nce(model(x), model(y), temperature=0.1, gather=True)  # one process: gather is a no-op
     loss.backward()
     with tempfile.TemporaryDirectory() as out:
-        debug_launcher(_worker, args=(out,), num_processes=2)
+        launch_processes(_worker, args=(out,), num_processes=2)
         two = torch.load(os.path.join(out, "two.pt"), weights_only=True)
     torch.testing.assert_close(two["loss"], loss.detach())
     for k, p in model.named_parameters():
@@ -63,7 +65,7 @@ def _uneven_worker(out_dir: str) -> None:
 
 def test_uneven_batches_are_gathered_in_rank_order_and_gradients_return_to_their_owner():
     with tempfile.TemporaryDirectory() as out:
-        debug_launcher(_uneven_worker, args=(out,), num_processes=2)
+        launch_processes(_uneven_worker, args=(out,), num_processes=2)
         r0, r1 = (torch.load(os.path.join(out, f"{r}.pt"), weights_only=True) for r in (0, 1))
     torch.testing.assert_close(r0["gathered"], torch.tensor([[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]]))
     assert (r0["offset"], r1["offset"]) == (0, 1)
@@ -99,7 +101,7 @@ def test_global_mean_over_uneven_counts_is_the_mean_over_every_process():
     from session_transformers.distributed import global_mean
 
     with tempfile.TemporaryDirectory() as out:
-        debug_launcher(_global_mean_worker, args=(out,), num_processes=2)
+        launch_processes(_global_mean_worker, args=(out,), num_processes=2)
         r0, r1 = (torch.load(os.path.join(out, f"{r}.pt"), weights_only=True) for r in (0, 1))
     for r in (r0, r1):
         torch.testing.assert_close(r["loss"], torch.tensor(3.0))
@@ -107,3 +109,39 @@ def test_global_mean_over_uneven_counts_is_the_mean_over_every_process():
     torch.testing.assert_close((r0["local"], r1["local"]), (torch.tensor(1.0), torch.tensor(11.0 / 3)))
     # one process: total / count (a count of 0 counts as 1)
     assert global_mean(torch.tensor(6.0), 0) == 6.0 and global_mean(torch.tensor(6.0), 4) == 1.5
+
+
+def _threaded_op_worker(out: str) -> None:
+    x = torch.arange(100_000)  # repeat_interleave's radix sort is an OpenMP region of its own
+    total = x.repeat_interleave(torch.full((100_000,), 2)).sum()
+    torch.save(
+        {"total": total, "threads": torch.get_num_threads()},
+        os.path.join(out, f"{torch.distributed.get_rank()}.pt"),
+    )
+
+
+def test_workers_start_clean_after_the_parent_ran_multithreaded_openmp():
+    """A parent that has run a 2-thread OpenMP region (as a benchmark's main called in-process does) still gets
+    working single-threaded workers. With accelerate.debug_launcher's fork the workers wait forever in libgomp."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = torch.arange(100_000)
+        expected = x.repeat_interleave(torch.full((100_000,), 2)).sum()
+    finally:
+        torch.set_num_threads(before)
+    with tempfile.TemporaryDirectory() as out:
+        launch_processes(_threaded_op_worker, args=(out,), num_processes=2, timeout=120)
+        ranks = [torch.load(os.path.join(out, f"{r}.pt"), weights_only=True) for r in (0, 1)]
+    assert all(r["total"] == expected and r["threads"] == 1 for r in ranks)
+
+
+def _sleeping_worker() -> None:
+    import time
+
+    time.sleep(60)
+
+
+def test_a_hanging_worker_fails_by_name_instead_of_hanging_the_run():
+    with pytest.raises(TimeoutError, match="_sleeping_worker"):
+        launch_processes(_sleeping_worker, num_processes=2, timeout=1)

@@ -117,9 +117,8 @@ def _task(hook=None) -> Task:
 PROTOCOL = TrainingProtocol(learning_rate=1e-2, batch_size=8, num_epochs=2, lr_scheduler_type="linear")
 
 
-@pytest.fixture
-def toy(monkeypatch):
-    recipe = Recipe(
+def _toy_recipe() -> Recipe:
+    return Recipe(
         pretrain=_task(ema_hook),
         finetune={"toy": _task()},
         protocol=PROTOCOL,
@@ -128,6 +127,11 @@ def toy(monkeypatch):
             Stage("everything", _task(ema_hook), PROTOCOL),
         ),
     )
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    recipe = _toy_recipe()
     monkeypatch.setitem(RECIPES, "st_engine_toy", recipe)
     CRASH_AT.clear()
     NAN_AT.clear()
@@ -230,17 +234,19 @@ def _two_process_worker(out_dir: str) -> None:
             rank = torch.distributed.get_rank()
             torch.save(model.target.state_dict(), Path(out_dir, f"target{rank}.pt"))
 
-    RECIPES["st_engine_toy"].stages[1].task.after_optimizer_step = hook
+    recipe = RECIPES["st_engine_toy"] = _toy_recipe()  # a spawned worker: the test's registration is not here
+    recipe.stages[1].task.after_optimizer_step = hook
     _run("--stage", "2", "--init-from", str(Path(out_dir, "s1")), "--output-dir", str(Path(out_dir, "s2")))
 
 
 def test_ema_target_is_identical_on_every_process(toy, tmp_path):
-    from accelerate import debug_launcher
     from accelerate.state import AcceleratorState
 
+    from launch import launch_processes
+
     _run("--stage", "1", "--output-dir", str(tmp_path / "s1"))
-    AcceleratorState._reset_state(reset_partial_state=True)  # the forked processes must start distributed
-    debug_launcher(_two_process_worker, args=(str(tmp_path),), num_processes=2)
+    AcceleratorState._reset_state(reset_partial_state=True)  # as after any in-process run
+    launch_processes(_two_process_worker, args=(str(tmp_path),), num_processes=2)
     a, b = (torch.load(tmp_path / f"target{r}.pt", weights_only=True) for r in (0, 1))
     s1 = load_file(str(tmp_path / "s1" / "model.safetensors"))
     assert not torch.equal(a["weight"], s1["target.weight"])  # it moved

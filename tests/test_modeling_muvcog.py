@@ -525,7 +525,7 @@ def test_hard_negatives_across_two_processes_equal_one_process():
     import os
     import tempfile
 
-    from accelerate import debug_launcher
+    from launch import launch_processes
 
     torch.manual_seed(0)
     model = MuvcogForPreTraining(tiny_config())
@@ -533,7 +533,7 @@ def test_hard_negatives_across_two_processes_equal_one_process():
     out = model(**_rows_of(batch_sessions, clicks, range(6)))
     out.loss.backward()
     with tempfile.TemporaryDirectory() as folder:
-        debug_launcher(_distributed_worker, args=(folder,), num_processes=2)
+        launch_processes(_distributed_worker, args=(folder,), num_processes=2)
         two = torch.load(os.path.join(folder, "two.pt"), weights_only=True)
     assert two["index"].tolist() == out.negative_index[:3].tolist()
     torch.testing.assert_close(two["loss"], out.loss.detach())

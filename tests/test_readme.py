@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from launch import ROOT
 
@@ -149,7 +150,11 @@ def test_readme_shell_blocks_name_real_scripts_and_flags():
         assert (ROOT / script).exists(), script
         if script in ("trainers/pretrain.py", "trainers/finetune.py"):
             module = pretrain if script.endswith("pretrain.py") else finetune
-            module.parse_args([a for a in argv if a != "--help"])  # exits on an unknown flag or a bad value
+            threads = torch.get_num_threads()
+            try:  # exits on an unknown flag or a bad value
+                module.parse_args([a for a in argv if a != "--help"])
+            finally:  # parsing applies --threads to this process
+                torch.set_num_threads(threads)
         else:
             source = (ROOT / script).read_text()
             flags = [w.split("=")[0] for w in argv if w.startswith("--") and w != "--help"]

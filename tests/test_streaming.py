@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from accelerate import debug_launcher
 from datasets import IterableDataset
 from safetensors.torch import load_file
 
-from launch import ROOT, run_script
+from launch import ROOT, launch_processes, run_script
 from session_transformers.data import streaming
 from session_transformers.data.io import load_sessions, write_sessions
 from session_transformers.data.schema import session_item_ids
@@ -194,7 +193,7 @@ def test_two_processes_read_disjoint_parts_covering_the_corpus(tmp_path, train_f
         for r in streaming.next_item_dataset(streaming.split_corpus(folder).train).to_list()
     )
     with tempfile.TemporaryDirectory() as out:
-        debug_launcher(_split_worker, args=(str(folder), out), num_processes=2)
+        launch_processes(_split_worker, args=(str(folder), out), num_processes=2)
         parts = [json.loads(Path(out, f"{r}.json").read_text()) for r in (0, 1)]
     for epoch in ("0", "1"):
         a, b = parts[0][epoch], parts[1][epoch]
@@ -326,11 +325,13 @@ def test_two_process_streaming_run_resumes_from_an_earlier_checkpoint(tmp_path):
 # -- the memory benchmark ------------------------------------------------------------------------------------
 
 
-def test_streaming_memory_benchmark_records_rss_along_the_stream(tmp_path):
+def test_streaming_memory_benchmark_records_rss_along_the_stream(tmp_path, monkeypatch):
     spec = importlib.util.spec_from_file_location(
         "streaming_memory", ROOT / "benchmarks" / "streaming_memory.py"
     )
     bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench)  # its spawned corpus writer is found by module name
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     spec.loader.exec_module(bench)
     path = bench.main(
         ["--num-sessions", "300", "--num-shards", "5", "--every", "50", "--results-dir", str(tmp_path / "r")]

@@ -5,6 +5,7 @@ counts made independently from the corpus. (TAGNN++'s mode is tested in test_str
 import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,10 @@ def _bench():
         "streaming_memory", ROOT / "benchmarks" / "streaming_memory.py"
     )
     bench = importlib.util.module_from_spec(spec)
+    # its spawned corpus writer is found by module name, in the benchmarks folder
+    sys.modules[spec.name] = bench
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.append(str(ROOT / "benchmarks"))
     spec.loader.exec_module(bench)
     return bench
 

@@ -15,9 +15,17 @@ Means over a count that differs between processes (masked tokens, known labels, 
 the data-parallel average of per-process means is not the mean over the global batch. :func:`global_mean`
 divides by the count summed over the processes instead (what ``transformers.Trainer`` does with
 ``num_items_in_batch``).
+
+:func:`spawn_launcher` runs a function in several CPU processes to check all of this (the tests and
+``benchmarks/process_parity.py`` use it).
 """
 
 from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -65,4 +73,55 @@ def global_mean(total: torch.Tensor, count: torch.Tensor | int) -> torch.Tensor:
     return total / count.clamp(min=1)
 
 
-__all__ = ["gather_with_grad", "global_mean", "world_size"]
+def spawn_launcher(
+    function: Callable, args: tuple = (), num_processes: int = 2, timeout: float | None = None
+) -> None:
+    """Run ``function(*args)`` in ``num_processes`` CPU processes joined in one ``torch.distributed`` group, as
+    ``accelerate.debug_launcher`` does, but with spawned workers instead of forked ones.
+
+    A forked child inherits its parent's GNU OpenMP state without its threads: once the parent has run a
+    multi-threaded parallel region (any torch op after ``torch.set_num_threads(2)``, e.g. a benchmark's ``main``
+    called in-process), the child's first parallel region waits forever, even if the parent set the count back to
+    one. Spawned workers start clean, with one torch thread each (``OMP_NUM_THREADS=1``) and offline. ``function``
+    and ``args`` must be picklable: a module-level function, called in a fresh interpreter (set up registries it
+    relies on inside it). With ``timeout`` (seconds), workers still running then are terminated and
+    :class:`TimeoutError` is raised: a test fails by name instead of hanging its run.
+    """
+    from accelerate.utils import PrepareForLaunch, patch_environment
+    from torch.multiprocessing import start_processes
+
+    # the rendezvous file lives in a folder of its own: torch's FileStore removes it once every worker is done
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        patch_environment(
+            world_size=num_processes,
+            master_addr="127.0.0.1",
+            master_port="29500",
+            accelerate_mixed_precision="no",
+            accelerate_debug_rdv_file=os.path.join(folder, "rendezvous"),
+            accelerate_use_cpu="yes",
+            gloo_socket_ifname="lo",
+            omp_num_threads=1,
+            hf_hub_offline=1,
+            tokenizers_parallelism="false",
+        ),
+    ):
+        context = start_processes(
+            PrepareForLaunch(function, debug=True),
+            args=args,
+            nprocs=num_processes,
+            join=False,
+            start_method="spawn",
+        )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not context.join(timeout=5.0):  # raises as soon as a worker fails
+            if deadline is not None and time.monotonic() > deadline:
+                for process in context.processes:
+                    process.terminate()
+                raise TimeoutError(
+                    f"{getattr(function, '__qualname__', function)} was still running in {num_processes} processes "
+                    f"after {timeout:g} s; terminated"
+                )
+
+
+__all__ = ["gather_with_grad", "global_mean", "spawn_launcher", "world_size"]
