@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
-from huggingface_hub.hf_api import CommitInfo, RepoFile
+from huggingface_hub.hf_api import CommitInfo
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel, AutoProcessor
 
@@ -41,10 +41,9 @@ release = _release_module()
 
 
 class FakeHub:
-    """Stands in for the Hub behind ``HfApi``: repos are folders; ``create_commit`` materialises its operations;
-    ``list_repo_tree`` reports git blob ids and, for LFS files (weights, images), the LFS sha256, as the Hub does."""
-
-    LFS_SUFFIXES = (".safetensors", ".png")
+    """Stands in for the Hub behind ``HfApi``: repos are folders and commits are recorded. ``create_commit`` does
+    what the Hub client and server do together: an added file whose bytes the repo already holds is left out (the
+    preupload answer ``shouldIgnore``), and when no operation is left no commit is made and the head is returned."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -53,6 +52,7 @@ class FakeHub:
         self.tags: dict[tuple[str, str], str] = {}
         self.tokens: list = []
         self.calls: list[str] = []
+        self.heads: dict[str, str] = {}
 
     def folder(self, repo_id: str) -> Path:
         return self.root / repo_id.replace("/", "--")
@@ -71,23 +71,16 @@ class FakeHub:
                 (fake.folder(repo_id) / ".gitattributes").write_text("*.safetensors filter=lfs\n")
             return f"https://huggingface.co/{repo_id}"
 
-        def list_repo_tree(api, repo_id, path_in_repo=None, *, recursive=False, revision=None, **kwargs):
-            fake.calls.append("list_repo_tree")
+        def list_repo_files(api, repo_id, *, revision=None, repo_type=None, **kwargs):
+            fake.calls.append("list_repo_files")
             fake.tokens.append(api.token)
             folder = fake.folder(repo_id)
-            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-                data = path.read_bytes()
-                entry = {"path": path.relative_to(folder).as_posix(), "size": len(data)}
-                if path.suffix in fake.LFS_SUFFIXES:
-                    sha256 = hashlib.sha256(data).hexdigest()
-                    pointer = (
-                        f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {len(data)}\n"
-                    )
-                    entry["oid"] = hashlib.sha1(b"blob %d\0" % len(pointer) + pointer.encode()).hexdigest()
-                    entry["lfs"] = {"size": len(data), "oid": sha256, "pointerSize": len(pointer)}
-                else:
-                    entry["oid"] = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-                yield RepoFile(**entry)
+            return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+        def repo_info(api, repo_id, *, revision=None, repo_type=None, **kwargs):
+            fake.calls.append("repo_info")
+            fake.tokens.append(api.token)
+            return SimpleNamespace(sha=fake.heads.get(repo_id, "initial"))
 
         def create_commit(api, repo_id, operations, *, commit_message, revision=None, **kwargs):
             fake.calls.append("create_commit")
@@ -97,6 +90,8 @@ class FakeHub:
             for op in operations:
                 if isinstance(op, CommitOperationAdd):
                     target = folder / op.path_in_repo
+                    if target.is_file() and target.read_bytes() == Path(op.path_or_fileobj).read_bytes():
+                        continue  # the Hub already holds it
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(Path(op.path_or_fileobj).read_bytes())
                     added.append(op.path_in_repo)
@@ -105,7 +100,15 @@ class FakeHub:
                     deleted.append(op.path_in_repo)
                 else:
                     raise TypeError(op)
+            if not added and not deleted:  # no empty commit: the head it already is
+                return CommitInfo(
+                    commit_url=f"https://huggingface.co/{repo_id}/commit/{fake.heads.get(repo_id, 'initial')}",
+                    commit_message=commit_message,
+                    commit_description="",
+                    oid=fake.heads.get(repo_id, "initial"),
+                )
             oid = hashlib.sha1(f"{len(fake.commits)}{commit_message}".encode()).hexdigest()
+            fake.heads[repo_id] = oid
             fake.commits.append(
                 {"repo": repo_id, "message": commit_message, "added": added, "deleted": deleted}
             )
@@ -124,7 +127,8 @@ class FakeHub:
 
         for name, fn in {
             "create_repo": create_repo,
-            "list_repo_tree": list_repo_tree,
+            "list_repo_files": list_repo_files,
+            "repo_info": repo_info,
             "create_commit": create_commit,
             "create_tag": create_tag,
         }.items():
@@ -173,11 +177,6 @@ def _assert_same_model(release_dir: Path, checkpoint: Path, model_type: str) -> 
         assert got.keys() == expected.keys() and got
         for name in expected:
             assert torch.equal(got[name], expected[name]), f"{auto_cls.__name__}: {name} differs"
-
-
-def test_git_blob_id_matches_git():
-    assert hub.git_blob_sha1(b"") == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"  # git's empty blob
-    assert hub.git_blob_sha1(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"
 
 
 def test_build_leaves_release_folders_ready_to_push(builds):

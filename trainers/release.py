@@ -159,13 +159,11 @@ def _push(release_dir: Path, args) -> dict:
     )
     if result.committed:
         print(
-            f"published {args.repo_id} in one commit {result.commit_oid}: {len(result.uploaded)} file(s) uploaded, "
-            f"{len(result.deleted)} deleted, {len(result.unchanged)} unchanged; tag {tag}"
+            f"published {args.repo_id} in one commit {result.commit_oid}: {len(result.files)} file(s), "
+            f"{len(result.deleted)} deleted (the Hub client uploads only what changed); tag {tag}"
         )
     else:
-        print(
-            f"{args.repo_id} already holds this release ({len(result.unchanged)} files): no commit; tag {tag}"
-        )
+        print(f"{args.repo_id} already holds this release ({len(result.files)} files): no commit; tag {tag}")
     return {"repo_id": args.repo_id, "tag": tag, "committed": result.committed, "commit": result.commit_oid}
 
 

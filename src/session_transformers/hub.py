@@ -12,9 +12,10 @@ Three steps, each usable alone (``trainers/release.py`` is their command line):
    the evaluation JSON, ``README.md`` (the card) and ``training_curve.png``; :func:`verify_release` reloads it
    with ``AutoConfig`` / ``AutoModel`` / ``AutoProcessor`` / the head's Auto class and checks that every output
    equals the checkpoint's exactly.
-3. :func:`publish` creates the repo (``create_repo(exist_ok=True)``), compares the folder's file hashes with the
-   repo's (``list_repo_tree``: git blob ids, LFS sha256) and, when anything differs, uploads the changed files in
-   ONE ``create_commit``; then tags the release (``create_tag``). Publishing the same folder again makes no commit.
+3. :func:`publish` creates the repo (``create_repo(exist_ok=True)``) and commits the folder in ONE
+   ``create_commit`` (every file added, the files the release dropped deleted); the Hub client leaves out what the
+   Hub already holds, so publishing the same folder again makes no commit. Then it tags the release
+   (``create_tag``).
    The token comes from the environment (``HF_TOKEN``) and is never written to disk.
 
 Adding a model family: one Jinja template in ``hub_cards/`` and its :class:`CardFamily`, the ``card`` of the family's
@@ -1276,41 +1277,18 @@ def verify_release(checkpoint: str | Path, release: str | Path) -> dict[str, int
 # --------------------------------------------------------------------------------------------------------------
 
 
-def git_blob_sha1(data: bytes) -> str:
-    """The git object id of a file's bytes (what the Hub reports as ``blob_id`` for a non-LFS file)."""
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
 def local_hashes(folder: Path) -> dict[str, dict[str, str]]:
-    """``path in repo`` -> ``{"sha1": git blob id, "sha256": LFS oid}`` of every file under ``folder``."""
+    """``path in repo`` -> ``{"sha256": ...}`` of every file under ``folder`` (a release's content tag and the
+    dry run's check that it holds the built folder's bytes)."""
     folder = Path(folder)
-    out = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        out[path.relative_to(folder).as_posix()] = {
-            "sha1": git_blob_sha1(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-        }
-    return out
-
-
-def remote_hashes(api, repo_id: str, revision: str | None = None) -> dict[str, str]:
-    """``path`` -> the hash the Hub keeps for it: the LFS sha256 for LFS files, the git blob id otherwise."""
-    from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
-    from huggingface_hub.hf_api import RepoFile
-
-    out = {}
-    try:
-        for entry in api.list_repo_tree(repo_id, recursive=True, revision=revision, repo_type="model"):
-            if isinstance(entry, RepoFile):
-                out[entry.path] = entry.lfs.sha256 if entry.lfs is not None else entry.blob_id
-    except (EntryNotFoundError, RevisionNotFoundError):  # a repo without commits (or without that branch yet)
-        return {}
-    return out
+    return {
+        path.relative_to(folder).as_posix(): {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        for path in sorted(p for p in folder.rglob("*") if p.is_file())
+    }
 
 
 KEEP_REMOTE = frozenset({".gitattributes"})
-"""Remote files a release never deletes."""
+"""Remote files a release never deletes (``upload_folder`` keeps the same one)."""
 
 
 @dataclass
@@ -1318,10 +1296,12 @@ class PublishResult:
     repo_id: str
     tag: str | None
     committed: bool
+    """False when the Hub already held every file: ``create_commit`` then makes no commit."""
     commit_oid: str | None
-    uploaded: list[str]
+    """The release's commit: the new one, or the revision that already held it."""
+    files: list[str]
     deleted: list[str]
-    unchanged: list[str]
+    """Files the repo had and the release has not (removed in the same commit)."""
 
 
 def hf_token() -> str:
@@ -1330,6 +1310,15 @@ def hf_token() -> str:
     if not token:
         raise RuntimeError("set HF_TOKEN in the environment to publish (or use --dry-run DIR)")
     return token
+
+
+def _head(api, repo_id: str, revision: str) -> str | None:
+    from huggingface_hub.errors import RevisionNotFoundError
+
+    try:
+        return api.repo_info(repo_id, revision=revision, repo_type="model").sha
+    except RevisionNotFoundError:  # a branch not created yet
+        return None
 
 
 def publish(
@@ -1344,41 +1333,41 @@ def publish(
 ) -> PublishResult:
     """Publish a release folder to ``repo_id`` in one commit, and tag it.
 
-    Creates the repo if needed (``private``; an existing repo keeps its visibility), compares each file's hash
-    with the repo's and commits only when something differs: the changed files as ``CommitOperationAdd`` and the
-    files the release no longer has as ``CommitOperationDelete`` (``.gitattributes`` is kept), all in ONE
-    ``create_commit``. A tag ``tag`` (``create_tag``, ``exist_ok``) marks the release. Publishing the same folder
-    again finds no difference and makes no commit.
+    Creates the repo if needed (``private``; an existing repo keeps its visibility), then ONE ``create_commit``
+    with every file of the folder (``CommitOperationAdd``) and a ``CommitOperationDelete`` for every file the repo
+    has and the release has not (``.gitattributes`` is kept), what ``upload_folder(delete_patterns="*")`` does
+    but always in a single commit (``upload_folder`` may split a large folder into several). The Hub client leaves
+    out the files the Hub already holds and makes no commit when nothing is left, so publishing the same folder
+    again makes none. A tag ``tag`` (``create_tag``, ``exist_ok``) marks the release.
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
 
     release_dir = Path(release_dir)
     if not (release_dir / "README.md").exists() or not (release_dir / "config.json").exists():
         raise FileNotFoundError(f"{release_dir} is not a release folder (no README.md / config.json)")
     api = HfApi(token=token or hf_token())
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    local = local_hashes(release_dir)
-    remote = remote_hashes(api, repo_id, revision=revision)
-    changed = [p for p, h in local.items() if remote.get(p) not in (h["sha1"], h["sha256"])]
-    stale = [p for p in remote if p not in local and p not in KEEP_REMOTE]
-    unchanged = [p for p in local if p not in changed]
-    commit_oid = None
-    if changed or stale:
-        operations = [
-            CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(release_dir / p)) for p in changed
-        ]
-        operations += [CommitOperationDelete(path_in_repo=p) for p in stale]
-        info = api.create_commit(
-            repo_id,
-            operations=operations,
-            commit_message=commit_message or f"Release {tag or ''}".strip(),
-            revision=revision,
-            repo_type="model",
-        )
-        commit_oid = info.oid
+    files = sorted(p.relative_to(release_dir).as_posix() for p in release_dir.rglob("*") if p.is_file())
+    try:
+        remote = api.list_repo_files(repo_id, revision=revision, repo_type="model")
+    except (EntryNotFoundError, RevisionNotFoundError):  # a repo without commits (or without that branch yet)
+        remote = []
+    stale = sorted(p for p in remote if p not in set(files) and p not in KEEP_REMOTE)
+    head = _head(api, repo_id, revision)
+    operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(release_dir / p)) for p in files]
+    operations += [CommitOperationDelete(path_in_repo=p) for p in stale]
+    info = api.create_commit(
+        repo_id,
+        operations=operations,
+        commit_message=commit_message or f"Release {tag or ''}".strip(),
+        revision=revision,
+        repo_type="model",
+    )
+    committed = info.oid != head
     if tag:
-        api.create_tag(repo_id, tag=tag, revision=commit_oid or revision, exist_ok=True, repo_type="model")
-    return PublishResult(repo_id, tag, bool(changed or stale), commit_oid, changed, stale, unchanged)
+        api.create_tag(repo_id, tag=tag, revision=info.oid, exist_ok=True, repo_type="model")
+    return PublishResult(repo_id, tag, committed, info.oid, files, stale)
 
 
 def folder_size(folder: Path) -> int:
