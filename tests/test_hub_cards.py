@@ -14,6 +14,8 @@ from huggingface_hub.repocard_data import eval_results_to_model_index, model_ind
 
 from session_transformers import hub
 from session_transformers.hub import CARD_FAMILIES, HUB_CARDS_DIR, HUB_PIPELINE_TAGS, check_card_metadata
+from session_transformers.models.ceres import family as ceres_family
+from session_transformers.models.ubm import family as ubm_family
 
 
 def _tagnn_pp_folder(path):
@@ -52,7 +54,7 @@ def _ubm_folder(path):
     from session_transformers.models.ubm import UbmConfig, UbmForPreTraining, UbmProcessor
     from session_transformers.models.ubm.processing_ubm import iter_corpus
 
-    catalogue = hub._example_catalogue()
+    catalogue = hub.example_catalogue()
     corpus = list(iter_corpus([], catalogue)) + ["cotton shirt search", "blue mug earbuds"]
     processor = UbmProcessor.train_tokenizer(corpus, vocab_size=120)
     config = UbmConfig(
@@ -341,7 +343,7 @@ def test_benchmark_figures_and_command_come_from_the_result_file():
             for claim, verdict in figures[source]["orderings"].items():
                 assert f"| {claim} | {verdict} |" in text
             synthetic = json.loads(
-                (hub.BENCHMARK_RESULTS_DIR / f"{hub.UBM_SYNTHETIC_BENCHMARK}.json").read_text()
+                (hub.BENCHMARK_RESULTS_DIR / f"{ubm_family.UBM_SYNTHETIC_BENCHMARK}.json").read_text()
             )["figures"]["synthetic"]  # the second run, with the tasks REES46's sample cannot measure
             auroc = synthetic["tasks"]["purchase_intent"]["UBM"]["AUROC"]
             assert any(t.title.startswith("synthetic: purchase_intent") for t in tables)
@@ -422,7 +424,7 @@ def test_homedepot_table_carries_every_row_with_its_interval():
             },
         },
     }
-    table = hub._homedepot_table(result)
+    table = ceres_family._homedepot_table(result)
     text = table.markdown()
     assert [name for name, _ in table.rows] == ["BM25", "CERES"]
     assert "0.321 [0.310, 0.330]" in text and "0.300 [0.290, 0.310]" in text, text

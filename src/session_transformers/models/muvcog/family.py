@@ -3,11 +3,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from transformers import AutoModel, AutoModelForPreTraining
 
 from ...auto import AutoModelForClickPrediction, AutoModelForQuerySuggestion
 from ...families import ModelFamily
-from ...hub import CardFamily, Paper, _muvcog_benchmark, _muvcog_inputs
+from ...hub.cards import (
+    BenchmarkTable,
+    CardFamily,
+    Paper,
+)
 from .configuration_muvcog import MuvcogConfig
 from .modeling_muvcog import (
     MuvcogForClickPrediction,
@@ -17,6 +23,76 @@ from .modeling_muvcog import (
 )
 from .processing_muvcog import MuvcogProcessor
 from .recipe import RECIPE
+
+
+def _muvcog_inputs(processor) -> dict:
+    """Two multi-query sessions of the processor's own words (keyword, product and, unless the processor is
+    text-only, image queries with a fixed image vector)."""
+    from ...data.schema import image_event, item_event, query_event
+
+    words = [w for w in processor.vocab if w.isalpha()] or list(processor.vocab)
+    if len(words) < 6:
+        raise ValueError(f"the processor knows {len(words)} words; the example sessions need 6")
+    image = [((7 * i) % 13) / 13.0 - 0.5 for i in range(processor.image_dim)]
+    sessions = [
+        {
+            "session_id": "a",
+            "events": [
+                query_event("search", f"{words[0]} {words[1]}", 1.0),
+                image_event("search", image, 2.0),
+                query_event("search", f"{words[2]} {words[3]}", 3.0, product=True),
+                item_event("click", "p1", 4.0),
+            ],
+        },
+        {
+            "session_id": "b",
+            "events": [
+                query_event("search", words[4], 1.0),
+                query_event("search", f"{words[4]} {words[5]}", 2.0),
+            ],
+        },
+    ]
+    return dict(processor(sessions))
+
+
+def _muvcog_benchmark(result: dict) -> list[BenchmarkTable]:
+    """Query suggestion (Table 3, with the trivial baselines), intent classification (Table 4), click prediction
+    (Table 2) and the checked claims with their verdicts."""
+    figures = result.get("figures") or {}
+    tables = []
+    suggestion = dict(figures.get("table3_query_suggestion") or {})
+    for name, row in ((figures.get("table3_baselines") or {}).get("mm") or {}).items():
+        suggestion[f"{name} (baseline)"] = row
+    if suggestion:
+        columns = tuple(
+            c for c in ("NDCG@10", "HR@10", "MRR@10", "Avg.Sim") if any(c in r for r in suggestion.values())
+        )
+        tables.append(
+            BenchmarkTable("Query suggestion (Table 3), fractions", columns, tuple(suggestion.items()))
+        )
+    intent = figures.get("table4_intent") or {}
+    if intent:
+        columns = tuple(c for c in ("AUC", "Acc", "P", "R", "F1") if any(c in r for r in intent.values()))
+        tables.append(
+            BenchmarkTable("Intent classification (Table 4), fractions", columns, tuple(intent.items()))
+        )
+    click = {}
+    for name, row in (figures.get("table2_click") or {}).items():
+        nested = row.get(name) if isinstance(row.get(name), Mapping) else None
+        click[f"{name} (baseline)" if nested else name] = nested or row
+    if click:
+        columns = tuple(c for c in ("NDCG@10", "HR@10", "MRR@10") if any(c in r for r in click.values()))
+        tables.append(BenchmarkTable("Click prediction (Table 2), fractions", columns, tuple(click.items())))
+    claims = figures.get("claims") or []
+    if claims:
+        rows = tuple(
+            (c["claim"], {k: c.get(k) for k in ("difference", "±95%", "n", "verdict")}) for c in claims
+        )
+        tables.append(
+            BenchmarkTable("The paper's claims in this rerun", ("difference", "±95%", "n", "verdict"), rows)
+        )
+    return tables
+
 
 CARD = CardFamily(
     model_type="muvcog",

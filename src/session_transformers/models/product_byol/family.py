@@ -6,7 +6,12 @@ from __future__ import annotations
 from transformers import AutoModel, AutoModelForPreTraining, AutoModelForSequenceClassification
 
 from ...families import ModelFamily
-from ...hub import CardFamily, Paper, _product_byol_benchmark, _product_byol_inputs
+from ...hub.cards import (
+    BenchmarkTable,
+    CardFamily,
+    Paper,
+    _verdict_table,
+)
 from .configuration_product_byol import ProductByolConfig
 from .modeling_product_byol import (
     ProductByolForPreTraining,
@@ -15,6 +20,42 @@ from .modeling_product_byol import (
 )
 from .processing_product_byol import ProductByolProcessor
 from .recipe import RECIPE
+
+
+def _product_byol_inputs(processor) -> dict:
+    return dict(processor(["Organic Bananas", "Blue Cotton Shirt, Size L", "red ceramic coffee mug 350 ml"]))
+
+
+def _product_byol_benchmark(result: dict) -> list[BenchmarkTable]:
+    """The claims' verdicts, the validation AUC per loss weight alpha, and the downstream learning curves (test
+    ROC-AUC mean +- std over subsamples, per labelled-set size) of each task."""
+    figures = result.get("figures") or {}
+    tables = []
+    verdicts = {
+        k: v for k, v in (figures.get("verdicts") or {}).items() if isinstance(v, str) and k[:1] == "C"
+    }
+    if verdicts:
+        tables.append(_verdict_table("The paper's claims in this rerun", verdicts))
+    by_alpha = (figures.get("verdicts") or {}).get("validation_auc_by_alpha") or {}
+    if by_alpha:
+        tables.append(
+            BenchmarkTable(
+                "Mean validation ROC-AUC of the downstream tasks per loss weight",
+                ("validation ROC-AUC",),
+                tuple((k, {"validation ROC-AUC": v}) for k, v in by_alpha.items()),
+            )
+        )
+    for task, rows in (figures.get("learning_curves") or {}).items():
+        columns = tuple(dict.fromkeys(k for row in rows.values() for k in row))
+        tables.append(
+            BenchmarkTable(
+                f"{task}: test ROC-AUC by labelled training products",
+                columns,
+                tuple(rows.items()),
+            )
+        )
+    return tables
+
 
 _PRODUCT_BYOL_SMALL = (
     "--config",

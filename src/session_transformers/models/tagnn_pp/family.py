@@ -7,11 +7,94 @@ from transformers import AutoModel, AutoModelForPreTraining
 
 from ...auto import AutoModelForNextItemPrediction
 from ...families import ModelFamily
-from ...hub import CardFamily, Paper, _tagnn_pp_benchmark, _tagnn_pp_inputs
+from ...hub.cards import (
+    BENCHMARK_RESULTS_DIR,
+    BenchmarkTable,
+    CardFamily,
+    Paper,
+    _read_json,
+)
 from .configuration_tagnn_pp import TagnnPPConfig
 from .modeling_tagnn_pp import TagnnPPForNextItemPrediction, TagnnPPModel
 from .processing_tagnn_pp import TagnnPPProcessor
 from .recipe import RECIPE
+
+
+def _tagnn_pp_inputs(processor) -> dict:
+    vocab = processor.item_vocab
+    if len(vocab) < 4:
+        raise ValueError(f"the processor knows {len(vocab)} items; the example sessions need 4")
+    sessions = [[vocab[0], vocab[1], vocab[2]], [vocab[3]], [vocab[1], vocab[0], vocab[1], vocab[3]]]
+    return dict(processor(sessions))
+
+
+def _tagnn_pp_benchmark(result: dict) -> list[BenchmarkTable]:
+    figures = result["figures"]
+    tables = []
+    summary = figures.get("summary") or {}
+    if summary:
+        columns = tuple(dict.fromkeys(k for row in summary.values() for k in row))
+        tables.append(
+            BenchmarkTable(
+                "Diginetica (reduced), this package's implementation with the paper's architecture (the default "
+                "until the peer benchmark below)",
+                columns,
+                tuple(summary.items()),
+                note=str(result.get("data", "")),
+            )
+        )
+    full = _read_json(BENCHMARK_RESULTS_DIR / "tagnn_pp_diginetica_cpu.json")  # the full catalogue, on a CPU
+    if full and full.get("figures", {}).get("test_by_epoch"):
+        rows = {**full["figures"].get("baselines_test", {}), **full["figures"]["test_by_epoch"]}
+        tables.append(
+            BenchmarkTable(
+                "Full Diginetica (43,097 items), test set after each epoch on a 2-core CPU",
+                ("HR@10", "MRR@10", "HR@20", "MRR@20"),
+                tuple(rows.items()),
+                note=f"{full.get('data', '')}. `benchmarks/results/tagnn_pp_diginetica_cpu.json`: "
+                f"{full.get('command', '').split(' --note')[0]}",
+            )
+        )
+    peer = _read_json(BENCHMARK_RESULTS_DIR / "tagnn_pp_peer.json")  # against the authors' code, same data
+    if peer and peer.get("figures", {}).get("authors_code"):
+        tables.append(_tagnn_pp_peer_table(peer))
+    published = figures.get("published_full_diginetica") or {}
+    if published:
+        columns = tuple(dict.fromkeys(k for row in published.values() for k in row))
+        tables.append(
+            BenchmarkTable(
+                "Published figures on the full Diginetica (for reference, not reproduced here)",
+                columns,
+                tuple(published.items()),
+            )
+        )
+    return tables
+
+
+def _tagnn_pp_peer_table(peer: dict) -> BenchmarkTable:
+    """Test HR@20 / MRR@20 per epoch: the authors' code, our default architecture and the paper's."""
+    figures = peer["figures"]
+    sides = {"authors' code (The-Learning-Machines/SBR)": figures["authors_code"]["by_epoch"]}
+    default = figures.get("default_variant")
+    for name, label in (
+        (default, "this package (default: the code's architecture)"),
+        ("paper", "the paper's architecture"),
+    ):
+        if name in figures.get("ours", {}):
+            sides[label] = figures["ours"][name]["by_epoch"]
+    epochs = sorted({e for by_epoch in sides.values() for e in by_epoch}, key=lambda e: int(e.split()[-1]))
+    columns = tuple(f"{m} {e}" for e in epochs for m in ("HR@20", "MRR@20"))
+    rows = tuple(
+        (label, {f"{m} {e}": by_epoch.get(e, {}).get(m) for e in epochs for m in ("HR@20", "MRR@20")})
+        for label, by_epoch in sides.items()
+    )
+    return BenchmarkTable(
+        "Against the authors' code: Diginetica top 3,000 items, same samples and settings, test set after each epoch",
+        columns,
+        rows,
+        note=f"{peer.get('data', '')}. `benchmarks/results/tagnn_pp_peer.json`: {peer.get('command', '')}",
+    )
+
 
 CARD = CardFamily(
     model_type="tagnn_pp",

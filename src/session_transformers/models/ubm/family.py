@@ -3,11 +3,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from transformers import AutoModel, AutoModelForPreTraining
 
 from ...auto import AutoModelForNextItemPrediction, AutoModelForPurchaseIntent, AutoModelForRemainingLength
 from ...families import ModelFamily
-from ...hub import CardFamily, Paper, _ubm_benchmark, _ubm_inputs
+from ...hub.cards import (
+    BENCHMARK_RESULTS_DIR,
+    BenchmarkTable,
+    CardFamily,
+    Paper,
+    _interval,
+    _read_json,
+    _verdict_table,
+    example_catalogue,
+)
 from .configuration_ubm import UbmConfig
 from .modeling_ubm import (
     UbmForNextItem,
@@ -18,6 +29,97 @@ from .modeling_ubm import (
 )
 from .processing_ubm import UbmProcessor
 from .recipe import RECIPE
+
+
+def _ubm_inputs(processor) -> dict:
+    """Two text sessions and, for the next-item head, three candidate items as rows (``UbmModel`` ignores them)."""
+    from ...data.schema import item_event, query_event
+
+    catalogue = example_catalogue()
+    sessions = [
+        {
+            "session_id": "a",
+            "events": [
+                query_event("search", "cotton shirt"),
+                item_event("view", "p1"),
+                item_event("add_to_cart", "p1"),
+                item_event("view", "p2"),
+            ],
+        },
+        {"session_id": "b", "events": [item_event("view", "p3"), item_event("purchase", "p3")]},
+    ]
+    inputs = dict(processor(sessions, catalogue))
+    candidates = processor.encode_items(["p1", "p2", "p3"], catalogue)
+    inputs["candidate_input_ids"] = candidates["input_ids"]
+    inputs["candidate_attention_mask"] = candidates["attention_mask"]
+    return inputs
+
+
+UBM_SYNTHETIC_BENCHMARK = "ubm_claims_cpu_scratch"
+"""The UBM card's second result: the synthetic store, the only data here where all three tasks can be measured
+(REES46's sample has too few purchases and long sessions in its test period), run with a small encoder trained
+from nothing because MiniLM on the synthetic store's titles would take ~11 h of the CPU box."""
+
+
+def _ubm_tables(result: dict, first_note: str) -> list[BenchmarkTable]:
+    """One claims result: per dataset, each task's figures (value and bootstrap 95% interval; next item in percent), the
+    representation alignment / uniformity, and the paper's orderings with their verdicts."""
+    figures = result.get("figures") or {}
+    tables: list[BenchmarkTable] = []
+    for source, block in figures.items():
+        if not isinstance(block, Mapping) or "tasks" not in block:
+            continue
+        for task, rows in (block.get("tasks") or {}).items():
+            columns = tuple(
+                dict.fromkeys(k for row in rows.values() for k in row if not k.startswith("num_"))
+            )
+            tables.append(
+                BenchmarkTable(
+                    f"{source}: {task} ({'percent, ' if task == 'next_item' else ''}bootstrap 95% interval)",
+                    columns,
+                    tuple((name, {c: _interval(row.get(c)) for c in columns}) for name, row in rows.items()),
+                    note=first_note if not tables else "",
+                )
+            )
+        geometry = block.get("alignment / uniformity") or {}
+        if geometry:
+            tables.append(
+                BenchmarkTable(
+                    f"{source}: session-embedding alignment / uniformity (lower is better for both)",
+                    ("alignment", "uniformity"),
+                    tuple(geometry.items()),
+                )
+            )
+        if block.get("orderings"):
+            tables.append(
+                _verdict_table(f"{source}: the paper's orderings in this rerun", block["orderings"])
+            )
+    return tables
+
+
+def _ubm_benchmark(result: dict) -> list[BenchmarkTable]:
+    """The card's result (:func:`_ubm_tables`); the ablation run beside it (``<name>_ablations.json``), when there,
+    adds its orderings; the synthetic-store run (:data:`UBM_SYNTHETIC_BENCHMARK`), when there, its tables."""
+    tables = _ubm_tables(result, str((result.get("figures") or {}).get("scale", "")))
+    ablations = _read_json(BENCHMARK_RESULTS_DIR / f"{result.get('name', '')}_ablations.json")
+    for source, block in ((ablations or {}).get("figures") or {}).items():
+        if isinstance(block, Mapping) and block.get("orderings"):
+            tables.append(
+                _verdict_table(
+                    f"{source}: loss ablations (the paper's Table 2 orderings)",
+                    block["orderings"],
+                    note=f"`benchmarks/results/{ablations['name']}.json`: {ablations.get('command', '')}",
+                )
+            )
+    synthetic = _read_json(BENCHMARK_RESULTS_DIR / f"{UBM_SYNTHETIC_BENCHMARK}.json")
+    if synthetic and synthetic.get("name") != result.get("name"):
+        scale = (synthetic.get("figures") or {}).get("scale", "")
+        tables += _ubm_tables(
+            synthetic,
+            f"`benchmarks/results/{synthetic['name']}.json`: {synthetic.get('command', '')}. {scale}",
+        )
+    return tables
+
 
 _UBM_SMALL = (
     "--config",
