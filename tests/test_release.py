@@ -362,3 +362,47 @@ def test_tagnn_pp_diginetica_build_trains_with_the_peer_benchmarks_settings(tmp_
     ):
         assert getattr(ours, name) == getattr(theirs, name), name
     assert ours.config_overrides == {"hidden_size": 100, "num_attention_heads": 2}
+
+
+def test_an_installed_wheel_renders_a_card_from_its_own_templates(builds, tmp_path):
+    """The wheel (``pip wheel .``) carries every family's card template as package data: unpacked outside the
+    checkout and imported from there (not from ``src/``), it renders a checkpoint's card."""
+    import subprocess
+    import sys
+    import zipfile
+
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(wheels),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = wheels.glob("session_transformers-*.whl")
+    installed = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(installed)
+    out, _ = builds
+    script = (
+        "import sys, session_transformers.hub as hub\n"
+        f"assert hub.__file__.startswith({str(installed)!r}), hub.__file__\n"
+        f"card = hub.render_card({str(out / 'tagnn_pp' / 'checkpoint')!r}, plot=None)\n"
+        "print(card.data.to_dict()['library_name'], 'TAGNN++' in card.text)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(installed), "HF_HUB_OFFLINE": "1"}
+    env.pop("SESSION_TRANSFORMERS_HUB_CARDS", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "True", done.stdout

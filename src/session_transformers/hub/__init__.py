@@ -5,7 +5,7 @@ Three steps, each usable alone (``trainers/release.py`` is their command line):
 1. :func:`render_card` turns a trained folder (``trainers/pretrain.py`` or ``trainers/finetune.py`` output:
    ``eval_results.json``, ``pretraining_stages.json``, ``metrics.jsonl``) and, where the family has one, its
    benchmark result (``benchmarks/results/<name>.json``) into a :class:`huggingface_hub.ModelCard`, rendered with
-   ``ModelCard.from_template`` from the family's Jinja template in ``hub_cards/<template>``. Its YAML metadata
+   ``ModelCard.from_template`` from the family's Jinja template (``models/<family>/card.md``, package data). Its YAML metadata
    (``ModelCardData``) holds ``library_name``, ``pipeline_tag``, tags, datasets, metrics, ``base_model`` and a
    ``model-index`` of :class:`~huggingface_hub.EvalResult` s (the checkpoint's own test-split figures).
 2. :func:`build_release` writes the folder that is uploaded: weights (safetensors), config, processor files,
@@ -22,7 +22,7 @@ Three modules: :mod:`.cards` (the registry entry :class:`CardFamily`, the card),
 and :mod:`.publish`. A family's own card parts (its example inputs, its benchmark tables) live with the family, in
 ``models/<family>/family.py``.
 
-Adding a model family: one Jinja template in ``hub_cards/`` and its :class:`CardFamily`, the ``card`` of the family's
+Adding a model family: one Jinja template (``card.md`` in the family's folder) and its :class:`CardFamily`, the ``card`` of the family's
 descriptor (``models/<family>/family.py``), which :data:`CARD_FAMILIES` lists (see ``hub_cards/README.md``).
 """
 

@@ -15,9 +15,11 @@ from typing import Any
 from ..families import FamilyView
 
 ROOT = Path(__file__).resolve().parents[3]
-"""The checkout's root (``hub_cards/``, ``benchmarks/results/`` and ``trainers/`` live there)."""
+"""The checkout's root (``benchmarks/results/`` and ``trainers/`` live there)."""
 
 HUB_CARDS_DIR = Path(os.environ.get("SESSION_TRANSFORMERS_HUB_CARDS", ROOT / "hub_cards"))
+"""Where a template named relatively is found; the five families name theirs absolutely (``card.md`` in their folder,
+shipped as package data), so a card renders from an installed wheel."""
 BENCHMARK_RESULTS_DIR = ROOT / "benchmarks" / "results"
 
 EVAL_FILE = "eval_results.json"
@@ -234,7 +236,7 @@ def card_family(model_type: str) -> CardFamily:
     except KeyError:
         raise KeyError(
             f"no model card family {model_type!r} in session_transformers.hub.CARD_FAMILIES: give the family's "
-            f"descriptor (models/<family>/family.py) a card and hub_cards/ a template (known: {sorted(CARD_FAMILIES)})"
+            f"descriptor (models/<family>/family.py) a card and a template (card.md beside it) (known: {sorted(CARD_FAMILIES)})"
         ) from None
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from transformers import AutoModel, AutoModelForPreTraining
@@ -120,7 +121,7 @@ _CERES_SMALL = (
 CARD = CardFamily(
     model_type="ceres",
     name="CERES",
-    template="ceres.md",
+    template=str(Path(__file__).with_name("card.md")),  # package data, beside this file
     pipeline_tag="feature-extraction",
     tags=(
         "session-understanding",
@@ -204,7 +205,7 @@ CARD = CardFamily(
         )
     },
 )
-"""CERES's model card (``hub_cards/ceres.md``) and release builds."""
+"""CERES's model card (``card.md`` beside this file) and release builds."""
 
 FAMILY = ModelFamily(
     model_type="ceres",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from transformers import AutoModel, AutoModelForPreTraining
 
@@ -97,7 +98,7 @@ def _muvcog_benchmark(result: dict) -> list[BenchmarkTable]:
 CARD = CardFamily(
     model_type="muvcog",
     name="MUVCOG",
-    template="muvcog.md",
+    template=str(Path(__file__).with_name("card.md")),  # package data, beside this file
     pipeline_tag="feature-extraction",
     tags=(
         "session-understanding",
@@ -135,7 +136,7 @@ CARD = CardFamily(
     benchmark_tables=_muvcog_benchmark,
     datasets={"synthetic": "session-transformers-synthetic-store"},
 )
-"""MUVCOG's model card (``hub_cards/muvcog.md``)."""
+"""MUVCOG's model card (``card.md`` beside this file)."""
 
 FAMILY = ModelFamily(
     model_type="muvcog",

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from transformers import AutoModel, AutoModelForPreTraining, AutoModelForSequenceClassification
 
 from ...families import ModelFamily
@@ -69,7 +71,7 @@ _PRODUCT_BYOL_SMALL = (
 CARD = CardFamily(
     model_type="product_byol",
     name="Product BYOL",
-    template="product_byol.md",
+    template=str(Path(__file__).with_name("card.md")),  # package data, beside this file
     pipeline_tag="feature-extraction",
     tags=("product-embeddings", "byol", "self-supervised-learning", "text-cnn", "e-commerce"),
     paper=Paper(
@@ -101,7 +103,7 @@ CARD = CardFamily(
         "online_retail": "online_retail",
     },
 )
-"""Product BYOL's model card (``hub_cards/product_byol.md``) and release builds."""
+"""Product BYOL's model card (``card.md`` beside this file) and release builds."""
 
 FAMILY = ModelFamily(
     model_type="product_byol",

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from transformers import AutoModel, AutoModelForPreTraining
 
 from ...auto import AutoModelForNextItemPrediction
@@ -99,7 +101,7 @@ def _tagnn_pp_peer_table(peer: dict) -> BenchmarkTable:
 CARD = CardFamily(
     model_type="tagnn_pp",
     name="TAGNN++",
-    template="tagnn_pp.md",
+    template=str(Path(__file__).with_name("card.md")),  # package data, beside this file
     pipeline_tag="graph-ml",
     tags=(
         "session-recommendation",
@@ -161,7 +163,7 @@ CARD = CardFamily(
     },
     datasets={"synthetic": "session-transformers-synthetic-store", "diginetica": "diginetica"},
 )
-"""TAGNN++'s model card (``hub_cards/tagnn_pp.md``) and release builds."""
+"""TAGNN++'s model card (``card.md`` beside this file) and release builds."""
 
 FAMILY = ModelFamily(
     model_type="tagnn_pp",

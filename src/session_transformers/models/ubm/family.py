@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from transformers import AutoModel, AutoModelForPreTraining
 
@@ -137,7 +138,7 @@ _UBM_SMALL = (
 CARD = CardFamily(
     model_type="ubm",
     name="UBM",
-    template="ubm.md",
+    template=str(Path(__file__).with_name("card.md")),  # package data, beside this file
     # its head and the card's example are next-item recommendation over the item text (the Hub's "graph-ml"
     # fits item-graph models such as TAGNN++, not a text Transformer): session and item embeddings
     pipeline_tag="feature-extraction",
@@ -175,7 +176,7 @@ CARD = CardFamily(
     },
     datasets={"synthetic": "session-transformers-synthetic-store", "rees46": "rees46"},
 )
-"""UBM's model card (``hub_cards/ubm.md``) and release builds."""
+"""UBM's model card (``card.md`` beside this file) and release builds."""
 
 FAMILY = ModelFamily(
     model_type="ubm",
