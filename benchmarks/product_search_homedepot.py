@@ -23,7 +23,7 @@ Rows (every model reads the term as the session it is, through its own processor
 - ``CERES fine-tuned (from MiniLM)``: the same fine-tuning without the pretraining;
 - ``CERES fine-tuned (from scratch)``: a BERT-mini-sized CERES (4 layers of 256) with a WordPiece vocabulary
   fitted on the titles and training terms, fine-tuned the same way;
-- ``UBM fine-tuned (from MiniLM)``: ``UbmForNextItem`` (Interaction Encoder from MiniLM, mean pooling, the
+- ``UBM fine-tuned (from MiniLM)``: ``UbmForNextItemPrediction`` (Interaction Encoder from MiniLM, mean pooling, the
   paper's 4-layer Session Encoder, cosine / 0.05): the term is a one-search session, a product a one-item
   session, trained with its softmax over the same in-batch candidates;
 - ``Product BYOL (frozen)``: the TextCNN pretrained with BYOL on pairs of products judged for the same training
@@ -635,7 +635,7 @@ def ceres_row(task: Task, settings, out: dict, init: str, folder: Path) -> dict[
 def ubm_row(task: Task, settings, out: dict) -> dict[str, np.ndarray]:
     from transformers import AutoConfig
 
-    from session_transformers.models.ubm import UbmConfig, UbmForNextItem, UbmProcessor
+    from session_transformers.models.ubm import UbmConfig, UbmForNextItemPrediction, UbmProcessor
 
     path = encoder_path(settings)
     processor = UbmProcessor.from_bert_tokenizer(
@@ -650,7 +650,7 @@ def ubm_row(task: Task, settings, out: dict) -> dict[str, np.ndarray]:
         next_item_temperature=0.05,
     )
     torch.manual_seed(settings["seed"])
-    model = UbmForNextItem(config)
+    model = UbmForNextItemPrediction(config)
     model.ubm.load_interaction_encoder_from_bert(path)
     device = settings["device"]
     model.to(device)

@@ -165,7 +165,7 @@ def test_resize_token_embeddings_after_adding_attribute_types():
     proc = make_processor()
     model = CeresForPreTraining(tiny_config())
     with pytest.warns(UserWarning):
-        proc.add_attribute_types(["pattern"])
+        proc.add_attribute_names(["pattern"])
     model.resize_token_embeddings(len(proc.tokenizer))
     assert model.lm_head.decoder.weight.shape[0] == len(proc.tokenizer) == model.config.vocab_size
     assert model.lm_head.decoder.bias.shape[0] == len(proc.tokenizer)

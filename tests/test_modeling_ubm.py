@@ -19,7 +19,7 @@ from session_transformers.models.ubm import (
     DropoutMasking,
     UbmCandidatePool,
     UbmConfig,
-    UbmForNextItem,
+    UbmForNextItemPrediction,
     UbmForPreTraining,
     UbmForPurchaseIntent,
     UbmForRemainingLength,
@@ -37,7 +37,7 @@ AutoModel.register(UbmConfig, UbmModel, exist_ok=True)
 AutoModelForPreTraining.register(UbmConfig, UbmForPreTraining, exist_ok=True)
 AutoModelForPurchaseIntent.register(UbmConfig, UbmForPurchaseIntent, exist_ok=True)
 AutoModelForRemainingLength.register(UbmConfig, UbmForRemainingLength, exist_ok=True)
-AutoModelForNextItemPrediction.register(UbmConfig, UbmForNextItem, exist_ok=True)
+AutoModelForNextItemPrediction.register(UbmConfig, UbmForNextItemPrediction, exist_ok=True)
 AutoProcessor.register(UbmConfig, UbmProcessor, exist_ok=True)
 
 PROCESSOR = make_processor()
@@ -117,7 +117,7 @@ class TestUbmRemainingLength(_UbmTester):
 
 
 class TestUbmNextItem(_UbmTester):
-    head_classes = {UbmForNextItem: AutoModelForNextItemPrediction}
+    head_classes = {UbmForNextItemPrediction: AutoModelForNextItemPrediction}
 
     def collate(self, config, sessions, with_labels=False):
         batch = self.plain(sessions)
@@ -338,7 +338,7 @@ def test_heads_outputs_and_losses_known_answer():
 
 
 def test_next_item_scores_and_pool_cache():
-    model = _model(UbmForNextItem)
+    model = _model(UbmForNextItemPrediction)
     batch = dict(PROCESSOR(make_sessions(), CATALOGUE))
     pool = UbmCandidatePool.from_items(PROCESSOR, list(CATALOGUE), CATALOGUE, chunk_size=3)
     with torch.no_grad():
@@ -354,7 +354,7 @@ def test_next_item_scores_and_pool_cache():
 
 
 def test_recommend_returns_item_ids_and_ranks_unseen_items():
-    model = _model(UbmForNextItem)
+    model = _model(UbmForNextItemPrediction)
     catalogue = {
         **CATALOGUE,
         "new": {

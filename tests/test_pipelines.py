@@ -175,8 +175,8 @@ def test_ceres_retrieval_head_embeddings_rank_like_the_model(ceres_path, tiny_st
 
 @pytest.fixture(scope="module")
 def ubm_path(tmp_path_factory, tiny_store) -> Path:
-    """A tiny UbmForNextItem checkpoint (random weights: the pipeline must rank exactly as ``recommend``)."""
-    from session_transformers.models.ubm import UbmConfig, UbmForNextItem, UbmProcessor
+    """A tiny UbmForNextItemPrediction checkpoint (random weights: the pipeline must rank exactly as ``recommend``)."""
+    from session_transformers.models.ubm import UbmConfig, UbmForNextItemPrediction, UbmProcessor
     from session_transformers.models.ubm.processing_ubm import iter_corpus
     from session_transformers.processing_utils import catalogue_attribute_names
 
@@ -196,7 +196,7 @@ def ubm_path(tmp_path_factory, tiny_store) -> Path:
     )
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("ubm") / "ckpt"
-    UbmForNextItem(config).save_pretrained(out)
+    UbmForNextItemPrediction(config).save_pretrained(out)
     processor.save_pretrained(out)
     return out
 
@@ -205,7 +205,7 @@ def test_recommendation_pipeline_ubm_reads_items_as_text(ubm_path, tiny_store):
     catalogue = tiny_store.catalogue
     ids = [r["item_id"] for r in catalogue]
     rec = pipeline("session-recommendation", model=str(ubm_path), device="cpu", catalogue=catalogue)
-    assert type(rec.model).__name__ == "UbmForNextItem"
+    assert type(rec.model).__name__ == "UbmForNextItemPrediction"
     session = ids[3:6]
     got = rec(session, top_k=5)
     assert len(got) == 5 and [g["score"] for g in got] == sorted((g["score"] for g in got), reverse=True)

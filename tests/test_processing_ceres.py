@@ -184,11 +184,11 @@ def test_session_cut_to_most_recent_items():
 def test_unknown_attribute(processor):
     cat = make_catalogue()
     cat["mug"]["attributes"].append({"name": "pattern", "value": "striped"})
-    with pytest.raises(ValueError, match=r"\[PATTERN\].*add_attribute_types"):
+    with pytest.raises(ValueError, match=r"\[PATTERN\].*add_attribute_names"):
         processor(make_sessions()[1], cat)
     proc = make_processor()
     with pytest.warns(UserWarning, match="resize_token_embeddings"):
-        assert proc.add_attribute_types(["pattern", "color"]) == 1
+        assert proc.add_attribute_names(["pattern", "color"]) == 1
     assert proc.tokenizer.tokenize("[PATTERN] x")[0] == "[PATTERN]"
     assert proc(make_sessions()[1], cat)["input_ids"].size(0) == 6
     skipping = make_processor(on_unknown_attribute="skip")
@@ -416,3 +416,17 @@ def test_a_long_session_is_cut_before_its_graph_is_built():
     huge = {"session_id": "huge", "events": [query_event("search", f"q {j}") for j in range(10_000)]}
     graph = proc.session_graph(huge)
     assert graph.num_nodes == keep and graph.edge_index.size(1) == keep * (keep - 1) // 2
+
+
+def test_old_names_still_work_with_a_deprecation_warning():
+    """add_attribute_types (CERES's old name) and UbmForNextItem (UBM's old head name) stay one release, warning."""
+    from session_transformers.models.ubm import UbmConfig, UbmForNextItem, UbmForNextItemPrediction
+
+    proc = make_processor()
+    with pytest.warns(FutureWarning, match="add_attribute_names"):
+        assert proc.add_attribute_types(["finish"]) == 1
+    assert proc.tokenizer.tokenize("[FINISH] x")[0] == "[FINISH]"
+    config = UbmConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    with pytest.warns(FutureWarning, match="UbmForNextItemPrediction"):
+        model = UbmForNextItem(config)
+    assert isinstance(model, UbmForNextItemPrediction)

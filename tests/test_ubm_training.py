@@ -116,10 +116,10 @@ def test_activation_checkpointing_flag_in_both_trainers(stage2_dir, tmp_path, mo
     any data is read."""
     from accelerate.state import AcceleratorState
 
-    from session_transformers.models.ubm import UbmForNextItem
+    from session_transformers.models.ubm import UbmForNextItemPrediction
 
     enabled = []
-    for cls in (UbmForPreTraining, UbmForNextItem):
+    for cls in (UbmForPreTraining, UbmForNextItemPrediction):
         original = cls.activation_checkpointing_enable
         monkeypatch.setattr(
             cls,
@@ -145,7 +145,7 @@ def test_activation_checkpointing_flag_in_both_trainers(stage2_dir, tmp_path, mo
             "--output-dir", str(tmp_path / "nip"), "--save-steps", "1000", "--activation-checkpointing",
         ]
     )  # fmt: skip
-    assert enabled == ["UbmForPreTraining", "UbmForNextItem"]
+    assert enabled == ["UbmForPreTraining", "UbmForNextItemPrediction"]
 
     with pytest.raises(SystemExit):
         pretrain.parse_args(["--model", "muvcog", "--activation-checkpointing"])

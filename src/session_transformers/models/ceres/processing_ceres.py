@@ -158,8 +158,8 @@ class CeresProcessor(ProcessorMixin):
         processor._add_special_tokens(cls.special_tokens(attribute_names)[len(BASE_SPECIAL_TOKENS) :])
         return processor
 
-    def add_attribute_types(self, names: Iterable[str]) -> int:
-        """Add ``[ATTRTYPE]`` tokens for new attribute names; returns how many were new.
+    def add_attribute_names(self, names: Iterable[str]) -> int:
+        """Add ``[ATTRTYPE]`` tokens for new attribute names; returns how many were new (the same name as UBM's).
 
         The vocabulary grows, so the model's embeddings must follow:
         ``model.resize_token_embeddings(len(processor.tokenizer))``.
@@ -172,6 +172,16 @@ class CeresProcessor(ProcessorMixin):
                 stacklevel=2,
             )
         return added
+
+    def add_attribute_types(self, names: Iterable[str]) -> int:
+        """Deprecated name of :meth:`add_attribute_names` (one name for the operation across the families); kept
+        for one release."""
+        warnings.warn(
+            "CeresProcessor.add_attribute_types is renamed add_attribute_names; the old name goes in the next release",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.add_attribute_names(names)
 
     def _add_special_tokens(self, tokens: Sequence[str]) -> int:
         known = set(self.tokenizer.get_vocab())
@@ -197,7 +207,7 @@ class CeresProcessor(ProcessorMixin):
         if tid is None and self.on_unknown_attribute == "raise":
             raise ValueError(
                 f"{where}attribute {name!r} has no token {attribute_token(name)} in the tokenizer; call "
-                f"processor.add_attribute_types([{name!r}]) (then resize the model embeddings) or build the processor "
+                f"processor.add_attribute_names([{name!r}]) (then resize the model embeddings) or build the processor "
                 "with on_unknown_attribute='skip'"
             )
         return tid

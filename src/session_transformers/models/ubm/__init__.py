@@ -13,6 +13,7 @@ from .configuration_ubm import UbmConfig
 from .modeling_ubm import (
     UbmCandidatePool,
     UbmForNextItem,
+    UbmForNextItemPrediction,
     UbmForPreTraining,
     UbmForPreTrainingOutput,
     UbmForPurchaseIntent,
@@ -32,6 +33,7 @@ __all__ = [
     "UbmCandidatePool",
     "UbmConfig",
     "UbmForNextItem",
+    "UbmForNextItemPrediction",
     "UbmForPreTraining",
     "UbmForPreTrainingOutput",
     "UbmForPurchaseIntent",

@@ -22,7 +22,7 @@ from ...hub.cards import (
 )
 from .configuration_ubm import UbmConfig
 from .modeling_ubm import (
-    UbmForNextItem,
+    UbmForNextItemPrediction,
     UbmForPreTraining,
     UbmForPurchaseIntent,
     UbmForRemainingLength,
@@ -186,7 +186,7 @@ FAMILY = ModelFamily(
         AutoModelForPreTraining: UbmForPreTraining,
         AutoModelForPurchaseIntent: UbmForPurchaseIntent,
         AutoModelForRemainingLength: UbmForRemainingLength,
-        AutoModelForNextItemPrediction: UbmForNextItem,
+        AutoModelForNextItemPrediction: UbmForNextItemPrediction,
     },
     processor=UbmProcessor,
     recipe=RECIPE,

@@ -9,7 +9,7 @@
    outputs over the session's real interactions.
 
 Heads: :class:`UbmForPreTraining` (the two pretraining stages: InfoNCE losses 1-2 on items, 3-4 on sessions),
-:class:`UbmForPurchaseIntent` (PIP), :class:`UbmForRemainingLength` (RLP) and :class:`UbmForNextItem` (NIP:
+:class:`UbmForPurchaseIntent` (PIP), :class:`UbmForRemainingLength` (RLP) and :class:`UbmForNextItemPrediction` (NIP:
 candidates embedded as one-item sessions, dot product, softmax over the pool).
 
 Shapes: ``N`` interactions of ``T`` tokens, ``B`` sessions of at most ``L`` interactions, ``C`` candidates,
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,7 +154,7 @@ class UbmSessionPredictionOutput(ModelOutput):
 
 @dataclass
 class UbmNextItemOutput(ModelOutput):
-    r"""Outputs of :class:`UbmForNextItem`.
+    r"""Outputs of :class:`UbmForNextItemPrediction`.
 
     Args:
         loss: ``()`` softmax cross-entropy of the target among the candidates, with ``labels``.
@@ -171,7 +172,7 @@ class UbmNextItemOutput(ModelOutput):
 @dataclass(eq=False)
 class UbmCandidatePool:
     r"""A fixed candidate pool of items, tokenised once (``UbmProcessor.encode_items``), that
-    :class:`UbmForNextItem` embeds once per evaluation. It is not a tensor, so ``transformers.Trainer`` and
+    :class:`UbmForNextItemPrediction` embeds once per evaluation. It is not a tensor, so ``transformers.Trainer`` and
     Accelerate pass it to the model untouched. ``key`` is a digest of the tokens (copies share cached
     embeddings).
 
@@ -598,7 +599,7 @@ class UbmForRemainingLength(UbmPreTrainedModel):
         return UbmSessionPredictionOutput(loss=loss, logits=logits, session_embeddings=sessions)
 
 
-class UbmForNextItem(UbmPreTrainedModel):
+class UbmForNextItemPrediction(UbmPreTrainedModel):
     r"""Next Item Prediction (Sec. 3.4.3): each candidate is embedded as a one-item session with no action token,
     ``v_c = UBM([p_c])``; the score of a candidate is ``h' v_c`` (``config.next_item_similarity="dot"``, the
     paper's; ``"cosine"``: cosine / ``next_item_temperature``), and a softmax over the candidates is trained with
@@ -727,9 +728,23 @@ class UbmForNextItem(UbmPreTrainedModel):
         return out
 
 
+class UbmForNextItem(UbmForNextItemPrediction):
+    """Deprecated name of :class:`UbmForNextItemPrediction` (heads are named alike across the families, as
+    ``TagnnPPForNextItemPrediction``); kept for one release."""
+
+    def __init__(self, config: UbmConfig):
+        warnings.warn(
+            "UbmForNextItem is renamed UbmForNextItemPrediction; the old name goes in the next release",
+            FutureWarning,
+            stacklevel=2,
+        )
+        super().__init__(config)
+
+
 __all__ = [
     "UbmCandidatePool",
     "UbmForNextItem",
+    "UbmForNextItemPrediction",
     "UbmForPreTraining",
     "UbmForPreTrainingOutput",
     "UbmForPurchaseIntent",

@@ -348,7 +348,7 @@ class UbmSessionTaskCollator:
 
 
 class UbmNextItemCollator(SeededCollatorMixin):
-    """Rows ``{"session_id", "events", "target"[, "evaluate"]}`` -> UbmForNextItem inputs.
+    """Rows ``{"session_id", "events", "target"[, "evaluate"]}`` -> UbmForNextItemPrediction inputs.
 
     Training rows: the candidates are the batch's distinct targets plus ``num_negatives`` pool items, as rows
     ``candidate_input_ids``; ``labels`` the target's column. The negatives are drawn from torch's global RNG, or,
