@@ -83,6 +83,8 @@ class UbmSessionEncoder(nn.Module):
         self.use_positions = config.use_session_positions
 
     def forward(self, interactions: torch.Tensor, interaction_mask: torch.Tensor) -> torch.Tensor:
+        """``interactions`` ``(B, L, H)``: each session's interaction embeddings in its ``L`` slots;
+        ``interaction_mask`` ``(B, L)``: the real ones. Returns the contextual interactions ``(B, L, H)``."""
         length = interactions.shape[1]
         if length > self.max_interactions:
             raise ValueError(
@@ -472,6 +474,14 @@ class UbmForPreTraining(UbmPreTrainedModel):
         masked_item_input_ids: torch.Tensor | None = None,
         **kwargs,
     ) -> UbmForPreTrainingOutput:
+        r"""One pretraining step's losses, stage 1 or stage 2 by what the batch holds.
+
+        Stage 1 (item text): ``item_input_ids`` / ``item_attention_mask`` ``(N, T)`` and ``masked_item_input_ids``
+        ``(N, T)`` (the same rows, masked). Stage 2 (sessions):
+        ``input_ids`` / ``attention_mask`` ``(N, T)``: the batch's ``N`` real interactions, one row each (action token
+        and item text); ``interaction_mask`` ``(B, L)``: which of each session's ``L`` slots hold them, row-major.
+        ``reordered_input_ids`` / ``reordered_attention_mask`` ``(N, T)``: the Behaviour Reordering view (loss 3);
+        ``masked_input_ids`` ``(N, T)``: the Token Masking view (loss 4)."""
         config = self.config
         if item_input_ids is not None:
             return self._stage1(item_input_ids, item_attention_mask, masked_item_input_ids)
@@ -564,6 +574,11 @@ class UbmForPurchaseIntent(UbmPreTrainedModel):
     def forward(
         self, input_ids, attention_mask, interaction_mask, labels=None, **kwargs
     ) -> UbmSessionPredictionOutput:
+        r"""Purchase-intent logits ``(B,)`` and the session embeddings ``(B, H)``.
+
+        ``input_ids`` / ``attention_mask`` ``(N, T)``: the batch's ``N`` real interactions, one row each (action token
+        and item text); ``interaction_mask`` ``(B, L)``: which of each session's ``L`` slots hold them, row-major.
+        ``labels`` ``(B,)``, 0 or 1: the binary cross-entropy ``loss`` (a scalar)."""
         sessions = self.ubm(input_ids, attention_mask, interaction_mask).session_embeddings
         logits = self.classifier(sessions).squeeze(-1)
         loss = None
@@ -588,6 +603,11 @@ class UbmForRemainingLength(UbmPreTrainedModel):
     def forward(
         self, input_ids, attention_mask, interaction_mask, labels=None, **kwargs
     ) -> UbmSessionPredictionOutput:
+        r"""Remaining lengths ``(B,)`` as ``logits`` (in interactions) and the session embeddings ``(B, H)``.
+
+        ``input_ids`` / ``attention_mask`` ``(N, T)``: the batch's ``N`` real interactions, one row each (action token
+        and item text); ``interaction_mask`` ``(B, L)``: which of each session's ``L`` slots hold them, row-major.
+        ``labels`` ``(B,)``: the remaining number of interactions; ``loss`` is the MSE of the standardised length."""
         config = self.config
         sessions = self.ubm(input_ids, attention_mask, interaction_mask).session_embeddings
         z = self.regressor(sessions).squeeze(-1)
@@ -662,6 +682,14 @@ class UbmForNextItemPrediction(UbmPreTrainedModel):
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> UbmNextItemOutput:
+        r"""Scores ``logits`` ``(B, C)`` of ``C`` candidate items for each of ``B`` sessions.
+
+        ``input_ids`` / ``attention_mask`` ``(N, T)``: the batch's ``N`` real interactions, one row each (action token
+        and item text); ``interaction_mask`` ``(B, L)``: which of each session's ``L`` slots hold them, row-major.
+        Candidates either as rows, ``candidate_input_ids`` / ``candidate_attention_mask`` ``(C, T)`` (each a one-item
+        session with no action token), or as a ``candidate_pool`` (:class:`UbmCandidatePool`, embedded once and
+        cached). ``labels`` ``(B,)``: the index of each session's next item among the candidates (``-100``
+        ignored): softmax cross-entropy ``loss``. Without candidates only ``session_embeddings`` ``(B, H)``."""
         if candidate_input_ids is not None and candidate_pool is not None:
             raise ValueError("pass candidates as rows or as a pool, not both")
         sessions = self.ubm(input_ids, attention_mask, interaction_mask).session_embeddings
