@@ -27,7 +27,6 @@ Tensors are flat (see :class:`CeresProcessor`): ``S`` text sequences of ``T`` to
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +38,6 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
-from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch_geometric import utils as pyg_utils
 from torch_geometric.nn import GATConv
 from transformers import PreTrainedModel
@@ -50,6 +48,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
 from ... import losses
+from ...candidate_pool import CandidatePoolCacheMixin, tensor_digest
 from ...distributed import gather_with_grad, global_mean, world_size
 from ...modeling_utils import StrictLoadingMixin
 from .configuration_ceres import CeresConfig
@@ -393,12 +392,7 @@ class CeresCandidatePool:
         if self.chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
         self.num_candidates = int(index.max()) + 1
-        digest = hashlib.sha1()
-        for t in (self.candidate_input_ids, self.candidate_attention_mask, index):
-            t = t.detach().cpu().contiguous()
-            digest.update(repr((tuple(t.shape), str(t.dtype))).encode())
-            digest.update(t.numpy().tobytes())
-        self.key = digest.hexdigest()
+        self.key = tensor_digest(self.candidate_input_ids, self.candidate_attention_mask, index)
 
     @classmethod
     def from_inputs(cls, inputs: Mapping[str, torch.Tensor], chunk_size: int = 256) -> CeresCandidatePool:
@@ -427,23 +421,6 @@ class CeresCandidatePool:
                 "candidate_attention_mask": mask[:, :width],
                 "candidate_sequence_index": index[lo:hi] - start,
             }
-
-
-_OPTIMIZER_STEPS = [0]
-"""Optimizer steps taken in this process (any ``torch.optim`` optimizer), counted by a global step hook."""
-_OPTIMIZER_HOOK: list = []
-
-
-def _optimizer_steps() -> int:
-    """Steps taken by every optimizer of the process since the first call. Fused optimizers update parameters
-    without bumping their version counters; the global post-step hook sees them all."""
-    if not _OPTIMIZER_HOOK:
-
-        def count(optimizer, args, kwargs) -> None:
-            _OPTIMIZER_STEPS[0] += 1
-
-        _OPTIMIZER_HOOK.append(register_optimizer_step_post_hook(count))
-    return _OPTIMIZER_STEPS[0]
 
 
 # --- encode_sessions / encode_items (numpy, your IDs) -------------------------------------------------------
@@ -887,7 +864,7 @@ class CeresForPreTraining(_CeresEncodeMixin, CeresPreTrainedModel):
         )
 
 
-class CeresForSessionRetrieval(_CeresEncodeMixin, CeresPreTrainedModel):
+class CeresForSessionRetrieval(CandidatePoolCacheMixin, _CeresEncodeMixin, CeresPreTrainedModel):
     """Session-to-item retrieval (Section 3.3): product search, query search, entity linking.
 
     The session embedding is the average of the session's item embeddings: graph-conditioned ones
@@ -912,24 +889,7 @@ class CeresForSessionRetrieval(_CeresEncodeMixin, CeresPreTrainedModel):
         self.ceres = CeresModel(config)
         self.session_projection = nn.Linear(config.hidden_size, config.retrieval_projection_size)
         self.candidate_projection = nn.Linear(config.hidden_size, config.retrieval_projection_size)
-        self._candidate_pool_cache: tuple[tuple, torch.Tensor] | None = None
         self.post_init()
-
-    def train(self, mode: bool = True):
-        self._candidate_pool_cache = None  # a new training or evaluation phase: embed the pool afresh
-        return super().train(mode)
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_candidate_pool_cache"] = None  # never pickled or deep-copied with the model
-        return state
-
-    def _weights_version(self) -> tuple:
-        """Changes whenever a parameter is modified in place (``load_state_dict``, edits under ``no_grad``: each
-        bumps the tensor's version counter), replaced (moved, cast, reassigned), or any optimizer steps (fused
-        optimizers do not bump version counters). Writes through ``param.data`` are not seen: call ``train()``
-        or ``eval()`` after those."""
-        return _optimizer_steps(), tuple((p.data_ptr(), p._version) for p in self.parameters())
 
     def encode_items(self, items, processor=None, catalogue=None, batch_size: int = 64):
         """Projected, L2-normalised candidate embeddings, numpy ``(N, P)``: products (IDs or records), queries or
@@ -950,19 +910,16 @@ class CeresForSessionRetrieval(_CeresEncodeMixin, CeresPreTrainedModel):
         ``train()`` / ``eval()`` call, makes the next call embed the pool again. In training mode or with
         gradients enabled nothing is cached.
         """
-        cacheable = not self.training and not torch.is_grad_enabled()
-        if cacheable:
-            key = (pool.key, self._weights_version())
-            cached = self._candidate_pool_cache
-            if cached is not None and cached[0] == key:
-                return cached[1]
         device = self.candidate_projection.weight.device
-        embeddings = torch.cat(
-            [self.embed_candidates(**{k: v.to(device) for k, v in chunk.items()}) for chunk in pool.chunks()]
+        return self._cached_pool_embeddings(
+            pool.key,
+            lambda: torch.cat(
+                [
+                    self.embed_candidates(**{k: v.to(device) for k, v in chunk.items()})
+                    for chunk in pool.chunks()
+                ]
+            ),
         )
-        if cacheable:
-            self._candidate_pool_cache = (key, embeddings)
-        return embeddings
 
     def embed_sessions(
         self,

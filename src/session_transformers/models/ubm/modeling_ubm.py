@@ -18,7 +18,6 @@ Shapes: ``N`` interactions of ``T`` tokens, ``B`` sessions of at most ``L`` inte
 
 from __future__ import annotations
 
-import hashlib
 import math
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,7 +30,6 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
-from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.checkpoint import checkpoint
 from transformers import BertModel, PreTrainedModel
 from transformers import initialization as init
@@ -39,6 +37,7 @@ from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput
 
 from ... import losses
+from ...candidate_pool import CandidatePoolCacheMixin, tensor_digest
 from ...modeling_utils import StrictLoadingMixin
 from .configuration_ubm import UbmConfig
 
@@ -195,11 +194,7 @@ class UbmCandidatePool:
             raise ValueError("a candidate pool needs at least one candidate row (C, T)")
         if self.item_ids and len(self.item_ids) != self.input_ids.shape[0]:
             raise ValueError(f"{len(self.item_ids)} item ids for {self.input_ids.shape[0]} candidate rows")
-        digest = hashlib.sha1()
-        for t in (self.input_ids, self.attention_mask):
-            digest.update(repr(tuple(t.shape)).encode())
-            digest.update(t.detach().cpu().contiguous().numpy().tobytes())
-        self.key = digest.hexdigest()
+        self.key = tensor_digest(self.input_ids, self.attention_mask)
 
     @classmethod
     def from_items(
@@ -218,21 +213,6 @@ class UbmCandidatePool:
             mask = self.attention_mask[start : start + self.chunk_size]
             width = max(1, int(mask.sum(1).max()))
             yield self.input_ids[start : start + self.chunk_size, :width], mask[:, :width]
-
-
-_OPTIMIZER_STEPS = [0]
-_OPTIMIZER_HOOK: list = []
-
-
-def _optimizer_steps() -> int:
-    """Optimizer steps taken in this process (a global post-step hook: fused optimizers bump no versions)."""
-    if not _OPTIMIZER_HOOK:
-
-        def count(optimizer, args, kwargs) -> None:
-            _OPTIMIZER_STEPS[0] += 1
-
-        _OPTIMIZER_HOOK.append(register_optimizer_step_post_hook(count))
-    return _OPTIMIZER_STEPS[0]
 
 
 # --- models --------------------------------------------------------------------------------------------------
@@ -619,7 +599,7 @@ class UbmForRemainingLength(UbmPreTrainedModel):
         return UbmSessionPredictionOutput(loss=loss, logits=logits, session_embeddings=sessions)
 
 
-class UbmForNextItemPrediction(UbmPreTrainedModel):
+class UbmForNextItemPrediction(CandidatePoolCacheMixin, UbmPreTrainedModel):
     r"""Next Item Prediction (Sec. 3.4.3): each candidate is embedded as a one-item session with no action token,
     ``v_c = UBM([p_c])``; the score of a candidate is ``h' v_c`` (``config.next_item_similarity="dot"``, the
     paper's; ``"cosine"``: cosine / ``next_item_temperature``), and a softmax over the candidates is trained with
@@ -634,33 +614,15 @@ class UbmForNextItemPrediction(UbmPreTrainedModel):
     def __init__(self, config: UbmConfig):
         super().__init__(config)
         self.ubm = UbmModel(config)
-        self._pool_cache: tuple[tuple, torch.Tensor] | None = None
         self.post_init()
-
-    def train(self, mode: bool = True):
-        self._pool_cache = None
-        return super().train(mode)
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_pool_cache"] = None
-        return state
-
-    def _weights_version(self) -> tuple:
-        return _optimizer_steps(), tuple((p.data_ptr(), p._version) for p in self.parameters())
 
     def embed_candidate_pool(self, pool: UbmCandidatePool) -> torch.Tensor:
         """``(C, H)`` embeddings of a fixed pool (cached in eval mode without gradients, per weights version)."""
-        cacheable = not self.training and not torch.is_grad_enabled()
-        if cacheable:
-            key = (pool.key, self._weights_version())
-            if self._pool_cache is not None and self._pool_cache[0] == key:
-                return self._pool_cache[1]
         device = next(self.parameters()).device
-        out = torch.cat([self.ubm.embed_items(i.to(device), m.to(device)) for i, m in pool.chunks()])
-        if cacheable:
-            self._pool_cache = (key, out)
-        return out
+        return self._cached_pool_embeddings(
+            pool.key,
+            lambda: torch.cat([self.ubm.embed_items(i.to(device), m.to(device)) for i, m in pool.chunks()]),
+        )
 
     def score(self, sessions: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         if self.config.next_item_similarity == "cosine":
