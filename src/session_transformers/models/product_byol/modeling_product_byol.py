@@ -164,6 +164,8 @@ class ProductByolTextEncoder(nn.Module):
         self.dropout = nn.Dropout(config.encoder_dropout)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``input_ids`` / ``attention_mask`` ``(B, T)``, right-padded -> product embeddings
+        ``(B, len(kernel_sizes) * num_filters)``."""
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (batch, tokens), got shape {tuple(input_ids.shape)}")
         if attention_mask is None:
@@ -342,9 +344,12 @@ class ProductByolForPreTraining(ProductByolPreTrainedModel):
         pair_labels: torch.Tensor | None = None,
         **kwargs,
     ) -> ProductByolForPreTrainingOutput:
-        """A batch of pairs: ``input_ids`` (products ``p_i``), ``pair_input_ids`` (``p_j``), ``labels`` /
-        ``pair_labels`` their category ids (``-100``: unknown). The loss needs the pair inputs and, when
-        ``alpha < 1``, the labels; without labels there is no loss."""
+        """A batch of ``B`` pairs: ``input_ids`` / ``attention_mask`` ``(B, T)`` (products ``p_i``),
+        ``pair_input_ids`` / ``pair_attention_mask`` ``(B, T')`` (``p_j``), ``labels`` / ``pair_labels`` ``(B,)``
+        their category ids (``-100``: unknown). Returns ``embeddings`` (and ``pair_embeddings``) ``(B, D)``, the
+        category ``logits`` ``(B, num_categories)`` when the model has a category predictor, and the scalar
+        ``loss``. The loss needs the pair inputs and, when ``alpha < 1``, the labels; without labels there is no
+        loss."""
         cfg = self.config
         y_i = self.product_byol.encoder(input_ids, attention_mask)
         logits = self.category_predictor(y_i) if self.category_predictor is not None else None

@@ -133,6 +133,9 @@ class TagnnPPGatedGNN(nn.Module):
         self.cell = SRGNNCell(config.hidden_size)
 
     def forward(self, h, edge_index, in_weight, out_weight) -> torch.Tensor:
+        """``h`` ``(|V|, H)``: the batch's session-graph nodes; ``edge_index`` ``(2, |E|)``; ``in_weight`` /
+        ``out_weight`` ``(|E|,)``: each edge's normalised weight into its target / out of its source. Returns the
+        nodes after ``steps`` gated propagations, ``(|V|, H)``."""
         for _ in range(self.steps):
             h = self.cell(h, edge_index, in_weight, out_weight)
         return h  # (|V|, H)
