@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from datasets import Dataset
+from datasets import Dataset, IterableDataset
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from .protocol import TrainingProtocol
@@ -184,6 +184,18 @@ class LengthGroupedEpochSampler(LengthGroupedSampler):
         return super().__iter__()
 
 
+def first_n(data, n: int | None):
+    """The first ``n`` rows of a list, a ``datasets.Dataset`` or an ``IterableDataset`` (``take``: ``datasets``
+    divides ``n`` between the shards); everything for ``n`` None or 0; ``None`` stays ``None``."""
+    if data is None or not n:
+        return data
+    if isinstance(data, IterableDataset):
+        return data.take(n)
+    if isinstance(data, Dataset):
+        return data.select(range(min(n, len(data))))
+    return data[:n]
+
+
 def split_sizes(n: int, eval_fraction: float, validation_fraction: float) -> tuple[int, int]:
     """(validation, test) session counts, as every recipe splits its sessions: the last ``eval_fraction`` of ``n``
     sessions are the test split and ``validation_fraction`` of the rest the validation split (at least one
@@ -327,6 +339,7 @@ def resolve_data_arguments(
 
 
 __all__ = [
+    "first_n",
     "PreparedData",
     "Recipe",
     "Stage",

@@ -16,16 +16,13 @@ from session_transformers.trainer_utils import (
     QuickstartJob,
     Recipe,
     Task,
+    first_n,
     split_sizes,
     validation_limit,
 )
 
 from .configuration_toy import ToyConfig
 from .processing_toy import ToyProcessor
-
-
-def _cut(ds, n: int | None):
-    return ds.select(range(min(n, len(ds)))) if ds is not None and n else ds
 
 
 def prepare(args: argparse.Namespace) -> PreparedData:
@@ -42,10 +39,10 @@ def prepare(args: argparse.Namespace) -> PreparedData:
     sequences = [session_item_ids(s) for s in store.iter_sessions(0, store_config.num_sessions)]
     n_val, n_test = split_sizes(len(sequences), args.eval_fraction, args.validation_fraction)
     n_train = len(sequences) - n_val - n_test
-    train = _cut(next_item_samples(sequences[:n_train]), args.max_train_samples)
+    train = first_n(next_item_samples(sequences[:n_train]), args.max_train_samples)
     validation = next_item_samples(sequences[n_train : n_train + n_val]) if n_val else None
-    validation = _cut(validation, validation_limit(args))
-    test = _cut(next_item_samples(sequences[-n_test:]), args.max_eval_samples)
+    validation = first_n(validation, validation_limit(args))
+    test = first_n(next_item_samples(sequences[-n_test:]), args.max_eval_samples)
     if args.processor_path:
         processor = ToyProcessor.from_pretrained(args.processor_path)
     else:

@@ -100,7 +100,7 @@ from ... import metrics
 from ...data.schema import QUERY_SUBJECTS
 from ...processing_utils import SeededCollatorMixin
 from ...protocol import TrainingProtocol
-from ...trainer_utils import PreparedData, QuickstartJob, Recipe, Task, split_sizes, validation_limit
+from ...trainer_utils import PreparedData, QuickstartJob, Recipe, Task, first_n, split_sizes, validation_limit
 from . import tasks
 from .configuration_ceres import CeresConfig
 from .modeling_ceres import CeresCandidatePool
@@ -372,10 +372,6 @@ class CeresPretrainCollator:
         return (self.evaluation if rows and rows[0].get("evaluate") else self.train)(rows)
 
 
-def _cut(rows: list, n: int | None) -> list:
-    return rows[:n] if n else rows
-
-
 def _prepare_ceres_pretrain(args: argparse.Namespace) -> PreparedData:
     train, validation, test, catalogue, description = ceres_source(args)
     processor = _ceres_processor(args, train, catalogue)
@@ -399,8 +395,8 @@ def _prepare_ceres_pretrain(args: argparse.Namespace) -> PreparedData:
             for i in catalogue
         ]
         description += "; pretraining corpus: each catalogue product alone (product text only)"
-    train = _cut(train, args.max_train_samples)
-    validation, test = _cut(validation, validation_limit(args)), _cut(test, args.max_eval_samples)
+    train = first_n(train, args.max_train_samples)
+    validation, test = first_n(validation, validation_limit(args)), first_n(test, args.max_eval_samples)
     eval_collate = CeresMaskingCollator(processor, catalogue, config, seed=args.seed)
     # training masks: seeded apart from the evaluation masks (another seed), per epoch and batch
     train_collate = CeresMaskingCollator(processor, catalogue, config, seed=args.seed + 1)
@@ -713,13 +709,13 @@ def _prepare_homedepot_retrieval(task: str, args: argparse.Namespace) -> Prepare
     sessions = [{"session_id": r["session_id"], "events": r["events"]} for r in terms.train]
     processor = _ceres_processor(args, sessions, catalogue)
     config = _ceres_config(args, processor)
-    train = _cut(homedepot_training_examples(terms.train), args.max_train_samples)
+    train = first_n(homedepot_training_examples(terms.train), args.max_train_samples)
     evaluation, pools, notes = {}, {}, []
     for split, rows in (("validation", terms.validation), ("test", terms.test)):
         examples = homedepot_eval_examples(rows)
         kept = {ex["session_id"] for ex in examples}
         limit = validation_limit(args) if split == "validation" else args.max_eval_samples
-        evaluation[split] = _cut(examples, limit)
+        evaluation[split] = first_n(examples, limit)
         pools[split], what = _homedepot_pool(args, [r for r in rows if r["session_id"] in kept], catalogue)
         notes.append(
             f"{split}: {len(evaluation[split])} terms ({len(rows) - len(examples)} of {len(rows)} left out: no "
@@ -783,9 +779,11 @@ def _prepare_ceres_retrieval(task: str, args: argparse.Namespace) -> PreparedDat
             + (" (its sessions have no queries)" if task == "query_search" else "")
         )
     all_train = parts["train"]  # before any cut, so the pools ignore --max-train-samples
-    train = _cut(all_train, args.max_train_samples)
+    train = first_n(all_train, args.max_train_samples)
     evaluation = {
-        split: _cut(parts[split], validation_limit(args) if split == "validation" else args.max_eval_samples)
+        split: first_n(
+            parts[split], validation_limit(args) if split == "validation" else args.max_eval_samples
+        )
         for split in sessions
     }
     widest = max(len(ex["targets"]) for part in (train, *evaluation.values()) for ex in part)

@@ -55,7 +55,7 @@ from torch.utils.data import Dataset
 from ... import metrics
 from ...processing_utils import SeededCollatorMixin
 from ...protocol import TrainingProtocol
-from ...trainer_utils import PreparedData, QuickstartJob, Recipe, Task, split_sizes, validation_limit
+from ...trainer_utils import PreparedData, QuickstartJob, Recipe, Task, first_n, split_sizes, validation_limit
 from .configuration_muvcog import MuvcogConfig
 from .processing_muvcog import MuvcogProcessor, click_code, iter_corpus, mask_one_query
 
@@ -192,10 +192,6 @@ def _encoded(processor: MuvcogProcessor, session: Mapping[str, Any], index: int)
         return None  # no known word left (MUVCOG-T: an image-only prefix)
 
 
-def _cut(rows: list, n: int | None) -> list:
-    return rows[:n] if n else rows
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Pretraining
 # --------------------------------------------------------------------------------------------------------------
@@ -263,9 +259,9 @@ def _prepare_pretrain(args: argparse.Namespace) -> PreparedData:
     splits = muvcog_source(args)
     processor = muvcog_processor(args, splits)
     config = _config(args, processor)
-    train = _cut(_pretrain_rows(processor, splits.train), args.max_train_samples)
-    validation = _cut(_pretrain_rows(processor, splits.validation), validation_limit(args))
-    test = _cut(_pretrain_rows(processor, splits.test), args.max_eval_samples)
+    train = first_n(_pretrain_rows(processor, splits.train), args.max_train_samples)
+    validation = first_n(_pretrain_rows(processor, splits.validation), validation_limit(args))
+    test = first_n(_pretrain_rows(processor, splits.test), args.max_eval_samples)
     eval_collate = MuvcogPretrainCollator(processor, seed=args.seed, negative_pool_size=args.batch_size)
     return PreparedData(
         processor,
@@ -485,9 +481,9 @@ def _prepare_query_suggestion(args: argparse.Namespace) -> PreparedData:
     splits = muvcog_source(args)
     processor = muvcog_processor(args, splits)
     config = _config(args, processor)
-    train = _cut(query_suggestion_examples(processor, splits.train), args.max_train_samples)
-    validation = _cut(query_suggestion_examples(processor, splits.validation), validation_limit(args))
-    test = _cut(query_suggestion_examples(processor, splits.test), args.max_eval_samples)
+    train = first_n(query_suggestion_examples(processor, splits.train), args.max_train_samples)
+    validation = first_n(query_suggestion_examples(processor, splits.validation), validation_limit(args))
+    test = first_n(query_suggestion_examples(processor, splits.test), args.max_eval_samples)
     return PreparedData(
         processor,
         Rows(train),
@@ -589,9 +585,9 @@ def _prepare_click(args: argparse.Namespace) -> PreparedData:
         "num_items", len(processor.item_vocab)
     )  # also for --init-from checkpoints
     config = _config(args, processor)
-    train = _cut(click_examples(processor, splits.train), args.max_train_samples)
-    validation = _cut(click_examples(processor, splits.validation), validation_limit(args))
-    test = _cut(click_examples(processor, splits.test), args.max_eval_samples)
+    train = first_n(click_examples(processor, splits.train), args.max_train_samples)
+    validation = first_n(click_examples(processor, splits.validation), validation_limit(args))
+    test = first_n(click_examples(processor, splits.test), args.max_eval_samples)
     return PreparedData(
         processor,
         Rows(train),

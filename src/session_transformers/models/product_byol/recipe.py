@@ -59,7 +59,7 @@ from datasets import Dataset, IterableDataset
 
 from ...optim import byol_momentum
 from ...protocol import TrainingProtocol
-from ...trainer_utils import PreparedData, QuickstartJob, Recipe, Task, split_sizes, validation_limit
+from ...trainer_utils import PreparedData, QuickstartJob, Recipe, Task, first_n, split_sizes, validation_limit
 
 SYNTHETIC_FLAGS = ("refurbished", "counterfeit", "bulky")
 DEFAULT_INSTACART_TASK = "snacks/chips pretzels"
@@ -231,12 +231,6 @@ def _config(processor, overrides: dict, **defaults):
     return ProductByolConfig(**{**values, **overrides})
 
 
-def _cut(ds, n: int | None):
-    if isinstance(ds, IterableDataset):
-        return ds.take(n) if n else ds
-    return ds.select(range(min(n, len(ds)))) if ds is not None and n else ds
-
-
 def prepare_pretraining(args: argparse.Namespace) -> PreparedData:
     streaming = bool(getattr(args, "streaming", False))
     if streaming and args.dataset != "sessions":
@@ -253,9 +247,9 @@ def prepare_pretraining(args: argparse.Namespace) -> PreparedData:
     train = processor.pair_dataset(corpus.train, corpus.catalogue, streaming=streaming)
     validation = processor.pair_dataset(corpus.validation, corpus.catalogue) if corpus.validation else None
     test = processor.pair_dataset(corpus.test, corpus.catalogue)
-    train = _cut(train, args.max_train_samples)
-    validation = _cut(validation, validation_limit(args))
-    test = _cut(test, args.max_eval_samples)
+    train = first_n(train, args.max_train_samples)
+    validation = first_n(validation, validation_limit(args))
+    test = first_n(test, args.max_eval_samples)
     config = _config(processor, args.config_overrides)
     sizes = f"{corpus.num_train or 'streamed'} / {len(corpus.validation)} / {len(corpus.test)} sessions"
     mode = "streamed" if streaming else "written by a generator to Arrow"
@@ -370,9 +364,9 @@ def prepare_classification(args: argparse.Namespace) -> PreparedData:
         return Dataset.from_dict({"title": [titles[i] for i in idx], "label": [labels[i] for i in idx]})
 
     train, validation, test = rows(train_idx), rows(val_idx), rows(test_idx)
-    train = _cut(train, args.max_train_samples)
-    validation = _cut(validation, validation_limit(args))
-    test = _cut(test, args.max_eval_samples)
+    train = first_n(train, args.max_train_samples)
+    validation = first_n(validation, validation_limit(args))
+    test = first_n(test, args.max_eval_samples)
     if args.processor_path:
         processor = ProductByolProcessor.from_pretrained(args.processor_path)
     else:

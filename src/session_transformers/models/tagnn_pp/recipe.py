@@ -24,7 +24,7 @@ from ... import metrics
 from ...data.loaders import NextItemSplits
 from ...data.schema import session_item_ids
 from ...protocol import TrainingProtocol
-from ...trainer_utils import PreparedData, QuickstartJob, Recipe, Task, split_sizes, validation_limit
+from ...trainer_utils import PreparedData, QuickstartJob, Recipe, Task, first_n, split_sizes, validation_limit
 
 
 def synthetic_next_item(args: argparse.Namespace) -> NextItemSplits:
@@ -123,12 +123,6 @@ def sessions_next_item(args: argparse.Namespace) -> NextItemSplits:
     return NextItemSplits(train, validation, test, ids, {"rule": corpus.rule, **stats})
 
 
-def _cut(ds: Dataset | IterableDataset | None, n: int | None) -> Dataset | IterableDataset | None:
-    if isinstance(ds, IterableDataset):  # the first n samples (datasets divides n between the shards)
-        return ds.take(n) if n else ds
-    return ds.select(range(min(n, len(ds)))) if ds is not None and n else ds
-
-
 def _prepare_tagnn_pp(args: argparse.Namespace) -> PreparedData:
     from . import TagnnPPConfig, TagnnPPProcessor
 
@@ -148,9 +142,9 @@ def _prepare_tagnn_pp(args: argparse.Namespace) -> PreparedData:
         "sessions": sessions_next_item,
     }[args.dataset]
     splits = source(args)
-    train = _cut(splits.train, args.max_train_samples)
-    validation = _cut(splits.validation, validation_limit(args))
-    test = _cut(splits.test, args.max_eval_samples)
+    train = first_n(splits.train, args.max_train_samples)
+    validation = first_n(splits.validation, validation_limit(args))
+    test = first_n(splits.test, args.max_eval_samples)
     if args.processor_path:
         processor = TagnnPPProcessor.from_pretrained(args.processor_path)
     else:

@@ -54,7 +54,16 @@ from transformers import AutoConfig
 from ... import metrics
 from ...processing_utils import SeededCollatorMixin
 from ...protocol import TrainingProtocol
-from ...trainer_utils import PreparedData, QuickstartJob, Recipe, Stage, Task, split_sizes, validation_limit
+from ...trainer_utils import (
+    PreparedData,
+    QuickstartJob,
+    Recipe,
+    Stage,
+    Task,
+    first_n,
+    split_sizes,
+    validation_limit,
+)
 from .collating_ubm import UbmStage1Collator, UbmStage2Collator, next_item_pairs
 from .configuration_ubm import UbmConfig
 from .modeling_ubm import UbmCandidatePool
@@ -187,10 +196,6 @@ def _bert_initializer(args: argparse.Namespace):
     return init_weights
 
 
-def _cut(rows: list, n: int | None) -> list:
-    return rows[:n] if n else rows
-
-
 # --- pretraining -------------------------------------------------------------------------------------------
 
 
@@ -232,9 +237,9 @@ def _prepare_stage(stage: int, args: argparse.Namespace) -> PreparedData:
             for p in (train, validation, test)
         ]
         collator, what = UbmStage2Collator, "sessions"
-    rows_train = _cut(parts[0], args.max_train_samples)
-    rows_val = _cut(parts[1], validation_limit(args))
-    rows_test = _cut(parts[2], args.max_eval_samples)
+    rows_train = first_n(parts[0], args.max_train_samples)
+    rows_val = first_n(parts[1], validation_limit(args))
+    rows_test = first_n(parts[2], args.max_eval_samples)
     if not rows_train or not rows_test:
         raise ValueError(f"stage {stage}: {len(rows_train)} training / {len(rows_test)} test {what}")
     eval_collate = collator(processor, catalogue, config, seed=args.seed)
@@ -414,9 +419,9 @@ def _prepare_task(task: str, args: argparse.Namespace) -> PreparedData:
     else:
         examples, pool, what = next_item_examples(parts)
         description += f"; {what}"
-    examples["train"] = _cut(examples["train"], args.max_train_samples)
-    examples["validation"] = _cut(examples["validation"], validation_limit(args))
-    examples["test"] = _cut(examples["test"], args.max_eval_samples)
+    examples["train"] = first_n(examples["train"], args.max_train_samples)
+    examples["validation"] = first_n(examples["validation"], validation_limit(args))
+    examples["test"] = first_n(examples["test"], args.max_eval_samples)
     if not examples["train"] or not examples["test"]:
         counts = " / ".join(f"{len(v)} {k}" for k, v in examples.items())
         raise ValueError(f"{args.dataset} gives {counts} {task} examples")
