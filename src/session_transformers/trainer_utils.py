@@ -184,6 +184,21 @@ class LengthGroupedEpochSampler(LengthGroupedSampler):
         return super().__iter__()
 
 
+def synthetic_store(args: argparse.Namespace, **overrides):
+    """The synthetic store the data flags describe: ``--store-preset`` (``tiny`` or the default), ``--seed``,
+    ``--num-sessions`` (0: the preset's), then ``overrides`` (other ``SyntheticStoreConfig`` fields)."""
+    import dataclasses
+
+    from .data.synthetic import SyntheticStore, SyntheticStoreConfig
+
+    base = SyntheticStoreConfig.tiny() if args.store_preset == "tiny" else SyntheticStoreConfig()
+    return SyntheticStore(
+        dataclasses.replace(
+            base, seed=args.seed, num_sessions=args.num_sessions or base.num_sessions, **overrides
+        )
+    )
+
+
 def first_n(data, n: int | None):
     """The first ``n`` rows of a list, a ``datasets.Dataset`` or an ``IterableDataset`` (``take``: ``datasets``
     divides ``n`` between the shards); everything for ``n`` None or 0; ``None`` stays ``None``."""
@@ -340,6 +355,7 @@ def resolve_data_arguments(
 
 __all__ = [
     "first_n",
+    "synthetic_store",
     "PreparedData",
     "Recipe",
     "Stage",

@@ -84,7 +84,6 @@ Validation ``MAP@1`` selects the checkpoint (the paper picks its fine-tuning lea
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import random
 from collections.abc import Mapping
@@ -100,7 +99,16 @@ from ... import metrics
 from ...data.schema import QUERY_SUBJECTS
 from ...processing_utils import SeededCollatorMixin
 from ...protocol import TrainingProtocol
-from ...trainer_utils import PreparedData, QuickstartJob, Recipe, Task, first_n, split_sizes, validation_limit
+from ...trainer_utils import (
+    PreparedData,
+    QuickstartJob,
+    Recipe,
+    Task,
+    first_n,
+    split_sizes,
+    synthetic_store,
+    validation_limit,
+)
 from . import tasks
 from .configuration_ceres import CeresConfig
 from .modeling_ceres import CeresCandidatePool
@@ -271,11 +279,8 @@ def ceres_source(args: argparse.Namespace) -> CeresSplits:
         _CERES_SOURCES[key] = out
         return out
     if args.dataset == "synthetic":
-        from ...data.synthetic import SyntheticStore, SyntheticStoreConfig
-
-        base = SyntheticStoreConfig.tiny() if args.store_preset == "tiny" else SyntheticStoreConfig()
-        cfg = dataclasses.replace(base, seed=args.seed, num_sessions=args.num_sessions or base.num_sessions)
-        store = SyntheticStore(cfg)
+        store = synthetic_store(args)
+        cfg = store.config
         sessions = [
             text_session(s, synthetic_search_results(store, s))
             for s in store.iter_sessions(0, cfg.num_sessions)

@@ -42,7 +42,6 @@ the majority class.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -55,7 +54,16 @@ from torch.utils.data import Dataset
 from ... import metrics
 from ...processing_utils import SeededCollatorMixin
 from ...protocol import TrainingProtocol
-from ...trainer_utils import PreparedData, QuickstartJob, Recipe, Task, first_n, split_sizes, validation_limit
+from ...trainer_utils import (
+    PreparedData,
+    QuickstartJob,
+    Recipe,
+    Task,
+    first_n,
+    split_sizes,
+    synthetic_store,
+    validation_limit,
+)
 from .configuration_muvcog import MuvcogConfig
 from .processing_muvcog import MuvcogProcessor, click_code, iter_corpus, mask_one_query
 
@@ -114,17 +122,10 @@ def muvcog_source(args: argparse.Namespace) -> MuvcogSplits:
         raise ValueError(
             f"MUVCOG has no data source {args.dataset!r}: its inputs exist only in the synthetic store"
         )
-    from ...data.synthetic import SyntheticStore, SyntheticStoreConfig
-
-    base = SyntheticStoreConfig.tiny() if args.store_preset == "tiny" else SyntheticStoreConfig()
-    cfg = dataclasses.replace(
-        base,
-        seed=args.seed,
-        num_sessions=args.num_sessions or base.num_sessions,
-        image_query_rate=args.image_query_rate,
-        product_query_rate=args.product_query_rate,
+    store = synthetic_store(
+        args, image_query_rate=args.image_query_rate, product_query_rate=args.product_query_rate
     )
-    store = SyntheticStore(cfg)
+    cfg = store.config
     sessions = [
         s
         for s in store.iter_sessions(0, cfg.num_sessions)

@@ -59,7 +59,16 @@ from datasets import Dataset, IterableDataset
 
 from ...optim import byol_momentum
 from ...protocol import TrainingProtocol
-from ...trainer_utils import PreparedData, QuickstartJob, Recipe, Task, first_n, split_sizes, validation_limit
+from ...trainer_utils import (
+    PreparedData,
+    QuickstartJob,
+    Recipe,
+    Task,
+    first_n,
+    split_sizes,
+    synthetic_store,
+    validation_limit,
+)
 
 SYNTHETIC_FLAGS = ("refurbished", "counterfeit", "bulky")
 DEFAULT_INSTACART_TASK = "snacks/chips pretzels"
@@ -105,11 +114,7 @@ def _item_ids(session) -> list[str]:
 
 
 def _store(args):
-    from ...data.synthetic import SyntheticStore, SyntheticStoreConfig
-
-    base = SyntheticStoreConfig.tiny() if args.store_preset == "tiny" else SyntheticStoreConfig()
-    cfg = dataclasses.replace(base, seed=args.seed, num_sessions=args.num_sessions or base.num_sessions)
-    return SyntheticStore(cfg)
+    return synthetic_store(args)
 
 
 def synthetic_corpus(args) -> PairCorpus:

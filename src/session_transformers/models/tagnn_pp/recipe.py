@@ -10,7 +10,6 @@ evaluation ranks the whole catalogue and reports HR@K and MRR@K (K = 10, 20), ti
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +23,24 @@ from ... import metrics
 from ...data.loaders import NextItemSplits
 from ...data.schema import session_item_ids
 from ...protocol import TrainingProtocol
-from ...trainer_utils import PreparedData, QuickstartJob, Recipe, Task, first_n, split_sizes, validation_limit
+from ...trainer_utils import (
+    PreparedData,
+    QuickstartJob,
+    Recipe,
+    Task,
+    first_n,
+    split_sizes,
+    synthetic_store,
+    validation_limit,
+)
 
 
 def synthetic_next_item(args: argparse.Namespace) -> NextItemSplits:
     """Next-item samples of the synthetic store: train / validation / test by session (every prefix of each)."""
     from ...data.loaders import next_item_samples
-    from ...data.synthetic import SyntheticStore, SyntheticStoreConfig
 
-    base = SyntheticStoreConfig.tiny() if args.store_preset == "tiny" else SyntheticStoreConfig()
-    cfg = dataclasses.replace(base, seed=args.seed, num_sessions=args.num_sessions or base.num_sessions)
-    store = SyntheticStore(cfg)
+    store = synthetic_store(args)
+    cfg = store.config
     seqs = [session_item_ids(s) for s in store.iter_sessions(0, cfg.num_sessions)]
     n_val, n_test = split_sizes(len(seqs), args.eval_fraction, args.validation_fraction)
     n_train = len(seqs) - n_val - n_test

@@ -40,7 +40,6 @@ Each task has its trivial baselines (``Task.baseline``): majority class and rand
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import random
 from collections import Counter
 from pathlib import Path
@@ -62,6 +61,7 @@ from ...trainer_utils import (
     Task,
     first_n,
     split_sizes,
+    synthetic_store,
     validation_limit,
 )
 from .collating_ubm import UbmStage1Collator, UbmStage2Collator, next_item_pairs
@@ -110,11 +110,8 @@ def ubm_source(args: argparse.Namespace) -> UbmSplits:
     if key in _SOURCES:
         return _SOURCES[key]
     if args.dataset == "synthetic":
-        from ...data.synthetic import SyntheticStore, SyntheticStoreConfig
-
-        base = SyntheticStoreConfig.tiny() if args.store_preset == "tiny" else SyntheticStoreConfig()
-        cfg = dataclasses.replace(base, seed=args.seed, num_sessions=args.num_sessions or base.num_sessions)
-        store = SyntheticStore(cfg)
+        store = synthetic_store(args)
+        cfg = store.config
         sessions = [text_session(s) for s in store.iter_sessions(0, cfg.num_sessions)]
         records = store.catalogue
         what = f"synthetic store (seed {args.seed}, {cfg.num_sessions} sessions, {cfg.num_items} products)"
