@@ -519,3 +519,22 @@ def test_purchase_intent_head_leaves_its_plateau_and_beats_the_baselines(tmp_pat
     best_baseline = max(b["AUROC"] for b in baselines.values())
     assert test["test_AUROC"] > best_baseline + 0.2, (test, baselines)
     assert test["test_kappa"] > max(b["kappa"] for b in baselines.values()) + 0.2, (test, baselines)
+
+
+def test_interaction_encoder_from_flag_loads_through_the_base_model(capsys):
+    """--interaction-encoder-from: the recipe's init_weights hands the path to the base model's BERT loader (the
+    loader itself is tested in test_modeling_ubm); no path, no initialiser."""
+    import argparse
+    from types import SimpleNamespace
+
+    from session_transformers.models.ubm import recipe as ubm_recipe
+
+    assert ubm_recipe._bert_initializer(argparse.Namespace(interaction_encoder_from=None)) is None
+    calls = []
+    base = SimpleNamespace(
+        load_interaction_encoder_from_bert=lambda path: calls.append(path) or {"loaded": [1, 2]}
+    )
+    init = ubm_recipe._bert_initializer(argparse.Namespace(interaction_encoder_from="/some/bert"))
+    init(SimpleNamespace(base_model=base))
+    assert calls == ["/some/bert"]
+    assert "interaction encoder initialised from /some/bert: 2 tensors loaded" in capsys.readouterr().out

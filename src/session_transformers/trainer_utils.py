@@ -199,6 +199,19 @@ def synthetic_store(args: argparse.Namespace, **overrides):
     )
 
 
+def bert_initializer(path: str | None, load: str, part: str) -> Callable | None:
+    """``PreparedData.init_weights`` that loads a BERT-family checkpoint (folder or ``.safetensors`` file) into one
+    part of a model built from scratch, through ``model.base_model.<load>(path)``; ``None`` without a path."""
+    if not path:
+        return None
+
+    def init_weights(model) -> None:
+        report = getattr(model.base_model, load)(path)
+        print(f"{part} initialised from {path}: {len(report['loaded'])} tensors loaded")
+
+    return init_weights
+
+
 def first_n(data, n: int | None):
     """The first ``n`` rows of a list, a ``datasets.Dataset`` or an ``IterableDataset`` (``take``: ``datasets``
     divides ``n`` between the shards); everything for ``n`` None or 0; ``None`` stays ``None``."""
@@ -354,6 +367,7 @@ def resolve_data_arguments(
 
 
 __all__ = [
+    "bert_initializer",
     "first_n",
     "synthetic_store",
     "PreparedData",

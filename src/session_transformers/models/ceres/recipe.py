@@ -104,6 +104,7 @@ from ...trainer_utils import (
     QuickstartJob,
     Recipe,
     Task,
+    bert_initializer,
     first_n,
     split_sizes,
     synthetic_store,
@@ -345,15 +346,7 @@ def _ceres_config(args: argparse.Namespace, processor) -> CeresConfig:
 
 def _bert_initializer(args: argparse.Namespace):
     """``PreparedData.init_weights`` for ``--item-encoder-from``: load the BERT weights into the item encoder."""
-    path = args.item_encoder_from
-    if not path:
-        return None
-
-    def init_weights(model) -> None:
-        report = model.base_model.load_item_encoder_from_bert(path)
-        print(f"item encoder initialised from {path}: {len(report['loaded'])} tensors loaded")
-
-    return init_weights
+    return bert_initializer(args.item_encoder_from, "load_item_encoder_from_bert", "item encoder")
 
 
 def _ceres_rows(sessions: list[dict], evaluate: bool = False) -> Dataset:

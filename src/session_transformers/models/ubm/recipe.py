@@ -59,6 +59,7 @@ from ...trainer_utils import (
     Recipe,
     Stage,
     Task,
+    bert_initializer,
     first_n,
     split_sizes,
     synthetic_store,
@@ -182,15 +183,9 @@ def _config(args: argparse.Namespace, processor: UbmProcessor, **extra) -> UbmCo
 
 def _bert_initializer(args: argparse.Namespace):
     """``PreparedData.init_weights`` for ``--interaction-encoder-from`` (a model built from scratch only)."""
-    path = args.interaction_encoder_from
-    if not path:
-        return None
-
-    def init_weights(model) -> None:
-        report = model.base_model.load_interaction_encoder_from_bert(path)
-        print(f"interaction encoder initialised from {path}: {len(report['loaded'])} tensors loaded")
-
-    return init_weights
+    return bert_initializer(
+        args.interaction_encoder_from, "load_interaction_encoder_from_bert", "interaction encoder"
+    )
 
 
 # --- pretraining -------------------------------------------------------------------------------------------
