@@ -150,6 +150,8 @@ class MuvcogAGVEncoder(nn.Module):
         self.self_loops, self.mask_empty_types = config.agv_self_loops, config.agv_mask_empty_types
 
     def forward(self, x: Mapping[str, torch.Tensor], view, num_sessions: int) -> torch.Tensor:
+        """``x``: each query node type's input vectors, ``(n_t, word_dim)``; ``view``: the batched ``HeteroData`` of
+        this view (its edges and each node's ``batch``); returns one vector per session, ``(num_sessions, H)``."""
         per_type, present, batches = [], [], []
         for dst in QUERY_NODE_TYPES:
             outs, has = [], []
@@ -195,6 +197,8 @@ class MuvcogGATEncoder(nn.Module):
         )
 
     def forward(self, x: Mapping[str, torch.Tensor], view, num_sessions: int) -> torch.Tensor:
+        """``x``: each query node type's input vectors, ``(n_t, word_dim)``; ``view``: the batched ``HeteroData`` of
+        this view (its edges and each node's ``batch``); returns one vector per session, ``(num_sessions, H)``."""
         offsets, start = {}, 0
         for t in QUERY_NODE_TYPES:
             offsets[t], start = start, start + x[t].shape[0]
@@ -220,6 +224,8 @@ class MuvcogHLVEncoder(nn.Module):
         self.undirected = config.hlv_undirected
 
     def forward(self, x: Mapping[str, torch.Tensor], view, num_sessions: int) -> torch.Tensor:
+        """``x``: each query node type's input vectors, ``(n_t, word_dim)``; ``view``: the batched ``HeteroData`` of
+        this view (its edges and each node's ``batch``); returns one vector per session, ``(num_sessions, H)``."""
         members = [self.member_projection(x[t]) for t in QUERY_NODE_TYPES]
         num_vq = int(view["VQ"].num_nodes)
         offsets, start = {}, 0
