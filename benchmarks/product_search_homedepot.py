@@ -1149,8 +1149,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict[str, Any]:
     """Run the benchmark; the process's torch thread count is what it was before, however the run ends (a caller
-    that forks afterwards, as ``accelerate.debug_launcher`` does, would otherwise hand its children a multi-thread
-    OpenMP setting, and GNU OpenMP deadlocks in a forked child's first parallel region)."""
+    that runs it in-process, such as the tests, keeps its own setting)."""
     threads_before = torch.get_num_threads()
     try:
         return _run(parse_args(argv))

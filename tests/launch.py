@@ -1,4 +1,5 @@
-"""Run a repository script in a subprocess, offline and single-threaded (shared by the trainer tests)."""
+"""Helpers shared by the tests: run a repository script in a subprocess (offline, single-threaded), and launch a
+function in spawned CPU processes (``launch_processes``)."""
 
 import os
 import subprocess

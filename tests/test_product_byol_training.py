@@ -338,11 +338,8 @@ def _two_process_worker(out_dir: str) -> None:
 def test_ema_target_and_batch_norm_statistics_identical_on_every_process(tmp_path):
     """Per-process BatchNorm (the config's documented choice): DDP broadcasts the running statistics and the EMA
     is a function of the (synchronised) weights and the step, so both processes end with the same target."""
-    from accelerate.state import AcceleratorState
-
     from launch import launch_processes
 
-    AcceleratorState._reset_state(reset_partial_state=True)
     launch_processes(_two_process_worker, args=(str(tmp_path),), num_processes=2)
     a, b = (torch.load(tmp_path / f"target{r}.pt", weights_only=True) for r in (0, 1))
     assert any("running_mean" in k for k in a)

@@ -2,7 +2,6 @@
 streamed through each family's collator, the report's structure, and the sessions (and pairs) it counts against
 counts made independently from the corpus. (TAGNN++'s mode is tested in test_streaming.py.)"""
 
-import importlib.util
 import json
 import os
 import sys
@@ -18,23 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 NUM_SESSIONS = 2000
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location(
-        "streaming_memory", ROOT / "benchmarks" / "streaming_memory.py"
-    )
-    bench = importlib.util.module_from_spec(spec)
-    # its spawned corpus writer is found by module name, in the benchmarks folder
-    sys.modules[spec.name] = bench
-    if str(ROOT / "benchmarks") not in sys.path:
-        sys.path.append(str(ROOT / "benchmarks"))
-    spec.loader.exec_module(bench)
-    return bench
+# imported by name, as test_process_parity does: the benchmark's spawned corpus writer finds it in the child
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import streaming_memory  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """The benchmark's main on one corpus (written by the first call, reused by the others)."""
-    bench, tmp = _bench(), tmp_path_factory.mktemp("streaming-memory")
+    bench, tmp = streaming_memory, tmp_path_factory.mktemp("streaming-memory")
     corpus, results = tmp / "corpus", tmp / "results"
 
     def _run(family: str, *extra: str) -> tuple[dict, Path]:
@@ -125,12 +116,12 @@ def test_product_byol_streams_the_pairs_of_every_session(run):
 def test_a_partial_run_streams_the_first_sessions_of_the_corpus(run):
     _, corpus = run("ubm")  # the corpus of the other tests
     files = streaming.session_files(corpus)
-    pieces = _bench()._pieces(files, 1300)
+    pieces = streaming_memory._pieces(files, 1300)
     assert sum(b - a for _, a, b in pieces) == 1300 and [p[0] for p in pieces] == [str(f) for f in files[:3]]
     assert [s["session_id"] for s in streaming.iter_sessions(pieces)] == [
         s["session_id"] for s in _sessions(corpus)
     ][:1300]
-    assert _bench()._pieces(files, None) == [(str(f), 0, None) for f in files]
+    assert streaming_memory._pieces(files, None) == [(str(f), 0, None) for f in files]
 
 
 @pytest.mark.parametrize(
@@ -143,5 +134,5 @@ def test_a_partial_run_streams_the_first_sessions_of_the_corpus(run):
 )
 def test_flags_are_checked_before_anything_runs(argv, message, capsys):
     with pytest.raises(SystemExit):
-        _bench().main(["--num-sessions", "300", "--num-shards", "3", *argv])
+        streaming_memory.main(["--num-sessions", "300", "--num-shards", "3", *argv])
     assert message in capsys.readouterr().err
