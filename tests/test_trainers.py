@@ -217,6 +217,33 @@ def test_protocol_defaults_come_from_the_recipe():
     assert "--top-items" not in res.stdout  # a recipe's own flags stay with it
 
 
+def test_protocol_flags_are_the_dataclass_fields():
+    """Every field of ProtocolArguments is a flag (HfArgumentParser builds them), defaulting to the recipe's
+    protocol; ``none`` switches off the optional ones and a bad true/false value is refused."""
+    import dataclasses
+
+    from session_transformers.protocol import ProtocolArguments, protocol_from_args
+    from session_transformers.recipes import RECIPES, training_parser
+
+    parser, recipe, _ = training_parser("test", ["--model", "tagnn_pp"])
+    flags = {o for a in parser._actions for o in a.option_strings}
+    for f in dataclasses.fields(ProtocolArguments):
+        assert f"--{f.name.replace('_', '-')}" in flags and f"--{f.name}" in flags, f.name
+    args = parser.parse_args(["--model", "tagnn_pp"])
+    assert protocol_from_args(args) == recipe.protocol.replace(source="")  # every value, adam_betas included
+    args = parser.parse_args(
+        ["--model", "tagnn_pp", "--max-grad-norm", "5", "--select-best", "none", "--group_by_length", "yes"]
+    )
+    assert (args.max_grad_norm, args.select_best, args.group_by_length) == (5.0, None, True)
+    args = parser.parse_args(["--model", "tagnn_pp", "--max-grad-norm", "none", "--no-greater-is-better"])
+    assert args.max_grad_norm is None and args.greater_is_better is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--model", "tagnn_pp", "--group-by-length", "maybe"])
+    assert RECIPES["tagnn_pp"].protocol.source  # shown as the group's description
+    group = next(g for g in parser._action_groups if g.title == "training protocol")
+    assert group.description == f"defaults: {RECIPES['tagnn_pp'].protocol.source}"
+
+
 def test_bad_flags_are_clear():
     res = run_script(
         [sys.executable, "trainers/pretrain.py", "--model", "tagnn_pp", "--dataset", "instacart"]

@@ -14,19 +14,67 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import get_scheduler
+from transformers import HfArgumentParser, get_scheduler
 from transformers.trainer_utils import SchedulerType
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("step", *(s.value for s in SchedulerType if s.value not in ("reduce_lr_on_plateau", "greedy")))
 
 
+def _help(text: str) -> dict[str, Any]:
+    return {"help": text}
+
+
 @dataclass(frozen=True)
-class TrainingProtocol:
+class ProtocolArguments:
+    """The protocol's command-line flags (``--learning-rate``, ...), one per field: :func:`protocol_parser` turns
+    them into flags with ``transformers.HfArgumentParser``, so a field added here is a flag with nothing else to
+    edit. :class:`TrainingProtocol` adds what is not a flag."""
+
+    _argument_group_name = (
+        "training protocol"  # HfArgumentParser's group for these fields (a class attribute)
+    )
+
+    optimizer: str = field(default="adam", metadata={"choices": OPTIMIZERS, **_help("optimiser")})
+    learning_rate: float = field(default=1e-4, metadata=_help("peak learning rate"))
+    weight_decay: float = field(default=0.0, metadata=_help("L2 penalty (adam/sgd) or decay"))
+    momentum: float = field(default=0.9, metadata=_help("SGD momentum"))
+    lr_scheduler_type: str = field(
+        default="constant", metadata={"choices": SCHEDULERS, **_help("learning-rate schedule")}
+    )
+    warmup_ratio: float = field(default=0.0, metadata=_help("share of steps warming up linearly"))
+    min_learning_rate: float = field(default=0.0, metadata=_help("linear/cosine decay floor"))
+    lr_decay_epochs: float = field(default=3.0, metadata=_help("step schedule: decay period"))
+    lr_decay_rate: float = field(default=0.1, metadata=_help("step schedule: decay factor"))
+    batch_size: int = field(default=32, metadata=_help("per-process batch size"))
+    num_epochs: float = field(default=1.0, metadata=_help("passes over the training data"))
+    max_grad_norm: float | None = field(
+        default=None, metadata=_help("clip the global gradient norm (none: no clipping)")
+    )
+    group_by_length: bool = field(
+        default=False,
+        metadata=_help("batch examples of similar length together (true/false): far less padding"),
+    )
+    select_best: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "METRIC",
+            **_help(
+                "validation metric that picks the best checkpoint (e.g. HR@20; none: keep the last weights); the "
+                "test set is scored once, with the selected weights"
+            ),
+        },
+    )
+    greater_is_better: bool = field(default=True, metadata=_help("direction of --select-best (true/false)"))
+
+
+@dataclass(frozen=True)
+class TrainingProtocol(ProtocolArguments):
     """How a paper trains a model: optimiser, learning rate and schedule, batch size, length, clipping.
 
     Args:
@@ -36,7 +84,6 @@ class TrainingProtocol:
         learning_rate: peak learning rate.
         weight_decay: L2 penalty (``adam``, ``sgd``) or decoupled weight decay (``adamw``).
         momentum: SGD momentum.
-        adam_betas: Adam's ``(beta1, beta2)``.
         lr_scheduler_type: ``step`` (multiply by ``lr_decay_rate`` every ``lr_decay_epochs`` epochs) or any
             ``transformers`` scheduler name (``linear``, ``cosine``, ``constant``, ...). ``linear`` with
             ``min_learning_rate > 0`` decays linearly to that rate (``polynomial`` of power 1).
@@ -51,25 +98,11 @@ class TrainingProtocol:
             padding, the same samples per epoch, a less random batch composition.
         select_best: validation metric that selects the best checkpoint (``None``: keep the last).
         greater_is_better: direction of ``select_best``.
-        source: where these numbers come from (shown in ``--help``).
+        adam_betas: Adam's ``(beta1, beta2)`` (not a flag).
+        source: where these numbers come from (shown in ``--help``; not a flag).
     """
 
-    optimizer: str = "adam"
-    learning_rate: float = 1e-4
-    weight_decay: float = 0.0
-    momentum: float = 0.9
     adam_betas: tuple[float, float] = (0.9, 0.999)
-    lr_scheduler_type: str = "constant"
-    warmup_ratio: float = 0.0
-    min_learning_rate: float = 0.0
-    lr_decay_epochs: float = 3.0
-    lr_decay_rate: float = 0.1
-    batch_size: int = 32
-    num_epochs: float = 1.0
-    max_grad_norm: float | None = None
-    group_by_length: bool = False
-    select_best: str | None = None
-    greater_is_better: bool = True
     source: str = ""
 
     def __post_init__(self):
@@ -82,78 +115,37 @@ class TrainingProtocol:
         return dataclasses.replace(self, **changes)
 
 
-def _flag(text: str) -> bool:
-    """A true/false flag value (``true``, ``yes``, ``1`` are true)."""
-    return text.lower() in ("1", "true", "yes")
+def _or_none(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse``, except that ``none`` (or nothing) is ``None``: the way to switch off an optional setting."""
+
+    def parse_or_none(text: str) -> Any:
+        return None if text.lower() in ("none", "") else parse(text)
+
+    parse_or_none.__name__ = getattr(parse, "__name__", "value")  # argparse names the type in its errors
+    return parse_or_none
 
 
-def _optional_float(text: str) -> float | None:
-    return None if text.lower() in ("none", "") else float(text)
+def protocol_parser(protocol: TrainingProtocol) -> HfArgumentParser:
+    """A parent parser (``argparse.ArgumentParser(parents=[...])``) holding the protocol's flags.
 
-
-def add_protocol_arguments(parser: argparse.ArgumentParser, protocol: TrainingProtocol) -> None:
-    """The protocol's flags, with the recipe's values as defaults (so ``--help`` shows the model's protocol)."""
-    g = parser.add_argument_group(
-        "training protocol", f"defaults: {protocol.source}" if protocol.source else "defaults of this model"
+    ``HfArgumentParser`` makes one flag per field of :class:`ProtocolArguments` (``--learning-rate`` and its
+    ``--learning_rate`` spelling) in a "training protocol" group; the defaults are ``protocol``'s values, so
+    ``--help`` shows the model's protocol and where it comes from. ``none`` switches off the optional ones.
+    """
+    parser = HfArgumentParser(ProtocolArguments, add_help=False)
+    optional = {f.name for f in dataclasses.fields(ProtocolArguments) if f.default is None}
+    for action in parser._actions:
+        if action.dest in optional:
+            action.type = _or_none(action.type)
+    for group in parser._action_groups:
+        if group.title == ProtocolArguments._argument_group_name:
+            group.description = (
+                f"defaults: {protocol.source}" if protocol.source else "defaults of this model"
+            )
+    parser.set_defaults(
+        **{f.name: getattr(protocol, f.name) for f in dataclasses.fields(protocol) if f.name != "source"}
     )
-    g.add_argument("--optimizer", choices=OPTIMIZERS, default=protocol.optimizer, help="optimiser")
-    g.add_argument("--learning-rate", type=float, default=protocol.learning_rate, help="peak learning rate")
-    g.add_argument(
-        "--weight-decay", type=float, default=protocol.weight_decay, help="L2 penalty (adam/sgd) or decay"
-    )
-    g.add_argument("--momentum", type=float, default=protocol.momentum, help="SGD momentum")
-    g.add_argument(
-        "--lr-scheduler-type",
-        choices=SCHEDULERS,
-        default=protocol.lr_scheduler_type,
-        help="learning-rate schedule",
-    )
-    g.add_argument(
-        "--warmup-ratio", type=float, default=protocol.warmup_ratio, help="share of steps warming up linearly"
-    )
-    g.add_argument(
-        "--min-learning-rate",
-        type=float,
-        default=protocol.min_learning_rate,
-        help="linear/cosine decay floor",
-    )
-    g.add_argument(
-        "--lr-decay-epochs", type=float, default=protocol.lr_decay_epochs, help="step schedule: decay period"
-    )
-    g.add_argument(
-        "--lr-decay-rate", type=float, default=protocol.lr_decay_rate, help="step schedule: decay factor"
-    )
-    g.add_argument("--batch-size", type=int, default=protocol.batch_size, help="per-process batch size")
-    g.add_argument(
-        "--num-epochs", type=float, default=protocol.num_epochs, help="passes over the training data"
-    )
-    g.add_argument(
-        "--max-grad-norm",
-        type=_optional_float,
-        default=protocol.max_grad_norm,
-        help="clip the global gradient norm (none: no clipping)",
-    )
-    g.add_argument(
-        "--group-by-length",
-        type=_flag,
-        default=protocol.group_by_length,
-        help="batch examples of similar length together (true/false): far less padding",
-    )
-    g.add_argument(
-        "--select-best",
-        type=lambda text: None if text.lower() == "none" else text,
-        default=protocol.select_best,
-        metavar="METRIC",
-        help="validation metric that picks the best checkpoint (e.g. HR@20; none: keep the last weights); the "
-        "test set is scored once, with the selected weights",
-    )
-    g.add_argument(
-        "--greater-is-better",
-        type=_flag,
-        default=protocol.greater_is_better,
-        help="direction of --select-best (true/false)",
-    )
-    parser.set_defaults(adam_betas=protocol.adam_betas)
+    return parser
 
 
 def build_optimizer(params, args: argparse.Namespace) -> torch.optim.Optimizer:
@@ -213,9 +205,10 @@ def protocol_from_args(args: argparse.Namespace) -> TrainingProtocol:
 __all__ = [
     "OPTIMIZERS",
     "SCHEDULERS",
+    "ProtocolArguments",
     "TrainingProtocol",
-    "add_protocol_arguments",
     "build_optimizer",
     "build_scheduler",
     "protocol_from_args",
+    "protocol_parser",
 ]

@@ -16,7 +16,7 @@ import argparse
 from collections.abc import MutableMapping
 
 from .families import FamilyView
-from .protocol import TrainingProtocol, add_protocol_arguments
+from .protocol import TrainingProtocol, protocol_parser
 from .provenance import SYNTHETIC_DATASET
 from .trainer_utils import PreparedData, Recipe, Task, add_data_arguments
 from .trainer_utils import resolve_data_arguments as _resolve_data_arguments
@@ -72,8 +72,12 @@ def training_parser(
             task, protocol = stage.task, recipe.stage_protocol(stage)
         except ValueError:  # the full parse reports it
             pass
-    parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    parser = (
+        argparse.ArgumentParser(  # the protocol's flags come from its dataclass, through HfArgumentParser
+            description=description,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            parents=[protocol_parser(protocol)],
+        )
     )
     parser.add_argument("--model", required=True, choices=sorted(RECIPES), help="model_type to train")
     if with_task:
@@ -116,7 +120,6 @@ def training_parser(
         "no). bf16 works on CPUs too; it is fast only where the CPU has native bf16 (amx_bf16 or avx512_bf16 in "
         "lscpu's flags) and otherwise slower than fp32",
     )
-    add_protocol_arguments(parser, protocol)
     parser.add_argument(
         "--activation-checkpointing",
         action="store_true",

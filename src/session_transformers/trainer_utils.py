@@ -246,7 +246,8 @@ def settle_selection(args: argparse.Namespace, data: PreparedData, argv: Sequenc
     is refused (a clear error before any training); the protocol's default one is dropped, said in the log."""
     if data.eval_dataset is not None or not args.select_best:
         return None
-    given = any(a == "--select-best" or a.startswith("--select-best=") for a in argv or ())
+    spellings = ("--select-best", "--select_best")  # HfArgumentParser's two spellings of the flag
+    given = any(a in spellings or a.startswith(tuple(f"{f}=" for f in spellings)) for a in argv or ())
     if given:
         raise ValueError(
             f"--select-best {args.select_best}: this run has no validation split (--validation-fraction 0), "
