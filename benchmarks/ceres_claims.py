@@ -67,7 +67,7 @@ import session_transformers  # noqa: E402, F401
 from _common import _portable, write_result  # noqa: E402
 from session_transformers import metrics  # noqa: E402
 from session_transformers.baselines import minilm_path  # noqa: E402
-from session_transformers.models.ceres.recipe import ceres_source, label_attribute_names  # noqa: E402
+from session_transformers.models.ceres.sources import ceres_source, label_attribute_names  # noqa: E402
 from session_transformers.recipes import RECIPES  # noqa: E402
 
 TASKS = ("product_search", "query_search", "entity_linking")

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 from datasets import Dataset
 
-from session_transformers.models.ceres import recipe
+from session_transformers.models.ceres import retrieval
 from session_transformers.models.ceres.processing_ceres import candidate_key
 from session_transformers.recipes import RECIPES, resolve_data_arguments, training_parser
 
@@ -60,13 +60,14 @@ def _prepared(test_rows: list[dict], train_targets: list[str]) -> SimpleNamespac
 
 
 def test_candidate_and_session_text():
-    assert recipe.candidate_text({"item_id": "p1"}, CATALOGUE) == "blue denim jeans slim fit Zed men jeans"
-    assert recipe.candidate_text({"query": "red dress"}, CATALOGUE) == "red dress"
-    assert recipe.candidate_text({"attribute": "colour", "value": "red"}, CATALOGUE) == "red"
+    assert retrieval.candidate_text({"item_id": "p1"}, CATALOGUE) == "blue denim jeans slim fit Zed men jeans"
+    assert retrieval.candidate_text({"query": "red dress"}, CATALOGUE) == "red dress"
+    assert retrieval.candidate_text({"attribute": "colour", "value": "red"}, CATALOGUE) == "red"
     events = [_view("p2"), _query("red dress"), _view("p0"), _query("cotton")]
-    assert recipe.session_text(events, CATALOGUE) == "red dress cotton"  # its queries, in order
+    assert retrieval.session_text(events, CATALOGUE) == "red dress cotton"  # its queries, in order
     assert (
-        recipe.session_text([_view("p2"), _view("p3")], CATALOGUE) == "leather walking boots plain white tee"
+        retrieval.session_text([_view("p2"), _view("p3")], CATALOGUE)
+        == "leather walking boots plain white tee"
     )
 
 
@@ -76,7 +77,7 @@ def test_bm25_ranks_by_the_sessions_words_popularity_by_training_targets():
         {"events": [_query("jeans"), _view("p3")], "target": "p1"},  # the query, not the viewed product
         {"events": [_view("p2")], "target": "p2"},  # no query: the session's products' titles
     ]
-    out = recipe.retrieval_baselines(_prepared(rows, train_targets=["p3", "p3", "p2"]))
+    out = retrieval.retrieval_baselines(_prepared(rows, train_targets=["p3", "p3", "p2"]))
     assert set(out) == {"random", "popularity", "BM25"}
     assert out["BM25"]["MAP@1"] == out["BM25"]["Recall@1"] == 100.0
     # popularity ranks p3 (2 training targets), p2 (1), then p0 and p1 (0) in either order: ranks 3 and 4, and 2
@@ -88,10 +89,10 @@ def test_bm25_ranks_by_the_sessions_words_popularity_by_training_targets():
 def test_bm25_ties_are_broken_at_random_not_pessimistically():
     # a query that matches no candidate: all four tie at 0; pessimistic ties would rank the target last (4)
     rows = [{"events": [_query("umbrella")], "target": f"p{n % 4}"} for n in range(40)]
-    out = recipe.retrieval_baselines(_prepared(rows, train_targets=["p0"]))
+    out = retrieval.retrieval_baselines(_prepared(rows, train_targets=["p0"]))
     assert 5.0 < out["BM25"]["MAP@1"] < 50.0  # about a quarter of the sessions rank their target first
     assert (
-        out["BM25"]["MAP@1"] == recipe.retrieval_baselines(_prepared(rows, ["p0"]))["BM25"]["MAP@1"]
+        out["BM25"]["MAP@1"] == retrieval.retrieval_baselines(_prepared(rows, ["p0"]))["BM25"]["MAP@1"]
     )  # seeded
 
 
@@ -113,6 +114,6 @@ def test_every_retrieval_task_reports_bm25_beside_popularity():
         data = RECIPES["ceres"].finetune[task].prepare(args)
         out = RECIPES["ceres"].finetune[task].baseline(data)
         assert {"random", "popularity", "BM25"} <= set(out), task
-        for k in recipe.CERES_KS:
+        for k in retrieval.CERES_KS:
             assert 0.0 <= out["BM25"][f"MAP@{k}"] <= 100.0
         assert out["BM25"]["pool_size"] == len(data.collate_fn.pools["test"])

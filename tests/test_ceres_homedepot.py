@@ -17,7 +17,7 @@ import torch
 
 from launch import ROOT
 from session_transformers import hub
-from session_transformers.models.ceres import recipe
+from session_transformers.models.ceres import retrieval, sources
 from session_transformers.models.ceres.modeling_ceres import retrieval_hinge_loss
 from session_transformers.recipes import RECIPES
 
@@ -94,15 +94,17 @@ def test_training_pairs_and_graded_eval_targets():
         "item_ids": ["a", "b", "c", "d"],
         "relevance": [3.0, 2.0, 1.67, 1.0],
     }
-    (train,) = recipe.homedepot_training_examples([row])
+    (train,) = sources.homedepot_training_examples([row])
     assert train["targets"] == [{"item_id": "a"}, {"item_id": "b"}]  # graded >= 2
-    (evaluated,) = recipe.homedepot_eval_examples([row])
+    (evaluated,) = sources.homedepot_eval_examples([row])
     gains = {t["item_id"]: t["gain"] for t in evaluated["targets"]}
     assert gains.keys() == {"a", "b", "c"}  # grade 1 has no gain: not a target
     assert gains["a"] == pytest.approx(2 / 1.5) and gains["b"] == pytest.approx(1 / 1.5)
-    assert recipe.homedepot_eval_examples([{**row, "relevance": [2.33, 2.0, 1.67, 1.0]}]) == []  # none >= 2.5
-    assert recipe.homedepot_training_examples([{**row, "relevance": [1.67, 1.0, 1.0, 1.33]}]) == []
-    (session,) = [recipe.homedepot_session(row)]
+    assert (
+        sources.homedepot_eval_examples([{**row, "relevance": [2.33, 2.0, 1.67, 1.0]}]) == []
+    )  # none >= 2.5
+    assert sources.homedepot_training_examples([{**row, "relevance": [1.67, 1.0, 1.0, 1.33]}]) == []
+    (session,) = [sources.homedepot_session(row)]
     assert [e["subject"] for e in session["events"]] == ["keyword_query", "item", "item", "item", "item"]
     assert [e["item_id"] for e in session["events"][1:]] == ["a", "b", "c", "d"]
 
@@ -189,7 +191,7 @@ def test_finetune_on_homedepot_ranks_the_catalogue_beside_bm25(toy, tmp_path):
         ]
     )
     test = hub.split_metrics(results, "test")
-    catalogue = len(recipe.homedepot_terms(str(toy)).catalogue)
+    catalogue = len(sources.homedepot_terms(str(toy)).catalogue)
     assert test["pool_size"] == catalogue > 50  # every test term ranks every product
     for metric in ("MAP@1", "MAP@32", "Recall@64", "NDCG@10", "MRR@10"):
         assert 0.0 <= test[metric] <= 100.0 and metric in results["baseline"]["BM25"]
@@ -204,7 +206,7 @@ def test_pretrain_on_homedepot_term_sessions(toy, tmp_path):
         ["--model", "ceres", "--dataset", "homedepot", "--data-path", str(toy)]
     )
     data = recipe_.pretrain.prepare(args)
-    terms = recipe.homedepot_terms(str(toy))
+    terms = sources.homedepot_terms(str(toy))
     assert len(data.train_dataset) == len(terms.train) and len(data.test_dataset) == len(terms.test)
     first = data.train_dataset[0]
     assert first["events"][0]["query"] == terms.train[0]["search_term"]
@@ -252,16 +254,16 @@ def test_real_homedepot_terms_and_examples(shared_data):
     path = shared_data / "homedepot"
     if not path.is_dir():
         pytest.skip(f"{path} is absent")
-    terms = recipe.homedepot_terms(str(path))
+    terms = sources.homedepot_terms(str(path))
     assert (len(terms.train), len(terms.validation), len(terms.test)) == (7_077, 2_359, 2_359)
     assert len(terms.catalogue) == HOMEDEPOT_COUNTS["products"]
     assert all(set(record) == {"item_id", "title"} for record in list(terms.catalogue.values())[:100])
-    train = recipe.homedepot_training_examples(terms.train)
-    test = recipe.homedepot_eval_examples(terms.test)
+    train = sources.homedepot_training_examples(terms.train)
+    test = sources.homedepot_eval_examples(terms.test)
     assert (
         0.5 * len(terms.train) < len(train) < len(terms.train)
     )  # terms with no product graded >= 2 drop out
     assert 0.5 * len(terms.test) < len(test) < len(terms.test)  # and those with none >= 2.5
-    assert max(len(ex["targets"]) for ex in train + test) <= recipe.CERES_MAX_RELEVANT
+    assert max(len(ex["targets"]) for ex in train + test) <= retrieval.CERES_MAX_RELEVANT
     assert all(any(t["gain"] >= 1 for t in ex["targets"]) for ex in test)
     assert not {r["search_term"] for r in terms.train} & {r["search_term"] for r in terms.test}

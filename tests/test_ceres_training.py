@@ -149,7 +149,7 @@ def test_retrieval_tasks_prepare_and_rank(tmp_path):
     """Each fine-tuning task builds examples and a fixed pool per evaluation split (validation, test; both cut by
     --max-eval-samples); per_example turns logits into fixed-width ranks."""
     from session_transformers.models.ceres import CeresCandidatePool, CeresForSessionRetrieval
-    from session_transformers.models.ceres.recipe import CERES_MAX_RELEVANT
+    from session_transformers.models.ceres.retrieval import CERES_MAX_RELEVANT
     from session_transformers.recipes import RECIPES, resolve_data_arguments, training_parser
 
     for task_name in ("product_search", "query_search", "entity_linking"):
@@ -190,7 +190,7 @@ def test_retrieval_tasks_prepare_and_rank(tmp_path):
 def test_splits_are_disjoint_sessions_test_last():
     """Train / validation / test are disjoint sets of sessions: the last 10% the test split, 10% of the rest
     (the latest) validation; every task and pretraining keep to them. No validation split: test only."""
-    from session_transformers.models.ceres.recipe import ceres_source
+    from session_transformers.models.ceres.sources import ceres_source
     from session_transformers.recipes import RECIPES
 
     def index(session_id: str) -> int:

@@ -283,7 +283,7 @@ def test_task_builders():
 
 def test_evaluate_retrieval_and_collator():
     from session_transformers.models.ceres import tasks
-    from session_transformers.models.ceres.recipe import evaluate_retrieval
+    from session_transformers.models.ceres.retrieval import evaluate_retrieval
     from session_transformers.models.ceres.tasks import CeresRetrievalCollator, entity_linking_examples
 
     assert not hasattr(tasks, "evaluate_retrieval")  # one evaluation: the recipe's, that the trainers run

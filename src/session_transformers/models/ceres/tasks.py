@@ -9,8 +9,8 @@
   ("entities": brand, category leaf and named attributes). The paper's candidate pool: every possible product
   attribute.
 
-The eval pools themselves are built by the recipe (``models/ceres/recipe.py``, ``--eval-pool``) from
-:func:`candidate_pool`, which evaluates them the way the trainers do (``recipe.evaluate_retrieval``).
+The eval pools themselves are built by ``models/ceres/retrieval.py`` (``--eval-pool``) from
+:func:`candidate_pool`, which evaluates them the way the trainers do (``retrieval.evaluate_retrieval``).
 
 The purchased product is ``record["labels"]["purchased_item_id"]`` when the record carries labels (the synthetic
 store), else the item of the session's last ``purchase`` event (REES46 and other real sessions). Entities are
@@ -19,7 +19,7 @@ queries, so REES46 sessions (products only) yield no query-search examples.
 
 Each example is ``{"session_id", "events", "targets": [spec, ...]}`` where a spec is ``{"item_id"}``,
 ``{"query"}`` or ``{"attribute", "value"}``, ready for :class:`CeresRetrievalCollator` and
-``recipe.evaluate_retrieval`` (MAP@K and Recall@K, K in 1, 32, 64, as in the paper's tables).
+``retrieval.evaluate_retrieval`` (MAP@K and Recall@K, K in 1, 32, 64, as in the paper's tables).
 """
 
 from __future__ import annotations
