@@ -4,8 +4,8 @@ and image queries; its image vectors carry a visual pattern that no text field h
     nice -n 10 .venv/bin/python benchmarks/muvcog_claims.py                   # default sizes
     .venv/bin/python benchmarks/muvcog_claims.py --dry-run                    # tiny sizes, writes nothing
 
-Every model is built from the recipe's own pieces (``models/muvcog/recipe.py``: data, processor, collators,
-metrics, baselines) and trained by a plain seeded Adam loop in this process (one torch thread), with the same
+Every model is built from the recipe's own pieces (``models/muvcog/``'s ``sources.py``, ``tasks.py`` and
+``recipe.py``: data, processor, collators, metrics, baselines) and trained by a plain seeded Adam loop in this process (one torch thread), with the same
 number of steps for every row of a table. Pretrained encoders:
 
 - ``MUVCOG-M``: both views, hard negatives, on full multi-modal sessions; ``MUVCOG-T``: the same on text-only
@@ -68,15 +68,14 @@ from session_transformers.models.muvcog import (  # noqa: E402
     MuvcogForQuerySuggestion,
 )
 from session_transformers.models.muvcog.modeling_muvcog import query_suggestion_avg_sim  # noqa: E402
-from session_transformers.models.muvcog.recipe import (  # noqa: E402
-    RECIPE,
+from session_transformers.models.muvcog.recipe import RECIPE, _prepare_pretrain  # noqa: E402
+from session_transformers.models.muvcog.sources import muvcog_source  # noqa: E402
+from session_transformers.models.muvcog.tasks import (  # noqa: E402
     _avg_sim_of,
     _prepare_click,
-    _prepare_pretrain,
     _prepare_query_suggestion,
     _ranks_of,
     intent_labels,
-    muvcog_source,
     session_features,
     session_word_ranking,
 )
@@ -323,7 +322,7 @@ def bootstrap_classification(train_x, train_y, test_x, test_y, seed: int, resamp
 
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from session_transformers.models.muvcog.recipe import classification_metrics
+    from session_transformers.models.muvcog.tasks import classification_metrics
 
     model = HistGradientBoostingClassifier(max_iter=200, random_state=seed).fit(train_x, train_y)
     proba, y, classes = model.predict_proba(test_x), np.asarray(test_y), model.classes_

@@ -20,7 +20,7 @@ from session_transformers.models.muvcog import (
 )
 from session_transformers.models.muvcog.modeling_muvcog import shared_click_mask
 from session_transformers.models.muvcog.processing_muvcog import click_code, mask_one_query
-from session_transformers.models.muvcog.recipe import _click_ids
+from session_transformers.models.muvcog.sources import _click_ids
 
 WORDS = ["red", "dress", "long", "cotton", "summer", "lamp", "oak", "table"]
 IMAGE_DIM = 6
@@ -386,7 +386,7 @@ def test_query_suggestion_avg_sim_and_loss():
 def test_avg_sim_is_measured_in_the_processors_vectors_like_the_baselines():
     """Issue 27: the model's Avg.Sim used its own (pretraining-drifted) word embeddings, the baselines the
     processor's; the recipe's collator now hands the processor's vectors to the model."""
-    from session_transformers.models.muvcog.recipe import (
+    from session_transformers.models.muvcog.tasks import (
         QuerySuggestionCollator,
         _avg_sim_of,
         query_suggestion_examples,
@@ -416,8 +416,8 @@ def test_avg_sim_is_measured_in_the_processors_vectors_like_the_baselines():
 def test_session_words_baseline_ranks_the_sessions_words_by_count():
     from types import SimpleNamespace
 
-    from session_transformers.models.muvcog.recipe import (
-        Rows,
+    from session_transformers.models.muvcog.sources import Rows
+    from session_transformers.models.muvcog.tasks import (
         _query_suggestion_baseline,
         query_suggestion_examples,
         session_word_ranking,

@@ -39,7 +39,8 @@ def _args(**overrides) -> argparse.Namespace:
 
 
 def test_recipe_protocol_flags_and_splits():
-    from session_transformers.models.muvcog.recipe import PRETRAIN_PROTOCOL, muvcog_source
+    from session_transformers.models.muvcog.recipe import PRETRAIN_PROTOCOL
+    from session_transformers.models.muvcog.sources import muvcog_source
     from session_transformers.recipes import RECIPES
 
     recipe = RECIPES["muvcog"]
@@ -126,10 +127,10 @@ def _train(model, data, steps: int, lr: float, batch_size: int = 64, seed: int =
 
 
 def _intent(model, data, args, level: int, classifier: str) -> dict:
-    from session_transformers.models.muvcog.recipe import (
+    from session_transformers.models.muvcog.sources import muvcog_source
+    from session_transformers.models.muvcog.tasks import (
         evaluate_intent_classification,
         intent_labels,
-        muvcog_source,
         session_features,
     )
 
@@ -175,7 +176,8 @@ def test_learns_on_the_synthetic_store():
     take over (their loss starts higher: they are harder); frozen features + the query-suggestion head beat the
     popularity baseline on held-out sessions; intent classification beats the majority class."""
     from session_transformers.models.muvcog import MuvcogForQuerySuggestion
-    from session_transformers.models.muvcog.recipe import RECIPE, _prepare_query_suggestion, evaluate_task
+    from session_transformers.models.muvcog.recipe import RECIPE
+    from session_transformers.models.muvcog.tasks import _prepare_query_suggestion, evaluate_task
 
     args = _args(
         store_preset="default",

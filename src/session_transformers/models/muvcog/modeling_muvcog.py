@@ -20,7 +20,7 @@ Top to bottom, as in the paper (``../papers/muvcog.txt``, Sec. 3, Figure 3):
 Downstream heads on frozen session features (Sec. 4): :class:`MuvcogForQuerySuggestion` (one hidden layer with
 sigmoid, Sec. 4.5) and :class:`MuvcogForClickPrediction` (a two-tower click model whose query tower takes the
 session embedding concatenated, Sec. 4.2). Intent classification (Sec. 4.6) is a scikit-learn classifier on
-:meth:`MuvcogModel.encode_sessions` features (``recipe.evaluate_intent_classification``).
+:meth:`MuvcogModel.encode_sessions` features (``tasks.evaluate_intent_classification``).
 """
 
 from __future__ import annotations
