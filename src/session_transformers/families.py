@@ -22,6 +22,7 @@ import importlib
 import importlib.util
 import os
 import pkgutil
+import shlex
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,12 @@ if TYPE_CHECKING:
 FAMILIES_ENV = "SESSION_TRANSFORMERS_FAMILIES"
 """Comma-separated module names, each defining ``FAMILY``: families outside the package that :func:`discover`
 registers (after the package's own) in every process that reads it."""
+
+
+def argv(command: str) -> tuple[str, ...]:
+    """A command line's arguments as a tuple, split by ``shlex``'s rules: how a descriptor writes trainer flags
+    (``argv("--num-sessions 200 --config hidden_size=16")``)."""
+    return tuple(shlex.split(command))
 
 
 @dataclass(frozen=True)
@@ -221,6 +228,7 @@ __all__ = [
     "FAMILIES_ENV",
     "FamilyView",
     "ModelFamily",
+    "argv",
     "discover",
     "family",
     "register_family",

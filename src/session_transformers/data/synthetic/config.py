@@ -7,6 +7,7 @@ from typing import Any
 
 from datasets import Features, List, Value
 
+from ...configuration_utils import check_at_least, check_rates
 from ..schema import (
     CATALOGUE_FEATURES,
     SESSION_FEATURES,
@@ -137,34 +138,22 @@ class SyntheticStoreConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the numbers of an impossible configuration."""
-        for name in (
-            "num_departments",
-            "num_subcategories",
-            "num_leaves",
-            "nouns_per_leaf",
-            "brands_per_leaf",
-            "results_per_query",
-            "image_projection_dim",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
-        if self.num_sessions < 0:
-            raise ValueError(f"num_sessions must be >= 0, got {self.num_sessions}")
-        if self.items_per_leaf < 2:
-            raise ValueError(f"items_per_leaf must be >= 2, got {self.items_per_leaf}")
-        if self.image_dim < 4:
-            raise ValueError(f"image_dim must be >= 4, got {self.image_dim}")
+        check_at_least(
+            self,
+            1,
+            *("num_departments", "num_subcategories", "num_leaves", "nouns_per_leaf", "brands_per_leaf"),
+            *("results_per_query", "image_projection_dim"),
+        )
+        check_at_least(self, 0, "seed", "num_sessions")
+        check_at_least(self, 2, "items_per_leaf")
+        check_at_least(self, 4, "image_dim")
         rates = [
             f.name
             for f in fields(self)
             if f.name.endswith(("_rate", "_fraction", "_noise"))
             and f.name not in ("image_noise", "image_query_noise")
         ]
-        for name in rates:
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        check_rates(self, *rates)
         if self.image_noise < 0 or self.image_query_noise < 0:
             raise ValueError(
                 f"image noises must be >= 0, got {self.image_noise} and {self.image_query_noise}"

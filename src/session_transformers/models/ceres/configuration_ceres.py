@@ -5,6 +5,8 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from ...configuration_utils import check_at_least, check_choice, check_multiple, check_rates, check_token_id
+
 
 @strict
 class CeresConfig(PreTrainedConfig):
@@ -121,56 +123,33 @@ class CeresConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
 
     def _check_values(self) -> None:
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
-                f"({self.num_attention_heads})"
-            )
-        if self.hidden_size % self.gnn_num_heads:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be a multiple of gnn_num_heads ({self.gnn_num_heads})"
-            )
-        positive = {
-            "vocab_size": self.vocab_size,
-            "hidden_size": self.hidden_size,
-            "num_hidden_layers": self.num_hidden_layers,
-            "num_attention_heads": self.num_attention_heads,
-            "intermediate_size": self.intermediate_size,
-            "max_position_embeddings": self.max_position_embeddings,
-            "max_session_items": self.max_session_items,
-            "num_gnn_layers": self.num_gnn_layers,
-            "gnn_num_heads": self.gnn_num_heads,
-            "num_edge_types": self.num_edge_types,
-            "num_cross_attention_layers": self.num_cross_attention_layers,
-            "num_latent_tokens": self.num_latent_tokens,
-            "retrieval_projection_size": self.retrieval_projection_size,
-        }
-        for name, value in positive.items():
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
-            raise ValueError(
-                f"pad_token_id ({self.pad_token_id}) must be in [0, vocab_size={self.vocab_size})"
-            )
-        rates = {
-            "mlm_probability": self.mlm_probability,
-            "short_sequence_mask_probability": self.short_sequence_mask_probability,
-            "short_token_mask_probability": self.short_token_mask_probability,
-            "mask_replace_probability": self.mask_replace_probability,
-            "random_replace_probability": self.random_replace_probability,
-            "hidden_dropout_prob": self.hidden_dropout_prob,
-            "attention_probs_dropout_prob": self.attention_probs_dropout_prob,
-        }
-        for name, value in rates.items():
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        check_at_least(
+            self,
+            1,
+            *("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"),
+            *(
+                "max_position_embeddings",
+                "max_session_items",
+                "num_gnn_layers",
+                "gnn_num_heads",
+                "num_edge_types",
+            ),
+            *("num_cross_attention_layers", "num_latent_tokens", "retrieval_projection_size"),
+        )
+        check_multiple(self, "hidden_size", "num_attention_heads", "gnn_num_heads")
+        check_token_id(self)
+        check_rates(
+            self,
+            *("mlm_probability", "short_sequence_mask_probability", "short_token_mask_probability"),
+            *("mask_replace_probability", "random_replace_probability"),
+            *("hidden_dropout_prob", "attention_probs_dropout_prob"),
+        )
         if self.mask_replace_probability + self.random_replace_probability > 1.0:
             raise ValueError(
                 f"mask_replace_probability ({self.mask_replace_probability}) + random_replace_probability "
                 f"({self.random_replace_probability}) must not exceed 1"
             )
-        if self.sentence_pooling not in ("first", "mean"):
-            raise ValueError(f"sentence_pooling must be 'first' or 'mean', got {self.sentence_pooling!r}")
+        check_choice(self, "sentence_pooling", ("first", "mean"))
         if self.retrieval_margin < 0:
             raise ValueError(f"retrieval_margin must be >= 0, got {self.retrieval_margin}")
 

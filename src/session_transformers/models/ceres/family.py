@@ -9,7 +9,7 @@ from typing import Any
 from transformers import AutoModel, AutoModelForPreTraining
 
 from ...auto import AutoModelForSessionRetrieval
-from ...families import ModelFamily
+from ...families import ModelFamily, argv
 from ...hub.cards import (
     BENCHMARK_RESULTS_DIR,
     BenchmarkTable,
@@ -107,14 +107,9 @@ def _homedepot_table(result: dict) -> BenchmarkTable:
     )
 
 
-_CERES_SMALL = (
-    "--config",
-    "hidden_size=64",
-    "num_hidden_layers=2",
-    "num_attention_heads=2",
-    "intermediate_size=128",
-    "num_cross_attention_layers=1",
-    "retrieval_projection_size=64",
+_CERES_SMALL = argv(
+    "--config hidden_size=64 num_hidden_layers=2 num_attention_heads=2 intermediate_size=128 "
+    "num_cross_attention_layers=1 retrieval_projection_size=64"
 )
 """CERES's ``--full`` quickstart size (its recipe's ``_FULL_SIZES``): 2 item-encoder layers of 64, from nothing."""
 
@@ -147,48 +142,23 @@ CARD = CardFamily(
     benchmark="ceres_claims",
     benchmark_tables=_ceres_benchmark,
     build_flags=(
-        (
-            "--num-sessions",
-            "1500",
-            "--max-steps",
-            "60",
-            "--batch-size",
-            "16",
-            "--learning-rate",
-            "5e-4",
-            "--max-eval-samples",
-            "200",
-            *_CERES_SMALL,
-        ),
+        argv("--num-sessions 1500 --max-steps 60 --batch-size 16 --learning-rate 5e-4 --max-eval-samples 200")
+        + _CERES_SMALL,
     ),
     real_data_builds={
         # Home Depot search terms: masked-LM pretraining on the training terms' sessions (the search, then views
         # of the products judged for it), then product search fine-tuned on (training term, product graded
         # >= 2) pairs; every validation / test term ranks all 54,667 titles, BM25 over the titles beside it
         "homedepot": (
-            (
-                "--dataset",
-                "homedepot",
-                "--max-steps",
-                "200",
-                "--batch-size",
-                "32",
-                "--learning-rate",
-                "5e-4",
+            argv(
+                "--dataset homedepot --max-steps 200 --batch-size 32 --learning-rate 5e-4 --max-eval-samples 256"
             )
-            + ("--max-eval-samples", "256", *_CERES_SMALL),
-            (
-                "--task",
-                "product_search",
-                "--dataset",
-                "homedepot",
-                "--max-steps",
-                "600",
-                "--batch-size",
-                "64",
-            )
-            + ("--learning-rate", "5e-4", "--eval-steps", "200", "--max-validation-samples", "500")
-            + ("--select-best", "NDCG@10"),  # the data's graded metric (the benchmark's choice too)
+            + _CERES_SMALL,
+            argv(
+                "--task product_search --dataset homedepot --max-steps 600 --batch-size 64 --learning-rate 5e-4 "
+                "--eval-steps 200 --max-validation-samples 500 "
+                "--select-best NDCG@10"  # the data's graded metric (the benchmark's choice too)
+            ),
         )
     },
     datasets={
@@ -219,19 +189,17 @@ FAMILY = ModelFamily(
     recipe=RECIPE,
     card=CARD,
     order=20,
-    tiny_flags=(
-        "--num-sessions", "200", "--batch-size", "8", "--max-eval-samples", "16",
-        "--config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=2", "intermediate_size=64",
-        "num_cross_attention_layers=1", "num_latent_tokens=2", "retrieval_projection_size=16",
-        "max_position_embeddings=160",
+    tiny_flags=argv(
+        "--num-sessions 200 --batch-size 8 --max-eval-samples 16 --config hidden_size=32 num_hidden_layers=1 "
+        "num_attention_heads=2 intermediate_size=64 num_cross_attention_layers=1 num_latent_tokens=2 "
+        "retrieval_projection_size=16 max_position_embeddings=160"
     ),
-    trial_flags=(
-        "--store-preset", "tiny", "--num-sessions", "120", "--batch-size", "8",
-        "--learning-rate", "1e-3", "--select-best", "loss",
-        "--config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=2", "intermediate_size=64",
-        "num_cross_attention_layers=1", "retrieval_projection_size=32",
+    trial_flags=argv(
+        "--store-preset tiny --num-sessions 120 --batch-size 8 --learning-rate 1e-3 --select-best loss "
+        "--config hidden_size=32 num_hidden_layers=1 num_attention_heads=2 intermediate_size=64 "
+        "num_cross_attention_layers=1 retrieval_projection_size=32"
     ),
-)  # fmt: skip
+)
 """The CERES family, as :func:`session_transformers.families.discover` finds it."""
 
 __all__ = ["CARD", "FAMILY"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from ...configuration_utils import check_at_least, check_choice
+
 NEGATIVE_STRATEGIES = ("hard", "random")
 VIEWS = ("both", "agv", "hlv", "gat")
 
@@ -92,21 +94,17 @@ class MuvcogConfig(PreTrainedConfig):
         return self.hidden_size * (2 if self.views == "both" else 1)
 
     def _check_values(self) -> None:
-        for name in ("vocab_size", "word_dim", "image_dim", "hidden_size", "query_suggestion_hidden_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.click_hidden_size < 1 or self.num_items < 0:
-            raise ValueError(
-                f"click_hidden_size must be >= 1 and num_items >= 0, got {self.click_hidden_size}, {self.num_items}"
-            )
+        check_at_least(
+            self, 1, "vocab_size", "word_dim", "image_dim", "hidden_size", "query_suggestion_hidden_size"
+        )
+        check_at_least(self, 1, "click_hidden_size")
+        check_at_least(self, 0, "num_items")
         if any(int(h) < 1 for h in self.discriminator_hidden_sizes):
             raise ValueError(
                 f"discriminator_hidden_sizes must be >= 1, got {self.discriminator_hidden_sizes}"
             )
-        if self.views not in VIEWS:
-            raise ValueError(f"views must be one of {VIEWS}, got {self.views!r}")
-        if self.negatives not in NEGATIVE_STRATEGIES:
-            raise ValueError(f"negatives must be one of {NEGATIVE_STRATEGIES}, got {self.negatives!r}")
+        check_choice(self, "views", VIEWS)
+        check_choice(self, "negatives", NEGATIVE_STRATEGIES)
         if self.hard_negative_warmup_steps < 0:
             raise ValueError(
                 f"hard_negative_warmup_steps must be >= 0, got {self.hard_negative_warmup_steps}"

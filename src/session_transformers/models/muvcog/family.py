@@ -9,7 +9,7 @@ from pathlib import Path
 from transformers import AutoModel, AutoModelForPreTraining
 
 from ...auto import AutoModelForClickPrediction, AutoModelForQuerySuggestion
-from ...families import ModelFamily
+from ...families import ModelFamily, argv
 from ...hub.cards import (
     BenchmarkTable,
     CardFamily,
@@ -110,16 +110,17 @@ CARD = CardFamily(
     paper=Paper(
         title="Pretraining Representations of Multi-modal Multi-query E-commerce Search",
         authors=(
-            "Xinyi Liu",
-            "Wanxian Guan",
-            "Lianyun Li",
-            "Hui Li",
-            "Chen Lin",
-            "Xubin Li",
-            "Si Chen",
-            "Jian Xu",
-            "Hongbo Deng",
-            "Bo Zheng",
+            (
+                "Xinyi Liu",
+                "Wanxian Guan",
+                "Lianyun Li",
+                "Hui Li",
+                "Chen Lin",
+                "Xubin Li",
+                "Si Chen",
+                "Jian Xu",
+            )
+            + ("Hongbo Deng", "Bo Zheng")
         ),
         year=2022,
         venue="Proceedings of the 28th ACM SIGKDD Conference on Knowledge Discovery and Data Mining (KDD '22)",
@@ -151,12 +152,12 @@ FAMILY = ModelFamily(
     recipe=RECIPE,
     card=CARD,
     order=40,
-    tiny_flags=("--num-sessions", "200", "--batch-size", "16", "--word2vec-epochs", "1"),
-    trial_flags=(
-        "--num-sessions", "400", "--word2vec-epochs", "1", "--batch-size", "16",
-        "--learning-rate", "1e-3", "--select-best", "loss", "--config", "hidden_size=16",
+    tiny_flags=argv("--num-sessions 200 --batch-size 16 --word2vec-epochs 1"),
+    trial_flags=argv(
+        "--num-sessions 400 --word2vec-epochs 1 --batch-size 16 --learning-rate 1e-3 --select-best loss "
+        "--config hidden_size=16"
     ),
-)  # fmt: skip
+)
 """The MUVCOG family, as :func:`session_transformers.families.discover` finds it."""
 
 __all__ = ["CARD", "FAMILY"]

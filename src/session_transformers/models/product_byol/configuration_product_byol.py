@@ -7,6 +7,8 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from ...configuration_utils import check_at_least, check_rates, check_token_id
+
 
 @strict
 class ProductByolConfig(PreTrainedConfig):
@@ -90,35 +92,23 @@ class ProductByolConfig(PreTrainedConfig):
         return len(self.kernel_sizes) * self.num_filters
 
     def _check_values(self) -> None:
-        positive = {
-            "vocab_size": self.vocab_size,
-            "embedding_size": self.embedding_size,
-            "num_filters": self.num_filters,
-            "projection_hidden_size": self.projection_hidden_size,
-            "projection_size": self.projection_size,
-        }
-        for name, value in positive.items():
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        check_at_least(
+            self,
+            1,
+            "vocab_size",
+            "embedding_size",
+            "num_filters",
+            "projection_hidden_size",
+            "projection_size",
+        )
         if not self.kernel_sizes or any(k < 1 for k in self.kernel_sizes):
             raise ValueError(f"kernel_sizes must be a non-empty list of widths >= 1, got {self.kernel_sizes}")
-        if self.num_categories < 0:
-            raise ValueError(f"num_categories must be >= 0, got {self.num_categories}")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        check_at_least(self, 0, "num_categories")
+        check_rates(self, "alpha", "tau_base", "batch_norm_momentum")
+        check_rates(self, "encoder_dropout", "classifier_dropout", open_top=True)
         if self.num_categories == 0 and self.alpha != 1.0:
             raise ValueError(f"alpha={self.alpha} weighs a category loss but num_categories is 0")
-        if not 0.0 <= self.tau_base <= 1.0:
-            raise ValueError(f"tau_base must be in [0, 1], got {self.tau_base}")
-        for name in ("encoder_dropout", "classifier_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not 0.0 <= self.batch_norm_momentum <= 1.0:
-            raise ValueError(f"batch_norm_momentum must be in [0, 1], got {self.batch_norm_momentum}")
-        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
-            raise ValueError(
-                f"pad_token_id ({self.pad_token_id}) must be in [0, vocab_size={self.vocab_size})"
-            )
+        check_token_id(self)
 
 
 __all__ = ["ProductByolConfig"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from transformers import AutoModel, AutoModelForPreTraining, AutoModelForSequenceClassification
 
-from ...families import ModelFamily
+from ...families import ModelFamily, argv
 from ...hub.cards import (
     BenchmarkTable,
     CardFamily,
@@ -59,12 +59,8 @@ def _product_byol_benchmark(result: dict) -> list[BenchmarkTable]:
     return tables
 
 
-_PRODUCT_BYOL_SMALL = (
-    "--config",
-    "embedding_size=64",
-    "num_filters=32",
-    "projection_hidden_size=256",
-    "projection_size=64",
+_PRODUCT_BYOL_SMALL = argv(
+    "--config embedding_size=64 num_filters=32 projection_hidden_size=256 projection_size=64"
 )
 """Product BYOL's quickstart size (its recipe's ``TINY_CONFIG``)."""
 
@@ -93,8 +89,8 @@ CARD = CardFamily(
     real_data_builds={
         # BYOL pairs of products bought together, category = department (the claims run's setting), one epoch
         "instacart": (
-            ("--dataset", "instacart", "--vocab-size", "2000", "--batch-size", "256")
-            + ("--learning-rate", "0.45", "--num-epochs", "1", *_PRODUCT_BYOL_SMALL),
+            argv("--dataset instacart --vocab-size 2000 --batch-size 256 --learning-rate 0.45 --num-epochs 1")
+            + _PRODUCT_BYOL_SMALL,
         )
     },
     datasets={
@@ -117,12 +113,12 @@ FAMILY = ModelFamily(
     recipe=RECIPE,
     card=CARD,
     order=50,
-    tiny_flags=("--num-sessions", "200", "--vocab-size", "300", "--batch-size", "16"),
-    trial_flags=(
-        "--num-sessions", "600", "--vocab-size", "300", "--batch-size", "32", "--learning-rate", "0.05",
-        "--config", "embedding_size=16", "num_filters=8", "projection_hidden_size=32", "projection_size=16",
+    tiny_flags=argv("--num-sessions 200 --vocab-size 300 --batch-size 16"),
+    trial_flags=argv(
+        "--num-sessions 600 --vocab-size 300 --batch-size 32 --learning-rate 0.05 --config embedding_size=16 "
+        "num_filters=8 projection_hidden_size=32 projection_size=16"
     ),
-)  # fmt: skip
+)
 """The Product BYOL family, as :func:`session_transformers.families.discover` finds it."""
 
 __all__ = ["CARD", "FAMILY"]

@@ -42,6 +42,8 @@ Other places where we differ from the authors' released code, and why:
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from ...configuration_utils import check_at_least, check_multiple, check_rates
+
 PAPER_ARCHITECTURE: dict[str, object] = dict(
     transformer_style="paper",
     readout_transform=True,
@@ -151,26 +153,20 @@ class TagnnPPConfig(PreTrainedConfig):
     def _check_values(self) -> None:
         if self.num_items < 2:
             raise ValueError(f"num_items={self.num_items} must be >= 2 (the padding index 0 plus one item)")
-        if self.hidden_size < 1 or self.num_attention_heads < 1:
-            raise ValueError(
-                f"hidden_size={self.hidden_size} and num_attention_heads={self.num_attention_heads} must be >= 1"
-            )
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"hidden_size={self.hidden_size} is not a multiple of num_attention_heads={self.num_attention_heads}"
-            )
-        for name in (
-            "gnn_steps",
-            "num_transformer_layers",
-            "intermediate_size",
-            "max_position_embeddings",
-            "score_chunk_size",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1)")
+        check_at_least(
+            self,
+            1,
+            *(
+                "hidden_size",
+                "num_attention_heads",
+                "gnn_steps",
+                "num_transformer_layers",
+                "intermediate_size",
+            ),
+            *("max_position_embeddings", "score_chunk_size"),
+        )
+        check_multiple(self, "hidden_size", "num_attention_heads")
+        check_rates(self, "hidden_dropout_prob", "attention_probs_dropout_prob", open_top=True)
         if self.agc_clip_factor <= 0 or self.agc_eps <= 0:
             raise ValueError(f"agc_clip_factor={self.agc_clip_factor} and agc_eps={self.agc_eps} must be > 0")
         if self.transformer_style not in ("paper", "code"):

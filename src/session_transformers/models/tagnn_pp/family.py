@@ -8,7 +8,7 @@ from pathlib import Path
 from transformers import AutoModel, AutoModelForPreTraining
 
 from ...auto import AutoModelForNextItemPrediction
-from ...families import ModelFamily
+from ...families import ModelFamily, argv
 from ...hub.cards import (
     BENCHMARK_RESULTS_DIR,
     BenchmarkTable,
@@ -125,18 +125,7 @@ CARD = CardFamily(
     benchmark="tagnn_pp_diginetica",
     benchmark_tables=_tagnn_pp_benchmark,
     build_flags=(
-        (
-            "--num-sessions",
-            "4000",
-            "--max-steps",
-            "200",
-            "--batch-size",
-            "100",
-            "--learning-rate",
-            "1e-3",
-            "--weight-decay",
-            "1e-5",
-        ),
+        argv("--num-sessions 4000 --max-steps 200 --batch-size 100 --learning-rate 1e-3 --weight-decay 1e-5"),
     ),
     real_data_builds={
         # the best settings measured (benchmarks/tagnn_pp_peer.py, Diginetica top 3,000 items; its result file's
@@ -146,19 +135,11 @@ CARD = CardFamily(
         # validation split of the training sessions (5,000 of its samples scored after each epoch) picks the
         # weights by HR@20, where the peer run kept the last ones
         "diginetica": (
-            (
-                "--dataset",
-                "diginetica",
-                "--top-items",
-                "3000",
-                "--batch-size",
-                "50",
-                "--learning-rate",
-                "1e-3",
-            )
-            + ("--weight-decay", "1e-5", "--lr-scheduler-type", "step", "--lr-decay-epochs", "2")
-            + ("--lr-decay-rate", "0.1", "--num-epochs", "3", "--max-validation-samples", "5000")
-            + ("--config", "hidden_size=100", "num_attention_heads=2"),
+            argv(
+                "--dataset diginetica --top-items 3000 --batch-size 50 --learning-rate 1e-3 --weight-decay 1e-5 "
+                "--lr-scheduler-type step --lr-decay-epochs 2 --lr-decay-rate 0.1 --num-epochs 3 "
+                "--max-validation-samples 5000 --config hidden_size=100 num_attention_heads=2"
+            ),
         )
     },
     datasets={"synthetic": "session-transformers-synthetic-store", "diginetica": "diginetica"},
@@ -178,16 +159,14 @@ FAMILY = ModelFamily(
     recipe=RECIPE,
     card=CARD,
     order=10,
-    tiny_flags=(
-        "--num-sessions", "240", "--batch-size", "16",
-        "--config", "hidden_size=16", "num_attention_heads=2", "score_chunk_size=64",
+    tiny_flags=argv(
+        "--num-sessions 240 --batch-size 16 --config hidden_size=16 num_attention_heads=2 score_chunk_size=64"
     ),
-    trial_flags=(
-        "--store-preset", "tiny", "--num-sessions", "240", "--batch-size", "16",
-        "--learning-rate", "1e-3", "--select-best", "HR@20",
-        "--config", "hidden_size=16", "num_attention_heads=2", "score_chunk_size=64",
+    trial_flags=argv(
+        "--store-preset tiny --num-sessions 240 --batch-size 16 --learning-rate 1e-3 --select-best HR@20 "
+        "--config hidden_size=16 num_attention_heads=2 score_chunk_size=64"
     ),
-)  # fmt: skip
+)
 """The TAGNN++ family, as :func:`session_transformers.families.discover` finds it."""
 
 __all__ = ["CARD", "FAMILY"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import BertConfig, PreTrainedConfig
 
+from ...configuration_utils import check_at_least, check_choice, check_multiple, check_rates, check_token_id
+
 _BERT_FIELDS = (
     "vocab_size",
     "hidden_size",
@@ -135,51 +137,27 @@ class UbmConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
 
     def _check_values(self) -> None:
-        positive = {
-            "vocab_size": self.vocab_size,
-            "hidden_size": self.hidden_size,
-            "num_hidden_layers": self.num_hidden_layers,
-            "num_attention_heads": self.num_attention_heads,
-            "intermediate_size": self.intermediate_size,
-            "max_position_embeddings": self.max_position_embeddings,
-            "session_num_attention_heads": self.session_num_attention_heads,
-            "session_intermediate_size": self.session_intermediate_size,
-            "max_interactions": self.max_interactions,
-            "checkpoint_chunk_size": self.checkpoint_chunk_size,
-        }
-        for name, value in positive.items():
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if self.num_session_layers < 0:
-            raise ValueError(f"num_session_layers must be >= 0, got {self.num_session_layers}")
-        for heads in ("num_attention_heads", "session_num_attention_heads"):
-            if self.hidden_size % getattr(self, heads):
-                raise ValueError(
-                    f"hidden_size ({self.hidden_size}) must be a multiple of {heads} ({getattr(self, heads)})"
-                )
-        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
-            raise ValueError(
-                f"pad_token_id ({self.pad_token_id}) must be in [0, vocab_size={self.vocab_size})"
-            )
-        rates = {
-            "hidden_dropout_prob": self.hidden_dropout_prob,
-            "attention_probs_dropout_prob": self.attention_probs_dropout_prob,
-            "mask_token_probability": self.mask_token_probability,
-            "random_token_probability": self.random_token_probability,
-        }
-        for name, value in rates.items():
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        check_at_least(
+            self,
+            1,
+            *("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"),
+            *("max_position_embeddings", "session_num_attention_heads", "session_intermediate_size"),
+            *("max_interactions", "checkpoint_chunk_size"),
+        )
+        check_at_least(self, 0, "num_session_layers")
+        check_multiple(self, "hidden_size", "num_attention_heads", "session_num_attention_heads")
+        check_token_id(self)
+        check_rates(
+            self,
+            *("hidden_dropout_prob", "attention_probs_dropout_prob"),
+            *("mask_token_probability", "random_token_probability"),
+        )
         if self.mask_token_probability + self.random_token_probability > 1.0:
             raise ValueError("mask_token_probability + random_token_probability must not exceed 1")
         if self.temperature <= 0 or self.next_item_temperature <= 0:
             raise ValueError("temperature and next_item_temperature must be positive")
-        if self.interaction_pooling not in ("cls", "mean"):
-            raise ValueError(f"interaction_pooling must be 'cls' or 'mean', got {self.interaction_pooling!r}")
-        if self.next_item_similarity not in ("dot", "cosine"):
-            raise ValueError(
-                f"next_item_similarity must be 'dot' or 'cosine', got {self.next_item_similarity!r}"
-            )
+        check_choice(self, "interaction_pooling", ("cls", "mean"))
+        check_choice(self, "next_item_similarity", ("dot", "cosine"))
         if self.remaining_length_std <= 0:
             raise ValueError(f"remaining_length_std must be positive, got {self.remaining_length_std}")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from transformers import AutoModel, AutoModelForPreTraining
 
 from ...auto import AutoModelForNextItemPrediction, AutoModelForPurchaseIntent, AutoModelForRemainingLength
-from ...families import ModelFamily
+from ...families import ModelFamily, argv
 from ...hub.cards import (
     BENCHMARK_RESULTS_DIR,
     BenchmarkTable,
@@ -122,16 +122,9 @@ def _ubm_benchmark(result: dict) -> list[BenchmarkTable]:
     return tables
 
 
-_UBM_SMALL = (
-    "--config",
-    "hidden_size=64",
-    "num_hidden_layers=2",
-    "num_attention_heads=2",
-    "intermediate_size=128",
-    "num_session_layers=2",
-    "session_num_attention_heads=2",
-    "session_intermediate_size=128",
-    "interaction_pooling=mean",
+_UBM_SMALL = argv(
+    "--config hidden_size=64 num_hidden_layers=2 num_attention_heads=2 intermediate_size=128 num_session_layers=2 "
+    "session_num_attention_heads=2 session_intermediate_size=128 interaction_pooling=mean"
 )
 """UBM's quickstart size (its recipe's ``_TINY``): a small encoder trained from nothing."""
 
@@ -168,10 +161,11 @@ CARD = CardFamily(
         # both stages on REES46's sample with the quickstart's small encoder trained from nothing (MiniLM as
         # the interaction encoder needs --interaction-encoder-from and hours of this CPU)
         "rees46": (
-            ("--dataset", "rees46", "--vocab-size", "2000", "--max-steps", "60", "--batch-size", "64")
-            + ("--learning-rate", "5e-4", "--eval-batch-size", "64", *_UBM_SMALL),
-            ("--dataset", "rees46", "--vocab-size", "2000", "--max-steps", "60", "--batch-size", "16")
-            + ("--learning-rate", "5e-4", "--eval-batch-size", "64"),
+            argv("--dataset rees46 --vocab-size 2000 --max-steps 60 --batch-size 64 --learning-rate 5e-4")
+            + argv("--eval-batch-size 64")
+            + _UBM_SMALL,
+            argv("--dataset rees46 --vocab-size 2000 --max-steps 60 --batch-size 16 --learning-rate 5e-4")
+            + argv("--eval-batch-size 64"),
         )
     },
     datasets={"synthetic": "session-transformers-synthetic-store", "rees46": "rees46"},
@@ -192,18 +186,17 @@ FAMILY = ModelFamily(
     recipe=RECIPE,
     card=CARD,
     order=30,
-    tiny_flags=(  # appended to both quickstart stages (stage 1 sets the tiny model sizes)
-        "--num-sessions", "200", "--vocab-size", "400", "--batch-size", "8", "--eval-batch-size", "16",
-        "--max-eval-samples", "16", "--max-validation-samples", "16",
+    tiny_flags=argv(  # appended to both quickstart stages (stage 1 sets the tiny model sizes)
+        "--num-sessions 200 --vocab-size 400 --batch-size 8 --eval-batch-size 16 --max-eval-samples 16 "
+        "--max-validation-samples 16"
     ),
-    trial_flags=(
-        "--stage", "1", "--num-sessions", "300", "--vocab-size", "400", "--batch-size", "16",
-        "--eval-batch-size", "32", "--learning-rate", "5e-4", "--max-validation-samples", "64",
-        "--max-eval-samples", "64", "--select-best", "loss",
-        "--config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=2", "intermediate_size=64",
-        "num_session_layers=1", "session_num_attention_heads=2", "session_intermediate_size=64",
+    trial_flags=argv(
+        "--stage 1 --num-sessions 300 --vocab-size 400 --batch-size 16 --eval-batch-size 32 --learning-rate 5e-4 "
+        "--max-validation-samples 64 --max-eval-samples 64 --select-best loss --config hidden_size=32 "
+        "num_hidden_layers=1 num_attention_heads=2 intermediate_size=64 num_session_layers=1 "
+        "session_num_attention_heads=2 session_intermediate_size=64"
     ),
-)  # fmt: skip
+)
 """The UBM family, as :func:`session_transformers.families.discover` finds it."""
 
 __all__ = ["CARD", "FAMILY"]
