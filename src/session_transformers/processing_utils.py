@@ -1,12 +1,14 @@
-"""Helpers shared by the processors and collators: attribute tokens (CERES, UBM), seeded batch randomness
-(the augmenting collators of CERES, UBM and MUVCOG), and the one unknown-item policy of every processor, model
-method, pipeline and export function that maps item IDs (:data:`UNKNOWN_ITEM_POLICIES`)."""
+"""Helpers shared by the processors and collators: WordPiece tokenizers and attribute tokens (CERES, UBM), the
+session checks and row padding of the text processors, seeded batch randomness (the augmenting collators of CERES,
+UBM and MUVCOG), and the one unknown-item policy of every processor, model method, pipeline and export function
+that maps item IDs (:data:`UNKNOWN_ITEM_POLICIES`)."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import re
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -141,6 +143,146 @@ def train_wordpiece(
     return tok
 
 
+BERT_SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+"""BERT's special tokens, numbered first (in this order) in the WordPiece vocabularies of CERES and UBM."""
+
+
+def wordpiece_tokenizer(texts: Iterable[str], special_tokens: Sequence[str], vocab_size: int = 30522) -> Any:
+    """A ``PreTrainedTokenizerFast`` around :func:`train_wordpiece`: ``special_tokens`` start with
+    :data:`BERT_SPECIAL_TOKENS` (its pad, unk, cls, sep and mask tokens); the rest are its extra special tokens."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok = train_wordpiece(texts, special_tokens, vocab_size)  # reproducible, unlike a bare WordPieceTrainer
+    named = dict(zip(("pad_token", "unk_token", "cls_token", "sep_token", "mask_token"), BERT_SPECIAL_TOKENS))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, extra_special_tokens=list(special_tokens[len(BERT_SPECIAL_TOKENS) :]), **named
+    )
+
+
+def add_special_tokens(tokenizer: Any, tokens: Sequence[str]) -> int:
+    """Add the ``tokens`` a tokenizer's vocabulary lacks as extra special tokens (keeping its others); returns
+    how many were new (the model's embeddings must then be resized)."""
+    known = set(tokenizer.get_vocab())
+    new = [t for t in dict.fromkeys(tokens) if t not in known]
+    if new:
+        tokenizer.add_special_tokens({"extra_special_tokens": new}, replace_extra_special_tokens=False)
+    return len(new)
+
+
+def special_token_ids(tokenizer: Any) -> list[int]:
+    """Sorted ids of every special token of a tokenizer (its named and extra ones, and added tokens marked
+    special): what masking never chooses."""
+    special = set(tokenizer.all_special_ids)
+    special |= {tid for tid, added in tokenizer.added_tokens_decoder.items() if added.special}
+    vocab = tokenizer.get_vocab()
+    special |= {vocab[t] for t in tokenizer.all_special_tokens if t in vocab}
+    return sorted(special)
+
+
+def session_queries(sessions: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+    """Every non-empty query of the sessions' events, in order (a tokenizer's corpus)."""
+    for session in sessions:
+        for ev in session["events"]:
+            if ev.get("query"):
+                yield ev["query"]
+
+
+def record_texts(record: Mapping[str, Any], fields: Sequence[str]) -> Iterator[str]:
+    """The non-empty text ``fields`` of a catalogue record, then its category path as one text (a tokenizer's
+    corpus)."""
+    for name in fields:
+        if record.get(name):
+            yield record[name]
+    if record.get("category"):
+        yield " ".join(record["category"])
+
+
+def unknown_attribute_policy(value: str) -> str:
+    """Check an ``on_unknown_attribute=`` value: ``"raise"`` or ``"skip"``."""
+    if value not in ("raise", "skip"):
+        raise ValueError(f"on_unknown_attribute must be 'raise' or 'skip', got {value!r}")
+    return value
+
+
+class AttributeTokensMixin:
+    """Token ids of a text processor's ``tokenizer`` and its ``[ATTRTYPE]`` markers (CERES, UBM): an attribute
+    name the tokenizer has no token for raises, or is skipped under ``on_unknown_attribute="skip"``."""
+
+    tokenizer: Any
+    on_unknown_attribute: str
+
+    def _token_id(self, token: str) -> int | None:
+        tid = self.tokenizer.convert_tokens_to_ids(token)
+        return None if tid is None or tid == self.tokenizer.unk_token_id else tid
+
+    def _marker(self, name: str, item: Any = None) -> int | None:
+        where = "" if item is None else f"catalogue item {item!r}: field 'attributes': "
+        try:
+            token = attribute_token(name)
+        except ValueError as err:  # a name with no letter or digit
+            raise ValueError(f"{where}{err}") from err
+        tid = self._token_id(token)
+        if tid is None and self.on_unknown_attribute == "raise":
+            raise ValueError(
+                f"{where}attribute {name!r} has no token {attribute_token(name)} in the tokenizer; call "
+                f"processor.add_attribute_names([{name!r}]) (then resize the model embeddings) or build the processor "
+                "with on_unknown_attribute='skip'"
+            )
+        return tid
+
+    def _add_special_tokens(self, tokens: Sequence[str]) -> int:
+        return add_special_tokens(self.tokenizer, tokens)
+
+    def _warn_resize(self, owner: str, added: str) -> None:
+        """Warn the caller of a public method that grew the vocabulary that the model's embeddings must follow."""
+        warnings.warn(
+            f"{owner}: added {added}; the vocabulary is now {len(self.tokenizer)}. Call "
+            "model.resize_token_embeddings(len(processor.tokenizer)) before using the model.",
+            stacklevel=3,
+        )
+
+
+def pad_rows(rows: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id rows right-padded to the longest (at least 1): ``input_ids`` and ``attention_mask`` ``(N, T)``."""
+    width = max((len(r) for r in rows), default=1)
+    ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, seq in enumerate(rows):
+        ids[r, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[r, : len(seq)] = 1
+    return ids, mask
+
+
+def session_events(session: Any, index: int, owner: str) -> tuple[Any, str, Sequence[Any]]:
+    """A session's name (its ``session_id``, else ``index``, its place in the batch), the ``source`` its errors
+    name (``"<owner>: session <name>"``) and its events; a session without an ``events`` list raises
+    :class:`~session_transformers.data.schema.InvalidRecordError` naming it."""
+    from .data.schema import InvalidRecordError
+
+    sid = session.get("session_id") if isinstance(session, Mapping) else None
+    sid = index if sid is None else sid  # a session without an ID is named by its place in the batch
+    source = f"{owner}: session {sid!r}"
+    events = session.get("events") if isinstance(session, Mapping) else None
+    if not isinstance(events, list | tuple):
+        raise InvalidRecordError(
+            source, index, "events", "no 'events' list (a session is a mapping with one)"
+        )
+    return sid, source, events
+
+
+def event_item_id(event: Mapping[str, Any], source: str, index: int, position: int) -> str:
+    """The ``item_id`` of an item event, a non-empty string, else
+    :class:`~session_transformers.data.schema.InvalidRecordError` naming the session and the event."""
+    from .data.schema import InvalidRecordError
+
+    item_id = event.get("item_id")
+    if not isinstance(item_id, str) or not item_id:
+        raise InvalidRecordError(
+            source, index, f"events[{position}].item_id", f"must be a non-empty string, got {item_id!r:.80}"
+        )
+    return item_id
+
+
 def seeded_generator(seed: int, keys: Iterable[str], epoch: int = 0) -> torch.Generator:
     """A private ``torch.Generator`` seeded from ``seed``, ``epoch`` (when not 0) and a batch's row keys.
 
@@ -270,15 +412,26 @@ def warn_truncated(where: str, truncated: int, total: int, max_length: int, unit
 
 
 __all__ = [
+    "BERT_SPECIAL_TOKENS",
     "UNKNOWN_ITEM_POLICIES",
+    "AttributeTokensMixin",
     "SeededCollatorMixin",
+    "add_special_tokens",
     "as_catalogue",
     "attribute_token",
     "catalogue_attribute_names",
     "check_catalogue_record",
+    "event_item_id",
     "is_text",
+    "pad_rows",
     "seeded_generator",
+    "session_events",
+    "special_token_ids",
     "train_wordpiece",
+    "wordpiece_tokenizer",
+    "record_texts",
+    "session_queries",
+    "unknown_attribute_policy",
     "unknown_items_error",
     "unknown_items_policy",
     "warn_skipped_items",

@@ -238,6 +238,41 @@ def split_sizes(n: int, eval_fraction: float, validation_fraction: float) -> tup
     return n_val, n_test
 
 
+def split_in_order(
+    sessions: Sequence[Any], eval_fraction: float, validation_fraction: float
+) -> tuple[Any, Any, Any]:
+    """``sessions`` cut in their order into train / validation / test of :func:`split_sizes`'s counts: the
+    held-out splits are the last sessions (the latest, for sessions ordered by time)."""
+    n_val, n_test = split_sizes(len(sessions), eval_fraction, validation_fraction)
+    n_train = len(sessions) - n_val - n_test
+    return sessions[:n_train], sessions[n_train : n_train + n_val], sessions[n_train + n_val :]
+
+
+def source_key(args: argparse.Namespace, *extra: Any) -> tuple:
+    """The flags that decide a recipe's sessions and their splits (and ``extra`` values of its own): the key of
+    its per-process cache of sources (benchmarks call the trainers' ``main`` many times)."""
+    return (
+        args.dataset,
+        args.data_path,
+        args.store_preset,
+        args.seed,
+        args.num_sessions,
+        args.eval_fraction,
+        args.validation_fraction,
+        *extra,
+    )
+
+
+def limit_splits(args: argparse.Namespace, train: Any, validation: Any, test: Any) -> tuple[Any, Any, Any]:
+    """The splits cut by the sample flags (:func:`first_n`): ``--max-train-samples``, the validation limit
+    (:func:`validation_limit`) and ``--max-eval-samples``."""
+    return (
+        first_n(train, args.max_train_samples),
+        first_n(validation, validation_limit(args)),
+        first_n(test, args.max_eval_samples),
+    )
+
+
 def settle_selection(args: argparse.Namespace, data: PreparedData, argv: Sequence[str] | None) -> str | None:
     """What a run without a validation split selects on: nothing. Returns a line for the log, or ``None``.
 
@@ -370,6 +405,7 @@ def resolve_data_arguments(
 __all__ = [
     "bert_initializer",
     "first_n",
+    "limit_splits",
     "synthetic_store",
     "PreparedData",
     "Recipe",
@@ -382,6 +418,8 @@ __all__ = [
     "freeze_parameters",
     "settle_selection",
     "split_description",
+    "source_key",
+    "split_in_order",
     "split_sizes",
     "resolve_data_arguments",
 ]

@@ -26,24 +26,32 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
-from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerFast, ProcessorMixin
+from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 
 from ...data.schema import QUERY_SUBJECTS, InvalidRecordError
 from ...graphs.ceres import ceres_session_graph, ceres_session_items
 from ...processing_utils import (
+    BERT_SPECIAL_TOKENS,
+    AttributeTokensMixin,
     SeededCollatorMixin,
     attribute_token,
     catalogue_attribute_names,
     check_catalogue_record,
+    event_item_id,
     is_text,
-    train_wordpiece,
+    pad_rows,
+    record_texts,
+    session_events,
+    session_queries,
+    special_token_ids,
+    unknown_attribute_policy,
+    wordpiece_tokenizer,
 )
 from ...processing_utils import (
     as_catalogue as _as_catalogue,
 )
 from .configuration_ceres import CeresConfig
 
-BASE_SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 SEARCH_TOKEN = "[SEARCH]"
 FIELD_ATTRIBUTES: tuple[str, ...] = ("title", "description", "brand", "category")
 """Catalogue fields that are product attributes in every catalogue (each gets its ``[ATTRTYPE]`` token)."""
@@ -55,21 +63,14 @@ def iter_corpus(
     sessions: Iterable[Mapping[str, Any]], catalogue: Mapping[str, Mapping[str, Any]] | None = None
 ) -> Iterator[str]:
     """Texts to train the tokenizer on: every query of the sessions and every text field of the catalogue."""
-    for session in sessions:
-        for ev in session["events"]:
-            if ev.get("query"):
-                yield ev["query"]
+    yield from session_queries(sessions)
     for rec in (catalogue or {}).values():
-        for name in ("title", "description", "brand"):
-            if rec.get(name):
-                yield rec[name]
-        if rec.get("category"):
-            yield " ".join(rec["category"])
+        yield from record_texts(rec, ("title", "description", "brand"))
         for a in rec.get("attributes") or []:
             yield a["value"]
 
 
-class CeresProcessor(ProcessorMixin):
+class CeresProcessor(AttributeTokensMixin, ProcessorMixin):
     r"""Turns sessions (package schema) and a catalogue into CERES model inputs.
 
     Args:
@@ -104,14 +105,12 @@ class CeresProcessor(ProcessorMixin):
                 raise ValueError(f"{name} must be >= 2 (a marker token and one text token), got {value}")
         if max_session_items < 1:
             raise ValueError(f"max_session_items must be >= 1, got {max_session_items}")
-        if on_unknown_attribute not in ("raise", "skip"):
-            raise ValueError(f"on_unknown_attribute must be 'raise' or 'skip', got {on_unknown_attribute!r}")
         self.max_query_length = max_query_length
         self.max_product_sequence_length = max_product_sequence_length
         self.max_attribute_length = max_attribute_length
         self.max_attributes_per_product = max_attributes_per_product
         self.max_session_items = max_session_items
-        self.on_unknown_attribute = on_unknown_attribute
+        self.on_unknown_attribute = unknown_attribute_policy(on_unknown_attribute)
         super().__init__(tokenizer, **kwargs)
 
     # --- building the tokenizer ----------------------------------------------------------------------------
@@ -119,7 +118,7 @@ class CeresProcessor(ProcessorMixin):
     def special_tokens(attribute_names: Iterable[str] = ()) -> list[str]:
         """BERT's specials, ``[SEARCH]``, then ``[TITLE] [DESCRIPTION] [BRAND] [CATEGORY]`` and one per name."""
         attrs = [attribute_token(n) for n in (*FIELD_ATTRIBUTES, *attribute_names)]
-        return list(dict.fromkeys([*BASE_SPECIAL_TOKENS, SEARCH_TOKEN, *attrs]))
+        return list(dict.fromkeys([*BERT_SPECIAL_TOKENS, SEARCH_TOKEN, *attrs]))
 
     @classmethod
     def train_tokenizer(
@@ -133,18 +132,7 @@ class CeresProcessor(ProcessorMixin):
             attribute_names: the catalogue's attribute names (e.g. :func:`catalogue_attribute_names`).
             **kwargs: processor fields (``max_query_length``, ...).
         """
-        specials = cls.special_tokens(attribute_names)
-        tok = train_wordpiece(texts, specials, vocab_size)  # reproducible, unlike a bare WordPieceTrainer
-        named = dict(
-            zip(
-                ("unk_token", "pad_token", "cls_token", "sep_token", "mask_token"),
-                ("[UNK]", "[PAD]", "[CLS]", "[SEP]", "[MASK]"),
-            )
-        )
-        tokenizer = PreTrainedTokenizerFast(
-            tokenizer_object=tok, extra_special_tokens=specials[len(BASE_SPECIAL_TOKENS) :], **named
-        )
-        return cls(tokenizer, **kwargs)
+        return cls(wordpiece_tokenizer(texts, cls.special_tokens(attribute_names), vocab_size), **kwargs)
 
     @classmethod
     def from_bert_tokenizer(cls, path: str, attribute_names: Iterable[str] = (), **kwargs) -> CeresProcessor:
@@ -155,7 +143,7 @@ class CeresProcessor(ProcessorMixin):
         """
         tokenizer = AutoTokenizer.from_pretrained(path)
         processor = cls(tokenizer, **kwargs)
-        processor._add_special_tokens(cls.special_tokens(attribute_names)[len(BASE_SPECIAL_TOKENS) :])
+        processor._add_special_tokens(cls.special_tokens(attribute_names)[len(BERT_SPECIAL_TOKENS) :])
         return processor
 
     def add_attribute_names(self, names: Iterable[str]) -> int:
@@ -166,11 +154,7 @@ class CeresProcessor(ProcessorMixin):
         """
         added = self._add_special_tokens([attribute_token(n) for n in names])
         if added:
-            warnings.warn(
-                f"CeresProcessor: added {added} attribute tokens; the vocabulary is now {len(self.tokenizer)}. "
-                "Call model.resize_token_embeddings(len(processor.tokenizer)) before using the model.",
-                stacklevel=2,
-            )
+            self._warn_resize("CeresProcessor", f"{added} attribute tokens")
         return added
 
     def add_attribute_types(self, names: Iterable[str]) -> int:
@@ -183,35 +167,7 @@ class CeresProcessor(ProcessorMixin):
         )
         return self.add_attribute_names(names)
 
-    def _add_special_tokens(self, tokens: Sequence[str]) -> int:
-        known = set(self.tokenizer.get_vocab())
-        new = [t for t in dict.fromkeys(tokens) if t not in known]
-        if new:
-            self.tokenizer.add_special_tokens(
-                {"extra_special_tokens": new}, replace_extra_special_tokens=False
-            )
-        return len(new)
-
     # --- encoding items ------------------------------------------------------------------------------------
-    def _token_id(self, token: str) -> int | None:
-        tid = self.tokenizer.convert_tokens_to_ids(token)
-        return None if tid is None or tid == self.tokenizer.unk_token_id else tid
-
-    def _marker(self, name: str, item: Any = None) -> int | None:
-        where = "" if item is None else f"catalogue item {item!r}: field 'attributes': "
-        try:
-            token = attribute_token(name)
-        except ValueError as err:  # a name with no letter or digit
-            raise ValueError(f"{where}{err}") from err
-        tid = self._token_id(token)
-        if tid is None and self.on_unknown_attribute == "raise":
-            raise ValueError(
-                f"{where}attribute {name!r} has no token {attribute_token(name)} in the tokenizer; call "
-                f"processor.add_attribute_names([{name!r}]) (then resize the model embeddings) or build the processor "
-                "with on_unknown_attribute='skip'"
-            )
-        return tid
-
     def _product_fields(self, record: Mapping[str, Any]) -> list[tuple[int, list[str], int]]:
         """``(marker id, [text, ...], max length)`` per attribute sequence of a product (texts joined by markers)."""
         check_catalogue_record(record, ("title", "description", "brand"))
@@ -267,12 +223,7 @@ class CeresProcessor(ProcessorMixin):
         return sequences, owner
 
     def _pad(self, sequences: list[list[int]], prefix: str) -> dict[str, torch.Tensor]:
-        length = max((len(s) for s in sequences), default=1)
-        ids = torch.full((len(sequences), length), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(sequences), length), dtype=torch.long)
-        for r, seq in enumerate(sequences):
-            ids[r, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-            mask[r, : len(seq)] = 1
+        ids, mask = pad_rows(sequences, self.tokenizer.pad_token_id)
         return {f"{prefix}input_ids": ids, f"{prefix}attention_mask": mask}
 
     # --- sessions -> inputs --------------------------------------------------------------------------------
@@ -282,14 +233,7 @@ class CeresProcessor(ProcessorMixin):
         item IDs non-empty strings in ``catalogue`` when one is given, subjects known); raises
         :class:`~session_transformers.data.schema.InvalidRecordError` (or ``KeyError`` for an item missing from
         the catalogue) naming the session, its ``index`` in the batch and the field."""
-        sid = session.get("session_id") if isinstance(session, Mapping) else None
-        sid = index if sid is None else sid  # a session without an ID is named by its place in the batch
-        source = f"CeresProcessor: session {sid!r}"
-        events = session.get("events") if isinstance(session, Mapping) else None
-        if not isinstance(events, list | tuple):
-            raise InvalidRecordError(
-                source, index, "events", "no 'events' list (a session is a mapping with one)"
-            )
+        sid, source, events = session_events(session, index, "CeresProcessor")
         for j, ev in enumerate(events):
             if not isinstance(ev, Mapping):
                 raise InvalidRecordError(source, index, f"events[{j}]", f"must be a mapping, got {ev!r:.80}")
@@ -308,14 +252,7 @@ class CeresProcessor(ProcessorMixin):
                         source, index, f"events[{j}].query", "contains a lone surrogate: not text"
                     )
             elif subject == "item":
-                item_id = ev.get("item_id")
-                if not isinstance(item_id, str) or not item_id:
-                    raise InvalidRecordError(
-                        source,
-                        index,
-                        f"events[{j}].item_id",
-                        f"must be a non-empty string, got {item_id!r:.80}",
-                    )
+                item_id = event_item_id(ev, source, index, j)
                 if catalogue is not None and item_id not in catalogue:
                     raise KeyError(
                         f"session {sid!r}: event {j}: field 'item_id': item {item_id!r} is not in the catalogue "
@@ -516,12 +453,9 @@ class CeresMaskingCollator(SeededCollatorMixin):
         self.random_replace_probability = config.random_replace_probability
         tok = processor.tokenizer
         vocab = tok.get_vocab()
-        special = {tid for t, tid in vocab.items() if t in set(tok.all_special_tokens)} | set(
-            tok.all_special_ids
-        )
-        special |= {tid for tid, added in tok.added_tokens_decoder.items() if added.special}
-        self.special_ids = torch.tensor(sorted(special), dtype=torch.long)
-        self.random_ids = torch.tensor(sorted(set(range(len(tok))) - special), dtype=torch.long)
+        special = special_token_ids(tok)
+        self.special_ids = torch.tensor(special, dtype=torch.long)
+        self.random_ids = torch.tensor(sorted(set(range(len(tok))) - set(special)), dtype=torch.long)
         self.long_ids = torch.tensor([vocab[t] for t in LONG_SEQUENCE_TOKENS if t in vocab], dtype=torch.long)
         self.mask_token_id = tok.mask_token_id
 

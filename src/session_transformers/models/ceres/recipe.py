@@ -42,8 +42,7 @@ from ...trainer_utils import (
     QuickstartJob,
     Recipe,
     Task,
-    first_n,
-    validation_limit,
+    limit_splits,
 )
 from .processing_ceres import (
     CeresMaskingCollator,
@@ -97,8 +96,7 @@ def _prepare_ceres_pretrain(args: argparse.Namespace) -> PreparedData:
             for i in catalogue
         ]
         description += "; pretraining corpus: each catalogue product alone (product text only)"
-    train = first_n(train, args.max_train_samples)
-    validation, test = first_n(validation, validation_limit(args)), first_n(test, args.max_eval_samples)
+    train, validation, test = limit_splits(args, train, validation, test)
     eval_collate = CeresMaskingCollator(processor, catalogue, config, seed=args.seed)
     # training masks: seeded apart from the evaluation masks (another seed), per epoch and batch
     train_collate = CeresMaskingCollator(processor, catalogue, config, seed=args.seed + 1)
@@ -263,6 +261,8 @@ _QUICKSTART_SIZES = (
     "num_cross_attention_layers=1",
     "retrieval_projection_size=32",
 )
+_FULL_RUN = ("--num-sessions", "3000", "--max-steps", "150", "--batch-size", "16", "--learning-rate", "5e-4")
+"""The ``--full`` main job's pretraining and fine-tuning length (each 150 steps)."""
 _FULL_SIZES = (
     "--config",
     "hidden_size=64",
@@ -302,29 +302,8 @@ QUICKSTART = QuickstartJob(
         "100",
     ),
     metrics=("MAP@1", "MAP@32", "Recall@32", "Recall@64"),
-    full_pretrain_stages=(
-        (
-            "--num-sessions",
-            "3000",
-            "--max-steps",
-            "150",
-            "--batch-size",
-            "16",
-            "--learning-rate",
-            "5e-4",
-            *_FULL_SIZES,
-        ),
-    ),
-    full_finetune_args=(
-        "--num-sessions",
-        "3000",
-        "--max-steps",
-        "150",
-        "--batch-size",
-        "16",
-        "--learning-rate",
-        "5e-4",
-    ),
+    full_pretrain_stages=((*_FULL_RUN, *_FULL_SIZES),),
+    full_finetune_args=_FULL_RUN,
 )
 """CERES in the main job (``trainers/quickstart.py``): a small CERES (1 item-encoder layer of 32) pretrained 60
 steps with masked LM + graph-conditioned masked LM on the synthetic store, then fine-tuned 300 steps on product

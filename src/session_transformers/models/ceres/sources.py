@@ -35,7 +35,8 @@ from transformers import AutoConfig
 from ...data.schema import QUERY_SUBJECTS
 from ...trainer_utils import (
     bert_initializer,
-    split_sizes,
+    source_key,
+    split_in_order,
     synthetic_store,
 )
 from . import tasks
@@ -176,16 +177,7 @@ def ceres_source(args: argparse.Namespace) -> CeresSplits:
     apply), each term a session of its search and views of its judged products (:func:`homedepot_session`).
     Cached per process (benchmarks call the trainers' ``main`` many times); callers must not mutate.
     """
-    validation_fraction = args.validation_fraction
-    key = (
-        args.dataset,
-        args.data_path,
-        args.store_preset,
-        args.seed,
-        args.num_sessions,
-        args.eval_fraction,
-        validation_fraction,
-    )
+    key = source_key(args)
     if key in _CERES_SOURCES:
         return _CERES_SOURCES[key]
     if args.dataset == "homedepot":
@@ -218,15 +210,14 @@ def ceres_source(args: argparse.Namespace) -> CeresSplits:
         raise ValueError(f"CERES has no data source {args.dataset!r}")
     catalogue = {rec["item_id"]: {k: rec.get(k) for k in _CATALOGUE_FIELDS} for rec in records}
     sessions = [s for s in sessions if tasks._has_text_item(s["events"])]
-    n_val, n_test = split_sizes(len(sessions), args.eval_fraction, validation_fraction)
-    n_train = len(sessions) - n_val - n_test
+    train, validation, test = split_in_order(sessions, args.eval_fraction, args.validation_fraction)
     out = CeresSplits(
-        sessions[:n_train],
-        sessions[n_train : n_train + n_val],
-        sessions[n_train + n_val :],
+        train,
+        validation,
+        test,
         catalogue,
-        f"{what}; {len(sessions)} text sessions ({order}): the last {n_test} the test split, the {n_val} before "
-        f"them the validation split, {n_train} for training",
+        f"{what}; {len(sessions)} text sessions ({order}): the last {len(test)} the test split, the "
+        f"{len(validation)} before them the validation split, {len(train)} for training",
     )
     _CERES_SOURCES[key] = out
     return out

@@ -34,6 +34,7 @@ from transformers import BatchFeature, ProcessorMixin
 
 from ...data.schema import InvalidRecordError
 from ...graphs.muvcog import EncodedSession, batch_encoded_views
+from ...processing_utils import session_events
 
 WORD_VECTORS_NAME = "word_vectors.safetensors"
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -292,14 +293,7 @@ class MuvcogProcessor(ProcessorMixin):
         Raises ``ValueError`` naming the session and the field for an image of the wrong size, a query event
         without text, or a session left without any query.
         """
-        sid = session.get("session_id") if isinstance(session, Mapping) else None
-        sid = index if sid is None else sid  # a session without an ID is named by its place in the batch
-        source = f"MuvcogProcessor: session {sid!r}"
-        events = session.get("events") if isinstance(session, Mapping) else None
-        if not isinstance(events, list | tuple):
-            raise InvalidRecordError(
-                source, index, "events", "no 'events' list (a session is a mapping with one)"
-            )
+        sid, source, events = session_events(session, index, "MuvcogProcessor")
         # One pass over the events: a query is [keyword word ids, product word ids, indices into `raw`]; word ids
         # and images are made distinct per query at the end, image vectors converted in one call (the per-vector
         # numpy calls were most of the cost of graph building).

@@ -28,8 +28,6 @@ from ...trainer_utils import (
     QuickstartJob,
     Recipe,
     Task,
-    first_n,
-    validation_limit,
 )
 from .processing_muvcog import MuvcogProcessor, click_code, mask_one_query
 from .sources import (
@@ -107,9 +105,7 @@ def _prepare_pretrain(args: argparse.Namespace) -> PreparedData:
     splits = muvcog_source(args)
     processor = muvcog_processor(args, splits)
     config = _config(args, processor)
-    train = first_n(_pretrain_rows(processor, splits.train), args.max_train_samples)
-    validation = first_n(_pretrain_rows(processor, splits.validation), validation_limit(args))
-    test = first_n(_pretrain_rows(processor, splits.test), args.max_eval_samples)
+    train, validation, test = splits.examples(args, lambda part: _pretrain_rows(processor, part))
     eval_collate = MuvcogPretrainCollator(processor, seed=args.seed, negative_pool_size=args.batch_size)
     return PreparedData(
         processor,

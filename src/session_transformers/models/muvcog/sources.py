@@ -24,7 +24,9 @@ import torch
 from torch.utils.data import Dataset
 
 from ...trainer_utils import (
-    split_sizes,
+    limit_splits,
+    source_key,
+    split_in_order,
     synthetic_store,
 )
 from .configuration_muvcog import MuvcogConfig
@@ -54,6 +56,12 @@ class MuvcogSplits(NamedTuple):
     catalogue: dict[str, dict]
     description: str
 
+    def examples(
+        self, args: argparse.Namespace, make: Callable[[list[dict]], list[dict]]
+    ) -> tuple[list[dict], list[dict], list[dict]]:
+        """``make(sessions)`` of the train, validation and test sessions, cut by the sample flags."""
+        return limit_splits(args, make(self.train), make(self.validation), make(self.test))
+
 
 def _num_queries(session: Mapping[str, Any]) -> int:
     stamps, n = set(), 0
@@ -67,17 +75,8 @@ def _num_queries(session: Mapping[str, Any]) -> int:
 
 def muvcog_source(args: argparse.Namespace) -> MuvcogSplits:
     """Synthetic-store sessions for MUVCOG, split train / validation / test (cached per process)."""
-    key = (
-        args.dataset,
-        args.store_preset,
-        args.seed,
-        args.num_sessions,
-        args.eval_fraction,
-        args.validation_fraction,
-        args.image_query_rate,
-        args.product_query_rate,
-        args.min_queries,
-        args.multimodal_only,
+    key = source_key(
+        args, args.image_query_rate, args.product_query_rate, args.min_queries, args.multimodal_only
     )
     if key in _SOURCES:
         return _SOURCES[key]
@@ -95,18 +94,17 @@ def muvcog_source(args: argparse.Namespace) -> MuvcogSplits:
         if _num_queries(s) >= args.min_queries
         and (not args.multimodal_only or any(ev["subject"] == "image_query" for ev in s["events"]))
     ]
-    n_val, n_test = split_sizes(len(sessions), args.eval_fraction, args.validation_fraction)
-    n_train = len(sessions) - n_val - n_test
+    train, validation, test = split_in_order(sessions, args.eval_fraction, args.validation_fraction)
     with_image = sum(any(ev["subject"] == "image_query" for ev in s["events"]) for s in sessions)
     out = MuvcogSplits(
-        sessions[:n_train],
-        sessions[n_train : n_train + n_val],
-        sessions[n_train + n_val :],
+        train,
+        validation,
+        test,
         {rec["item_id"]: rec for rec in store.catalogue},
         f"synthetic store (seed {args.seed}, {cfg.num_sessions} sessions, {cfg.num_items} products, image/product "
         f"query rates {args.image_query_rate}/{args.product_query_rate}); {len(sessions)} sessions with >= "
         f"{args.min_queries} queries{' and an image query' if args.multimodal_only else ''} ({with_image} with "
-        f"an image query): {n_train} train / {n_val} validation / {n_test} test",
+        f"an image query): {len(train)} train / {len(validation)} validation / {len(test)} test",
     )
     _SOURCES[key] = out
     return out

@@ -31,8 +31,6 @@ from ... import metrics
 from ...trainer_utils import (
     PreparedData,
     Task,
-    first_n,
-    validation_limit,
 )
 from .processing_muvcog import MuvcogProcessor
 from .sources import MUVCOG_K, Rows, _config, _encoded, _word_vector_init, muvcog_processor, muvcog_source
@@ -172,9 +170,7 @@ def _prepare_query_suggestion(args: argparse.Namespace) -> PreparedData:
     splits = muvcog_source(args)
     processor = muvcog_processor(args, splits)
     config = _config(args, processor)
-    train = first_n(query_suggestion_examples(processor, splits.train), args.max_train_samples)
-    validation = first_n(query_suggestion_examples(processor, splits.validation), validation_limit(args))
-    test = first_n(query_suggestion_examples(processor, splits.test), args.max_eval_samples)
+    train, validation, test = splits.examples(args, lambda part: query_suggestion_examples(processor, part))
     return PreparedData(
         processor,
         Rows(train),
@@ -276,9 +272,7 @@ def _prepare_click(args: argparse.Namespace) -> PreparedData:
         "num_items", len(processor.item_vocab)
     )  # also for --init-from checkpoints
     config = _config(args, processor)
-    train = first_n(click_examples(processor, splits.train), args.max_train_samples)
-    validation = first_n(click_examples(processor, splits.validation), validation_limit(args))
-    test = first_n(click_examples(processor, splits.test), args.max_eval_samples)
+    train, validation, test = splits.examples(args, lambda part: click_examples(processor, part))
     return PreparedData(
         processor,
         Rows(train),

@@ -64,10 +64,9 @@ from ...trainer_utils import (
     QuickstartJob,
     Recipe,
     Task,
-    first_n,
-    split_sizes,
+    limit_splits,
+    split_in_order,
     synthetic_store,
-    validation_limit,
 )
 
 SYNTHETIC_FLAGS = ("refurbished", "counterfeit", "bulky")
@@ -104,9 +103,7 @@ class PairCorpus:
 
 
 def _split(sessions: list[list[str]], args) -> tuple[list, list, list]:
-    n_val, n_test = split_sizes(len(sessions), args.eval_fraction, args.validation_fraction)
-    n_train = len(sessions) - n_val - n_test
-    return sessions[:n_train], sessions[n_train : n_train + n_val], sessions[n_train + n_val :]
+    return split_in_order(sessions, args.eval_fraction, args.validation_fraction)
 
 
 def _item_ids(session) -> list[str]:
@@ -252,9 +249,7 @@ def prepare_pretraining(args: argparse.Namespace) -> PreparedData:
     train = processor.pair_dataset(corpus.train, corpus.catalogue, streaming=streaming)
     validation = processor.pair_dataset(corpus.validation, corpus.catalogue) if corpus.validation else None
     test = processor.pair_dataset(corpus.test, corpus.catalogue)
-    train = first_n(train, args.max_train_samples)
-    validation = first_n(validation, validation_limit(args))
-    test = first_n(test, args.max_eval_samples)
+    train, validation, test = limit_splits(args, train, validation, test)
     config = _config(processor, args.config_overrides)
     sizes = f"{corpus.num_train or 'streamed'} / {len(corpus.validation)} / {len(corpus.test)} sessions"
     mode = "streamed" if streaming else "written by a generator to Arrow"
@@ -368,10 +363,7 @@ def prepare_classification(args: argparse.Namespace) -> PreparedData:
     def rows(idx) -> Dataset:
         return Dataset.from_dict({"title": [titles[i] for i in idx], "label": [labels[i] for i in idx]})
 
-    train, validation, test = rows(train_idx), rows(val_idx), rows(test_idx)
-    train = first_n(train, args.max_train_samples)
-    validation = first_n(validation, validation_limit(args))
-    test = first_n(test, args.max_eval_samples)
+    train, validation, test = limit_splits(args, rows(train_idx), rows(val_idx), rows(test_idx))
     if args.processor_path:
         processor = ProductByolProcessor.from_pretrained(args.processor_path)
     else:

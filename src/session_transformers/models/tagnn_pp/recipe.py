@@ -28,10 +28,9 @@ from ...trainer_utils import (
     QuickstartJob,
     Recipe,
     Task,
-    first_n,
-    split_sizes,
+    limit_splits,
+    split_in_order,
     synthetic_store,
-    validation_limit,
 )
 
 
@@ -42,13 +41,16 @@ def synthetic_next_item(args: argparse.Namespace) -> NextItemSplits:
     store = synthetic_store(args)
     cfg = store.config
     seqs = [session_item_ids(s) for s in store.iter_sessions(0, cfg.num_sessions)]
-    n_val, n_test = split_sizes(len(seqs), args.eval_fraction, args.validation_fraction)
-    n_train = len(seqs) - n_val - n_test
     # Sessions, not prefixes, are split, so no session has prefixes on both sides.
-    train = next_item_samples(seqs[:n_train])
-    validation = next_item_samples(seqs[n_train : n_train + n_val]) if n_val else None
-    test = next_item_samples(seqs[-n_test:])
-    stats = {"train_sessions": n_train, "validation_sessions": n_val, "test_sessions": n_test}
+    train_seqs, val_seqs, test_seqs = split_in_order(seqs, args.eval_fraction, args.validation_fraction)
+    train = next_item_samples(train_seqs)
+    validation = next_item_samples(val_seqs) if val_seqs else None
+    test = next_item_samples(test_seqs)
+    stats = {
+        "train_sessions": len(train_seqs),
+        "validation_sessions": len(val_seqs),
+        "test_sessions": len(test_seqs),
+    }
     return NextItemSplits(train, validation, test, list(store.item_ids), stats)
 
 
@@ -148,9 +150,7 @@ def _prepare_tagnn_pp(args: argparse.Namespace) -> PreparedData:
         "sessions": sessions_next_item,
     }[args.dataset]
     splits = source(args)
-    train = first_n(splits.train, args.max_train_samples)
-    validation = first_n(splits.validation, validation_limit(args))
-    test = first_n(splits.test, args.max_eval_samples)
+    train, validation, test = limit_splits(args, splits.train, splits.validation, splits.test)
     if args.processor_path:
         processor = TagnnPPProcessor.from_pretrained(args.processor_path)
     else:

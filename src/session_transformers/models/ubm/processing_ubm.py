@@ -22,24 +22,32 @@ in row-major order (``interaction_mask.sum() == N``), so the Interaction Encoder
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
-from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerFast, ProcessorMixin
+from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 
 from ...data.schema import InvalidRecordError
 from ...processing_utils import (
+    BERT_SPECIAL_TOKENS,
+    AttributeTokensMixin,
+    add_special_tokens,
     as_catalogue,
     attribute_token,
     catalogue_attribute_names,
     check_catalogue_record,
+    event_item_id,
     is_text,
-    train_wordpiece,
+    pad_rows,
+    record_texts,
+    session_events,
+    session_queries,
+    special_token_ids,
+    unknown_attribute_policy,
+    wordpiece_tokenizer,
 )
 
-BASE_SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 ACTION_TOKENS: tuple[str, ...] = ("[SEARCH]", "[VIEW]", "[ADD]", "[BUY]")
 """The paper's four action tokens (Sec. 3.1.1)."""
 DEFAULT_ACTION_TABLE: dict[str, str] = {
@@ -60,22 +68,15 @@ def iter_corpus(
     sessions: Iterable[Mapping[str, Any]], catalogue: Mapping[str, Mapping[str, Any]] | None = None
 ) -> Iterator[str]:
     """Texts to train the WordPiece tokenizer on: every query of the sessions and the catalogue's item text."""
-    for session in sessions:
-        for ev in session["events"]:
-            if ev.get("query"):
-                yield ev["query"]
+    yield from session_queries(sessions)
     for rec in as_catalogue(catalogue).values():
-        for name in ("title", "brand"):
-            if rec.get(name):
-                yield rec[name]
-        if rec.get("category"):
-            yield " ".join(rec["category"])
+        yield from record_texts(rec, ("title", "brand"))
         for a in rec.get("attributes") or []:
             if a.get("value"):
                 yield a["value"]
 
 
-class UbmProcessor(ProcessorMixin):
+class UbmProcessor(AttributeTokensMixin, ProcessorMixin):
     r"""Turns sessions and a catalogue into UBM inputs (see the module docstring for the token layout).
 
     Args:
@@ -105,13 +106,11 @@ class UbmProcessor(ProcessorMixin):
             raise ValueError(f"max_title_length must be >= 1, got {max_title_length}")
         if max_interactions < 1:
             raise ValueError(f"max_interactions must be >= 1, got {max_interactions}")
-        if on_unknown_attribute not in ("raise", "skip"):
-            raise ValueError(f"on_unknown_attribute must be 'raise' or 'skip', got {on_unknown_attribute!r}")
         self.action_table = dict(action_table if action_table is not None else DEFAULT_ACTION_TABLE)
         self.max_interaction_length = max_interaction_length
         self.max_title_length = max_title_length
         self.max_interactions = max_interactions
-        self.on_unknown_attribute = on_unknown_attribute
+        self.on_unknown_attribute = unknown_attribute_policy(on_unknown_attribute)
         self._item_cache: dict[tuple, list[int]] = {}
         super().__init__(tokenizer, **kwargs)
         missing = [t for t in dict.fromkeys(self.action_table.values()) if self._token_id(t) is None]
@@ -126,7 +125,7 @@ class UbmProcessor(ProcessorMixin):
         """BERT's specials, the action tokens, ``[TITLE] [CATEGORY]``, ``[BRAND]`` and one token per name."""
         attrs = [attribute_token(n) for n in (*ITEM_FIELD_ATTRIBUTES, *attribute_names)]
         return list(
-            dict.fromkeys([*BASE_SPECIAL_TOKENS, *action_tokens, TITLE_TOKEN, CATEGORY_TOKEN, *attrs])
+            dict.fromkeys([*BERT_SPECIAL_TOKENS, *action_tokens, TITLE_TOKEN, CATEGORY_TOKEN, *attrs])
         )
 
     @classmethod
@@ -143,17 +142,7 @@ class UbmProcessor(ProcessorMixin):
         """
         table = dict(kwargs.get("action_table") or DEFAULT_ACTION_TABLE)
         specials = cls.special_tokens(attribute_names, [*ACTION_TOKENS, *table.values()])
-        tok = train_wordpiece(texts, specials, vocab_size)  # reproducible, unlike a bare WordPieceTrainer
-        named = dict(
-            zip(
-                ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token"),
-                BASE_SPECIAL_TOKENS,
-            )
-        )
-        tokenizer = PreTrainedTokenizerFast(
-            tokenizer_object=tok, extra_special_tokens=specials[len(BASE_SPECIAL_TOKENS) :], **named
-        )
-        return cls(tokenizer, **kwargs)
+        return cls(wordpiece_tokenizer(texts, specials, vocab_size), **kwargs)
 
     @classmethod
     def from_bert_tokenizer(cls, path: str, attribute_names: Iterable[str] = (), **kwargs) -> UbmProcessor:
@@ -164,10 +153,10 @@ class UbmProcessor(ProcessorMixin):
         """
         tokenizer = AutoTokenizer.from_pretrained(path)
         table = dict(kwargs.get("action_table") or DEFAULT_ACTION_TABLE)
-        _add_special_tokens(
+        add_special_tokens(
             tokenizer,
             cls.special_tokens(attribute_names, [*ACTION_TOKENS, *table.values()])[
-                len(BASE_SPECIAL_TOKENS) :
+                len(BERT_SPECIAL_TOKENS) :
             ],
         )
         return cls(tokenizer, **kwargs)
@@ -176,26 +165,18 @@ class UbmProcessor(ProcessorMixin):
         """Map a schema ``action`` to ``token`` (e.g. ``("click", "[CLICK]")`` to stop folding clicks into
         ``[VIEW]``); a new token is added to the vocabulary. Returns how many tokens were added: when it is 1,
         resize the model's embeddings (``model.resize_token_embeddings(len(processor.tokenizer))``)."""
-        added = _add_special_tokens(self.tokenizer, [token])
+        added = self._add_special_tokens([token])
         self.action_table[action] = token
         if added:
-            warnings.warn(
-                f"UbmProcessor: added {token}; the vocabulary is now {len(self.tokenizer)}. Call "
-                "model.resize_token_embeddings(len(processor.tokenizer)) before using the model.",
-                stacklevel=2,
-            )
+            self._warn_resize("UbmProcessor", token)
         return added
 
     def add_attribute_names(self, names: Iterable[str]) -> int:
         """Add the tokens of new attribute names; returns how many were new (then resize the model's embeddings)."""
         self._item_cache.clear()
-        return _add_special_tokens(self.tokenizer, [attribute_token(n) for n in names])
+        return self._add_special_tokens([attribute_token(n) for n in names])
 
     # --- token ids -----------------------------------------------------------------------------------------
-    def _token_id(self, token: str) -> int | None:
-        tid = self.tokenizer.convert_tokens_to_ids(token)
-        return None if tid is None or tid == self.tokenizer.unk_token_id else tid
-
     @property
     def action_token_ids(self) -> list[int]:
         """Ids of every action token in the table."""
@@ -204,27 +185,7 @@ class UbmProcessor(ProcessorMixin):
     @property
     def special_token_ids(self) -> list[int]:
         """Ids of every special token (BERT's, actions, fields, attributes): never masked as item text."""
-        tok = self.tokenizer
-        special = set(tok.all_special_ids)
-        special |= {tid for tid, added in tok.added_tokens_decoder.items() if added.special}
-        vocab = tok.get_vocab()
-        special |= {vocab[t] for t in tok.all_special_tokens if t in vocab}
-        return sorted(special)
-
-    def _marker(self, name: str, item: Any = None) -> int | None:
-        where = "" if item is None else f"catalogue item {item!r}: field 'attributes': "
-        try:
-            token = attribute_token(name)
-        except ValueError as err:  # a name with no letter or digit
-            raise ValueError(f"{where}{err}") from err
-        tid = self._token_id(token)
-        if tid is None and self.on_unknown_attribute == "raise":
-            raise ValueError(
-                f"{where}attribute {name!r} has no token {attribute_token(name)} in the tokenizer; call "
-                f"processor.add_attribute_names([{name!r}]) (then resize the model embeddings) or build the "
-                "processor with on_unknown_attribute='skip'"
-            )
-        return tid
+        return special_token_ids(self.tokenizer)
 
     def _text_ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
@@ -297,14 +258,7 @@ class UbmProcessor(ProcessorMixin):
             naming the session (``index``: its place in the batch) and the field for a malformed record.
         """
         catalogue = as_catalogue(catalogue)
-        sid = session.get("session_id") if isinstance(session, Mapping) else None
-        sid = index if sid is None else sid  # a session without an ID is named by its place in the batch
-        source = f"UbmProcessor: session {sid!r}"
-        events = session.get("events") if isinstance(session, Mapping) else None
-        if not isinstance(events, list | tuple):
-            raise InvalidRecordError(
-                source, index, "events", "no 'events' list (a session is a mapping with one)"
-            )
+        sid, source, events = session_events(session, index, "UbmProcessor")
         out = []
         for i, ev in enumerate(events):
             if not isinstance(ev, Mapping):
@@ -335,14 +289,7 @@ class UbmProcessor(ProcessorMixin):
                     )
                 body = self._text_ids(ev["query"])
             elif subject == "item":
-                item_id = ev.get("item_id")
-                if not isinstance(item_id, str) or not item_id:
-                    raise InvalidRecordError(
-                        source,
-                        index,
-                        f"events[{i}].item_id",
-                        f"must be a non-empty string, got {item_id!r:.80}",
-                    )
+                item_id = event_item_id(ev, source, index, i)
                 body = self.item_tokens(self._record(item_id, catalogue, sid, i))
             else:
                 raise ValueError(f"session {sid!r}: event {i}: field 'subject': unknown subject {subject!r}")
@@ -359,13 +306,7 @@ class UbmProcessor(ProcessorMixin):
     ) -> dict[str, torch.Tensor]:
         """Flat ``input_ids`` / ``attention_mask`` ``(N, T)`` (T = the longest interaction of the batch) and
         ``interaction_mask`` ``(B, L)`` (L = the most interactions of a session in the batch)."""
-        rows = [seq for session in sessions for seq in session]
-        width = max((len(r) for r in rows), default=1)
-        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, seq in enumerate(rows):
-            ids[r, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-            mask[r, : len(seq)] = 1
+        ids, mask = pad_rows([seq for session in sessions for seq in session], self.tokenizer.pad_token_id)
         slots = max((len(s) for s in sessions), default=1)
         interaction_mask = torch.zeros((len(sessions), slots), dtype=torch.bool)
         for b, session in enumerate(sessions):
@@ -403,14 +344,6 @@ class UbmProcessor(ProcessorMixin):
         return " ".join(
             self.tokenizer.convert_ids_to_tokens([i for i in ids if i != self.tokenizer.pad_token_id])
         )
-
-
-def _add_special_tokens(tokenizer, tokens: Sequence[str]) -> int:
-    known = set(tokenizer.get_vocab())
-    new = [t for t in dict.fromkeys(tokens) if t not in known]
-    if new:
-        tokenizer.add_special_tokens({"extra_special_tokens": new}, replace_extra_special_tokens=False)
-    return len(new)
 
 
 __all__ = [

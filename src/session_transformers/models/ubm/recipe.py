@@ -60,10 +60,10 @@ from ...trainer_utils import (
     Stage,
     Task,
     bert_initializer,
-    first_n,
-    split_sizes,
+    limit_splits,
+    source_key,
+    split_in_order,
     synthetic_store,
-    validation_limit,
 )
 from .collating_ubm import UbmStage1Collator, UbmStage2Collator, next_item_pairs
 from .configuration_ubm import UbmConfig
@@ -99,15 +99,7 @@ def text_session(session: dict) -> dict:
 
 def ubm_source(args: argparse.Namespace) -> UbmSplits:
     """Train / validation / test sessions split by time (module docstring), cached per process."""
-    key = (
-        args.dataset,
-        args.data_path,
-        args.store_preset,
-        args.seed,
-        args.num_sessions,
-        args.eval_fraction,
-        args.validation_fraction,
-    )
+    key = source_key(args)
     if key in _SOURCES:
         return _SOURCES[key]
     if args.dataset == "synthetic":
@@ -132,15 +124,14 @@ def ubm_source(args: argparse.Namespace) -> UbmSplits:
         raise ValueError(f"UBM has no data source {args.dataset!r}")
     catalogue = {r["item_id"]: {k: r.get(k) for k in _CATALOGUE_FIELDS} for r in records}
     sessions = [s for s in sessions if s["events"]]
-    n_val, n_test = split_sizes(len(sessions), args.eval_fraction, args.validation_fraction)
-    n_train = len(sessions) - n_val - n_test
+    train, validation, test = split_in_order(sessions, args.eval_fraction, args.validation_fraction)
     out = UbmSplits(
-        sessions[:n_train],
-        sessions[n_train : n_train + n_val],
-        sessions[n_train + n_val :],
+        train,
+        validation,
+        test,
         catalogue,
-        f"{what}; {len(sessions)} text sessions split by time ({order}): the earliest {n_train} for training, "
-        f"the next {n_val} validation, the last {n_test} test",
+        f"{what}; {len(sessions)} text sessions split by time ({order}): the earliest {len(train)} for "
+        f"training, the next {len(validation)} validation, the last {len(test)} test",
     )
     _SOURCES[key] = out
     return out
@@ -229,9 +220,7 @@ def _prepare_stage(stage: int, args: argparse.Namespace) -> PreparedData:
             for p in (train, validation, test)
         ]
         collator, what = UbmStage2Collator, "sessions"
-    rows_train = first_n(parts[0], args.max_train_samples)
-    rows_val = first_n(parts[1], validation_limit(args))
-    rows_test = first_n(parts[2], args.max_eval_samples)
+    rows_train, rows_val, rows_test = limit_splits(args, *parts)
     if not rows_train or not rows_test:
         raise ValueError(f"stage {stage}: {len(rows_train)} training / {len(rows_test)} test {what}")
     eval_collate = collator(processor, catalogue, config, seed=args.seed)
@@ -411,9 +400,9 @@ def _prepare_task(task: str, args: argparse.Namespace) -> PreparedData:
     else:
         examples, pool, what = next_item_examples(parts)
         description += f"; {what}"
-    examples["train"] = first_n(examples["train"], args.max_train_samples)
-    examples["validation"] = first_n(examples["validation"], validation_limit(args))
-    examples["test"] = first_n(examples["test"], args.max_eval_samples)
+    examples["train"], examples["validation"], examples["test"] = limit_splits(
+        args, examples["train"], examples["validation"], examples["test"]
+    )
     if not examples["train"] or not examples["test"]:
         counts = " / ".join(f"{len(v)} {k}" for k, v in examples.items())
         raise ValueError(f"{args.dataset} gives {counts} {task} examples")
