@@ -62,7 +62,7 @@ def machine_info() -> dict[str, Any]:
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
-    except Exception:  # noqa: BLE001 - machine description is best effort
+    except Exception:  # the machine description is best effort
         pass
     return info
 

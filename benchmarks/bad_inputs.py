@@ -3,8 +3,8 @@ refused with the package's own error naming file, record and field, or dropped a
 accepted and handled safely. Nothing crashes with another exception, and no processor hands a model NaN or an
 out-of-range index.
 
-    python benchmarks/bad_inputs.py                       # -> benchmarks/results/bad_inputs.json
-    python benchmarks/bad_inputs.py --random-cases 2000   # more seeded random mutations
+    python -m benchmarks.bad_inputs                       # -> benchmarks/results/bad_inputs.json
+    python -m benchmarks.bad_inputs --random-cases 2000   # more seeded random mutations
 
 Kinds (hand-written, each with several variants) plus seeded random mutations of valid records (wrong types,
 deleted fields, NaN, control characters, invalid UTF-8, huge values). Each file is loaded in raise and skip mode;
@@ -23,28 +23,26 @@ import gzip
 import json
 import random
 import re
-import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
 
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-import torch  # noqa: E402
-
-from session_transformers.data.io import load_catalogue, load_sessions  # noqa: E402
-from session_transformers.data.schema import (  # noqa: E402
+from session_transformers.data.io import load_catalogue, load_sessions
+from session_transformers.data.schema import (
     SESSION_FEATURES,
     InvalidRecordError,
     SchemaSpec,
     ValidationReport,
 )
-from session_transformers.models.tagnn_pp import TagnnPPProcessor  # noqa: E402
+from session_transformers.models.tagnn_pp import TagnnPPProcessor
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ITEMS = [f"item-{i}" for i in range(8)]
 
@@ -420,7 +418,7 @@ class ProcessorSuite:
             except _NAMED_ERRORS as err:
                 named = self._names_record_and_field(err, record)
                 outcome = "refused" if named else f"unnamed {type(err).__name__}: {str(err)[:160]}"
-            except Exception as err:  # noqa: BLE001 - the corpus reports crashes instead of stopping
+            except Exception as err:  # the corpus reports crashes instead of stopping
                 outcome = f"CRASH {type(err).__name__}: {str(err)[:160]}"
             out[name] = outcome
             self.counts[name][path][outcome.split(":")[0].split(" (")[0]] += 1
@@ -854,7 +852,7 @@ def run_case(path: Path, kind: str, expected: str, suite: ProcessorSuite | None 
         named = str(path) in str(err) and "record" in str(err) and "field" in str(err)
         out["raise_mode"] = "refused" if named else "refused without naming file/record/field"
         out["error"] = str(err)[:300]
-    except Exception as err:  # noqa: BLE001 - the corpus reports crashes instead of stopping
+    except Exception as err:  # the corpus reports crashes instead of stopping
         out["raise_mode"] = f"CRASH {type(err).__name__}"
         out["error"] = repr(err)[:300]
     report = ValidationReport()
@@ -864,7 +862,7 @@ def run_case(path: Path, kind: str, expected: str, suite: ProcessorSuite | None 
         kept = list(ds)
         out["skip_mode"] = f"kept {len(ds)}, skipped {report.skipped}"
         out["skip_mode_ok"] = report.skipped > 0 or out["raise_mode"] == "accepted"
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         out["skip_mode"] = f"CRASH {type(err).__name__}"
         out["skip_mode_ok"] = False
         out["error_skip"] = repr(err)[:300]
@@ -962,7 +960,7 @@ def run_corpus(random_cases: int = 300, seed: int = 0, suite: ProcessorSuite | N
 
 
 def main(argv: list[str] | None = None) -> None:
-    from _common import write_result
+    from ._common import write_result
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--random-cases", type=int, default=1000)

@@ -37,10 +37,10 @@ sessions whose relevant items are all in the top K) for K = 1, 32, 64, ties coun
 difference of two proportions on this many eval examples; "ahead within noise" when it is ahead on both but
 not by that much. Usage::
 
-    .venv/bin/python benchmarks/ceres_claims.py --jobs 2 --curve 300 1000 3000
+    .venv/bin/python -m benchmarks.ceres_claims --jobs 2 --curve 300 1000 3000
     # 31 cells, 10,340 s of cell time with 2 workers on 2 CPU cores (about 1 h 40 min of wall time); the default
     # --curve adds the 10,000-example point: two more cells of about 35 min each on one core
-    .venv/bin/python benchmarks/ceres_claims.py --jobs 2 --resume   # finish an interrupted run
+    .venv/bin/python -m benchmarks.ceres_claims --jobs 2 --resume   # finish an interrupted run
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -58,17 +57,18 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch
+
+import session_transformers  # noqa: F401
+from session_transformers import metrics
+from session_transformers.baselines import minilm_path
+from session_transformers.models.ceres.sources import ceres_source, label_attribute_names
+from session_transformers.recipes import RECIPES
+
+from ._common import _portable, write_result
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "trainers"), str(ROOT / "benchmarks")]
-
-import torch  # noqa: E402
-
-import session_transformers  # noqa: E402, F401
-from _common import _portable, write_result  # noqa: E402
-from session_transformers import metrics  # noqa: E402
-from session_transformers.baselines import minilm_path  # noqa: E402
-from session_transformers.models.ceres.sources import ceres_source, label_attribute_names  # noqa: E402
-from session_transformers.recipes import RECIPES  # noqa: E402
 
 TASKS = ("product_search", "query_search", "entity_linking")
 KS = (1, 32, 64)
@@ -118,8 +118,7 @@ def _init_worker() -> None:
 
 def run_cell(script: str, argv: list[str], out: str) -> dict:
     """Run one trainer ``main(argv)`` (in a worker process) and keep its numeric results in ``out``."""
-    import finetune
-    import pretrain
+    from trainers import finetune, pretrain
 
     start = time.perf_counter()
     res = (pretrain if script == "pretrain" else finetune).main(argv)
@@ -201,7 +200,7 @@ def ranks_to_metrics(scores: torch.Tensor, relevant: torch.Tensor) -> dict:
 
 def eval_setup(data_argv: list[str], task: str):
     """The recipe's data (its test split and pool, exactly as fine-tuning scores them) and the catalogue."""
-    import finetune
+    from trainers import finetune
 
     args, _ = finetune.parse_args(["--model", "ceres", "--task", task, *data_argv])
     data = RECIPES["ceres"].finetune[task].prepare(args)

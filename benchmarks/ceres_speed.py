@@ -9,8 +9,8 @@ GPU (``--device cuda``): the same in bf16 autocast, plus the data-wait share of 
 time / wall time) and the projected time for the paper's 468,199,822 sessions on 16 GPUs (one epoch, linear
 scaling assumed). Usage::
 
-    .venv/bin/python benchmarks/ceres_speed.py                 # CPU -> benchmarks/results/ceres_speed_cpu.json
-    .venv/bin/python benchmarks/ceres_speed.py --device cuda   # GPU -> benchmarks/results/ceres_speed_cuda.json
+    .venv/bin/python -m benchmarks.ceres_speed                 # CPU -> benchmarks/results/ceres_speed_cpu.json
+    .venv/bin/python -m benchmarks.ceres_speed --device cuda   # GPU -> benchmarks/results/ceres_speed_cuda.json
 """
 
 from __future__ import annotations
@@ -19,25 +19,23 @@ import argparse
 import contextlib
 import dataclasses
 import os
-import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-from transformers import BertConfig, BertForMaskedLM  # noqa: E402
+import torch
+from transformers import BertConfig, BertForMaskedLM
 
-from _common import write_result  # noqa: E402
-from session_transformers.data.synthetic import SyntheticStore, SyntheticStoreConfig  # noqa: E402
-from session_transformers.models.ceres import (  # noqa: E402
+from session_transformers.data.synthetic import SyntheticStore, SyntheticStoreConfig
+from session_transformers.models.ceres import (
     CeresConfig,
     CeresForPreTraining,
     CeresMaskingCollator,
     CeresProcessor,
 )
-from session_transformers.models.ceres.processing_ceres import catalogue_attribute_names, iter_corpus  # noqa: E402
+from session_transformers.models.ceres.processing_ceres import catalogue_attribute_names, iter_corpus
+
+from ._common import write_result
 
 PAPER_SESSIONS = 468_199_822
 

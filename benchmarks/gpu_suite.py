@@ -3,8 +3,8 @@
 GPU time is rare and short here (about 15 minutes a session, start-up included), so every GPU check is this one
 script, tested on CPU first::
 
-    python benchmarks/gpu_suite.py --dry-run                       # CPU, toy sizes, results in a temp folder (CI)
-    python benchmarks/gpu_suite.py --data-path <dir with train_sessions.txt and test.tsv>   # on the GPU machine
+    python -m benchmarks.gpu_suite --dry-run                       # CPU, toy sizes, results in a temp folder (CI)
+    python -m benchmarks.gpu_suite --data-path <dir with train_sessions.txt and test.tsv>   # on the GPU machine
 
 On the lent GPU machine ``../shared`` does not travel: copy ``../shared/data/diginetica`` into a git-ignored folder
 of the checkout (``devdata/gpu-data/diginetica``), name it in ``carry``, and pass it as ``--data-path``.
@@ -44,10 +44,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from ._common import write_result
 
-from _common import write_result  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 AUTHORS_H100_SAMPLES_PER_S = 920.0
 """The authors' TAGNN++ code on one H100 at batch 50 (0.054 s per batch), from the speed issue."""
@@ -75,7 +74,6 @@ def _accelerate() -> list[str]:
 
 def build_parts(args: argparse.Namespace, results_dir: Path, run_dir: Path) -> list[Part]:
     """The suite's parts with their commands: toy sizes on CPU under ``--dry-run``, the real sizes otherwise."""
-    bench = ROOT / "benchmarks"
     data = ["--data-path", str(args.data_path)]
     if args.dry_run:
         toy_speed = [
@@ -191,7 +189,7 @@ def build_parts(args: argparse.Namespace, results_dir: Path, run_dir: Path) -> l
     return [
         Part(
             "tagnn_pp_speed_gpu",
-            [_python(), str(bench / "tagnn_pp_speed.py"), *speed, "--name", "tagnn_pp_speed_gpu", *rd],
+            [_python(), "-m", "benchmarks.tagnn_pp_speed", *speed, "--name", "tagnn_pp_speed_gpu", *rd],
             args.limits[0],
             "tagnn_pp_speed_gpu",
         ),
@@ -199,7 +197,8 @@ def build_parts(args: argparse.Namespace, results_dir: Path, run_dir: Path) -> l
             "tagnn_pp_speed_gpu_compile",
             [
                 _python(),
-                str(bench / "tagnn_pp_speed.py"),
+                "-m",
+                "benchmarks.tagnn_pp_speed",
                 *compiled,
                 "--compile",
                 "--name",
@@ -211,13 +210,13 @@ def build_parts(args: argparse.Namespace, results_dir: Path, run_dir: Path) -> l
         ),
         Part(
             "ceres_speed_cuda",
-            [_python(), str(bench / "ceres_speed.py"), *ceres, *rd],
+            [_python(), "-m", "benchmarks.ceres_speed", *ceres, *rd],
             args.limits[2],
             "ceres_speed_cpu" if args.dry_run else "ceres_speed_cuda",
         ),
         Part(
             "ubm_speed_cuda",
-            [_python(), str(bench / "ubm_speed.py"), *ubm, *rd],
+            [_python(), "-m", "benchmarks.ubm_speed", *ubm, *rd],
             args.limits[3],
             "ubm_speed_cpu" if args.dry_run else "ubm_speed_cuda",
         ),
@@ -308,7 +307,7 @@ def run_part(part: Part, results_dir: Path, run_dir: Path, log_dir: Path) -> dic
     if status == "ok":
         try:
             outcome["figures"] = _headline(part, results_dir, run_dir)
-        except Exception as err:  # noqa: BLE001 - a summary problem must not lose the other parts
+        except Exception as err:  # a summary problem must not lose the other parts
             outcome["figures"] = {"summary_error": repr(err)}
     else:
         outcome["log_tail"] = log.read_text(encoding="utf-8", errors="replace")[-2000:]

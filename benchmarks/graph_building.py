@@ -1,7 +1,7 @@
 """Graph-building speed on one CPU core: session -> graph, and graphs -> one batch.
 
-    python benchmarks/graph_building.py                      # every workload
-    python benchmarks/graph_building.py --only transition    # workloads whose name starts with "transition"
+    python -m benchmarks.graph_building                      # every workload
+    python -m benchmarks.graph_building --only transition    # workloads whose name starts with "transition"
 
 Workloads (the ``WORKLOADS`` table; add a graph by adding an entry):
 
@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import random
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -258,8 +257,7 @@ def run_workload(workload: Workload, repeats: int, batch_size: int) -> dict[str,
 
 
 def _write(figures: dict, data: dict) -> Path:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from _common import write_result
+    from ._common import write_result
 
     return write_result("graph_building", figures, data)
 

@@ -2,8 +2,8 @@
 ``--resume`` (killed again on some trials), and its final weights and test figures are compared with an
 uninterrupted run's, exactly.
 
-    python benchmarks/kill_trials.py                        # 24 trials over the models -> results/kill_trials.json
-    python benchmarks/kill_trials.py --models tagnn_pp --trials-per-kind 1
+    python -m benchmarks.kill_trials                        # 24 trials over the models -> results/kill_trials.json
+    python -m benchmarks.kill_trials --models tagnn_pp --trials-per-kind 1
 
 Kill moments (each trial picks one; ``random`` and ``twice`` pick their times at random):
 
@@ -191,8 +191,7 @@ def run_trials(models: list[str], kinds: list[str], trials_per_kind: int, work: 
 def main(argv: list[str] | None = None) -> None:
     import tempfile
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from _common import write_result
+    from ._common import write_result
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", nargs="+", default=list(models()), choices=list(models()))

@@ -1,8 +1,8 @@
 """The MUVCOG paper's claims, rerun in one run on the synthetic store (the only data here with keyword, product
 and image queries; its image vectors carry a visual pattern that no text field has).
 
-    nice -n 10 .venv/bin/python benchmarks/muvcog_claims.py                   # default sizes
-    .venv/bin/python benchmarks/muvcog_claims.py --dry-run                    # tiny sizes, writes nothing
+    nice -n 10 .venv/bin/python -m benchmarks.muvcog_claims                   # default sizes
+    .venv/bin/python -m benchmarks.muvcog_claims --dry-run                    # tiny sizes, writes nothing
 
 Every model is built from the recipe's own pieces (``models/muvcog/``'s ``sources.py``, ``tasks.py`` and
 ``recipe.py``: data, processor, collators, metrics, baselines) and trained by a plain seeded Adam loop in this process (one torch thread), with the same
@@ -47,30 +47,27 @@ import argparse
 import json
 import math
 import os
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "benchmarks")]
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import numpy as np
+import torch
+from torch import nn
 
-from session_transformers import metrics  # noqa: E402
-from session_transformers.models.muvcog import (  # noqa: E402
+from session_transformers import metrics
+from session_transformers.models.muvcog import (
     MuvcogConfig,
     MuvcogForClickPrediction,
     MuvcogForPreTraining,
     MuvcogForQuerySuggestion,
 )
-from session_transformers.models.muvcog.modeling_muvcog import query_suggestion_avg_sim  # noqa: E402
-from session_transformers.models.muvcog.recipe import RECIPE, _prepare_pretrain  # noqa: E402
-from session_transformers.models.muvcog.sources import muvcog_source  # noqa: E402
-from session_transformers.models.muvcog.tasks import (  # noqa: E402
+from session_transformers.models.muvcog.modeling_muvcog import query_suggestion_avg_sim
+from session_transformers.models.muvcog.recipe import RECIPE, _prepare_pretrain
+from session_transformers.models.muvcog.sources import muvcog_source
+from session_transformers.models.muvcog.tasks import (
     _avg_sim_of,
     _prepare_click,
     _prepare_query_suggestion,
@@ -79,7 +76,9 @@ from session_transformers.models.muvcog.tasks import (  # noqa: E402
     session_features,
     session_word_ranking,
 )
-from session_transformers.trainer_utils import freeze_parameters  # noqa: E402
+from session_transformers.trainer_utils import freeze_parameters
+
+ROOT = Path(__file__).resolve().parents[1]
 
 K = 10
 PAPER_M = "MUVCOG-M, hard negatives from step 1"
@@ -609,7 +608,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(json.dumps({"claims": claims}, indent=1))
     if args.dry_run:
         return figures
-    from _common import write_result
+    from ._common import write_result
 
     m = splits
     data = (

@@ -1,7 +1,7 @@
 """MUVCOG speed on one CPU core: graph building (both views, batched) and pretraining throughput.
 
-    python benchmarks/muvcog_speed.py              # the full run (run it alone on the machine)
-    python benchmarks/muvcog_speed.py --dry-run    # tiny sizes, checks the script, writes nothing
+    python -m benchmarks.muvcog_speed              # the full run (run it alone on the machine)
+    python -m benchmarks.muvcog_speed --dry-run    # tiny sizes, checks the script, writes nothing
 
 Workloads, all with ``torch.set_num_threads(1)`` and best of ``--repeats`` timed passes after a warm-up:
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -34,13 +33,13 @@ import numpy as np
 import torch
 from torch_geometric.data import Batch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from session_transformers.graphs.muvcog import build_views
+from session_transformers.models.muvcog import MuvcogConfig, MuvcogForPreTraining, MuvcogProcessor
+from session_transformers.models.muvcog.recipe import MuvcogPretrainCollator
 
-from graph_building import taobao_like_sessions  # noqa: E402
-from session_transformers.graphs.muvcog import build_views  # noqa: E402
-from session_transformers.models.muvcog import MuvcogConfig, MuvcogForPreTraining, MuvcogProcessor  # noqa: E402
-from session_transformers.models.muvcog.recipe import MuvcogPretrainCollator  # noqa: E402
+from .graph_building import taobao_like_sessions
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _best(fn, repeats: int) -> float:
@@ -162,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name}: {json.dumps(value)}")
     if args.dry_run:
         return figures
-    from _common import write_result
+    from ._common import write_result
 
     data = (
         f"{n:,} random MM sessions with MUVCOG Table 1 (Clothes) statistics (benchmarks/graph_building.py "

@@ -25,7 +25,7 @@ through ``pretrain.main`` and ``finetune.main``), once with each pooling:
 
 Usage::
 
-    python benchmarks/pooling_spread.py [--threads 1]
+    python -m benchmarks.pooling_spread [--threads 1]
 """
 
 from __future__ import annotations
@@ -33,22 +33,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
+import torch
+
+import session_transformers  # noqa: F401
+from session_transformers.metrics import effective_dimensions
+from session_transformers.recipes import RECIPES
+
+from ._common import write_result
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "trainers"), str(ROOT / "benchmarks")]
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import session_transformers  # noqa: E402, F401
-from _common import write_result  # noqa: E402
-from session_transformers.metrics import effective_dimensions  # noqa: E402
-from session_transformers.recipes import RECIPES  # noqa: E402
 
 
 def _reset() -> None:
@@ -58,7 +58,7 @@ def _reset() -> None:
 
 
 def _pretrain(argv: list[str]) -> None:
-    import pretrain
+    from trainers import pretrain
 
     pretrain.main(argv)
     _reset()
@@ -102,7 +102,8 @@ def _ceres_pool(model, data) -> dict[str, float]:
 
 
 def ceres(pooling: str, work: Path) -> dict:
-    import finetune
+    from trainers import finetune
+
     from session_transformers.auto import AutoModelForSessionRetrieval
 
     job = RECIPES["ceres"].quickstart

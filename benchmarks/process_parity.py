@@ -1,8 +1,8 @@
 """Several processes agree with one (issue 15, item 4): two CPU processes (gloo, through accelerate) on one global
 batch against one process on the same batch, for every model's training objective.
 
-    .venv/bin/python benchmarks/process_parity.py                 # every case, 2 steps, 4 rows per process
-    .venv/bin/python benchmarks/process_parity.py --dry-run       # 1 step, 2 rows per process, writes nothing
+    .venv/bin/python -m benchmarks.process_parity                 # every case, 2 steps, 4 rows per process
+    .venv/bin/python -m benchmarks.process_parity --dry-run       # 1 step, 2 rows per process, writes nothing
 
 For each case (a recipe's task at toy size on the tiny synthetic store, dropout off so that both runs see the same
 function), the first ``steps x 2N`` training rows are taken in order. Step ``s`` uses rows ``[2Ns, 2N(s+1))``:
@@ -40,20 +40,18 @@ import argparse
 import copy
 import dataclasses
 import os
-import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+
+from ._common import write_result
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT / "benchmarks") not in sys.path:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import torch  # noqa: E402
-
-from _common import write_result  # noqa: E402
 
 Batch = dict[str, Any]
 

@@ -1,6 +1,6 @@
 """The Product BYOL paper's Figures 2 and 3, rerun in one run on Instacart (or the synthetic store).
 
-    nice -n 10 python benchmarks/product_byol_claims.py [--dataset instacart] [--num-baskets 3000]
+    nice -n 10 python -m benchmarks.product_byol_claims [--dataset instacart] [--num-baskets 3000]
         [--alphas 0 0.1 0.5 0.9 1] [--sizes 100 500 1000 5000 10000 50000] [--repeats 5] [--model-size tiny]
 
 1. Pretrains one Product BYOL encoder per ``alpha`` (Eq. 4) on the pairs of the first ``--num-baskets`` baskets
@@ -30,7 +30,6 @@ Sizes above a task's training split are left out (Instacart departments have a f
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -39,20 +38,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import RESULTS_DIR, write_result  # noqa: E402
-from session_transformers.baselines import minilm_path  # noqa: E402
-from session_transformers.models.product_byol import (  # noqa: E402
+from session_transformers.baselines import minilm_path
+from session_transformers.models.product_byol import (
     ProductByolConfig,
     ProductByolForPreTraining,
     ProductByolModel,
     ProductByolProcessor,
 )
-from session_transformers.models.product_byol.downstream import TaskSplits, learning_curve  # noqa: E402
-from session_transformers.optim import byol_momentum  # noqa: E402
+from session_transformers.models.product_byol.downstream import TaskSplits, learning_curve
+from session_transformers.optim import byol_momentum
+
+from ._common import RESULTS_DIR, write_result
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_TASKS = ("snacks/chips pretzels", "frozen/ice cream ice", "beverages/tea", "dairy eggs/yogurt")
 SYNTHETIC_TASKS = ("refurbished", "counterfeit", "bulky")

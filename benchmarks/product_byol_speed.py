@@ -1,8 +1,8 @@
 """Product BYOL speed on CPU: pretraining pairs/s, and title embedding throughput (titles/s) at batch 256 and one
 title at a time, the paper's selling point (target: >= 5,000 titles/s on 2 cores at batch 256).
 
-    python benchmarks/product_byol_speed.py [--model-size paper] [--threads 2] [--data-path ../shared/data/instacart]
-    python benchmarks/product_byol_speed.py --dry-run     # a tiny check that the script runs (no figures kept)
+    python -m benchmarks.product_byol_speed [--model-size paper] [--threads 2] [--data-path ../shared/data/instacart]
+    python -m benchmarks.product_byol_speed --dry-run     # a tiny check that the script runs (no figures kept)
 
 Run it alone on an idle machine: timings under contention are wrong. Titles are real Instacart product names
 (or synthetic titles when the folder is absent); the processor (normalisation + Unigram tokenizer) is trained on
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,17 +23,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import write_result  # noqa: E402
-from session_transformers.models.product_byol import (  # noqa: E402
+from session_transformers.models.product_byol import (
     ProductByolConfig,
     ProductByolForPreTraining,
     ProductByolProcessor,
 )
-from session_transformers.optim import byol_momentum  # noqa: E402
+from session_transformers.optim import byol_momentum
+
+from ._common import write_result
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SIZES = {
     "paper": {},

@@ -44,11 +44,11 @@ training step, side by side in one process, and records whether the CPU has nati
 Usage::
 
     # CPU scale (all rows; two worker processes of one thread each on a 2-core machine)
-    .venv/bin/python benchmarks/product_search_homedepot.py --jobs 2 --threads 1
+    .venv/bin/python -m benchmarks.product_search_homedepot --jobs 2 --threads 1
     # the paper's scale on a GPU (longer pretraining and fine-tuning; same rows and protocol)
-    python benchmarks/product_search_homedepot.py --scale paper --device cuda --jobs 1 --threads 8
+    python -m benchmarks.product_search_homedepot --scale paper --device cuda --jobs 1 --threads 8
     # a few seconds: a slice of the data and tiny models (checks the script end to end; the figures mean nothing)
-    .venv/bin/python benchmarks/product_search_homedepot.py --dry-run --no-write
+    .venv/bin/python -m benchmarks.product_search_homedepot --dry-run --no-write
 
 Rows already run with the same settings are kept in ``--workdir`` (git-ignored ``outputs/``) and reused;
 ``--fresh`` reruns them.
@@ -70,14 +70,14 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._common import current_rss_mib, peak_rss_mib, write_result
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "benchmarks")]
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from _common import current_rss_mib, peak_rss_mib, write_result  # noqa: E402
 
 NAME = "product_search_homedepot"
 METRICS = ("NDCG@10", "MRR@10", "Recall@100")

@@ -1,12 +1,12 @@
 """Streaming memory: peak RSS while N synthetic sessions stream through a family's input pipeline (no model).
 
     # 1M sessions in 64 Parquet shards, kept in runs/ for a rerun (writing them takes most of the time)
-    python benchmarks/streaming_memory.py --num-sessions 1000000 --num-shards 64 --corpus-dir runs/streaming-corpus-1m
-    python benchmarks/streaming_memory.py --num-sessions 20000 --num-shards 8     # a short run, temporary corpus
+    python -m benchmarks.streaming_memory --num-sessions 1000000 --num-shards 64 --corpus-dir runs/streaming-corpus-1m
+    python -m benchmarks.streaming_memory --num-sessions 20000 --num-shards 8     # a short run, temporary corpus
     # the other processors over the same corpus (one process per family: each has its own peak RSS)
-    nice -n 10 python benchmarks/streaming_memory.py --processor ceres --num-sessions 1000000 --num-shards 64 \
+    nice -n 10 python -m benchmarks.streaming_memory --processor ceres --num-sessions 1000000 --num-shards 64 \
         --corpus-dir runs/streaming-corpus-1m
-    python benchmarks/streaming_memory.py --processor all --corpus-dir DIR ...   # every family, one child process each
+    python -m benchmarks.streaming_memory --processor all --corpus-dir DIR ...   # every family, one child process each
 
 1. **Corpus**: ``--num-sessions`` sessions of the default ``SyntheticStoreConfig`` (seed ``--seed``) and its
    catalogue, written as ``--num-shards`` Parquet shards ``sessions-XXXXX-of-NNNNN.parquet`` with the synthetic
@@ -42,7 +42,7 @@
    memory does not grow with the corpus.
 
 Results go to ``benchmarks/results/streaming_memory.json`` (TAGNN++) and ``streaming_memory_<family>.json``
-(``--results-dir`` elsewhere); run ``python benchmarks/make_results_table.py`` afterwards to refresh ``RESULTS.md``.
+(``--results-dir`` elsewhere); run ``python -m benchmarks.make_results_table`` afterwards to refresh ``RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -59,19 +59,19 @@ from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from _common import current_rss_mib, peak_rss_mib, write_result  # noqa: E402
-from session_transformers.data import streaming  # noqa: E402
-from session_transformers.data.io import iter_records, write_records  # noqa: E402
-from session_transformers.data.schema import (  # noqa: E402
+from session_transformers.data import streaming
+from session_transformers.data.io import iter_records, write_records
+from session_transformers.data.schema import (
     CATALOGUE_FEATURES,
     QUERY_SUBJECTS,
     SESSION_FEATURES,
 )
-from session_transformers.data.synthetic import SyntheticStore, SyntheticStoreConfig  # noqa: E402
-from session_transformers.recipes import resolve_data_arguments, training_parser  # noqa: E402
+from session_transformers.data.synthetic import SyntheticStore, SyntheticStoreConfig
+from session_transformers.recipes import resolve_data_arguments, training_parser
+
+from ._common import current_rss_mib, peak_rss_mib, write_result
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TIMING_NOTE = (
     "a memory benchmark: sessions_per_s and the seconds in stream / rss_checkpoints may be taken on a shared "
@@ -530,7 +530,7 @@ def _children(argv: list[str]) -> list[Path]:
             base.append(a)
     paths = []
     for family in FAMILIES:
-        cmd = [sys.executable, str(Path(__file__).resolve()), *base, "--processor", family]
+        cmd = [sys.executable, "-m", "benchmarks.streaming_memory", *base, "--processor", family]
         print(f"== {family}: {' '.join(cmd)}", flush=True)
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         sys.stdout.write(proc.stdout)

@@ -1,7 +1,7 @@
 """Synthetic store: generation speed on one core, and peak memory while streaming sessions to Parquet.
 
-    python benchmarks/synthetic_store.py                          # 1,000,000 sessions streamed
-    python benchmarks/synthetic_store.py --num-sessions 200000    # a shorter run
+    python -m benchmarks.synthetic_store                          # 1,000,000 sessions streamed
+    python -m benchmarks.synthetic_store --num-sessions 200000    # a shorter run
 
 Two measurements on the default ``SyntheticStoreConfig`` (seed 0):
 
@@ -20,7 +20,6 @@ Results go to ``benchmarks/results/synthetic_store.json``.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -29,16 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from _common import current_rss_mib, peak_rss_mib, write_result  # noqa: E402
-from session_transformers.data.io import write_records  # noqa: E402
-from session_transformers.data.synthetic import (  # noqa: E402
+from session_transformers.data.io import write_records
+from session_transformers.data.synthetic import (
     SYNTHETIC_SESSION_FEATURES,
     SyntheticStore,
     SyntheticStoreConfig,
 )
+
+from ._common import current_rss_mib, peak_rss_mib, write_result
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def measure_speed(store: SyntheticStore, n: int) -> dict:

@@ -1,6 +1,6 @@
 """TAGNN++ training step in fp32 and under bf16 autocast, side by side on the same batches, interleaved.
 
-    python benchmarks/tagnn_pp_bf16.py                 # alone on the machine: it is a timing
+    python -m benchmarks.tagnn_pp_bf16                 # alone on the machine: it is a timing
 
 A step is forward, backward and an Adam step of :class:`TagnnPPForNextItemPrediction` at the paper's Diginetica
 config (hidden 120, 8 heads, the full 43,097-item catalogue), on random batches of 50 training prefixes. Each round
@@ -15,23 +15,22 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from _common import write_result  # noqa: E402
-from session_transformers.data.loaders import load_next_item_splits  # noqa: E402
-from session_transformers.models.tagnn_pp import (  # noqa: E402
+from session_transformers.data.loaders import load_next_item_splits
+from session_transformers.models.tagnn_pp import (
     TagnnPPConfig,
     TagnnPPForNextItemPrediction,
     TagnnPPProcessor,
 )
+
+from ._common import write_result
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def step(model, optimizer, batch, device, bf16: bool) -> tuple[float, float]:

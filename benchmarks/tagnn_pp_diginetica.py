@@ -11,11 +11,11 @@ items are removed from sessions, sessions shorter than 2 dropped, test cases who
 outside dropped) and trains 2 epochs with the optimiser of the authors' released code (Adam 1e-3, L2 1e-5;
 the paper states 1e-4 and 1e-6: add the row "TAGNN++ (paper lr 1e-4)" with ``--variants``)::
 
-    python benchmarks/tagnn_pp_diginetica.py --jobs 2            # about 1 h on 2 cores
+    python -m benchmarks.tagnn_pp_diginetica --jobs 2            # about 1 h on 2 cores
 
 The full data set with the paper's protocol (15 epochs) needs a GPU::
 
-    python benchmarks/tagnn_pp_diginetica.py --top-items 0 --epochs 15 --learning-rate 1e-4 --weight-decay 1e-6
+    python -m benchmarks.tagnn_pp_diginetica --top-items 0 --epochs 15 --learning-rate 1e-4 --weight-decay 1e-6
 
 Variants run as separate processes (``--jobs`` at a time, one thread each); a finished variant is not rerun
 (delete its folder under ``--output-dir`` to rerun it) and an interrupted one resumes from its checkpoint.
@@ -33,10 +33,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from ._common import write_result
 
-from _common import write_result  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 VARIANTS: dict[str, list[str]] = {
     "TAGNN++": [],

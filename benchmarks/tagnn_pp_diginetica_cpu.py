@@ -6,7 +6,7 @@ optimiser of the authors' released code (Adam 1e-3, L2 1e-5; x0.1 every 3 epochs
 the held-out 10% of training sessions every ``--eval-steps`` steps and at the end of each call, the best
 validation HR@20 keeping its weights::
 
-    python benchmarks/tagnn_pp_diginetica_cpu.py --epochs 2      # about 78 min per epoch on 2 cores, alone
+    python -m benchmarks.tagnn_pp_diginetica_cpu --epochs 2      # about 78 min per epoch on 2 cores, alone
 
 Epoch ``e`` is one call of the trainer with ``--num-epochs e --resume``: it continues the previous epoch's run
 from its last checkpoint (checkpoints resume exactly), and at its end scores the whole test set once with the
@@ -21,7 +21,7 @@ architecture, then the default); ``--group-by-length false`` trains on random ba
 order), to measure what length-grouping costs or gains in accuracy; ``--result-name`` keeps such a run in its own
 result file::
 
-    python benchmarks/tagnn_pp_diginetica_cpu.py --epochs 1 --output-dir runs/diginetica-code \
+    python -m benchmarks.tagnn_pp_diginetica_cpu --epochs 1 --output-dir runs/diginetica-code \
         --result-name tagnn_pp_diginetica_cpu_code                     # today's default: the code's architecture
 """
 
@@ -36,10 +36,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from ._common import write_result
 
-from _common import write_result  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 TARGET = {"HR@20": 47.0, "MRR@20": 16.0}
 

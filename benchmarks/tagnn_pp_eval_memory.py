@@ -1,6 +1,6 @@
 """Peak memory while TAGNN++ scores the full Diginetica test set (60,858 cases over all 43,097 items).
 
-    python benchmarks/tagnn_pp_eval_memory.py                      # -> benchmarks/results/tagnn_pp_eval_memory.json
+    python -m benchmarks.tagnn_pp_eval_memory                      # -> benchmarks/results/tagnn_pp_eval_memory.json
 
 The paper config (hidden 120, 8 heads), untrained weights (memory does not depend on them), the test cases in
 file order through the processor's collator at ``--eval-batch-size``, each batch reduced at once to the rank of
@@ -13,24 +13,23 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+import torch
+from torch.utils.data import DataLoader
 
-import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-
-from _common import current_rss_mib, peak_rss_mib, write_result  # noqa: E402
-from session_transformers import metrics  # noqa: E402
-from session_transformers.data.loaders import load_next_item_dataset, next_item_catalogue_ids  # noqa: E402
-from session_transformers.models.tagnn_pp import (  # noqa: E402
+from session_transformers import metrics
+from session_transformers.data.loaders import load_next_item_dataset, next_item_catalogue_ids
+from session_transformers.models.tagnn_pp import (
     TagnnPPConfig,
     TagnnPPForNextItemPrediction,
     TagnnPPProcessor,
 )
+
+from ._common import current_rss_mib, peak_rss_mib, write_result
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> None:

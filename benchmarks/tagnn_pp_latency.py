@@ -1,7 +1,7 @@
 """TAGNN++ ``recommend`` latency for one session on one CPU thread: exact pruned top-k against full scoring.
 
-    python benchmarks/tagnn_pp_latency.py                                   # random-init paper-config model
-    python benchmarks/tagnn_pp_latency.py --model-path runs/diginetica-1epoch/best   # trained weights too
+    python -m benchmarks.tagnn_pp_latency                                   # random-init paper-config model
+    python -m benchmarks.tagnn_pp_latency --model-path runs/diginetica-1epoch/best   # trained weights too
 
 One call = the processor on one session of Diginetica test item IDs, the encoder, and the top 20 of the full
 43,097-item catalogue. Two ways of ranking, timed interleaved on the same sessions (so drifts of the machine hit
@@ -20,22 +20,21 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from _common import write_result  # noqa: E402
-from session_transformers.data.loaders import load_next_item_dataset, next_item_catalogue_ids  # noqa: E402
-from session_transformers.models.tagnn_pp import (  # noqa: E402
+from session_transformers.data.loaders import load_next_item_dataset, next_item_catalogue_ids
+from session_transformers.models.tagnn_pp import (
     TagnnPPConfig,
     TagnnPPForNextItemPrediction,
     TagnnPPProcessor,
 )
+
+from ._common import write_result
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @torch.no_grad()

@@ -16,8 +16,8 @@ gets the same (``--lr-decay-epochs 2``). Ours is trained by ``trainers/pretrain.
 continues it exactly from the checkpoint at the previous epoch's end) and each call scores the test split once
 with the last weights; the authors' loop scores it after every epoch. Neither side selects anything.
 
-    python benchmarks/tagnn_pp_peer.py --authors-code PATH/TO/SBR --seeds 0 1 --epochs 3
-    python benchmarks/tagnn_pp_peer.py --authors-code PATH/TO/SBR --sides ours --variant no-dropout \\
+    python -m benchmarks.tagnn_pp_peer --authors-code PATH/TO/SBR --seeds 0 1 --epochs 3
+    python -m benchmarks.tagnn_pp_peer --authors-code PATH/TO/SBR --sides ours --variant no-dropout \\
         --config hidden_dropout_prob=0 attention_probs_dropout_prob=0 --epochs 1     # one difference at a time
 
 A variant is our model with ``--config`` overrides; the result file names the variant whose overrides amount to
@@ -42,10 +42,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from ._common import write_result
 
-from _common import write_result  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 AUTHORS_FILES = ("model.py", "proc_utils.py", "agc.py")
 SETTINGS = {"batch_size": 50, "learning_rate": 1e-3, "weight_decay": 1e-5, "hidden_size": 100, "heads": 2}

@@ -1,7 +1,7 @@
 """TAGNN++ training and inference speed: samples/s per batch size, epoch time, peak memory, data-prep share.
 
-    python benchmarks/tagnn_pp_speed.py                       # on the GPU if there is one, else the CPU
-    python benchmarks/tagnn_pp_speed.py --batch-sizes 50 500 2000 --steps 200 --num-workers 8 --bf16
+    python -m benchmarks.tagnn_pp_speed                       # on the GPU if there is one, else the CPU
+    python -m benchmarks.tagnn_pp_speed --batch-sizes 50 500 2000 --steps 200 --num-workers 8 --bf16
 
 Data: Diginetica training prefixes (``../shared/data/diginetica``; the synthetic store if absent), paper config
 (hidden 120, 8 heads). For each batch size it times ``--steps`` optimiser steps after ``--warmup`` steps, through a
@@ -19,23 +19,22 @@ import argparse
 import os
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from _common import write_result  # noqa: E402
-from session_transformers.models.tagnn_pp import (  # noqa: E402
+from session_transformers.models.tagnn_pp import (
     TagnnPPConfig,
     TagnnPPForNextItemPrediction,
     TagnnPPProcessor,
 )
-from session_transformers.models.tagnn_pp.recipe import _prefix_lengths  # noqa: E402
+from session_transformers.models.tagnn_pp.recipe import _prefix_lengths
+
+from ._common import write_result
+
+ROOT = Path(__file__).resolve().parents[1]
 
 EPOCH_SAMPLES = 719_470
 

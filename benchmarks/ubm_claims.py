@@ -39,10 +39,10 @@ killed or timed-out call stopped; ``--fresh`` starts over. Each piece of kept wo
 was made with (flags, seed): a call with other settings (another scale, fine-tuning length, seed) stops with a
 message instead of reporting the old figures as new. Usage::
 
-    nice -n 10 .venv/bin/python benchmarks/ubm_claims.py --scale tiny --encoder scratch   # minutes, CPU
-    .venv/bin/python benchmarks/ubm_claims.py --scale cpu --datasets rees46 --threads 2    # hours, CPU, resumable
-    .venv/bin/python benchmarks/ubm_claims.py --scale small --encoder minilm               # a GPU
-    .venv/bin/python benchmarks/ubm_claims.py --dry-run                                    # a few steps, nothing written
+    nice -n 10 .venv/bin/python -m benchmarks.ubm_claims --scale tiny --encoder scratch   # minutes, CPU
+    .venv/bin/python -m benchmarks.ubm_claims --scale cpu --datasets rees46 --threads 2    # hours, CPU, resumable
+    .venv/bin/python -m benchmarks.ubm_claims --scale small --encoder minilm               # a GPU
+    .venv/bin/python -m benchmarks.ubm_claims --dry-run                                    # a few steps, nothing written
 """
 
 from __future__ import annotations
@@ -51,31 +51,32 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "trainers"))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
+from trainers import (
+    finetune,
+    pretrain,
+)
 
-import finetune  # noqa: E402
-import pretrain  # noqa: E402
-from _common import write_result  # noqa: E402
-from session_transformers.baselines import minilm_path  # noqa: E402
-from session_transformers.models.ubm import UbmStage2Collator  # noqa: E402
-from session_transformers.models.ubm.recipe import (  # noqa: E402
+from session_transformers.baselines import minilm_path
+from session_transformers.models.ubm import UbmStage2Collator
+from session_transformers.models.ubm.recipe import (
     RECIPE,
     nip_metrics,
     pip_metrics,
     rlp_metrics,
 )
+
+from ._common import write_result
+
+HERE = Path(__file__).resolve().parent
 
 MINILM = minilm_path()
 """all-MiniLM-L6-v2's folder (the ``minilm`` extra), or ``None`` when it is not installed."""
@@ -671,7 +672,7 @@ def run(args, work: Path) -> dict:
                     work / dataset,
                     settings=[pretrained[row], common, list(configs[row])],
                 )
-            except Exception as err:  # noqa: BLE001 - a figure that cannot be computed is reported, not fatal
+            except Exception as err:  # a figure that cannot be computed is reported, not fatal
                 per_dataset["alignment / uniformity"][row] = {"error": str(err)[:200]}
         per_dataset["orderings"] = orderings(per_dataset["tasks"])
         per_dataset["seconds_this_call"] = {k: round(v, 1) for k, v in seconds.items()}

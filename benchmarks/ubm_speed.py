@@ -19,10 +19,10 @@ and the peak memory of a paper-size stage-2 step.
 Sizes are the paper's (both encoders 4 layers of 256) unless ``--hidden-size`` / ``--layers`` say otherwise.
 Run it alone on an idle machine (timings under contention are wrong)::
 
-    .venv/bin/python benchmarks/ubm_speed.py                  # -> benchmarks/results/ubm_speed_cpu.json
-    .venv/bin/python benchmarks/ubm_speed.py --device cuda    # -> benchmarks/results/ubm_speed_cuda.json
-    .venv/bin/python benchmarks/ubm_speed.py --dry-run        # tiny sizes, a few steps, nothing written
-    .venv/bin/python benchmarks/ubm_speed.py --dry-run --results-dir DIR   # ... written to DIR (the GPU suite's CI)
+    .venv/bin/python -m benchmarks.ubm_speed                  # -> benchmarks/results/ubm_speed_cpu.json
+    .venv/bin/python -m benchmarks.ubm_speed --device cuda    # -> benchmarks/results/ubm_speed_cuda.json
+    .venv/bin/python -m benchmarks.ubm_speed --dry-run        # tiny sizes, a few steps, nothing written
+    .venv/bin/python -m benchmarks.ubm_speed --dry-run --results-dir DIR   # ... written to DIR (the GPU suite's CI)
 """
 
 from __future__ import annotations
@@ -33,17 +33,14 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-from transformers import BertModel  # noqa: E402
+import torch
+from transformers import BertModel
 
-from _common import peak_rss_mib, write_result  # noqa: E402
-from session_transformers.data.synthetic import SyntheticStore, SyntheticStoreConfig  # noqa: E402
-from session_transformers.models.ubm import (  # noqa: E402
+from session_transformers.data.synthetic import SyntheticStore, SyntheticStoreConfig
+from session_transformers.models.ubm import (
     UbmConfig,
     UbmForPreTraining,
     UbmModel,
@@ -52,8 +49,10 @@ from session_transformers.models.ubm import (  # noqa: E402
     UbmStage2Collator,
     next_item_pairs,
 )
-from session_transformers.models.ubm.processing_ubm import catalogue_attribute_names, iter_corpus  # noqa: E402
-from session_transformers.models.ubm.recipe import text_session  # noqa: E402
+from session_transformers.models.ubm.processing_ubm import catalogue_attribute_names, iter_corpus
+from session_transformers.models.ubm.recipe import text_session
+
+from ._common import REPO_ROOT, peak_rss_mib, write_result
 
 
 def sync(device: str) -> None:
@@ -294,7 +293,8 @@ def main(argv=None) -> None:
     def measure(batch: int, checkpointing: bool) -> bool:
         cmd = [
             sys.executable,
-            __file__,
+            "-m",
+            "benchmarks.ubm_speed",
             "--memory-only",
             "--device",
             device,
@@ -310,7 +310,7 @@ def main(argv=None) -> None:
         if checkpointing:
             cmd.append("--activation-checkpointing")
         key = f"batch {batch}" + (", activation checkpointing" if checkpointing else "")
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
         if done.returncode == 0:
             memory[key] = json.loads(done.stdout.strip().splitlines()[-1])
         else:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,11 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _corpus():
-    spec = importlib.util.spec_from_file_location("bad_inputs", ROOT / "benchmarks" / "bad_inputs.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bad_inputs"] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("benchmarks.bad_inputs")
 
 
 _SUITE = None

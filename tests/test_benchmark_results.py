@@ -8,16 +8,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def test_results_md_is_generated_from_the_result_files():
     table = _load("make_results_table")
     assert (ROOT / "benchmarks" / "RESULTS.md").read_text() == table.render(), (
-        "RESULTS.md is stale: run python benchmarks/make_results_table.py"
+        "RESULTS.md is stale: run python -m benchmarks.make_results_table"
     )
 
 
@@ -48,3 +45,20 @@ def test_renderer_makes_row_tables_and_record_tables(tmp_path):
     assert "| wall_seconds | 12.5 |" in text
     assert "|  | MAP@1 | n |" in text and "| B | 2 | 4 |" in text
     assert "| # | claim | verdict |" in text and "| 1 | A beats B | does not hold |" in text
+
+
+def test_benchmarks_are_a_package_without_path_edits():
+    """Every benchmark is a module of the ``benchmarks`` package (``python -m benchmarks.<name>``): none edits
+    ``sys.path`` to find its neighbours, the package or the trainers."""
+    import ast
+
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        edits = [
+            node.lineno
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute)
+            and node.attr == "path"
+            and getattr(node.value, "id", None) == "sys"
+        ]
+        assert not edits, f"{path.name} uses sys.path (lines {edits})"

@@ -22,9 +22,9 @@ from session_transformers.models.ceres.modeling_ceres import retrieval_hinge_los
 from session_transformers.recipes import RECIPES
 
 sys.path.insert(0, str(ROOT / "trainers"))
-import finetune  # noqa: E402
-import pretrain  # noqa: E402
-import release  # noqa: E402
+import finetune
+import pretrain
+import release
 
 HEADER = ["id", "product_uid", "product_title", "search_term", "relevance"]
 NOUNS = ["bracket", "faucet", "drill", "paint", "screw", "hinge", "shower", "lamp", "tile", "hose"]

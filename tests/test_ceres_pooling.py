@@ -4,7 +4,7 @@ With the paper's description of ``Pool`` (a sequence's embedding is the output a
 marker, ``sentence_pooling="first"``) a small CERES learns almost nothing about a product's words: after the main
 job's pretraining every candidate has cosine 0.916 +- 0.004 to a session, and after its fine-tuning the candidate
 embeddings vary along one direction, so every session ranks the pool by the same key and product search falls
-below ranking by popularity (``benchmarks/results/pooling_spread.json``: ``python benchmarks/pooling_spread.py``).
+below ranking by popularity (``benchmarks/results/pooling_spread.json``: ``python -m benchmarks.pooling_spread``).
 Two checks catch that, on the test split's fixed pool after a short training, with the default config:
 
 - **the scores spread**: the std of a session's cosine over the pool, averaged over sessions, is at least

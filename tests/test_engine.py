@@ -23,7 +23,7 @@ from session_transformers.recipes import RECIPES
 from session_transformers.trainer_utils import PreparedData, Recipe, Stage, Task, TrainingProtocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainers"))
-import pretrain  # noqa: E402
+import pretrain
 
 
 @strict

@@ -26,13 +26,15 @@ from session_transformers.recipes import RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "trainers"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import process_parity  # noqa: E402
+from benchmarks import process_parity  # noqa: E402
+
 import quickstart  # noqa: E402
 
 
 def _script(name: str, folder: str = "benchmarks"):
-    """A repository script as a module of its own name (``benchmarks/<name>.py``, ``trainers/<name>.py``)."""
+    """A repository script as a module (``benchmarks.<name>``; ``trainers/<name>.py`` under a name of its own)."""
+    if folder == "benchmarks":
+        return importlib.import_module(f"benchmarks.{name}")
     spec = importlib.util.spec_from_file_location(f"families_{name}", ROOT / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module

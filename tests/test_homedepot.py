@@ -201,11 +201,7 @@ def test_judged_ranks_match_a_brute_force_count(ties):
 def test_benchmark_dry_run_writes_every_row_with_intervals(shared_data, tmp_path):
     pytest.importorskip("bm25s")
 
-    spec = importlib.util.spec_from_file_location(
-        "hd_bench", ROOT / "benchmarks" / "product_search_homedepot.py"
-    )
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = importlib.import_module("benchmarks.product_search_homedepot")
     argv = ["--dry-run", "--jobs", "0", "--workdir", str(tmp_path / "work"), "--results-dir", str(tmp_path)]
     argv += ["--data-path", str(shared_data / "homedepot"), "--resamples", "50"]
     result = bench.main(argv)

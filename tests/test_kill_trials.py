@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import random
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,11 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _trials():
-    spec = importlib.util.spec_from_file_location("kill_trials", ROOT / "benchmarks" / "kill_trials.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["kill_trials"] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("benchmarks.kill_trials")
 
 
 @pytest.mark.parametrize("model", ["tagnn_pp", "ceres"])

@@ -15,8 +15,8 @@ import torch
 from accelerate.state import AcceleratorState
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainers"))
-import finetune  # noqa: E402
-import pretrain  # noqa: E402
+import finetune
+import pretrain
 
 TINY = ["--model", "muvcog", "--store-preset", "tiny", "--num-sessions", "300", "--word2vec-epochs", "1"]
 SMALL = [

@@ -18,8 +18,8 @@ from session_transformers.models.tagnn_pp import (
 )
 
 sys.path.insert(0, str(ROOT / "trainers"))
-import finetune  # noqa: E402
-import pretrain  # noqa: E402
+import finetune
+import pretrain
 
 ITEMS = [f"sku-{i}" for i in range(12)]
 

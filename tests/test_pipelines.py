@@ -14,7 +14,7 @@ from session_transformers import AutoModelForNextItemPrediction, AutoModelForSes
 from session_transformers.pipelines import SessionFeatureExtractionPipeline, SessionRecommendationPipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainers"))
-import pretrain  # noqa: E402
+import pretrain
 
 TAGNN_TINY = ["--config", "hidden_size=16", "num_attention_heads=2", "score_chunk_size=64"]
 CERES_TINY = [

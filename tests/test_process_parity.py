@@ -5,14 +5,9 @@ The merge of two collated halves is checked first, without processes: where a co
 the merged halves are exactly the batch collated at once; where it augments, the halves' draws differ from the
 whole batch's (the reason to merge rather than collate the global batch)."""
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import process_parity as pp  # noqa: E402
+from benchmarks import process_parity as pp
 
 DETERMINISTIC_KEYS = {
     "tagnn_pp": None,  # every key

@@ -18,8 +18,8 @@ from session_transformers.models.product_byol.downstream import TaskSplits, lear
 from session_transformers.recipes import RECIPES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainers"))
-import finetune  # noqa: E402
-import pretrain  # noqa: E402
+import finetune
+import pretrain
 
 TINY = [
     "--store-preset",

@@ -11,7 +11,7 @@ from session_transformers.recipes import RECIPES
 from session_transformers.trainer_utils import QuickstartJob
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainers"))
-import quickstart  # noqa: E402
+import quickstart
 
 FAMILIES = [name for name, recipe in RECIPES.items() if recipe.quickstart is not None]
 

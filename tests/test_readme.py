@@ -20,7 +20,7 @@ import torch
 from launch import ROOT
 
 sys.path.insert(0, str(ROOT / "trainers"))
-import quickstart  # noqa: E402
+import quickstart
 
 README = ROOT / "README.md"
 SUBSTITUTIONS = {
@@ -133,6 +133,9 @@ def shell_commands() -> list[tuple[str, list[str]]]:
                 for i, word in enumerate(words):
                     if word.endswith(".py") and word.startswith(("trainers/", "benchmarks/")):
                         commands.append((word, words[i + 1 :]))
+                    elif word == "-m" and i + 1 < len(words) and words[i + 1].startswith("benchmarks."):
+                        # a benchmark run as a module of the benchmarks package: its file
+                        commands.append((words[i + 1].replace(".", "/") + ".py", words[i + 2 :]))
     return commands
 
 

@@ -331,9 +331,7 @@ def test_tagnn_pp_diginetica_build_trains_with_the_peer_benchmarks_settings(tmp_
     """The Diginetica release trains as the best run of ``benchmarks/tagnn_pp_peer.py`` (ours against the authors'
     code): its optimiser, batch, size, schedule and item reduction, and today's default architecture (no other
     ``--config``), for the three epochs whose last gave its best test figures."""
-    spec = importlib.util.spec_from_file_location("tagnn_pp_peer", ROOT / "benchmarks" / "tagnn_pp_peer.py")
-    peer = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(peer)
+    peer = importlib.import_module("benchmarks.tagnn_pp_peer")
     options = SimpleNamespace(  # the peer script's defaults (its result file's command adds only --config)
         data_path=ROOT / "path" / "to" / "diginetica",
         top_items=3000,

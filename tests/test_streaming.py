@@ -25,8 +25,8 @@ from session_transformers.data.schema import session_item_ids
 from session_transformers.data.synthetic import main as synthetic_cli
 
 sys.path.insert(0, str(ROOT / "trainers"))
-import pretrain  # noqa: E402
-from test_trainers import _kill_when_logged  # noqa: E402
+import pretrain
+from test_trainers import _kill_when_logged
 
 MODEL = [
     "--model",
@@ -326,8 +326,7 @@ def test_two_process_streaming_run_resumes_from_an_earlier_checkpoint(tmp_path):
 
 
 def test_streaming_memory_benchmark_records_rss_along_the_stream(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # importable by name: its corpus writer is spawned
-    bench = importlib.import_module("streaming_memory")
+    bench = importlib.import_module("benchmarks.streaming_memory")  # by name: its corpus writer is spawned
     path = bench.main(
         ["--num-sessions", "300", "--num-shards", "5", "--every", "50", "--results-dir", str(tmp_path / "r")]
         + ["--corpus-dir", str(tmp_path / "corpus"), "--shuffle-buffer", "100"]

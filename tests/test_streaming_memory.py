@@ -4,7 +4,6 @@ counts made independently from the corpus. (TAGNN++'s mode is tested in test_str
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,7 @@ NUM_SESSIONS = 2000
 
 
 # imported by name, as test_process_parity does: the benchmark's spawned corpus writer finds it in the child
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import streaming_memory  # noqa: E402
+from benchmarks import streaming_memory  # noqa: E402
 
 
 @pytest.fixture(scope="module")

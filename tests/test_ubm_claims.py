@@ -4,15 +4,11 @@ and finished work is reused by the next call."""
 from __future__ import annotations
 
 import random
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import ubm_claims as uc  # noqa: E402
+from benchmarks import ubm_claims as uc
 
 
 def _examples(n: int, rng: random.Random, pool: list[str]) -> list[dict]:

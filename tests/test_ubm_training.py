@@ -26,8 +26,8 @@ from session_transformers.models.ubm.recipe import (
 from session_transformers.trainer_utils import PreparedData, freeze_parameters
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainers"))
-import finetune  # noqa: E402
-import pretrain  # noqa: E402
+import finetune
+import pretrain
 
 TINY = [
     "--store-preset",
