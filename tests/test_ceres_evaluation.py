@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from session_transformers.models.ceres import CeresForPreTraining, CeresForSessionRetrieval, recipe, tasks
+from session_transformers.models.ceres import (
+    CeresForPreTraining,
+    CeresForSessionRetrieval,
+    retrieval,
+    sources,
+    tasks,
+)
 from session_transformers.models.ceres.processing_ceres import candidate_key
 from session_transformers.recipes import RECIPES, resolve_data_arguments, training_parser
 
@@ -65,8 +71,8 @@ def test_synthetic_search_results_are_the_lists_the_shopper_browsed(monkeypatch)
     subjects = {ev["subject"] for s in sessions for ev in s["events"] if ev["action"] == "search"}
     assert subjects == {"keyword_query", "product_query", "image_query"}
     for i, session in enumerate(sessions):
-        expected = [r[: recipe.PAPER_SEARCH_RESULTS] for r in browsed.get(i, [])]
-        assert recipe.synthetic_search_results(store, session) == expected
+        expected = [r[: sources.PAPER_SEARCH_RESULTS] for r in browsed.get(i, [])]
+        assert sources.synthetic_search_results(store, session) == expected
 
 
 def test_paper_product_search_pool_is_the_purchases_plus_the_search_engines_first_ten():
@@ -111,20 +117,20 @@ def test_paper_product_search_pool_is_the_purchases_plus_the_search_engines_firs
 
 def test_paper_pool_without_search_results_falls_back_to_purchases_and_seeded_products():
     args = recipe_args(task="product_search")
-    splits = recipe.ceres_source(args)
+    splits = sources.ceres_source(args)
     catalogue = splits.catalogue
     evaluation = tasks.product_search_examples(splits.test)
     train = tasks.product_search_examples(splits.train)
     bare = [{k: v for k, v in s.items() if k != "search_results"} for s in splits.test]  # as REES46's
     ns = argparse.Namespace(dataset="rees46", seed=3, num_candidates=40)
-    pool, description = recipe._eval_pool(
+    pool, description = retrieval._eval_pool(
         "product_search", "paper", evaluation, train, bare, catalogue, None, ns
     )
     targets = tasks.candidate_pool(evaluation)
     assert len(pool) == 40 and pool[: len(targets)] == targets
     assert all(c["item_id"] in catalogue for c in pool)
     assert "no search-engine results" in description and "falls back" in description
-    again, _ = recipe._eval_pool("product_search", "paper", evaluation, train, bare, catalogue, None, ns)
+    again, _ = retrieval._eval_pool("product_search", "paper", evaluation, train, bare, catalogue, None, ns)
     assert again == pool  # seeded
 
 
@@ -140,7 +146,7 @@ def test_rees46_paper_pool_falls_back(shared_data):
     assert "falls back" in data.description
     # REES46 sessions are split by time: the test sessions are the latest
     assert "ordered by start time" in data.description
-    splits = recipe.ceres_source(args)
+    splits = sources.ceres_source(args)
 
     def start(session):
         return min(ev["timestamp"] for ev in session["events"])
@@ -166,7 +172,7 @@ def test_paper_query_search_and_entity_linking_pools():
 
     args = recipe_args(task="entity_linking")
     data = RECIPES["ceres"].finetune["entity_linking"].prepare(args)
-    splits = recipe.ceres_source(args)
+    splits = sources.ceres_source(args)
     catalogue = splits.catalogue
     every_entity = {candidate_key(e) for i in catalogue for e in tasks.product_entities(i, catalogue)}
     every_label = {
@@ -236,9 +242,9 @@ def test_eval_pool_is_embedded_once_per_evaluation_with_the_per_batch_metrics(na
     # a second evaluation (eval() again, as the trainers do) embeds the pool once more
     model.eval()
     assert evaluate(dict)[0] == new and calls["candidates"] == 2 + len(batches)
-    # recipe.evaluate_retrieval is this same evaluation
+    # retrieval.evaluate_retrieval is this same evaluation
     examples = [{**r, "targets": _clean(r["targets"])} for r in rows]
-    assert recipe.evaluate_retrieval(
+    assert retrieval.evaluate_retrieval(
         model, data.processor, examples, data.collate_fn.catalogue, pool, batch_size=2
     ) == pytest.approx(new)
 
@@ -253,7 +259,7 @@ def test_trainer_and_accelerate_evaluations_embed_the_pool_once(tmp_path):
     torch.manual_seed(0)
     model = CeresForSessionRetrieval(data.config).eval()
     calls = _counters(model)
-    reference = recipe.evaluate_retrieval(
+    reference = retrieval.evaluate_retrieval(
         model,
         data.processor,
         [{**r, "targets": _clean(r["targets"])} for r in data.eval_dataset],
