@@ -15,6 +15,7 @@ from session_transformers.models.ubm import UbmConfig, UbmForPreTraining, UbmSta
 from session_transformers.models.ubm.recipe import _TINY as QUICKSTART_CONFIG  # the quickstart's model size
 from session_transformers.models.ubm.recipe import (
     RECIPE,
+    action_features,
     next_item_examples,
     nip_baseline,
     pip_baseline,
@@ -311,6 +312,23 @@ def test_baselines_known_answers():
     data = PreparedData(None, train, None, None, None, test_dataset=test)
     pip = pip_baseline(data)["majority class"]
     assert pip["accuracy"] == 0.75 and pip["F1"] == 0.0 and pip["AUROC"] == 0.5 and pip["kappa"] == 0.0
+
+    # the baselines a practitioner tries first: the purchase rate after the prefix's last action, and a logistic
+    # regression on its action counts; on prefixes that end in a cart exactly when a purchase follows, both are
+    # perfect while the majority class is not
+    def _prefix(actions):
+        return [item_event(a, f"i{k}") for k, a in enumerate(actions)]
+
+    rows = [(["view", "view", "add_to_cart"], 1.0), (["view", "click", "view"], 0.0)] * 4
+    rows += [(["view", "add_to_cart", "view", "add_to_cart"], 1.0), (["click", "view"], 0.0)] * 2
+    train = Dataset.from_list([{"events": _prefix(a), "label": y} for a, y in rows])
+    test = Dataset.from_list([{"events": _prefix(a), "label": y} for a, y in rows[:4]])
+    out = pip_baseline(PreparedData(None, train, None, None, None, test_dataset=test))
+    assert out["last action"]["AUROC"] == 1.0 and out["action counts"]["AUROC"] == 1.0
+    assert out["majority class"]["AUROC"] == 0.5
+    assert action_features(_prefix(["view", "add_to_cart"]), ["add_to_cart", "view"]) == (
+        [2.0, 1.0, 1.0] + [1.0, 0.0] + [0.0, 1.0] + [0.0, 0.0]
+    )
     train = Dataset.from_list([{"label": 2.0}, {"label": 4.0}])
     test = Dataset.from_list([{"label": 1.0}, {"label": 5.0}])
     rlp = rlp_baseline(PreparedData(None, train, None, None, None, test_dataset=test))["mean length"]

@@ -518,15 +518,58 @@ def _nip_summarize(gathered: dict[str, torch.Tensor]) -> dict[str, float]:
     return nip_metrics(gathered["rank"].float())
 
 
+PIP_LAST_ACTIONS = 3
+"""How many of a prefix's last actions the purchase-intent baselines one-hot encode."""
+
+
+def action_features(events: list[dict], actions: list[str]) -> list[float]:
+    """A session prefix as a practitioner featurises it without a model: its length, how often each of
+    ``actions`` occurs in it, and which action each of its last :data:`PIP_LAST_ACTIONS` events is."""
+    seen = [ev["action"] for ev in events]
+    counts = Counter(seen)
+    out = [float(len(seen))] + [float(counts.get(a, 0)) for a in actions]
+    for back in range(1, PIP_LAST_ACTIONS + 1):
+        last = seen[-back] if len(seen) >= back else None
+        out += [float(last == a) for a in actions]
+    return out
+
+
 def pip_baseline(data: PreparedData, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Majority class (the training split's, with its positive rate as the probability) and RAND (uniform
-    random probabilities), on the test split."""
+    """Purchase-intent baselines on the test split, each fitted on the training split:
+
+    - ``majority class`` (the training split's, with its positive rate as the probability) and ``random``
+      (uniform random probabilities), the paper's;
+    - ``last action``: the training split's purchase rate among prefixes ending in the same action (a prefix is cut
+      before its first purchase, so what comes just before a purchase is the obvious cue);
+    - ``action counts``: a logistic regression (scikit-learn) on :func:`action_features`: length, action counts
+      and the last actions. What a practitioner tries before a session encoder; the model must beat it.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     train = np.array(data.train_dataset["label"], dtype=float)
     test = np.array(data.test_dataset["label"], dtype=float)
     rate = train.mean()
     majority = np.full(len(test), 1.0 if rate > 0.5 else 0.0)
     rand = np.random.default_rng(seed).random(len(test))
-    return {"majority class": pip_metrics(majority, test), "random": pip_metrics(rand, test)}
+    out = {"majority class": pip_metrics(majority, test), "random": pip_metrics(rand, test)}
+    if "events" not in data.train_dataset.column_names:  # labels only: nothing to featurise
+        return out
+    train_events, test_events = data.train_dataset["events"], data.test_dataset["events"]
+    by_last: dict[str, list[float]] = {}
+    for events, label in zip(train_events, train, strict=True):
+        by_last.setdefault(events[-1]["action"] if events else "", []).append(label)
+    last_rate = {action: float(np.mean(labels)) for action, labels in by_last.items()}
+    last = np.array([last_rate.get(ev[-1]["action"] if ev else "", rate) for ev in test_events])
+    out["last action"] = pip_metrics(last, test)
+    if len(np.unique(train)) == 2:
+        actions = sorted({ev["action"] for events in train_events for ev in events})
+        x_train = np.array([action_features(ev, actions) for ev in train_events])
+        x_test = np.array([action_features(ev, actions) for ev in test_events])
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x_train, train)
+        out["action counts"] = pip_metrics(model.predict_proba(x_test)[:, 1], test)
+    return out
 
 
 def rlp_baseline(data: PreparedData) -> dict[str, dict[str, float]]:
@@ -746,6 +789,7 @@ __all__ = [
     "UbmPretrainTask",
     "UbmSessionTaskCollator",
     "UbmSplits",
+    "action_features",
     "add_ubm_arguments",
     "next_item_examples",
     "nip_baseline",
