@@ -189,3 +189,16 @@ def test_toy_family_two_processes_agree_with_one(toy):
     assert pp.cases()["toy"].family == "toy" and pp.merges()["toy"] is toy.merge_batches
     figures = pp.measure(["toy"], per_process=2, steps=1)
     assert figures["toy"]["passed"], json.dumps(figures["toy"], default=str)[:2000]
+
+
+def test_every_forward_states_its_shapes():
+    """Every ``forward`` of the package's modules has a docstring (the shapes in and out), as issue 28 asks."""
+    import ast
+
+    missing = []
+    for path in sorted((ROOT / "src" / "session_transformers").rglob("*.py")):
+        for cls in (n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ClassDef)):
+            for fn in cls.body:
+                if isinstance(fn, ast.FunctionDef) and fn.name == "forward" and not ast.get_docstring(fn):
+                    missing.append(f"{path.name}:{cls.name}")
+    assert not missing, missing

@@ -129,6 +129,7 @@ class CeresEmbeddings(nn.Module):
         self.max_positions = config.max_position_embeddings
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """``input_ids`` ``(S, T)`` -> ``(S, T, H)``."""
         if input_ids.size(1) > self.max_positions:
             raise ValueError(
                 f"sequences have {input_ids.size(1)} tokens but max_position_embeddings is {self.max_positions}"
@@ -190,6 +191,7 @@ class CeresLayer(GradientCheckpointingLayer):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``hidden`` ``(N, L, H)``, ``attention_mask`` additive ``(N, 1, L, L)`` -> ``(N, L, H)``."""
         hidden = self.attention_layer_norm(hidden + self.dropout(self.attention(hidden, attention_mask)))
         return self.output_layer_norm(hidden + self.dropout(self.output(self.act(self.intermediate(hidden)))))
 
@@ -206,6 +208,7 @@ class CeresItemEncoder(nn.Module):
         self.layers = nn.ModuleList(CeresLayer(config) for _ in range(config.num_hidden_layers))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``input_ids`` and ``attention_mask`` (1 = token) ``(S, T)`` -> ``(S, T, H)``."""
         hidden = self.embeddings(input_ids)
         allowed = attention_mask.bool()[:, None, :].expand(-1, input_ids.size(1), -1)  # (S, T, T)
         mask = additive_mask(allowed, hidden.dtype).to(hidden.device)
@@ -241,6 +244,8 @@ class CeresPositionAwareGNN(nn.Module):
         self.num_edge_types = config.num_edge_types
 
     def forward(self, items, item_position, edge_index, edge_type) -> torch.Tensor:
+        """``items`` ``(I, H)``, ``item_position`` ``(I,)`` (position in its session), ``edge_index`` ``(2, E)``,
+        ``edge_type`` ``(E,)`` -> ``(I, H)``."""
         if item_position.numel() and int(item_position.max()) >= self.max_session_items:
             raise ValueError(
                 f"item position {int(item_position.max())} is out of range: max_session_items is "
@@ -269,6 +274,7 @@ class CeresLatentTokenMLP(nn.Module):
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
+        """``items`` ``(I, H)`` -> ``(I, K, H)``."""
         latent = self.expand(self.act(self.dense(items))).view(items.size(0), self.num_latent_tokens, -1)
         return self.layer_norm(latent)
 
@@ -284,6 +290,8 @@ class CeresCrossAttentionTransformer(nn.Module):
         self.layers = nn.ModuleList(CeresLayer(config) for _ in range(config.num_cross_attention_layers))
 
     def forward(self, conditioning, tokens, attention_mask) -> torch.Tensor:
+        """``conditioning`` ``(S, K, H)``, ``tokens`` ``(S, T, H)``, ``attention_mask`` (1 = token) ``(S, T)`` ->
+        ``(S, K + T, H)``."""
         hidden = torch.cat([conditioning, tokens], dim=1)  # (S, K+T, H)
         allowed = latent_attention_mask(attention_mask, conditioning.size(1))
         mask = additive_mask(allowed, hidden.dtype).to(hidden.device)
@@ -778,6 +786,7 @@ class CeresLMHead(nn.Module):
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``hidden`` ``(..., H)`` -> logits ``(..., V)``."""
         return self.decoder(self.layer_norm(self.act(self.dense(hidden))))
 
 

@@ -536,6 +536,7 @@ class UbmFeedForward(nn.Module):
         self.output = nn.Linear(config.hidden_size, out)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``hidden`` ``(B, H)`` -> ``(B, out)``."""
         for layer in self.layers:
             hidden = self.dropout(self.act(layer(hidden)))
         return self.output(hidden)
