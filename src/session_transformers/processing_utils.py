@@ -230,9 +230,6 @@ class AttributeTokensMixin:
             )
         return tid
 
-    def _add_special_tokens(self, tokens: Sequence[str]) -> int:
-        return add_special_tokens(self.tokenizer, tokens)
-
     def _warn_resize(self, owner: str, added: str) -> None:
         """Warn the caller of a public method that grew the vocabulary that the model's embeddings must follow."""
         warnings.warn(

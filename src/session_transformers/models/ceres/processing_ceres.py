@@ -34,6 +34,7 @@ from ...processing_utils import (
     BERT_SPECIAL_TOKENS,
     AttributeTokensMixin,
     SeededCollatorMixin,
+    add_special_tokens,
     attribute_token,
     catalogue_attribute_names,
     check_catalogue_record,
@@ -143,7 +144,9 @@ class CeresProcessor(AttributeTokensMixin, ProcessorMixin):
         """
         tokenizer = AutoTokenizer.from_pretrained(path)
         processor = cls(tokenizer, **kwargs)
-        processor._add_special_tokens(cls.special_tokens(attribute_names)[len(BERT_SPECIAL_TOKENS) :])
+        add_special_tokens(
+            processor.tokenizer, cls.special_tokens(attribute_names)[len(BERT_SPECIAL_TOKENS) :]
+        )
         return processor
 
     def add_attribute_names(self, names: Iterable[str]) -> int:
@@ -152,7 +155,7 @@ class CeresProcessor(AttributeTokensMixin, ProcessorMixin):
         The vocabulary grows, so the model's embeddings must follow:
         ``model.resize_token_embeddings(len(processor.tokenizer))``.
         """
-        added = self._add_special_tokens([attribute_token(n) for n in names])
+        added = add_special_tokens(self.tokenizer, [attribute_token(n) for n in names])
         if added:
             self._warn_resize("CeresProcessor", f"{added} attribute tokens")
         return added

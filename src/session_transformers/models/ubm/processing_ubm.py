@@ -165,7 +165,7 @@ class UbmProcessor(AttributeTokensMixin, ProcessorMixin):
         """Map a schema ``action`` to ``token`` (e.g. ``("click", "[CLICK]")`` to stop folding clicks into
         ``[VIEW]``); a new token is added to the vocabulary. Returns how many tokens were added: when it is 1,
         resize the model's embeddings (``model.resize_token_embeddings(len(processor.tokenizer))``)."""
-        added = self._add_special_tokens([token])
+        added = add_special_tokens(self.tokenizer, [token])
         self.action_table[action] = token
         if added:
             self._warn_resize("UbmProcessor", token)
@@ -174,7 +174,7 @@ class UbmProcessor(AttributeTokensMixin, ProcessorMixin):
     def add_attribute_names(self, names: Iterable[str]) -> int:
         """Add the tokens of new attribute names; returns how many were new (then resize the model's embeddings)."""
         self._item_cache.clear()
-        return self._add_special_tokens([attribute_token(n) for n in names])
+        return add_special_tokens(self.tokenizer, [attribute_token(n) for n in names])
 
     # --- token ids -----------------------------------------------------------------------------------------
     @property

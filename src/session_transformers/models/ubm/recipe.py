@@ -522,6 +522,11 @@ PIP_LAST_ACTIONS = 3
 """How many of a prefix's last actions the purchase-intent baselines one-hot encode."""
 
 
+def _last_action(events: list[dict]) -> str:
+    """The action of a prefix's last event (``""`` for an empty prefix)."""
+    return events[-1]["action"] if events else ""
+
+
 def action_features(events: list[dict], actions: list[str]) -> list[float]:
     """A session prefix as a practitioner featurises it without a model: its length, how often each of
     ``actions`` occurs in it, and which action each of its last :data:`PIP_LAST_ACTIONS` events is."""
@@ -559,9 +564,9 @@ def pip_baseline(data: PreparedData, seed: int = 0) -> dict[str, dict[str, float
     train_events, test_events = data.train_dataset["events"], data.test_dataset["events"]
     by_last: dict[str, list[float]] = {}
     for events, label in zip(train_events, train, strict=True):
-        by_last.setdefault(events[-1]["action"] if events else "", []).append(label)
+        by_last.setdefault(_last_action(events), []).append(label)
     last_rate = {action: float(np.mean(labels)) for action, labels in by_last.items()}
-    last = np.array([last_rate.get(ev[-1]["action"] if ev else "", rate) for ev in test_events])
+    last = np.array([last_rate.get(_last_action(events), rate) for events in test_events])
     out["last action"] = pip_metrics(last, test)
     if len(np.unique(train)) == 2:
         actions = sorted({ev["action"] for events in train_events for ev in events})
