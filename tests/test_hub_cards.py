@@ -3,6 +3,7 @@ usage example in each card runs, the benchmark figures and the training curve co
 
 import json
 import re
+from pathlib import Path
 
 import jinja2
 import jinja2.meta
@@ -226,6 +227,31 @@ def test_registry_entries_are_complete():
             assert (hub.BENCHMARK_RESULTS_DIR / f"{family.benchmark}.json").is_file()
     with pytest.raises(KeyError, match="CARD_FAMILIES"):
         hub.card_family("no_such_family")
+
+
+def test_card_metadata_comes_from_each_familys_card_yaml(tmp_path):
+    # the metadata a family declares in its card.yaml is what the registry holds, lists as tuples
+    for model_type, family in CARD_FAMILIES.items():
+        folder = Path(family.template).parent
+        if not (folder / "card.yaml").is_file():
+            continue
+        data = yaml.safe_load((folder / "card.yaml").read_text())
+        assert data["model_type"] == model_type
+        assert family.tags == tuple(data["tags"]) and family.paper.authors == tuple(data["paper"]["authors"])
+        assert set(family.tasks) == set(data.get("tasks") or {})
+    # a key the card does not know, or one given twice, is refused naming the file
+    source = tmp_path / "card.yaml"
+    source.write_text((Path(CARD_FAMILIES["tagnn_pp"].template).parent / "card.yaml").read_text())
+    card = hub.CardFamily.from_yaml(source, example_inputs=dict)
+    assert card.template == str(tmp_path / "card.md") and card.metrics == CARD_FAMILIES["tagnn_pp"].metrics
+    with pytest.raises(ValueError, match=r"card\.yaml.*\['metrics'\]"):
+        hub.CardFamily.from_yaml(source, example_inputs=dict, metrics=("HR@20",))
+    source.write_text(source.read_text() + "pipline_tag: graph-ml\n")
+    with pytest.raises(ValueError, match=r"card\.yaml.*pipline_tag"):
+        hub.CardFamily.from_yaml(source, example_inputs=dict)
+    source.write_text("name: Toy\n")
+    with pytest.raises(ValueError, match=r"card\.yaml.*paper"):
+        hub.CardFamily.from_yaml(source, example_inputs=dict)
 
 
 def test_templates_use_only_variables_the_renderer_gives(trained):

@@ -13,7 +13,7 @@ from transformers import AutoModel, AutoModelForPreTraining
 
 from session_transformers.auto import AutoModelForNextItemPrediction
 from session_transformers.families import ModelFamily
-from session_transformers.hub import CardFamily, Paper
+from session_transformers.hub import CardFamily
 
 from .configuration_toy import ToyConfig
 from .modeling_toy import ToyForNextItemPrediction, ToyModel
@@ -59,21 +59,10 @@ def merge_batches(a: dict, b: dict, pad_id: int = 0) -> dict:
     return out
 
 
-CARD = CardFamily(
-    model_type="toy",
-    name="Toy",
+CARD = CardFamily.from_yaml(
+    Path(__file__).with_name("card.yaml"),  # the card's metadata
     template=str(Path(__file__).with_name("toy.md")),
-    pipeline_tag="other",
-    tags=("session-recommendation", "test-fixture"),
-    paper=Paper(
-        title="A toy model family", authors=("session_transformers tests",), year=2026, venue="tests"
-    ),
-    task_type="session-recommendation",
-    task_name="Next-item prediction",
-    metrics=("HR@10", "MRR@10", "HR@20", "MRR@20"),
-    head_auto_class="AutoModelForNextItemPrediction",
     example_inputs=example_inputs,
-    datasets={"synthetic": "session-transformers-synthetic-store"},
 )
 
 TINY = ("--store-preset", "tiny", "--num-sessions", "120", "--batch-size", "8", "--config", "hidden_size=8")

@@ -8,7 +8,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +161,37 @@ class CardFamily:
     """``--dataset`` value -> the name put in the card's ``datasets`` and ``model-index``."""
     tasks: Mapping[str, CardTask] = field(default_factory=dict)
 
+    @classmethod
+    def from_yaml(cls, path: str | Path, **code: Any) -> CardFamily:
+        """A family's card entry from its ``card.yaml`` (shipped beside its ``card.md`` as package data): the card's
+        metadata (name, paper, Hub tags, task and metrics, data set names, fine-tuned tasks) is data, kept where a
+        reader of the template finds it; ``code`` are the parts that are code or command lines (``example_inputs``,
+        ``benchmark_tables``, ``build_flags``, ``real_data_builds``). The template defaults to ``card.md`` in the
+        same folder. An unknown key or a missing required one is refused, naming the file."""
+        import yaml
+
+        path = Path(path)
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"{path}: a card's metadata is a mapping of field names, got {type(data).__name__}"
+            )
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known) + sorted(set(data) & set(code))
+        if unknown:
+            raise ValueError(
+                f"{path}: unknown or doubly given card field(s) {unknown}; known: {sorted(known)}"
+            )
+        data = {key: _tuples(value) for key, value in data.items()}
+        try:
+            data["paper"] = Paper(**data["paper"])
+            data["tasks"] = {name: CardTask(**task) for name, task in (data.get("tasks") or {}).items()}
+            if "template" not in code:
+                data.setdefault("template", str(path.with_name("card.md")))
+            return cls(**data, **code)
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{path}: {err}") from None
+
     def for_task(self, task: str | None) -> CardFamily:
         """This family as a card of a model fine-tuned on ``task`` describes it (its :class:`CardTask`'s model-index
         task, metrics and head); the family itself for ``None`` or a task it has no :class:`CardTask` for."""
@@ -175,6 +206,15 @@ class CardFamily:
             lower_is_better=described.lower_is_better,
             head_auto_class=described.head_auto_class,
         )
+
+
+def _tuples(value: Any) -> Any:
+    """YAML's lists as the tuples the frozen card dataclasses hold (nested in mappings too)."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {key: _tuples(v) for key, v in value.items()}
+    return value
 
 
 def finetuned_task(checkpoint: str | Path) -> str | None:

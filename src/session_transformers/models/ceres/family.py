@@ -14,8 +14,6 @@ from ...hub.cards import (
     BENCHMARK_RESULTS_DIR,
     BenchmarkTable,
     CardFamily,
-    CardTask,
-    Paper,
     _fmt,
     _read_json,
 )
@@ -113,33 +111,9 @@ _CERES_SMALL = argv(
 )
 """CERES's ``--full`` quickstart size (its recipe's ``_FULL_SIZES``): 2 item-encoder layers of 64, from nothing."""
 
-CARD = CardFamily(
-    model_type="ceres",
-    name="CERES",
-    template=str(Path(__file__).with_name("card.md")),  # package data, beside this file
-    pipeline_tag="feature-extraction",
-    tags=(
-        "session-understanding",
-        "product-search",
-        "graph-neural-network",
-        "masked-language-modeling",
-        "e-commerce",
-    ),
-    paper=Paper(
-        title="CERES: Pretraining of Graph-Conditioned Transformer for Semi-Structured Session Data",
-        authors=("Rui Feng", "Chen Luo", "Qingyu Yin", "Bing Yin", "Tuo Zhao", "Chao Zhang"),
-        year=2022,
-        venue="arXiv preprint arXiv:2204.04303 (NAACL 2022)",
-        url="https://arxiv.org/abs/2204.04303",
-        bibtex_key="feng2022ceres",
-    ),
-    task_type="fill-mask",
-    task_name="Graph-conditioned masked language modelling",
-    metrics=("loss", "mlm_accuracy", "gmlm_accuracy"),
-    lower_is_better=("loss", "mlm_loss", "gmlm_loss"),
-    head_auto_class="AutoModelForPreTraining",
+CARD = CardFamily.from_yaml(
+    Path(__file__).with_name("card.yaml"),  # the card's metadata; package data, beside card.md
     example_inputs=_ceres_inputs,
-    benchmark="ceres_claims",
     benchmark_tables=_ceres_benchmark,
     build_flags=(
         argv("--num-sessions 1500 --max-steps 60 --batch-size 16 --learning-rate 5e-4 --max-eval-samples 200")
@@ -159,19 +133,6 @@ CARD = CardFamily(
                 "--eval-steps 200 --max-validation-samples 500 "
                 "--select-best NDCG@10"  # the data's graded metric (the benchmark's choice too)
             ),
-        )
-    },
-    datasets={
-        "synthetic": "session-transformers-synthetic-store",
-        "rees46": "rees46",
-        "homedepot": "homedepot",
-    },
-    tasks={
-        "product_search": CardTask(
-            task_type="text-retrieval",
-            task_name="Product search (session-to-product retrieval)",
-            metrics=("MAP@1", "MAP@32", "Recall@32", "Recall@64", "NDCG@10", "MRR@10"),
-            head_auto_class="AutoModelForSessionRetrieval",
         )
     },
 )

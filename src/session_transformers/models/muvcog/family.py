@@ -13,7 +13,6 @@ from ...families import ModelFamily, argv
 from ...hub.cards import (
     BenchmarkTable,
     CardFamily,
-    Paper,
 )
 from .configuration_muvcog import MuvcogConfig
 from .modeling_muvcog import (
@@ -95,47 +94,10 @@ def _muvcog_benchmark(result: dict) -> list[BenchmarkTable]:
     return tables
 
 
-CARD = CardFamily(
-    model_type="muvcog",
-    name="MUVCOG",
-    template=str(Path(__file__).with_name("card.md")),  # package data, beside this file
-    pipeline_tag="feature-extraction",
-    tags=(
-        "session-understanding",
-        "multi-modal-search",
-        "graph-neural-network",
-        "contrastive-learning",
-        "e-commerce",
-    ),
-    paper=Paper(
-        title="Pretraining Representations of Multi-modal Multi-query E-commerce Search",
-        authors=(
-            (
-                "Xinyi Liu",
-                "Wanxian Guan",
-                "Lianyun Li",
-                "Hui Li",
-                "Chen Lin",
-                "Xubin Li",
-                "Si Chen",
-                "Jian Xu",
-            )
-            + ("Hongbo Deng", "Bo Zheng")
-        ),
-        year=2022,
-        venue="Proceedings of the 28th ACM SIGKDD Conference on Knowledge Discovery and Data Mining (KDD '22)",
-        url="https://doi.org/10.1145/3534678.3539200",
-        bibtex_key="liu2022muvcog",
-    ),
-    task_type="feature-extraction",
-    task_name="Multi-view contrastive session pretraining",
-    metrics=("loss", "pair_accuracy"),
-    lower_is_better=("loss", "selection_loss"),
-    head_auto_class="AutoModelForPreTraining",
+CARD = CardFamily.from_yaml(
+    Path(__file__).with_name("card.yaml"),  # the card's metadata; package data, beside card.md
     example_inputs=_muvcog_inputs,
-    benchmark="muvcog_claims_warmup",
     benchmark_tables=_muvcog_benchmark,
-    datasets={"synthetic": "session-transformers-synthetic-store"},
 )
 """MUVCOG's model card (``card.md`` beside this file)."""
 

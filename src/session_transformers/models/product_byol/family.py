@@ -11,7 +11,6 @@ from ...families import ModelFamily, argv
 from ...hub.cards import (
     BenchmarkTable,
     CardFamily,
-    Paper,
     _verdict_table,
 )
 from .configuration_product_byol import ProductByolConfig
@@ -64,27 +63,9 @@ _PRODUCT_BYOL_SMALL = argv(
 )
 """Product BYOL's quickstart size (its recipe's ``TINY_CONFIG``)."""
 
-CARD = CardFamily(
-    model_type="product_byol",
-    name="Product BYOL",
-    template=str(Path(__file__).with_name("card.md")),  # package data, beside this file
-    pipeline_tag="feature-extraction",
-    tags=("product-embeddings", "byol", "self-supervised-learning", "text-cnn", "e-commerce"),
-    paper=Paper(
-        title="Constraining Latent Space to Improve Deep Self-Supervised e-Commerce Products Embeddings "
-        "for Downstream Tasks",
-        authors=("Anonymous authors",),
-        year=2021,
-        venue="ICLR 2021 submission (under double-blind review)",
-        bibtex_key="anonymous2021productbyol",
-    ),
-    task_type="feature-extraction",
-    task_name="BYOL product-pair pretraining with a category constraint",
-    metrics=("loss", "byol_loss", "category_accuracy"),
-    lower_is_better=("loss", "byol_loss"),
-    head_auto_class="AutoModelForPreTraining",
+CARD = CardFamily.from_yaml(
+    Path(__file__).with_name("card.yaml"),  # the card's metadata; package data, beside card.md
     example_inputs=_product_byol_inputs,
-    benchmark="product_byol_claims",
     benchmark_tables=_product_byol_benchmark,
     real_data_builds={
         # BYOL pairs of products bought together, category = department (the claims run's setting), one epoch
@@ -92,11 +73,6 @@ CARD = CardFamily(
             argv("--dataset instacart --vocab-size 2000 --batch-size 256 --learning-rate 0.45 --num-epochs 1")
             + _PRODUCT_BYOL_SMALL,
         )
-    },
-    datasets={
-        "synthetic": "session-transformers-synthetic-store",
-        "instacart": "instacart",
-        "online_retail": "online_retail",
     },
 )
 """Product BYOL's model card (``card.md`` beside this file) and release builds."""

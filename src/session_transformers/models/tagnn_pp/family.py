@@ -13,7 +13,6 @@ from ...hub.cards import (
     BENCHMARK_RESULTS_DIR,
     BenchmarkTable,
     CardFamily,
-    Paper,
     _read_json,
 )
 from .configuration_tagnn_pp import TagnnPPConfig
@@ -98,31 +97,9 @@ def _tagnn_pp_peer_table(peer: dict) -> BenchmarkTable:
     )
 
 
-CARD = CardFamily(
-    model_type="tagnn_pp",
-    name="TAGNN++",
-    template=str(Path(__file__).with_name("card.md")),  # package data, beside this file
-    pipeline_tag="graph-ml",
-    tags=(
-        "session-recommendation",
-        "next-item-prediction",
-        "recommender-system",
-        "graph-neural-network",
-        "e-commerce",
-    ),
-    paper=Paper(
-        title="Improved Representation Learning for Session-based Recommendation",
-        authors=("Sai Mitharan", "Abhinav Java", "Surya Kant Sahu", "Arshad Shaikh"),
-        year=2021,
-        venue="arXiv preprint",
-        bibtex_key="mitharan2021tagnnpp",
-    ),
-    task_type="session-recommendation",
-    task_name="Next-item prediction",
-    metrics=("HR@10", "MRR@10", "HR@20", "MRR@20"),
-    head_auto_class="AutoModelForNextItemPrediction",
+CARD = CardFamily.from_yaml(
+    Path(__file__).with_name("card.yaml"),  # the card's metadata; package data, beside card.md
     example_inputs=_tagnn_pp_inputs,
-    benchmark="tagnn_pp_diginetica",
     benchmark_tables=_tagnn_pp_benchmark,
     build_flags=(
         argv("--num-sessions 4000 --max-steps 200 --batch-size 100 --learning-rate 1e-3 --weight-decay 1e-5"),
@@ -142,7 +119,6 @@ CARD = CardFamily(
             ),
         )
     },
-    datasets={"synthetic": "session-transformers-synthetic-store", "diginetica": "diginetica"},
 )
 """TAGNN++'s model card (``card.md`` beside this file) and release builds."""
 

@@ -14,7 +14,6 @@ from ...hub.cards import (
     BENCHMARK_RESULTS_DIR,
     BenchmarkTable,
     CardFamily,
-    Paper,
     _interval,
     _read_json,
     _verdict_table,
@@ -128,34 +127,9 @@ _UBM_SMALL = argv(
 )
 """UBM's quickstart size (its recipe's ``_TINY``): a small encoder trained from nothing."""
 
-CARD = CardFamily(
-    model_type="ubm",
-    name="UBM",
-    template=str(Path(__file__).with_name("card.md")),  # package data, beside this file
-    # its head and the card's example are next-item recommendation over the item text (the Hub's "graph-ml"
-    # fits item-graph models such as TAGNN++, not a text Transformer): session and item embeddings
-    pipeline_tag="feature-extraction",
-    tags=(
-        "session-understanding",
-        "contrastive-learning",
-        "next-item-prediction",
-        "purchase-intent",
-        "e-commerce",
-    ),
-    paper=Paper(
-        title="Contrastive Pre-training for Deep Session Data Understanding",
-        authors=("Zixuan Li", "Yunshan Ma", "Lizi Liao", "Tat-Seng Chua"),
-        year=2022,
-        venue="preprint (ACM conference format)",
-        bibtex_key="li2022ubm",
-    ),
-    task_type="feature-extraction",
-    task_name="Contrastive session pretraining (stage 2: reordering and masking views)",
-    metrics=("loss", "loss3", "loss4"),
-    lower_is_better=("loss", "loss1", "loss2", "loss3", "loss4"),
-    head_auto_class="AutoModelForNextItemPrediction",
+CARD = CardFamily.from_yaml(
+    Path(__file__).with_name("card.yaml"),  # the card's metadata; package data, beside card.md
     example_inputs=_ubm_inputs,
-    benchmark="ubm_claims_cpu_minilm",
     benchmark_tables=_ubm_benchmark,
     real_data_builds={
         # both stages on REES46's sample with the quickstart's small encoder trained from nothing (MiniLM as
@@ -168,7 +142,6 @@ CARD = CardFamily(
             + argv("--eval-batch-size 64"),
         )
     },
-    datasets={"synthetic": "session-transformers-synthetic-store", "rees46": "rees46"},
 )
 """UBM's model card (``card.md`` beside this file) and release builds."""
 
