@@ -186,6 +186,17 @@ def test_a_string_session_gets_the_split_hint(tiny_folder):
         TagnnPPProcessor(item_vocab=ITEMS)("sku-1 sku-2")
 
 
+def test_integer_ids_and_a_session_that_is_not_a_list_get_clear_errors():
+    processor = TagnnPPProcessor(item_vocab=["1", "2", "3"])
+    with pytest.raises(TypeError, match=r"list of integers.*\[\[str\(i\) for i in session\]\]"):
+        processor([1, 2])
+    with pytest.raises(InvalidRecordError, match=r"record 1: field 'item_ids'.*got '2'"):
+        processor([["1"], "2"])
+    with pytest.raises(InvalidRecordError, match=r"record 1: field 'item_ids'.*got 5"):
+        processor([["1"], 5])
+    assert processor([("1", "2"), ["3"]])["alias"].shape == (2, 2)  # tuples are sessions too
+
+
 def test_synthetic_module_runs_without_a_runpy_warning():
     res = subprocess.run(
         [

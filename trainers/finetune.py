@@ -211,6 +211,8 @@ def main(argv: list[str] | None = None) -> dict:
         remove_unused_columns=False,  # the collator needs the raw columns
         label_names=list(task.label_names),
         dataloader_num_workers=args.num_workers,
+        # pinned host memory only speeds copies to an accelerator; without one torch warns on every loader
+        dataloader_pin_memory=torch.accelerator.is_available() and not args.use_cpu,
         report_to=args.report_to,
         seed=args.seed,
         use_cpu=args.use_cpu,

@@ -757,7 +757,8 @@ def _strongest_baseline(
 
 
 def _unknown_targets(results: Mapping[str, Any], splits: list[str]) -> int:
-    """Cases of the card's split whose target is outside the model's vocabulary (misses by construction)."""
+    """Cases of the card's split scored as misses by construction (``num_unknown_targets``): a target outside the
+    model's vocabulary, or a prefix with no item in it."""
     if not splits:
         return 0
     return int(split_metrics(results, splits[-1]).get("num_unknown_targets", 0))

@@ -250,6 +250,11 @@ class TagnnPPProcessor(ProcessorMixin):
                 f"item_ids must be a list of sessions (lists of item IDs), not one session{hint}: wrap one "
                 "session in a list, [session]"
             )
+        if item_ids and isinstance(item_ids[0], int):
+            raise TypeError(
+                f"item_ids must be a list of sessions, each a list of item ID strings; got a list of integers "
+                f"({item_ids[:3]!r:.60}...): one session of integer IDs is [[str(i) for i in session]]"
+            )
         if targets is not None and len(targets) != len(item_ids):
             raise ValueError(f"got {len(targets)} targets for {len(item_ids)} sessions")
         limit = self.max_length
@@ -257,6 +262,13 @@ class TagnnPPProcessor(ProcessorMixin):
         encoded = []
         touched, examples = 0, []
         for i, s in enumerate(item_ids):
+            if isinstance(s, (str, bytes)) or not hasattr(s, "__iter__"):
+                raise InvalidRecordError(
+                    "TagnnPPProcessor",
+                    i,
+                    "item_ids",
+                    f"a session is a list of item ID strings, got {s!r:.80}",
+                )
             seen = self.num_unknown_inputs
             encoded.append(self.encode(s, i, unknown_items, allow_empty=unknown_as_miss))
             if self.num_unknown_inputs > seen:
