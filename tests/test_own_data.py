@@ -72,6 +72,15 @@ def test_sessions_with_an_item_missing_from_the_catalogue_are_refused_by_name(tm
         task.prepare(args)
 
 
+def test_an_id_only_catalogue_for_a_text_model_is_refused_before_training(tmp_path):
+    folder = _sessions_folder(tmp_path / "ids", ITEMS)  # written ID-only, as TAGNN++ needs
+    args, recipe = pretrain.parse_args(
+        ["--model", "product_byol", "--dataset", "sessions", "--data-path", str(folder)]
+    )
+    with pytest.raises(ValueError, match=r"--data-path .*ids: Product BYOL embeds product titles.*12 items"):
+        recipe.stage(1).task.prepare(args)
+
+
 def test_help_lists_the_data_sets_and_threads(capsys):
     for module, argv in ((pretrain, []), (finetune, ["--task", "next_item"])):
         with pytest.raises(SystemExit):

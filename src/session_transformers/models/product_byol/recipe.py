@@ -211,9 +211,17 @@ CORPORA = {
 def _processor(args, corpus: PairCorpus):
     from .processing_product_byol import ProductByolProcessor
 
+    titles = {r["item_id"]: r["title"] for r in corpus.catalogue if r.get("title")}
+    if not titles:
+        # an ID-only catalogue (SchemaSpec(require_text=False)) gives no product text, hence not one pair
+        raise ValueError(
+            f"--dataset {args.dataset}{f' --data-path {args.data_path}' if getattr(args, 'data_path', None) else ''}"
+            f": Product BYOL embeds product titles, and none of the catalogue's {len(corpus.catalogue)} items has one (an ID-only "
+            "catalogue serves TAGNN++); write the catalogue with each item's title and category (README: Train on "
+            "your own sessions)"
+        )
     if args.processor_path:
         return ProductByolProcessor.from_pretrained(args.processor_path)
-    titles = {r["item_id"]: r["title"] for r in corpus.catalogue if r.get("title")}
     seen = (titles[i] for s in corpus.train_item_ids() for i in s if i in titles)  # titles as in sessions
     return ProductByolProcessor.train(
         seen,
