@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmarks: machine description, date, exact command, and the result file.
+"""Shared helpers of the benchmarks: machine description, date, exact command, the result file, and the timer.
 
 Every benchmark ends with ``write_result(name, figures, data)``, which writes ``benchmarks/results/<name>.json``
 with the fields ``name``, ``command``, ``data``, ``machine``, ``date`` and ``figures`` that
@@ -13,9 +13,13 @@ import platform
 import resource
 import shlex
 import sys
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch.utils.benchmark import Measurement
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _LOAD_AT_START = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -116,6 +120,40 @@ def current_rss_mib() -> float:
     return peak_rss_mib()
 
 
+def time_calls(
+    fn: Callable[[Any], Any], inputs: Sequence[Any], *, repeats: int, warmup: int = 1, label: str = ""
+) -> Measurement:
+    """Seconds per call of ``fn(x)``, the one timer of the benchmarks: ``warmup`` untimed calls, then ``repeats``
+    timed ones, ``x`` taken from ``inputs`` in turn (cycled; a training step gets a new batch per call), each call
+    run exactly once. The clock is :func:`torch.utils.benchmark.timer`, which synchronises the accelerator before
+    it reads the time, so a call's queued GPU work is inside its interval; the result is a
+    :class:`torch.utils.benchmark.Measurement` (``.median``, ``.mean``, ``.iqr``, ``.times``: one entry per call)
+    that :meth:`Measurement.merge` combines across calls (interleaved variants: ``repeats=1`` per round). Not
+    ``Timer.timeit``: it runs two hidden warm-up calls per measurement, which would repeat training steps."""
+    import torch
+    from torch.utils.benchmark import Measurement, TaskSpec, timer
+
+    if repeats < 1 or not inputs:
+        raise ValueError(
+            f"time_calls needs repeats >= 1 and at least one input (got {repeats}, {len(inputs)})"
+        )
+    for i in range(warmup):
+        fn(inputs[i % len(inputs)])
+    times = []
+    for i in range(warmup, warmup + repeats):
+        x = inputs[i % len(inputs)]
+        start = timer()
+        fn(x)
+        times.append(timer() - start)
+    task = TaskSpec(
+        stmt=getattr(fn, "__qualname__", "fn(x)"),
+        setup="",
+        label=label or None,
+        num_threads=torch.get_num_threads(),
+    )
+    return Measurement(number_per_run=1, raw_times=times, task_spec=task)
+
+
 def write_result(
     name: str,
     figures: dict[str, Any],
@@ -154,5 +192,6 @@ __all__ = [
     "machine_info",
     "now_iso",
     "peak_rss_mib",
+    "time_calls",
     "write_result",
 ]

@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import dataclasses
 import os
-import time
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -35,27 +34,18 @@ from session_transformers.models.ceres import (
 )
 from session_transformers.models.ceres.processing_ceres import catalogue_attribute_names, iter_corpus
 
-from ._common import write_result
+from ._common import time_calls, write_result
 
 PAPER_SESSIONS = 468_199_822
 
 
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def timed_steps(model, batches, device: str, steps: int, warmup: int, bf16: bool, bert: bool) -> float:
-    """Mean seconds per optimiser step over ``steps`` batches after ``warmup``."""
+    """Mean seconds per optimiser step over ``steps`` batches after ``warmup`` (:func:`time_calls`)."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     model.train()
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    times = []
-    for i in range(warmup + steps):
-        b = batches[i % len(batches)]
-        sync(device)
-        t = time.perf_counter()
-        with amp:
+
+    def train_step(b) -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
             if bert:
                 loss = model(
                     input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"]
@@ -65,10 +55,8 @@ def timed_steps(model, batches, device: str, steps: int, warmup: int, bf16: bool
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t)
-    return sum(times) / len(times)
+
+    return time_calls(train_step, batches, repeats=steps, warmup=warmup).mean
 
 
 def bert_like(cfg: CeresConfig) -> BertForMaskedLM:
@@ -147,9 +135,8 @@ def main(argv: list[str] | None = None) -> None:
         max_position_embeddings=512,
     )
     batches = batches_for(small, a.batch_size, 3)
-    t0 = time.perf_counter()
-    batches_for(small, a.batch_size, 3)
-    collate_s = (time.perf_counter() - t0) / 3
+    # one call collates 3 batches: seconds per batch
+    collate_s = time_calls(lambda n: batches_for(small, a.batch_size, n), [3], repeats=1, warmup=0).mean / 3
     tokens = sum(int(b["attention_mask"].sum()) for b in batches) / len(batches)
     bf16 = device == "cuda"
     rows = {}

@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,8 @@ from session_transformers.graphs.muvcog import (
     session_queries,
 )
 from session_transformers.graphs.transition import session_transition_graph
+
+from ._common import time_calls
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGINETICA = ROOT.parent / "shared" / "data" / "diginetica" / "train_sessions.txt"
@@ -210,12 +211,10 @@ WORKLOADS: dict[str, Callable[[], Workload | None]] = {
 
 
 def _best_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
+    """Fastest of ``repeats`` calls of ``fn()`` in seconds (:func:`time_calls`, no warm-up), and the last result."""
+    out = []
+    measured = time_calls(lambda _: out.append(fn()), [None], repeats=repeats, warmup=0)
+    return min(measured.times), out[-1]
 
 
 def _graph_sizes(graphs: list[Any]) -> dict[str, float]:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,18 +36,15 @@ from session_transformers.graphs.muvcog import build_views
 from session_transformers.models.muvcog import MuvcogConfig, MuvcogForPreTraining, MuvcogProcessor
 from session_transformers.models.muvcog.recipe import MuvcogPretrainCollator
 
+from ._common import time_calls
 from .graph_building import taobao_like_sessions
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _best(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+    """Fastest of ``repeats`` calls of ``fn()``, seconds (:func:`time_calls`, no warm-up)."""
+    return min(time_calls(lambda _: fn(), [None], repeats=repeats, warmup=0).times)
 
 
 def _with_clicks(sessions: list[dict], seed: int = 0) -> list[dict]:
@@ -145,11 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
         optimizer.step()
         optimizer.zero_grad()
 
-    step(collated[0])  # warm-up
-    start = time.perf_counter()
-    for i in range(args.train_steps):
-        step(collated[i % len(collated)])
-    per_step = (time.perf_counter() - start) / args.train_steps
+    per_step = time_calls(step, collated, repeats=args.train_steps, warmup=1).mean
     per_batch_collate = collate_s / len(batches)
     figures["pretrain/step"] = {
         "sessions_per_second": round(args.train_batch_size / per_step, 1),

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -28,24 +27,24 @@ from session_transformers.models.tagnn_pp import (
     TagnnPPProcessor,
 )
 
-from ._common import write_result
+from ._common import time_calls, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def step(model, optimizer, batch, device, bf16: bool) -> tuple[float, float]:
-    """One optimiser step; returns ``(seconds, loss)``."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        loss = model(**batch).loss
-    loss.backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, float(loss)
+    """One optimiser step (:func:`time_calls`); returns ``(seconds, loss)``."""
+    losses = []
+
+    def train_step(b) -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = model(**b).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss))
+
+    return time_calls(train_step, [batch], repeats=1, warmup=0).mean, losses[-1]
 
 
 def main(argv: list[str] | None = None) -> None:

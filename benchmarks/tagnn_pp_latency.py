@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -32,7 +31,7 @@ from session_transformers.models.tagnn_pp import (
     TagnnPPProcessor,
 )
 
-from ._common import write_result
+from ._common import time_calls, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,18 +70,16 @@ def attention_share(model, processor, session: list[str], k: int) -> float:
 
 def time_model(name: str, model, processor, sessions: list[list[str]], k: int) -> dict:
     model.eval()
-    pruned, full, shares, mismatches = [], [], [], 0
-    for i, session in enumerate(sessions):
-        t0 = time.perf_counter()
-        got = [item for item, _ in model.recommend([session], top_k=k, processor=processor)[0]]
-        t1 = time.perf_counter()
-        want = full_top_k(model, processor, session, k)
-        t2 = time.perf_counter()
-        mismatches += got != want
-        if i >= 5:  # warm-up
-            pruned.append(t1 - t0)
-            full.append(t2 - t1)
-            shares.append(attention_share(model, processor, session, k))
+    got, want = [], []
+    timed = {"warmup": 5, "repeats": len(sessions) - 5}
+    pruned = time_calls(
+        lambda s: got.append([item for item, _ in model.recommend([s], top_k=k, processor=processor)[0]]),
+        sessions,
+        **timed,
+    ).times
+    full = time_calls(lambda s: want.append(full_top_k(model, processor, s, k)), sessions, **timed).times
+    mismatches = sum(a != b for a, b in zip(got, want))
+    shares = [attention_share(model, processor, s, k) for s in sessions[5:]]
     row = {
         "pruned (recommend)": percentiles(pruned),
         "full scoring + topk": percentiles(full),

@@ -32,7 +32,7 @@ from session_transformers.models.tagnn_pp import (
 )
 from session_transformers.models.tagnn_pp.recipe import _prefix_lengths
 
-from ._common import write_result
+from ._common import time_calls, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -156,12 +156,11 @@ def time_evaluation(model, processor, test, args, device) -> dict:
 def time_recommend(config, processor, sessions, args) -> dict:
     model = TagnnPPForNextItemPrediction(config).eval()
     torch.set_num_threads(1)
-    lat = []
-    for s in sessions[: args.latency_sessions]:
-        t0 = time.perf_counter()
-        model.recommend([s], top_k=20, processor=processor)
-        lat.append(time.perf_counter() - t0)
-    lat = sorted(lat[5:])  # warm-up
+    timed = sessions[: args.latency_sessions]
+    measured = time_calls(
+        lambda s: model.recommend([s], top_k=20, processor=processor), timed, repeats=len(timed) - 5, warmup=5
+    )
+    lat = sorted(measured.times)
     return {
         "recommend_sessions_timed": len(lat),
         "recommend_cpu_1thread_ms_p50": 1000 * statistics.median(lat),

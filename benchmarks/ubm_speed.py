@@ -32,7 +32,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -52,12 +51,7 @@ from session_transformers.models.ubm import (
 from session_transformers.models.ubm.processing_ubm import catalogue_attribute_names, iter_corpus
 from session_transformers.models.ubm.recipe import text_session
 
-from ._common import REPO_ROOT, peak_rss_mib, write_result
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
+from ._common import REPO_ROOT, peak_rss_mib, time_calls, write_result
 
 
 def _to(batch: dict, device: str) -> dict:
@@ -65,17 +59,8 @@ def _to(batch: dict, device: str) -> dict:
 
 
 def timed(step, batches, device: str, steps: int, warmup: int) -> float:
-    """Median seconds of ``step(batch)`` over ``steps`` batches after ``warmup``."""
-    times = []
-    for i in range(warmup + steps):
-        sync(device)
-        t = time.perf_counter()
-        step(batches[i % len(batches)])
-        sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t)
-    times.sort()
-    return times[len(times) // 2]
+    """Median seconds of ``step(batch)`` over ``steps`` batches after ``warmup`` (:func:`time_calls`)."""
+    return time_calls(step, batches, repeats=steps, warmup=warmup).median
 
 
 def ubm_step(model, optimizer):
@@ -135,13 +120,11 @@ def memory_step(args) -> dict:
     before = peak_rss_mib()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    t = time.perf_counter()
-    ubm_step(model, optimizer)(_to(batch, device))
-    sync(device)
+    first = time_calls(ubm_step(model, optimizer), [_to(batch, device)], repeats=1, warmup=0)
     out = {
         "batch": f"{b} sessions x {slots} interactions x {tokens} tokens (x3 views)",
         "activation checkpointing": args.activation_checkpointing,
-        "seconds (one step, the first)": time.perf_counter() - t,
+        "seconds (one step, the first)": first.mean,
     }
     if device == "cuda":
         out["peak_cuda_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
@@ -275,13 +258,17 @@ def main(argv=None) -> None:
     base = UbmModel(config).to(device).eval()
     items = list(catalogue)[: args.pool_size]
     base.encode_items(items[:64], processor, catalogue)  # warm-up
-    sync(device)
-    t = time.perf_counter()
-    emb = base.encode_items(items, processor, catalogue, batch_size=512)
-    sync(device)
+    embedded = []
+    pool = time_calls(
+        lambda xs: embedded.append(base.encode_items(xs, processor, catalogue, batch_size=512)),
+        [items],
+        repeats=1,
+        warmup=0,
+    )
+    emb = embedded[-1]
     figures["candidate pool"] = {
         "items": len(items),
-        "seconds (tokenise + embed)": time.perf_counter() - t,
+        "seconds (tokenise + embed)": pool.mean,
         "embedding shape": list(emb.shape),
     }
 

@@ -4,6 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -62,3 +64,22 @@ def test_benchmarks_are_a_package_without_path_edits():
             and getattr(node.value, "id", None) == "sys"
         ]
         assert not edits, f"{path.name} uses sys.path (lines {edits})"
+
+
+def test_the_shared_timer_times_each_call_once_on_the_inputs_in_turn_with_this_processs_threads():
+    import torch
+    from benchmarks._common import time_calls
+
+    seen, threads = [], []
+
+    def call(x):
+        seen.append(x)
+        threads.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    measured = time_calls(call, ["a", "b", "c"], repeats=4, warmup=2)
+    assert seen == ["a", "b", "c", "a", "b", "c"]  # two warm-up calls, then four timed ones, cycling
+    assert len(measured.times) == 4 and all(t >= 0 for t in measured.times)
+    assert set(threads) == {before}  # the process's threads (torch.utils.benchmark.Timer defaults to 1)
+    with pytest.raises(ValueError, match="repeats >= 1"):
+        time_calls(call, ["a"], repeats=0)
