@@ -334,9 +334,23 @@ def test_baselines_known_answers():
     rlp = rlp_baseline(PreparedData(None, train, None, None, None, test_dataset=test))["mean length"]
     assert rlp["MAE"] == 2.0 and rlp["MSE"] == 4.0
     train = Dataset.from_list([{"target": t} for t in ["a", "b", "b", "c", "c", "c"]])
-    test = Dataset.from_list([{"target": "c"}, {"target": "a"}, {"target": "z"}])
-    nip = nip_baseline(PreparedData(None, train, None, None, None, test_dataset=test))["popularity"]
+    views = lambda *items: [{"action": "view", "item_id": i} for i in items]  # noqa: E731
+    test = Dataset.from_list(
+        [
+            {
+                "events": views("a", "q"),
+                "target": "c",
+            },  # c after the session's q, a (a was 3rd in popularity)
+            {"events": views("a", "z", "a"), "target": "a"},  # the most recent item
+            {"events": views("a"), "target": "z"},  # never a training target: a miss
+        ]
+    )
+    out = nip_baseline(PreparedData(None, train, None, None, None, test_dataset=test))
+    nip = out["popularity"]
     assert nip["HR@10"] == pytest.approx(200 / 3) and nip["MRR@10"] == pytest.approx(100 * (1 + 1 / 3) / 3)
+    session_first = out["session items, then popularity"]  # ranks 3 (q, a, then c), 1, miss
+    assert session_first["HR@10"] == pytest.approx(200 / 3)
+    assert session_first["MRR@10"] == pytest.approx(100 * (1 / 3 + 1) / 3)
 
 
 # --- learning ----------------------------------------------------------------------------------------------
@@ -487,7 +501,9 @@ def test_next_item_on_rees46_learns_and_beats_popularity(shared_data, tmp_path):
             None,
             None,
             None,
-            test_dataset=Dataset.from_list([{"target": e["target"]} for e in ex["test"]]),
+            test_dataset=Dataset.from_list(
+                [{"events": e["events"], "target": e["target"]} for e in ex["test"]]
+            ),
         )
     )["popularity"]
     test = results["test"]
