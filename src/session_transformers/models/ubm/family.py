@@ -140,6 +140,13 @@ CARD = CardFamily.from_yaml(
             + _UBM_SMALL,
             argv("--dataset rees46 --vocab-size 2000 --max-steps 60 --batch-size 16 --learning-rate 5e-4")
             + argv("--eval-batch-size 64"),
+            # then next item on REES46 (the REES46 learning test's settings), so that the card sets the model's
+            # figures beside the baselines a practitioner tries first (popularity; the session's own items). The
+            # sample is too small for purchase intent: 25 test prefixes, none ending in a purchase
+            argv(
+                "--task next_item --dataset rees46 --max-steps 150 --batch-size 32 --learning-rate 1e-3 "
+                "--eval-batch-size 64 --config next_item_similarity=cosine"
+            ),
         )
     },
 )
