@@ -72,17 +72,25 @@ def _tagnn_pp_benchmark(result: dict) -> list[BenchmarkTable]:
     return tables
 
 
+def _seeds_label(label: str, by_epoch: dict) -> str:
+    """``label`` with the seeds its per-epoch means are over (the benchmark's ``by_epoch[...]["seeds"]``)."""
+    seeds = next(iter(by_epoch.values()), {}).get("seeds") or []
+    return f"{label}, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}" if seeds else label
+
+
 def _tagnn_pp_peer_table(peer: dict) -> BenchmarkTable:
     """Test HR@20 / MRR@20 per epoch: the authors' code, our default architecture and the paper's."""
     figures = peer["figures"]
-    sides = {"authors' code (The-Learning-Machines/SBR)": figures["authors_code"]["by_epoch"]}
+    authors = figures["authors_code"]["by_epoch"]
+    sides = {_seeds_label("authors' code (The-Learning-Machines/SBR)", authors): authors}
     default = figures.get("default_variant")
     for name, label in (
         (default, "this package (default: the code's architecture)"),
         ("paper", "the paper's architecture"),
     ):
         if name in figures.get("ours", {}):
-            sides[label] = figures["ours"][name]["by_epoch"]
+            by_epoch = figures["ours"][name]["by_epoch"]
+            sides[_seeds_label(label, by_epoch)] = by_epoch
     epochs = sorted({e for by_epoch in sides.values() for e in by_epoch}, key=lambda e: int(e.split()[-1]))
     columns = tuple(f"{m} {e}" for e in epochs for m in ("HR@20", "MRR@20"))
     rows = tuple(
