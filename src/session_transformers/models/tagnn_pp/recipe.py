@@ -166,10 +166,15 @@ def _prepare_tagnn_pp(args: argparse.Namespace) -> PreparedData:
     if dropped_train:
         splits.statistics["train_cases_without_known_item_dropped"] = dropped_train
     for split, ds in (("validation", validation), ("test", test)):
-        if n := _encodable(ds, processor)[1]:
+        if not isinstance(ds, Dataset) or len(ds) == 0:
+            continue
+        table = ds.select_columns(["item_ids", "target"]).with_format("arrow")[:]
+        any_known = _any_known(table["item_ids"], processor)
+        if n := int((~any_known).sum()):
             splits.statistics[f"{split}_cases_without_known_item_counted_as_misses"] = n
-        if n := _misses_by_construction(ds, processor):
-            # what the split's num_unknown_targets will report: unknown target, or no known prefix item, or both
+        # what the split's num_unknown_targets will report: unknown target, or no known prefix item, or both
+        target_known = pc.is_in(table["target"], value_set=_vocab(processor)).to_numpy(zero_copy_only=False)
+        if n := int((~(any_known & target_known)).sum()):
             splits.statistics[f"{split}_cases_scored_as_misses"] = n
     lengths = _prefix_lengths(train, processor.max_length)
     if lengths is not None and (cut := _longer_than(train, processor.max_length)):
@@ -201,35 +206,27 @@ def _prepare_tagnn_pp(args: argparse.Namespace) -> PreparedData:
     )
 
 
+def _vocab(processor) -> pa.Array:
+    return pa.array(processor.item_vocab, type=pa.string())
+
+
+def _any_known(column: pa.ChunkedArray, processor) -> np.ndarray:
+    """Per row of a list column of item IDs: does it hold an item of ``processor``'s vocabulary?"""
+    known = pc.is_in(pc.list_flatten(column), value_set=_vocab(processor)).to_numpy(zero_copy_only=False)
+    any_known = np.zeros(len(column), dtype=bool)
+    np.logical_or.at(any_known, pc.list_parent_indices(column).to_numpy(), known)
+    return any_known
+
+
 def _encodable(ds, processor) -> tuple[Any, int]:
     """``ds`` without the cases whose prefix holds no item of ``processor``'s vocabulary, and how many were left
     out (a stream, or ``None``, as it is)."""
     if not isinstance(ds, Dataset) or len(ds) == 0:
         return ds, 0
-    column = ds.select_columns(["item_ids"]).with_format("arrow")[:]["item_ids"]
-    vocab = pa.array(processor.item_vocab, type=pa.string())
-    known = pc.is_in(pc.list_flatten(column), value_set=vocab)
-    rows = pc.list_parent_indices(column)
-    any_known = np.zeros(len(ds), dtype=bool)
-    np.logical_or.at(any_known, rows.to_numpy(), known.to_numpy(zero_copy_only=False))
+    any_known = _any_known(ds.select_columns(["item_ids"]).with_format("arrow")[:]["item_ids"], processor)
     if any_known.all():
         return ds, 0
     return ds.select(np.flatnonzero(any_known)), int((~any_known).sum())
-
-
-def _misses_by_construction(ds, processor) -> int:
-    """Cases of an evaluation split that cannot be hit: the target is outside ``processor``'s vocabulary, or no item
-    of the prefix is in it (the split's ``num_unknown_targets``); 0 for a stream or ``None``."""
-    if not isinstance(ds, Dataset) or len(ds) == 0:
-        return 0
-    table = ds.select_columns(["item_ids", "target"]).with_format("arrow")[:]
-    vocab = pa.array(processor.item_vocab, type=pa.string())
-    column = table["item_ids"]
-    known = pc.is_in(pc.list_flatten(column), value_set=vocab).to_numpy(zero_copy_only=False)
-    any_known = np.zeros(len(ds), dtype=bool)
-    np.logical_or.at(any_known, pc.list_parent_indices(column).to_numpy(), known)
-    target_known = pc.is_in(table["target"], value_set=vocab).to_numpy(zero_copy_only=False)
-    return int((~(any_known & target_known)).sum())
 
 
 def _longer_than(ds, max_length: int) -> int:
