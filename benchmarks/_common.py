@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmarks: machine description, date, exact command, the result file, and the timer.
+"""Shared helpers of the benchmarks: machine description, date, exact command, the result file, the timer, the
+interval and verdict of a comparison, and the cache of work kept between runs.
 
 Every benchmark ends with ``write_result(name, figures, data)``, which writes ``benchmarks/results/<name>.json``
 with the fields ``name``, ``command``, ``data``, ``machine``, ``date`` and ``figures`` that
@@ -8,17 +9,20 @@ with the fields ``name``, ``command``, ``data``, ``machine``, ``date`` and ``fig
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import resource
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import numpy as np
     from torch.utils.benchmark import Measurement
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -185,8 +189,276 @@ def write_result(
     return path
 
 
+# --- intervals and verdicts ---------------------------------------------------------------------------------
+
+VERDICTS = ("holds", "fails", "inconclusive")
+"""A claim "A beats B" in a rerun: its difference's 95 % interval is above zero, below zero, or holds zero."""
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A figure with its 95 % interval: ``value`` (the estimate), ``low`` / ``high``, ``n`` (examples) and
+    ``method`` (``"normal"``, ``"bootstrap"`` or ``"proportions"``)."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+    method: str
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+    @property
+    def verdict(self) -> str:
+        """Of a difference ``A - B`` (higher is better): ``holds`` when the whole interval is above zero,
+        ``fails`` when it is below zero, ``inconclusive`` when it holds zero (or is undefined)."""
+        if self.low > 0:
+            return "holds"
+        if self.high < 0:
+            return "fails"
+        return "inconclusive"
+
+    def separated_above(self, other: Interval) -> bool:
+        """This interval lies wholly above ``other`` (two rows scored apart, not paired)."""
+        return self.low > other.high
+
+    def as_dict(self, digits: int | None = 4) -> dict[str, float | int | str]:
+        r = (lambda x: round(float(x), digits)) if digits is not None else float
+        return {
+            "value": r(self.value),
+            "low": r(self.low),
+            "high": r(self.high),
+            "n": self.n,
+            "method": self.method,
+        }
+
+
+def bootstrap_draws(n: int, resamples: int, seed: int = 0) -> np.ndarray:
+    """``(resamples, n)`` example indices drawn with replacement: pass the same draws to every row of a table so
+    that its intervals and paired differences resample the same examples."""
+    import numpy as np
+
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def interval(
+    values: Any,
+    *,
+    method: str = "normal",
+    draws: np.ndarray | None = None,
+    statistic: Callable[..., float] | None = None,
+) -> Interval:
+    """The 95 % interval of one row's figure over its examples.
+
+    ``method="normal"``: the mean of ``values`` (one number per example) plus or minus 1.96 standard errors.
+    ``method="bootstrap"``: the 2.5th and 97.5th percentiles of ``statistic`` over ``draws``
+    (:func:`bootstrap_draws`); ``values`` is an array or a mapping of equally long arrays (``statistic`` then
+    takes them by name, e.g. probabilities and labels for an AUROC); ``statistic`` defaults to the NaN-ignoring
+    mean, and resamples where it is not finite are left out."""
+    import numpy as np
+
+    if method == "normal":
+        v = np.asarray(values, dtype=float)
+        n = len(v)
+        mean = float(v.mean()) if n else float("nan")
+        half = 1.96 * float(v.std(ddof=1)) / math.sqrt(n) if n > 1 else float("nan")
+        return Interval(mean, mean - half, mean + half, n, "normal")
+    if method != "bootstrap":
+        raise ValueError(f"interval: method must be 'normal' or 'bootstrap', not {method!r}")
+    if draws is None:
+        raise ValueError("interval(method='bootstrap') needs draws=bootstrap_draws(n, resamples, seed)")
+    named = isinstance(values, Mapping)
+    arrays = {k: np.asarray(v) for k, v in values.items()} if named else {"": np.asarray(values, dtype=float)}
+    n = len(next(iter(arrays.values())))
+    if draws.shape[1] != n:
+        raise ValueError(f"interval: draws are over {draws.shape[1]} examples, the values over {n}")
+    if statistic is None and not named:
+        with np.errstate(invalid="ignore"):
+            point = float(np.nanmean(arrays[""]))
+            stats = np.nanmean(arrays[""][draws], axis=1)
+    else:
+        stat = statistic or (lambda **kw: float(np.nanmean(next(iter(kw.values())))))
+        call = (lambda a: stat(**a)) if named else (lambda a: stat(a[""]))
+        point = float(call(arrays))
+        stats = np.array([call({k: v[idx] for k, v in arrays.items()}) for idx in draws], dtype=float)
+    return _percentile_interval(point, stats, n)
+
+
+def bootstrap_intervals(
+    values: Mapping[str, Any], statistic: Callable[..., Mapping[str, float]], draws: np.ndarray
+) -> dict[str, Interval]:
+    """Several figures computed together (``statistic(**values)`` returns ``{figure: value}``, e.g. accuracy,
+    AUROC and F1 from probabilities and labels), each with its bootstrap interval over the same ``draws``."""
+    import numpy as np
+
+    arrays = {k: np.asarray(v) for k, v in values.items()}
+    n = len(next(iter(arrays.values())))
+    if draws.shape[1] != n:
+        raise ValueError(
+            f"bootstrap_intervals: draws are over {draws.shape[1]} examples, the values over {n}"
+        )
+    point = dict(statistic(**arrays))
+    stats: dict[str, list[float]] = {k: [] for k in point}
+    for idx in draws:
+        for k, v in statistic(**{name: arr[idx] for name, arr in arrays.items()}).items():
+            stats[k].append(v)
+    return {k: _percentile_interval(float(point[k]), np.asarray(stats[k], dtype=float), n) for k in point}
+
+
+def _percentile_interval(point: float, stats: np.ndarray, n: int) -> Interval:
+    """Percentile 95 % interval of the resampled ``stats``; resamples where the figure is undefined are left out."""
+    import numpy as np
+
+    stats = stats[np.isfinite(stats)]
+    low, high = np.percentile(stats, [2.5, 97.5]) if len(stats) else (float("nan"), float("nan"))
+    return Interval(point, float(low), float(high), n, "bootstrap")
+
+
+def paired_difference(a: Any, b: Any, **how: Any) -> Interval:
+    """The interval of ``A - B`` over the examples both rows were scored on (``a[i]`` and ``b[i]`` are the same
+    example): :func:`interval` of the per-example differences, by ``how`` (``method``, ``draws``). Its
+    :attr:`Interval.verdict` is the claim's verdict."""
+    import numpy as np
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(
+            f"paired_difference: the rows hold {a.shape} and {b.shape} examples; pair them first"
+        )
+    return interval(a - b, **how)
+
+
+def proportions_difference(p1: float, p2: float, n: int, *, percent: bool = True) -> Interval:
+    """``p1 - p2`` for two rates measured on ``n`` examples each when only the rates were kept (no per-example
+    values to pair): the normal interval of the difference of two independent proportions (wider than a paired
+    one, so a verdict from it errs towards ``inconclusive``)."""
+    scale = 100.0 if percent else 1.0
+    a, b = p1 / scale, p2 / scale
+    half = scale * 1.96 * math.sqrt(max(a * (1 - a) + b * (1 - b), 1e-12) / max(n, 1))
+    diff = p1 - p2
+    return Interval(diff, diff - half, diff + half, n, "proportions")
+
+
+# --- work kept between runs ---------------------------------------------------------------------------------
+
+
+class SettingsMismatch(SystemExit):
+    """Kept work was made with other settings than this call's."""
+
+
+def _settings_path(path: Path) -> Path:
+    return path.with_name(path.name + ".settings.json")
+
+
+def check_settings(path: str | os.PathLike, settings: Any) -> None:
+    """Refuse to reuse ``path`` (a file or folder an earlier call made) when it was made with other ``settings``
+    (flags, seeds, sizes: anything JSON-serialisable), so that a changed scale never comes back as the old
+    figures. The settings are recorded beside it, in ``<name>.settings.json``; work kept before they were
+    recorded is adopted with the current ones."""
+    path = Path(path)
+    if settings is None or not path.exists():
+        return
+    recorded = _settings_path(path)
+    now = json.loads(json.dumps(settings))
+    if not recorded.exists():
+        record_settings(path, settings)
+        return
+    before = json.loads(recorded.read_text())
+    if before != now:
+        raise SettingsMismatch(
+            f"{path} was made by an earlier call with other settings:\n  then: {before}\n  now:  {now}\n"
+            "start it over (the benchmark's --fresh, or no --resume) or give another --work-dir"
+        )
+
+
+def record_settings(path: str | os.PathLike, settings: Any) -> None:
+    if settings is not None:
+        _atomic_write(_settings_path(Path(path)), json.dumps(settings))
+
+
+def kept(path: str | os.PathLike, settings: Any, *, other_settings: str = "refuse") -> bool:
+    """Whether ``path`` holds work an earlier call made with these ``settings``. Work made with other settings is
+    refused (``other_settings="refuse"``, :func:`check_settings`: for work too costly to redo unasked) or reported
+    as not kept, to be made again (``"redo"``)."""
+    if other_settings == "redo":
+        recorded = _settings_path(Path(path))
+        if not recorded.exists() or json.loads(recorded.read_text()) != json.loads(json.dumps(settings)):
+            return False
+    elif other_settings != "refuse":
+        raise ValueError(f"kept: other_settings must be 'refuse' or 'redo', not {other_settings!r}")
+    check_settings(path, settings)
+    return Path(path).exists()
+
+
+def made_once(path: str | os.PathLike, settings: Any, make: Callable[[], Any]) -> None:
+    """``make()`` (which writes ``path``) unless an earlier call made ``path`` with the same ``settings``."""
+    if not kept(path, settings):
+        make()
+        record_settings(path, settings)
+
+
+def cached_json(
+    path: str | os.PathLike, compute: Callable[..., Any], *args: Any, settings: Any = None
+) -> Any:
+    """``compute(*args)``, or what an earlier call stored in ``path`` with the same ``settings``; written whole
+    or not at all."""
+    path = Path(path)
+    if kept(path, settings):
+        return json.loads(path.read_text())
+    value = compute(*args)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, json.dumps(value))
+    record_settings(path, settings)
+    return value
+
+
+def cached_arrays(
+    path: str | os.PathLike,
+    compute: Callable[..., Mapping[str, np.ndarray]],
+    *args: Any,
+    settings: Any = None,
+) -> dict[str, np.ndarray]:
+    """``compute(*args)`` (named arrays), or what an earlier call stored in ``path`` (``.npz``, read without
+    pickles) with the same ``settings``; a killed call never leaves a half-written file."""
+    import numpy as np
+
+    path = Path(path)
+    if kept(path, settings):
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    values = dict(compute(*args))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, **values)
+    os.replace(tmp, path)
+    record_settings(path, settings)
+    return values
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 __all__ = [
     "RESULTS_DIR",
+    "VERDICTS",
+    "Interval",
+    "SettingsMismatch",
+    "bootstrap_draws",
+    "bootstrap_intervals",
+    "cached_arrays",
+    "cached_json",
+    "check_settings",
+    "interval",
+    "kept",
+    "made_once",
+    "paired_difference",
+    "proportions_difference",
+    "record_settings",
     "command_line",
     "current_rss_mib",
     "machine_info",

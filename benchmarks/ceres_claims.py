@@ -32,10 +32,11 @@ zero-step rows on the very same examples and pools). Evaluation is the recipe's 
 pool per task (``--eval-pool paper``: product search, the purchased products plus the search engine's first 10
 results of each search, REES46 falling back to the purchases topped up to 100 sampled products; query search,
 all last queries; entity linking, every product attribute), MAP@K and Recall@K (the paper's: the share of
-sessions whose relevant items are all in the top K) for K = 1, 32, 64, ties counted pessimistically. A claim
-"holds" when CERES is ahead on MAP@1 and on MAP@64 and the MAP@1 gap is larger than the 95 % interval of the
-difference of two proportions on this many eval examples; "ahead within noise" when it is ahead on both but
-not by that much. Usage::
+sessions whose relevant items are all in the top K) for K = 1, 32, 64, ties counted pessimistically. Verdicts are
+the benchmarks' shared ones (``benchmarks._common``): a claim "holds" when the 95 % interval of the MAP@1
+difference (two proportions on this many eval examples) is above zero and CERES is also ahead on MAP@64, "fails"
+when that interval is below zero, "inconclusive" otherwise (result files written before 2026-12-06 say "ahead
+within noise" / "does not hold"). Usage::
 
     .venv/bin/python -m benchmarks.ceres_claims --jobs 2 --curve 300 1000 3000
     # 31 cells, 10,340 s of cell time with 2 workers on 2 CPU cores (about 1 h 40 min of wall time); the default
@@ -66,7 +67,15 @@ from session_transformers.baselines import minilm_path
 from session_transformers.models.ceres.sources import ceres_source, label_attribute_names
 from session_transformers.recipes import RECIPES
 
-from ._common import _portable, write_result
+from ._common import (
+    VERDICTS,
+    Interval,
+    _portable,
+    kept,
+    proportions_difference,
+    record_settings,
+    write_result,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,7 +163,7 @@ class Cells:
         for name, (script, argv) in cells.items():
             self.commands[name] = command(script, argv)
             path = self.folder / f"{slug(name)}.json"
-            if self.resume and path.exists():
+            if self.resume and kept(path, settings=[script, argv]):  # other flags: refused, not reused
                 out[name] = json.loads(path.read_text())
                 self.kept.append(name)
                 log(f"{name}: kept from an earlier run")
@@ -164,6 +173,7 @@ class Cells:
             _init_worker()
             for name, args in todo.items():
                 out[name] = run_cell(*args)
+                record_settings(args[2], settings=list(args[:2]))
                 log(f"{name}: done in {out[name]['cell_seconds']:.0f}s")
             return out
         with ProcessPoolExecutor(
@@ -172,6 +182,7 @@ class Cells:
             futures = {name: pool.submit(run_cell, *args) for name, args in todo.items()}
             for name, fut in futures.items():
                 out[name] = fut.result()
+                record_settings(todo[name][2], settings=list(todo[name][:2]))
                 log(f"{name}: done in {out[name]['cell_seconds']:.0f}s")
         return out
 
@@ -237,18 +248,17 @@ def data_namespace(dataset: str, data_path: str | None, num_sessions: int | None
     )
 
 
-def gap_noise(p1: float, p2: float, n: int) -> float:
-    """Half-width (percentage points) of the 95 % normal interval of the difference of two proportions."""
-    a, b = p1 / 100, p2 / 100
-    return 100 * 1.96 * math.sqrt(max(a * (1 - a) + b * (1 - b), 1e-12) / max(n, 1))
+def map1_difference(ceres: dict, other: dict) -> Interval:
+    """CERES's MAP@1 minus the other row's, with the unpaired interval of two proportions (only the rates of the
+    Trainer runs are kept, not per-example values)."""
+    return proportions_difference(ceres["MAP@1"], other["MAP@1"], min(ceres["num_eval"], other["num_eval"]))
 
 
 def verdict(ceres: dict, other: dict) -> str:
-    ahead = ceres["MAP@1"] > other["MAP@1"] and ceres["MAP@64"] > other["MAP@64"]
-    if not ahead:
-        return "does not hold"
-    noise = gap_noise(ceres["MAP@1"], other["MAP@1"], min(ceres["num_eval"], other["num_eval"]))
-    return "holds" if ceres["MAP@1"] - other["MAP@1"] > noise else "ahead within noise"
+    """The shared verdict of the MAP@1 difference (:attr:`Interval.verdict`), and not ``holds`` unless CERES is
+    also ahead on MAP@64."""
+    result = map1_difference(ceres, other).verdict
+    return "inconclusive" if result == "holds" and ceres["MAP@64"] <= other["MAP@64"] else result
 
 
 # --- (b) a general pretrained text encoder, frozen, mean-pooled ---------------------------------------------
@@ -618,9 +628,6 @@ def main() -> None:
     log(f"wrote {path} in {figures['wall_seconds_this_invocation']}s")
 
 
-VERDICTS = ("holds", "ahead within noise", "does not hold")
-
-
 def claim(tag: str, task: str, text: str, ceres: dict, other: dict) -> dict:
     return {
         "dataset": tag,
@@ -629,7 +636,7 @@ def claim(tag: str, task: str, text: str, ceres: dict, other: dict) -> dict:
         "verdict": verdict(ceres, other),
         "CERES MAP@1/MAP@64": [ceres["MAP@1"], ceres["MAP@64"]],
         "other MAP@1/MAP@64": [other["MAP@1"], other["MAP@64"]],
-        "MAP@1 noise (95%, points)": round(gap_noise(ceres["MAP@1"], other["MAP@1"], ceres["num_eval"]), 1),
+        "MAP@1 noise (95%, points)": round(map1_difference(ceres, other).half_width, 1),
     }
 
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 from collections import Counter
@@ -77,6 +76,8 @@ from session_transformers.models.muvcog.tasks import (
     session_word_ranking,
 )
 from session_transformers.trainer_utils import freeze_parameters
+
+from ._common import bootstrap_draws, bootstrap_intervals, interval, paired_difference
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -277,22 +278,20 @@ def baseline_per_example(qs) -> dict[str, dict]:
 
 
 def mean_ci(values: np.ndarray) -> dict[str, float]:
-    values = np.asarray(values, dtype=float)
-    half = 1.96 * values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
-    return {"mean": round(float(values.mean()), 4), "ci95": round(float(half), 4), "n": int(len(values))}
+    """The mean with its normal 95 % half-width (:func:`benchmarks._common.interval`)."""
+    iv = interval(values)
+    return {"mean": round(iv.value, 4), "ci95": round(iv.half_width, 4), "n": iv.n}
 
 
 def verdict(a: np.ndarray, b: np.ndarray, claim: str) -> dict:
     """Paired difference ``a - b`` (same examples): holds / fails / inconclusive by its 95% interval."""
-    diff = mean_ci(np.asarray(a, float) - np.asarray(b, float))
-    lo, hi = diff["mean"] - diff["ci95"], diff["mean"] + diff["ci95"]
-    result = "holds" if lo > 0 else "fails" if hi < 0 else "inconclusive"
+    diff = paired_difference(a, b)
     return {
         "claim": claim,
-        "difference": diff["mean"],
-        "±95%": diff["ci95"],
-        "n": diff["n"],
-        "verdict": result,
+        "difference": round(diff.value, 4),
+        "±95%": round(diff.half_width, 4),
+        "n": diff.n,
+        "verdict": diff.verdict,
     }
 
 
@@ -327,18 +326,16 @@ def bootstrap_classification(train_x, train_y, test_x, test_y, seed: int, resamp
     proba, y, classes = model.predict_proba(test_x), np.asarray(test_y), model.classes_
     majority = Counter(list(train_y)).most_common(1)[0][0]
     constant = np.tile((classes == majority).astype(float), (len(y), 1))
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(resamples):
-        idx = rng.integers(0, len(y), len(y))
-        draws.append(classification_metrics(y[idx], proba[idx], classes))
+    found = bootstrap_intervals(
+        {"y": y, "proba": proba},
+        lambda y, proba: classification_metrics(y, proba, classes),
+        bootstrap_draws(len(y), resamples, seed),
+    )
     out = {}
-    for metric, value in classification_metrics(y, proba, classes).items():
-        vals = np.array([d[metric] for d in draws], dtype=float)
-        lo, hi = np.nanpercentile(vals, [2.5, 97.5])
+    for metric, iv in found.items():
         out[metric], out[f"{metric} 95% interval"] = (
-            round(value, 4),
-            [round(float(lo), 4), round(float(hi), 4)],
+            round(iv.value, 4),
+            [round(iv.low, 4), round(iv.high, 4)],
         )
     majority_scores = {k: round(v, 4) for k, v in classification_metrics(y, constant, classes).items()}
     return {"model": out, "majority": majority_scores, "proba": proba}

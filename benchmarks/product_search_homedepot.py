@@ -75,7 +75,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._common import current_rss_mib, peak_rss_mib, write_result
+from ._common import (
+    bootstrap_draws,
+    current_rss_mib,
+    interval,
+    kept,
+    paired_difference,
+    peak_rss_mib,
+    record_settings,
+    write_result,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -754,10 +763,8 @@ def byol_pretrained(task: Task, settings, out: dict, folder: Path):
     from session_transformers.optim import byol_momentum
 
     # kept between runs only when made with the same settings (a rows' cache key covers the rows, not this folder)
-    made_with = folder / "byol_settings.json"
     asked = row_settings("Product BYOL (pretrained)", settings)  # the rows' own cache key
-    same = made_with.exists() and json.loads(made_with.read_text()) == json.loads(json.dumps(asked))
-    if same and (folder / "model.safetensors").exists():
+    if kept(folder / "model.safetensors", asked, other_settings="redo"):
         return ProductByolForPreTraining.from_pretrained(folder), ProductByolProcessor.from_pretrained(folder)
     shutil.rmtree(folder, ignore_errors=True)
     processor = ProductByolProcessor.train(task.titles, vocab_size=settings["byol_vocab"])
@@ -804,7 +811,7 @@ def byol_pretrained(task: Task, settings, out: dict, folder: Path):
     out["pretrain_pairs"] = len(pairs)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
-    made_with.write_text(json.dumps(asked))
+    record_settings(folder / "model.safetensors", asked)
     return model, processor
 
 
@@ -923,7 +930,8 @@ def run_job(rows: list[str], settings: dict[str, Any], workdir: str) -> dict[str
             "row_seconds": round(time.perf_counter() - start, 1),
             "row_cpu_seconds": round(time.process_time() - cpu, 1),
         }
-        (folder / "row.json").write_text(json.dumps({"settings": row_settings(name, asked), "figures": out}))
+        (folder / "figures.json").write_text(json.dumps(out))
+        record_settings(folder / "figures.json", row_settings(name, asked))
         results[name] = out
     return results
 
@@ -1013,27 +1021,23 @@ def bootstrap(
     values: dict[str, dict[str, np.ndarray]], resamples: int, seed: int
 ) -> dict[str, dict[str, Any]]:
     """Percentile 95 % intervals over the test terms, the same resamples for every row, and each row's paired
-    difference to BM25 on NDCG@10."""
+    difference to BM25 on NDCG@10 (:func:`benchmarks._common.interval`, ``paired_difference``)."""
     n = len(next(iter(values[BM25_ROW].values())))
-    draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
-
-    def interval(v: np.ndarray) -> tuple[float, float]:
-        with np.errstate(invalid="ignore"):
-            stats = np.nanmean(v[draws], axis=1)
-        low, high = np.percentile(stats, [2.5, 97.5])
-        return round(float(low), 4), round(float(high), 4)
-
+    draws = bootstrap_draws(n, resamples, seed)
     out = {}
     for row, metrics_of in values.items():
         out[row] = {}
         for m in METRICS:
-            low, high = interval(metrics_of[m])
-            out[row][m] = round(float(np.nanmean(metrics_of[m])), 4)
+            iv = interval(metrics_of[m], method="bootstrap", draws=draws)
+            low, high = round(iv.low, 4), round(iv.high, 4)
+            out[row][m] = round(iv.value, 4)
             out[row][f"{m} 95% CI"] = f"{low:.3f}-{high:.3f}"
             out[row][f"_{m}_interval"] = [low, high]
-        diff = metrics_of["NDCG@10"] - values[BM25_ROW]["NDCG@10"]
-        low, high = interval(diff)
-        out[row]["NDCG@10 - BM25"] = round(float(np.nanmean(diff)), 4)
+        diff = paired_difference(
+            metrics_of["NDCG@10"], values[BM25_ROW]["NDCG@10"], method="bootstrap", draws=draws
+        )
+        low, high = round(diff.low, 4), round(diff.high, 4)
+        out[row]["NDCG@10 - BM25"] = round(diff.value, 4)
         out[row]["NDCG@10 - BM25 95% CI"] = f"{low:+.3f} to {high:+.3f}"
     return out
 
@@ -1197,13 +1201,11 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     figures: dict[str, dict] = {}
     todo: list[str] = []
     for name in dense:
-        kept = workdir / slug(name) / "row.json"
-        if not args.fresh and kept.exists():
-            record = json.loads(kept.read_text())
-            if record["settings"] == json.loads(json.dumps(row_settings(name, settings))):  # tuples as lists
-                figures[name] = {**record["figures"], "kept_from_earlier_run": True}
-                log(f"{name}: kept from an earlier run")
-                continue
+        made = workdir / slug(name) / "figures.json"
+        if not args.fresh and kept(made, row_settings(name, settings), other_settings="redo"):
+            figures[name] = {**json.loads(made.read_text()), "kept_from_earlier_run": True}
+            log(f"{name}: kept from an earlier run")
+            continue
         todo.append(name)
     jobs = [[r for r in rows if r in todo] for rows in JOBS.values()]
     jobs = [rows for rows in jobs if rows]

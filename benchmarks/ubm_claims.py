@@ -74,7 +74,14 @@ from session_transformers.models.ubm.recipe import (
     rlp_metrics,
 )
 
-from ._common import write_result
+from ._common import (
+    bootstrap_draws,
+    bootstrap_intervals,
+    cached_arrays,
+    cached_json,
+    made_once,
+    write_result,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -180,21 +187,13 @@ def with_intervals(
     task: str, values: dict[str, np.ndarray], resamples: int, seed: int = 0
 ) -> dict[str, dict]:
     """Each metric with its 95% bootstrap interval over the examples: ``{metric: {value, low, high}}``."""
-    point = _metrics(task, values)
     n = len(next(iter(values.values())))
-    rng = np.random.default_rng(seed)
-    draws: dict[str, list[float]] = {k: [] for k in point}
-    for _ in range(resamples):
-        idx = rng.integers(0, n, n)
-        for k, v in _metrics(task, {name: arr[idx] for name, arr in values.items()}).items():
-            draws[k].append(v)
-    out = {}
-    for k, v in point.items():
-        if k in ("num_samples", "positive_rate"):
-            continue
-        d = np.array([x for x in draws[k] if np.isfinite(x)])
-        low, high = np.percentile(d, [2.5, 97.5]) if len(d) else (np.nan, np.nan)
-        out[k] = {"value": v, "low": float(low), "high": float(high)}
+    found = bootstrap_intervals(values, lambda **v: _metrics(task, v), bootstrap_draws(n, resamples, seed))
+    out = {
+        k: {"value": iv.value, "low": iv.low, "high": iv.high}
+        for k, iv in found.items()
+        if k not in ("num_samples", "positive_rate")
+    }
     out["num_samples"] = {"value": float(n), "low": float(n), "high": float(n)}
     return out
 
@@ -463,7 +462,7 @@ def _pretrain_once(argv: list[str], out: Path) -> None:
         _reset_accelerate()
         pretrain.main([*argv, "--output-dir", str(out), "--checkpointing-steps", "25", "--resume"])
 
-    _made_once(out / "eval_results.json", argv, stage)
+    made_once(out / "eval_results.json", argv, stage)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
 
@@ -477,70 +476,6 @@ def _finetune_and_predict(task: str, argv: list[str], out: Path) -> dict[str, np
     values = predict(task, out, RECIPE.finetune[task].prepare(fa))
     shutil.rmtree(out)
     return values
-
-
-def _settings_path(path: Path) -> Path:
-    return path.with_name(path.name + ".settings.json")
-
-
-def _check_settings(path: Path, settings) -> None:
-    """Refuse to reuse ``path`` when an earlier call made it with other ``settings`` (flags, seeds): a changed
-    scale or fine-tuning length must not silently come back as the old figures. Work kept before settings were
-    recorded is adopted with the current ones."""
-    if settings is None or not path.exists():
-        return
-    recorded = _settings_path(path)
-    now = json.loads(json.dumps(settings))
-    if not recorded.exists():
-        _record_settings(path, settings)
-        return
-    before = json.loads(recorded.read_text())
-    if before != now:
-        raise SystemExit(
-            f"{path} was made by an earlier call with other settings:\n  then: {before}\n  now:  {now}\n"
-            "rerun with --fresh (starts over) or with another --work-dir"
-        )
-
-
-def _record_settings(path: Path, settings) -> None:
-    if settings is not None:
-        _settings_path(path).write_text(json.dumps(settings))
-
-
-def _made_once(path: Path, settings, make) -> None:
-    """``make()`` (which writes ``path``) unless an earlier call made ``path`` with the same ``settings``."""
-    _check_settings(path, settings)
-    if not path.exists():
-        make()
-        _record_settings(path, settings)
-
-
-def _cached_arrays(path: Path, compute, *args, settings=None) -> dict[str, np.ndarray]:
-    """``compute(*args)`` (named arrays), or what an earlier call stored in ``path`` (``.npz``, no pickles) with
-    the same ``settings`` (:func:`_check_settings`)."""
-    _check_settings(path, settings)
-    if path.exists():
-        with np.load(path) as f:
-            return {k: f[k] for k in f.files}
-    values = compute(*args)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, **values)
-    os.replace(tmp, path)  # a killed call never leaves a half-written cache
-    _record_settings(path, settings)
-    return values
-
-
-def _cached_json(path: Path, compute, *args, settings=None) -> dict:
-    """``compute(*args)``, or what an earlier call stored in ``path`` with the same ``settings``."""
-    _check_settings(path, settings)
-    if path.exists():
-        return json.loads(path.read_text())
-    value = compute(*args)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value))
-    _record_settings(path, settings)
-    return value
 
 
 def run(args, work: Path) -> dict:
@@ -589,7 +524,7 @@ def run(args, work: Path) -> dict:
                 pretrained[row], configs[row] = encoder_init, pooled
             elif row == "text encoder + MLM, mean-pooled":
                 mlm_dir = work / dataset / "mlm"
-                _made_once(
+                made_once(
                     mlm_dir / "model.safetensors",
                     {"encoder": args.encoder, "data": common, "steps": args.mlm_steps},
                     partial(
@@ -633,7 +568,7 @@ def run(args, work: Path) -> dict:
                 out = work / dataset / "ft" / task / _slug(row)
                 argv = _finetune_args(task, common, ft_flags, out, pretrained[row], configs[row])
                 try:
-                    values = _cached_arrays(
+                    values = cached_arrays(
                         out / "test_predictions.npz", _finetune_and_predict, task, argv, out, settings=argv
                     )
                 except ValueError as err:  # e.g. a test split without a class: reported, the run goes on
@@ -647,7 +582,7 @@ def run(args, work: Path) -> dict:
             data = RECIPE.finetune[task].prepare(fa)
             if ITEM_ID_ROW in args.rows:
                 t0 = time.perf_counter()
-                values = _cached_arrays(
+                values = cached_arrays(
                     work / dataset / "ft" / task / "item_id_model.npz",
                     item_id_values,
                     task,
@@ -663,7 +598,7 @@ def run(args, work: Path) -> dict:
             per_dataset["tasks"][task] = table
         for row in text_rows:
             try:
-                per_dataset["alignment / uniformity"][row] = _cached_json(
+                per_dataset["alignment / uniformity"][row] = cached_json(
                     work / dataset / "alignment" / f"{_slug(row)}.json",
                     alignment_uniformity,
                     pretrained[row],
