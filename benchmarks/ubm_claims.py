@@ -67,12 +67,8 @@ from trainers import (
 
 from session_transformers.baselines import minilm_path
 from session_transformers.models.ubm import UbmStage2Collator
-from session_transformers.models.ubm.recipe import (
-    RECIPE,
-    nip_metrics,
-    pip_metrics,
-    rlp_metrics,
-)
+from session_transformers.models.ubm.recipe import RECIPE
+from session_transformers.models.ubm.tasks import nip_metrics, pip_metrics, rlp_metrics
 
 from ._common import (
     bootstrap_draws,

@@ -15,15 +15,12 @@ from session_transformers.models.ubm import UbmConfig, UbmForPreTraining, UbmSta
 from session_transformers.models.ubm.recipe import _TINY as QUICKSTART_CONFIG  # the quickstart's model size
 from session_transformers.models.ubm.recipe import (
     RECIPE,
-    action_features,
     next_item_examples,
-    nip_baseline,
-    pip_baseline,
     purchase_intent_examples,
     remaining_length_examples,
-    rlp_baseline,
     ubm_source,
 )
+from session_transformers.models.ubm.tasks import action_features, nip_baseline, pip_baseline, rlp_baseline
 from session_transformers.trainer_utils import PreparedData, freeze_parameters
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainers"))

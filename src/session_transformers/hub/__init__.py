@@ -27,17 +27,14 @@ descriptor (``models/<family>/family.py``), which :data:`CARD_FAMILIES` lists (s
 """
 
 from .cards import (
-    BENCHMARK_RESULTS_DIR,
     CARD_FAMILIES,
     EVAL_FILE,
     FAILED_VERDICTS,
     HUB_CARDS_DIR,
     HUB_PIPELINE_TAGS,
     INSTALL,
-    METRICS_LOG,
     PLOT_FILE,
     RELEASE_INFO_FILE,
-    ROOT,
     STAGES_FILE,
     BenchmarkTable,
     CardFamily,
@@ -50,15 +47,20 @@ from .cards import (
     eval_results_for,
     example_catalogue,
     finetuned_task,
-    load_benchmark,
     markdown_table,
-    read_training_log,
     render_card,
-    split_metrics,
-    training_curve,
     training_section,
 )
 from .publish import KEEP_REMOTE, PublishResult, hf_token, local_hashes, publish
+from .records import (
+    BENCHMARK_RESULTS_DIR,
+    METRICS_LOG,
+    ROOT,
+    load_benchmark,
+    read_training_log,
+    split_metrics,
+    training_curve,
+)
 from .release import RELEASE_FILES, build_release, folder_size, release_files, verify_release
 
 __all__ = [

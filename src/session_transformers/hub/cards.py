@@ -3,28 +3,27 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from ..families import FamilyView
-
-ROOT = Path(__file__).resolve().parents[3]
-"""The checkout's root (``benchmarks/results/`` and ``trainers/`` live there)."""
+from .records import (
+    ROOT,
+    _read_json,
+    load_benchmark,
+    split_metrics,
+)
 
 HUB_CARDS_DIR = Path(os.environ.get("SESSION_TRANSFORMERS_HUB_CARDS", ROOT / "hub_cards"))
 """Where a template named relatively is found; the five families name theirs absolutely (``card.md`` in their folder,
 shipped as package data), so a card renders from an installed wheel."""
-BENCHMARK_RESULTS_DIR = ROOT / "benchmarks" / "results"
 
 EVAL_FILE = "eval_results.json"
 STAGES_FILE = "pretraining_stages.json"
-METRICS_LOG = "metrics.jsonl"
 RELEASE_INFO_FILE = "release.json"
 """Written beside a checkpoint by ``trainers/release.py build``: the exact training command(s) and data."""
 PLOT_FILE = "training_curve.png"
@@ -278,86 +277,6 @@ def card_family(model_type: str) -> CardFamily:
             f"no model card family {model_type!r} in session_transformers.hub.CARD_FAMILIES: give the family's "
             f"descriptor (models/<family>/family.py) a card and a template (card.md beside it) (known: {sorted(CARD_FAMILIES)})"
         ) from None
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Reading a trained folder
-# --------------------------------------------------------------------------------------------------------------
-
-
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def split_metrics(results: Mapping[str, Any], split: str) -> dict[str, float]:
-    """The numeric metrics of one split of an ``eval_results.json``, with ``transformers.Trainer``'s
-    ``<split>_`` prefix removed (``trainers/finetune.py`` writes ``test_HR@20``, ``trainers/pretrain.py`` ``HR@20``)."""
-    raw = results.get(split) or {}
-    out = {}
-    for key, value in raw.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        name = key[len(split) + 1 :] if key.startswith(f"{split}_") else key
-        out[name] = float(value)
-    return out
-
-
-def read_training_log(folder: Path) -> list[dict]:
-    path = Path(folder) / METRICS_LOG
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def training_curve(folder: Path, out_path: Path, family: CardFamily) -> Path | None:
-    """Draw the training loss per optimiser step and the validation metrics (``metrics.jsonl``) into a PNG;
-    ``None`` when the folder has no log (or matplotlib is missing). Deterministic bytes (no timestamp in the PNG
-    metadata), so a rebuilt release is byte-identical and re-publishing it makes no commit."""
-    log = read_training_log(folder)
-    if not log:
-        return None
-    try:
-        import matplotlib
-    except ImportError:  # an optional dependency (the `benchmarks` extra): the card then has no plot
-        warnings.warn("matplotlib is not installed: the release has no training-curve plot", stacklevel=2)
-        return None
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = [r["step"] for r in log if "loss" in r]
-    losses = [r["loss"] for r in log if "loss" in r]
-    # validation curves only where there are at least two checks to draw a line through
-    val_keys = [f"validation/{m}" for m in family.metrics if sum(f"validation/{m}" in r for r in log) >= 2]
-    fig, axes = plt.subplots(1, 2 if val_keys else 1, figsize=(10 if val_keys else 5, 3.6), squeeze=False)
-    ax = axes[0][0]
-    ax.plot(steps, losses, lw=1.2)
-    ax.set_xlabel("optimiser step")
-    ax.set_ylabel("training loss")
-    ax.set_title(f"{family.name}: training loss")
-    ax.grid(alpha=0.3)
-    if val_keys:
-        ax = axes[0][1]
-        for key in val_keys:
-            points = [(r["step"], r[key]) for r in log if key in r]
-            name = key.split("/", 1)[1]
-            label = f"{name} (lower is better)" if name in family.lower_is_better else name
-            ax.plot(*zip(*points), marker="o", ms=3, label=label)
-        ax.set_xlabel("optimiser step")
-        ax.set_title("validation split")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out_path = Path(out_path)
-    fig.savefig(out_path, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    return out_path
-
-
-def load_benchmark(family: CardFamily, results_dir: Path | None = None) -> dict | None:
-    if family.benchmark is None:
-        return None
-    return _read_json(Path(results_dir or BENCHMARK_RESULTS_DIR) / f"{family.benchmark}.json")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -797,8 +716,3 @@ def check_card_metadata(text: str) -> dict:
     if problems:
         raise ValueError("invalid card metadata: " + "; ".join(problems))
     return meta
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The release folder
-# --------------------------------------------------------------------------------------------------------------

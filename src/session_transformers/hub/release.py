@@ -19,8 +19,8 @@ from .cards import (
     card_family,
     finetuned_task,
     render_card,
-    training_curve,
 )
+from .records import training_curve
 
 RELEASE_FILES: tuple[str, ...] = (
     "config.json",

@@ -11,12 +11,11 @@ from transformers import AutoModel, AutoModelForPreTraining
 from ...auto import AutoModelForSessionRetrieval
 from ...families import ModelFamily, argv
 from ...hub.cards import (
-    BENCHMARK_RESULTS_DIR,
     BenchmarkTable,
     CardFamily,
     _fmt,
-    _read_json,
 )
+from ...hub.records import BENCHMARK_RESULTS_DIR, _read_json
 from .configuration_ceres import CeresConfig
 from .modeling_ceres import CeresForPreTraining, CeresForSessionRetrieval, CeresModel
 from .processing_ceres import CeresProcessor

@@ -10,11 +10,10 @@ from transformers import AutoModel, AutoModelForPreTraining
 from ...auto import AutoModelForNextItemPrediction
 from ...families import ModelFamily, argv
 from ...hub.cards import (
-    BENCHMARK_RESULTS_DIR,
     BenchmarkTable,
     CardFamily,
-    _read_json,
 )
+from ...hub.records import BENCHMARK_RESULTS_DIR, _read_json
 from .configuration_tagnn_pp import TagnnPPConfig
 from .modeling_tagnn_pp import TagnnPPForNextItemPrediction, TagnnPPModel
 from .processing_tagnn_pp import TagnnPPProcessor

@@ -11,14 +11,13 @@ from transformers import AutoModel, AutoModelForPreTraining
 from ...auto import AutoModelForNextItemPrediction, AutoModelForPurchaseIntent, AutoModelForRemainingLength
 from ...families import ModelFamily, argv
 from ...hub.cards import (
-    BENCHMARK_RESULTS_DIR,
     BenchmarkTable,
     CardFamily,
     _interval,
-    _read_json,
     _verdict_table,
     example_catalogue,
 )
+from ...hub.records import BENCHMARK_RESULTS_DIR, _read_json
 from .configuration_ubm import UbmConfig
 from .modeling_ubm import (
     UbmForNextItemPrediction,
