@@ -224,16 +224,6 @@ class Interval:
         """This interval lies wholly above ``other`` (two rows scored apart, not paired)."""
         return self.low > other.high
 
-    def as_dict(self, digits: int | None = 4) -> dict[str, float | int | str]:
-        r = (lambda x: round(float(x), digits)) if digits is not None else float
-        return {
-            "value": r(self.value),
-            "low": r(self.low),
-            "high": r(self.high),
-            "n": self.n,
-            "method": self.method,
-        }
-
 
 def bootstrap_draws(n: int, resamples: int, seed: int = 0) -> np.ndarray:
     """``(resamples, n)`` example indices drawn with replacement: pass the same draws to every row of a table so
