@@ -186,12 +186,16 @@ def test_stage1_trains_only_the_interaction_encoder():
         for p in protocols
     )
     ft = RECIPE.task_protocol(RECIPE.finetune["purchase_intent"])
+    # purchase intent selects by validation AUROC (its validation loss is lowest before the head has learnt)
     assert (ft.batch_size, ft.learning_rate, ft.select_best, ft.greater_is_better) == (
         32,
         3e-5,
-        "loss",
-        False,
+        "AUROC",
+        True,
     )
+    for task in ("remaining_length", "next_item"):  # the paper's rule: the lowest validation loss
+        other = RECIPE.task_protocol(RECIPE.finetune[task])
+        assert (other.batch_size, other.select_best, other.greater_is_better) == (32, "loss", False)
 
 
 def test_finetune_next_item_from_the_pretrained_model(stage2_dir, tmp_path):
