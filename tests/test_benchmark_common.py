@@ -107,3 +107,20 @@ def test_kept_work_is_not_reused_under_other_settings(tmp_path):
     with pytest.raises(SystemExit):
         bc.cached_json(figure, lambda: {"alignment": 0.2}, settings=[["--init-from", "b"]])
     assert not bc.kept(tmp_path / "never_made", {"a": 1})
+
+
+def test_claims_benchmarks_use_the_shared_verdict():
+    import importlib
+
+    ceres = importlib.import_module("benchmarks.ceres_claims")
+    muvcog = importlib.import_module("benchmarks.muvcog_claims")
+    ahead = {"MAP@1": 30.0, "MAP@64": 50.0, "num_eval": 2000}
+    behind = {"MAP@1": 20.0, "MAP@64": 40.0, "num_eval": 2000}
+    assert ceres.verdict(ahead, behind) == "holds" and ceres.verdict(behind, ahead) == "fails"
+    # ahead on MAP@1 beyond noise but not on MAP@64: not a win
+    assert ceres.verdict({**ahead, "MAP@64": 40.0}, behind) == "inconclusive"
+    assert ceres.VERDICTS == bc.VERDICTS
+    row = muvcog.verdict(np.full(50, 0.6) + np.linspace(0, 0.01, 50), np.full(50, 0.5), "A > B")
+    assert (
+        row["verdict"] == "holds" and row["n"] == 50 and row["difference"] == pytest.approx(0.105, abs=1e-3)
+    )
