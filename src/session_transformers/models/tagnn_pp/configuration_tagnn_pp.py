@@ -11,10 +11,11 @@ initialisation. Measured side by side on the same data (``benchmarks/tagnn_pp_pe
 items, 225,557 training samples, the code's optimiser settings, test HR@20 / MRR@20 after one epoch), the code's
 architecture is the better one, so it is the default:
 
-- the authors' code itself: 74.58 / 29.47 (seed 0; after epochs 2 and 3: 75.30 / 30.18, 75.85 / 31.21);
-- this config's defaults (the code's architecture): 74.69 / 29.65 (mean of seeds 0 and 1: 74.66 / 29.67; after
-  epochs 2 and 3: 74.98 / 30.01, 76.11 / 31.45, so behind the code after epoch 2 and ahead after epoch 3, each
-  within the ±0.65 binomial interval of one HR@20);
+- the authors' code itself, mean of seeds 0 and 1: 74.64 / 29.49 (after epochs 2 and 3: 75.17 / 29.94,
+  75.78 / 31.25);
+- this config's defaults (the code's architecture), mean of seeds 0 and 1: 74.66 / 29.67 (after epochs 2 and 3:
+  74.98 / 30.01, 76.11 / 31.45: level or ahead after epochs 1 and 3, 0.19 behind on HR@20 after epoch 2, each gap
+  within the spread between two training seeds);
 - the paper's architecture (:data:`PAPER_ARCHITECTURE`, :meth:`TagnnPPConfig.from_paper`): 73.63 / 28.04, with a
   lower MRR@20 than simply recommending the session's last item (67.56 / 28.14).
 
