@@ -233,25 +233,17 @@ def bootstrap_draws(n: int, resamples: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
-def interval(
-    values: Any,
-    *,
-    method: str = "normal",
-    draws: np.ndarray | None = None,
-    statistic: Callable[..., float] | None = None,
-) -> Interval:
-    """The 95 % interval of one row's figure over its examples.
+def interval(values: Any, *, method: str = "normal", draws: np.ndarray | None = None) -> Interval:
+    """The 95 % interval of the mean of ``values`` (one number per example, NaN for an undefined one).
 
-    ``method="normal"``: the mean of ``values`` (one number per example) plus or minus 1.96 standard errors.
-    ``method="bootstrap"``: the 2.5th and 97.5th percentiles of ``statistic`` over ``draws``
-    (:func:`bootstrap_draws`); ``values`` is an array or a mapping of equally long arrays (``statistic`` then
-    takes them by name, e.g. probabilities and labels for an AUROC); ``statistic`` defaults to the NaN-ignoring
-    mean, and resamples where it is not finite are left out."""
+    ``method="normal"``: the mean plus or minus 1.96 standard errors. ``method="bootstrap"``: the 2.5th and 97.5th
+    percentiles of the NaN-ignoring mean over ``draws`` (:func:`bootstrap_draws`). A figure that is not a mean of
+    per-example values (an AUROC) takes :func:`bootstrap_intervals`."""
     import numpy as np
 
+    v = np.asarray(values, dtype=float)
+    n = len(v)
     if method == "normal":
-        v = np.asarray(values, dtype=float)
-        n = len(v)
         mean = float(v.mean()) if n else float("nan")
         half = 1.96 * float(v.std(ddof=1)) / math.sqrt(n) if n > 1 else float("nan")
         return Interval(mean, mean - half, mean + half, n, "normal")
@@ -259,21 +251,16 @@ def interval(
         raise ValueError(f"interval: method must be 'normal' or 'bootstrap', not {method!r}")
     if draws is None:
         raise ValueError("interval(method='bootstrap') needs draws=bootstrap_draws(n, resamples, seed)")
-    named = isinstance(values, Mapping)
-    arrays = {k: np.asarray(v) for k, v in values.items()} if named else {"": np.asarray(values, dtype=float)}
-    n = len(next(iter(arrays.values())))
-    if draws.shape[1] != n:
-        raise ValueError(f"interval: draws are over {draws.shape[1]} examples, the values over {n}")
-    if statistic is None and not named:
-        with np.errstate(invalid="ignore"):
-            point = float(np.nanmean(arrays[""]))
-            stats = np.nanmean(arrays[""][draws], axis=1)
-    else:
-        stat = statistic or (lambda **kw: float(np.nanmean(next(iter(kw.values())))))
-        call = (lambda a: stat(**a)) if named else (lambda a: stat(a[""]))
-        point = float(call(arrays))
-        stats = np.array([call({k: v[idx] for k, v in arrays.items()}) for idx in draws], dtype=float)
+    _check_draws(draws, n)
+    with np.errstate(invalid="ignore"):
+        point = float(np.nanmean(v))
+        stats = np.nanmean(v[draws], axis=1)
     return _percentile_interval(point, stats, n)
+
+
+def _check_draws(draws: np.ndarray, n: int) -> None:
+    if draws.shape[1] != n:
+        raise ValueError(f"bootstrap draws are over {draws.shape[1]} examples, the values over {n}")
 
 
 def bootstrap_intervals(
@@ -285,10 +272,7 @@ def bootstrap_intervals(
 
     arrays = {k: np.asarray(v) for k, v in values.items()}
     n = len(next(iter(arrays.values())))
-    if draws.shape[1] != n:
-        raise ValueError(
-            f"bootstrap_intervals: draws are over {draws.shape[1]} examples, the values over {n}"
-        )
+    _check_draws(draws, n)
     point = dict(statistic(**arrays))
     stats: dict[str, list[float]] = {k: [] for k in point}
     for idx in draws:
@@ -372,14 +356,15 @@ def kept(path: str | os.PathLike, settings: Any, *, other_settings: str = "refus
     """Whether ``path`` holds work an earlier call made with these ``settings``. Work made with other settings is
     refused (``other_settings="refuse"``, :func:`check_settings`: for work too costly to redo unasked) or reported
     as not kept, to be made again (``"redo"``)."""
+    path = Path(path)
     if other_settings == "redo":
-        recorded = _settings_path(Path(path))
-        if not recorded.exists() or json.loads(recorded.read_text()) != json.loads(json.dumps(settings)):
-            return False
-    elif other_settings != "refuse":
+        recorded = _settings_path(path)
+        same = recorded.exists() and json.loads(recorded.read_text()) == json.loads(json.dumps(settings))
+        return same and path.exists()
+    if other_settings != "refuse":
         raise ValueError(f"kept: other_settings must be 'refuse' or 'redo', not {other_settings!r}")
     check_settings(path, settings)
-    return Path(path).exists()
+    return path.exists()
 
 
 def made_once(path: str | os.PathLike, settings: Any, make: Callable[[], Any]) -> None:

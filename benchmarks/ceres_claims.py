@@ -254,10 +254,10 @@ def map1_difference(ceres: dict, other: dict) -> Interval:
     return proportions_difference(ceres["MAP@1"], other["MAP@1"], min(ceres["num_eval"], other["num_eval"]))
 
 
-def verdict(ceres: dict, other: dict) -> str:
-    """The shared verdict of the MAP@1 difference (:attr:`Interval.verdict`), and not ``holds`` unless CERES is
-    also ahead on MAP@64."""
-    result = map1_difference(ceres, other).verdict
+def verdict(ceres: dict, other: dict, difference: Interval | None = None) -> str:
+    """The shared verdict of the MAP@1 difference (:attr:`Interval.verdict`; ``difference`` when already
+    computed), and not ``holds`` unless CERES is also ahead on MAP@64."""
+    result = (difference or map1_difference(ceres, other)).verdict
     return "inconclusive" if result == "holds" and ceres["MAP@64"] <= other["MAP@64"] else result
 
 
@@ -629,14 +629,15 @@ def main() -> None:
 
 
 def claim(tag: str, task: str, text: str, ceres: dict, other: dict) -> dict:
+    difference = map1_difference(ceres, other)
     return {
         "dataset": tag,
         "task": task,
         "claim": text,
-        "verdict": verdict(ceres, other),
+        "verdict": verdict(ceres, other, difference),
         "CERES MAP@1/MAP@64": [ceres["MAP@1"], ceres["MAP@64"]],
         "other MAP@1/MAP@64": [other["MAP@1"], other["MAP@64"]],
-        "MAP@1 noise (95%, points)": round(map1_difference(ceres, other).half_width, 1),
+        "MAP@1 noise (95%, points)": round(difference.half_width, 1),
     }
 
 

@@ -165,15 +165,16 @@ def _prepare_tagnn_pp(args: argparse.Namespace) -> PreparedData:
     train, dropped_train = _encodable(train, processor)
     if dropped_train:
         splits.statistics["train_cases_without_known_item_dropped"] = dropped_train
+    vocab = _vocab(processor)
     for split, ds in (("validation", validation), ("test", test)):
         if not isinstance(ds, Dataset) or len(ds) == 0:
             continue
         table = ds.select_columns(["item_ids", "target"]).with_format("arrow")[:]
-        any_known = _any_known(table["item_ids"], processor)
+        any_known = _any_known(table["item_ids"], vocab)
         if n := int((~any_known).sum()):
             splits.statistics[f"{split}_cases_without_known_item_counted_as_misses"] = n
         # what the split's num_unknown_targets will report: unknown target, or no known prefix item, or both
-        target_known = pc.is_in(table["target"], value_set=_vocab(processor)).to_numpy(zero_copy_only=False)
+        target_known = pc.is_in(table["target"], value_set=vocab).to_numpy(zero_copy_only=False)
         if n := int((~(any_known & target_known)).sum()):
             splits.statistics[f"{split}_cases_scored_as_misses"] = n
     lengths = _prefix_lengths(train, processor.max_length)
@@ -210,9 +211,9 @@ def _vocab(processor) -> pa.Array:
     return pa.array(processor.item_vocab, type=pa.string())
 
 
-def _any_known(column: pa.ChunkedArray, processor) -> np.ndarray:
-    """Per row of a list column of item IDs: does it hold an item of ``processor``'s vocabulary?"""
-    known = pc.is_in(pc.list_flatten(column), value_set=_vocab(processor)).to_numpy(zero_copy_only=False)
+def _any_known(column: pa.ChunkedArray, vocab: pa.Array) -> np.ndarray:
+    """Per row of a list column of item IDs: does it hold an item of ``vocab`` (:func:`_vocab`)?"""
+    known = pc.is_in(pc.list_flatten(column), value_set=vocab).to_numpy(zero_copy_only=False)
     any_known = np.zeros(len(column), dtype=bool)
     np.logical_or.at(any_known, pc.list_parent_indices(column).to_numpy(), known)
     return any_known
@@ -223,7 +224,9 @@ def _encodable(ds, processor) -> tuple[Any, int]:
     out (a stream, or ``None``, as it is)."""
     if not isinstance(ds, Dataset) or len(ds) == 0:
         return ds, 0
-    any_known = _any_known(ds.select_columns(["item_ids"]).with_format("arrow")[:]["item_ids"], processor)
+    any_known = _any_known(
+        ds.select_columns(["item_ids"]).with_format("arrow")[:]["item_ids"], _vocab(processor)
+    )
     if any_known.all():
         return ds, 0
     return ds.select(np.flatnonzero(any_known)), int((~any_known).sum())
