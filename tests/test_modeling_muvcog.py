@@ -383,6 +383,55 @@ def test_query_suggestion_avg_sim_and_loss():
     torch.testing.assert_close(out.loss, manual)
 
 
+def test_copy_head_features_known_answer():
+    """query_suggestion_copy (not the paper's): per session and word, held / log(1 + queries holding it) / held by
+    the last query, keyword and product-query words alike, image queries ignored."""
+    from session_transformers.models.muvcog.modeling_muvcog import session_word_features
+
+    batch = processor()(sessions())
+    got = session_word_features(batch["local_view"], batch["num_queries"], 4, len(WORDS))
+    expected = torch.zeros(4, len(WORDS), 3)
+
+    def word(session, w, queries, last):
+        expected[session, WORDS.index(w)] = torch.tensor([1.0, float(np.log1p(queries)), float(last)])
+
+    word(0, "lamp", 1, True)
+    # "mm": q1 "red dress dress", q2 product "red long cotton dress", q3 image, q4 "long summer dress" (last)
+    word(2, "red", 2, False)
+    word(2, "dress", 3, True)
+    word(2, "long", 2, True)
+    word(2, "cotton", 1, False)
+    word(2, "summer", 1, True)
+    # "long": "oak", "oak table", "table lamp", an image, product query "oak lamp" (last)
+    word(3, "oak", 3, True)
+    word(3, "table", 2, False)
+    word(3, "lamp", 2, True)
+    torch.testing.assert_close(got, expected)
+
+
+def test_copy_head_starts_as_the_papers_and_learns_to_copy():
+    """With zero copy weights the copy head scores exactly like the paper's head; trained on "the next query
+    repeats the session's last query" it ranks the last query's words first, which the paper's head cannot."""
+    torch.manual_seed(0)
+    paper = MuvcogForQuerySuggestion(tiny_config()).eval()
+    copy = MuvcogForQuerySuggestion(tiny_config(query_suggestion_copy=True)).eval()
+    copy.load_state_dict(paper.state_dict(), strict=False)
+    batch = processor()(sessions())
+    torch.testing.assert_close(copy(**batch).logits, paper(**batch).logits)
+    labels = processor().target_word_ids(["lamp", "dress", "long summer dress", "oak lamp"])
+    opt = torch.optim.Adam([copy.copy_weights], lr=0.1)
+    copy.train()
+    for _ in range(100):
+        loss = copy(**batch, labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    copy.eval()
+    top = copy(**batch).logits.topk(2, -1).indices
+    assert WORDS.index("lamp") == top[0, 0]
+    assert {WORDS.index("oak"), WORDS.index("lamp")} == set(top[3].tolist())
+
+
 def test_avg_sim_is_measured_in_the_processors_vectors_like_the_baselines():
     """Issue 27: the model's Avg.Sim used its own (pretraining-drifted) word embeddings, the baselines the
     processor's; the recipe's collator now hands the processor's vectors to the model."""

@@ -42,7 +42,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput, can_return_tuple
 
 from ...distributed import gather_with_grad, world_size
-from ...graphs.muvcog import QUERY_NODE_TYPES
+from ...graphs.muvcog import QUERY_NODE_TYPES, WORD_TYPES
 from ...modeling_utils import StrictLoadingMixin
 from .configuration_muvcog import MuvcogConfig
 
@@ -624,6 +624,30 @@ def query_suggestion_avg_sim(
     return F.cosine_similarity(predicted, actual, dim=-1)
 
 
+def session_word_features(local_view, num_queries, num_sessions: int, vocab_size: int) -> torch.Tensor:
+    """What the query-suggestion copy head knows of each session's own words: ``(B, vocab_size, 3)`` with, per
+    word, whether the session holds it (keyword or product-query word), ``log(1 + n)`` for the ``n`` queries
+    holding it, and whether its last query holds it (from the HLV's word -> query membership edges)."""
+    device = local_view["VQ"].position.device
+    if num_queries is None:
+        num_queries = local_view.num_queries
+    num_queries = num_queries.to(device)
+    vq_batch = local_view["VQ"].batch
+    is_last = local_view["VQ"].position == num_queries[vq_batch] - 1
+    cells, in_last = [], []
+    for t in WORD_TYPES:
+        if (t, "CO", "VQ") in local_view.edge_types:
+            src, dst = local_view[t, "CO", "VQ"].edge_index
+            cells.append(local_view[t].batch[src] * vocab_size + local_view[t].x[src])
+            in_last.append(is_last[dst].float())
+    cell = torch.cat(cells) if cells else torch.zeros(0, dtype=torch.long, device=device)
+    last_of = torch.cat(in_last) if in_last else torch.zeros(0, device=device)
+    size = num_sessions * vocab_size
+    count = scatter(torch.ones_like(last_of), cell, 0, dim_size=size, reduce="sum").view(num_sessions, vocab_size)
+    last = scatter(last_of, cell, 0, dim_size=size, reduce="max").view(num_sessions, vocab_size)
+    return torch.stack([(count > 0).float(), torch.log1p(count), (last > 0).float()], -1)
+
+
 class _FrozenEncoderHead(MuvcogPreTrainedModel):
     """A downstream head over the MUVCOG encoder; the encoder is frozen by the trainers when
     ``config.freeze_encoder`` (its parameter names are listed in ``_frozen_parameters``)."""
@@ -654,6 +678,9 @@ class MuvcogForQuerySuggestion(_FrozenEncoderHead):
             nn.Sigmoid(),
             nn.Linear(config.query_suggestion_hidden_size, config.vocab_size),
         )
+        # weights of the session's own words (present, log(1 + queries holding it), in the last query); zero at
+        # the start, so that an untrained copy head scores like the paper's
+        self.copy_weights = nn.Parameter(torch.zeros(3)) if config.query_suggestion_copy else None
         self.post_init()
 
     @can_return_tuple
@@ -674,6 +701,9 @@ class MuvcogForQuerySuggestion(_FrozenEncoderHead):
             the encoder's input word embeddings.
         """
         logits = self.head(self.session_features(num_queries, global_view, local_view))  # (B, V)
+        if self.copy_weights is not None:
+            features = session_word_features(local_view, num_queries, logits.shape[0], logits.shape[1])
+            logits = logits + (features.to(logits.dtype) * self.copy_weights.to(logits.dtype)).sum(-1)
         if labels is None:
             return MuvcogQuerySuggestionOutput(logits=logits)
         labels = labels.to(logits.device)
