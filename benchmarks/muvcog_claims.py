@@ -26,7 +26,9 @@ ranking metrics, 200 bootstrap resamples of the test sessions for classification
   head against an LSTM and a flat Transformer session encoder trained end to end with the same head (with image
   queries: their mean-pooled projected image vectors concatenated; the paper's comparison rows), and the recipe's
   baselines: popularity, previous query and session words (the session's own words by count), the last two also
-  per example, with claims against them. Avg.Sim of every row is measured in the processor's word vectors.
+  per example, with claims against them. Avg.Sim of every row is measured in the processor's word vectors. Not in
+  the paper: MUVCOG-M and the untrained encoder also with the copy head (``query_suggestion_copy``: learned
+  weights on the session's own words added to the head's scores), against session words and previous query.
 - **Figure 4, views**: MUVCOG vs AGV only, HLV only and homogeneous GAT, on query suggestion (frozen features +
   head) and intent classification. The paper measures this with the ALSTP click model; here the session
   features are scored directly.
@@ -82,6 +84,8 @@ from ._common import bootstrap_draws, bootstrap_intervals, interval, paired_diff
 ROOT = Path(__file__).resolve().parents[1]
 
 K = 10
+COPY_HEAD_ENCODERS = ("MUVCOG-M", "untrained encoder")
+"""Encoders whose query suggestion is also scored with the copy head (``query_suggestion_copy``, not the paper's)."""
 PAPER_M = "MUVCOG-M, hard negatives from step 1"
 """With ``--hard-negative-warmup-steps N``: the paper's schedule, beside the warmed-up MUVCOG-M."""
 
@@ -428,10 +432,13 @@ def main(argv: list[str] | None = None) -> dict:
         qs_data[key] = _prepare_query_suggestion(dargs)
     task = RECIPE.finetune["query_suggestion"]
 
-    def muvcog_qs(name: str) -> dict:
+    def muvcog_qs(name: str, copy: bool = False) -> dict:
         model, _, dargs = encoders[name]
         qs = qs_data["text" if dargs.text_only else "mm"]
-        head = MuvcogForQuerySuggestion(model.config)
+        config = model.config
+        if copy:  # the copy head (MuvcogConfig.query_suggestion_copy, not the paper's) over the same encoder
+            config = config.__class__(**{**config.to_diff_dict(), "query_suggestion_copy": True})
+        head = MuvcogForQuerySuggestion(config)
         head.muvcog.load_state_dict(model.muvcog.state_dict())
         train_loop(head, qs.train_dataset, qs.collate_fn, args.head_steps, args.head_lr, 64, args.seed)
         rows = qs.test_dataset.rows
@@ -443,6 +450,9 @@ def main(argv: list[str] | None = None) -> dict:
     for name in variants:
         qs_rows[name] = muvcog_qs(name)
         print(f"query suggestion {name}: {summarize_row(qs_rows[name])}", flush=True)
+    for name in COPY_HEAD_ENCODERS:
+        qs_rows[f"{name} + copy head"] = muvcog_qs(name, copy=True)
+        print(f"query suggestion {name} + copy head: {summarize_row(qs_rows[f'{name} + copy head'])}", flush=True)
     for key, use_images in (("text", False), ("mm", True)):
         qs = qs_data[key]
         collate = sequence_collate(qs.processor.vocab_size)
@@ -567,6 +577,10 @@ def main(argv: list[str] | None = None) -> dict:
         qs_claim("MUVCOG-T", "session words (no IQ)"),
         qs_claim("MUVCOG-M", "session words (with IQ)"),
         qs_claim("MUVCOG-M", "previous query (with IQ)"),
+        qs_claim("MUVCOG-M + copy head", "session words (with IQ)"),
+        qs_claim("MUVCOG-M + copy head", "previous query (with IQ)"),
+        qs_claim("MUVCOG-M + copy head", "untrained encoder + copy head"),
+        qs_claim("MUVCOG-M + copy head", "MUVCOG-M"),
     ]
     if PAPER_M in variants:
         claims.append(qs_claim("MUVCOG-M", PAPER_M))
