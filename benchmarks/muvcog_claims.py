@@ -452,7 +452,10 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"query suggestion {name}: {summarize_row(qs_rows[name])}", flush=True)
     for name in COPY_HEAD_ENCODERS:
         qs_rows[f"{name} + copy head"] = muvcog_qs(name, copy=True)
-        print(f"query suggestion {name} + copy head: {summarize_row(qs_rows[f'{name} + copy head'])}", flush=True)
+        print(
+            f"query suggestion {name} + copy head: {summarize_row(qs_rows[f'{name} + copy head'])}",
+            flush=True,
+        )
     for key, use_images in (("text", False), ("mm", True)):
         qs = qs_data[key]
         collate = sequence_collate(qs.processor.vocab_size)

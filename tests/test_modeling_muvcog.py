@@ -430,6 +430,9 @@ def test_copy_head_starts_as_the_papers_and_learns_to_copy():
     top = copy(**batch).logits.topk(2, -1).indices
     assert WORDS.index("lamp") == top[0, 0]
     assert {WORDS.index("oak"), WORDS.index("lamp")} == set(top[3].tolist())
+    agv_only = MuvcogForQuerySuggestion(tiny_config(views="agv", query_suggestion_copy=True))
+    with pytest.raises(ValueError, match="local_view"):
+        agv_only(num_queries=batch["num_queries"], global_view=batch["global_view"])
 
 
 def test_avg_sim_is_measured_in_the_processors_vectors_like_the_baselines():

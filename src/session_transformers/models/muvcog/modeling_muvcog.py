@@ -643,7 +643,9 @@ def session_word_features(local_view, num_queries, num_sessions: int, vocab_size
     cell = torch.cat(cells) if cells else torch.zeros(0, dtype=torch.long, device=device)
     last_of = torch.cat(in_last) if in_last else torch.zeros(0, device=device)
     size = num_sessions * vocab_size
-    count = scatter(torch.ones_like(last_of), cell, 0, dim_size=size, reduce="sum").view(num_sessions, vocab_size)
+    count = scatter(torch.ones_like(last_of), cell, 0, dim_size=size, reduce="sum").view(
+        num_sessions, vocab_size
+    )
     last = scatter(last_of, cell, 0, dim_size=size, reduce="max").view(num_sessions, vocab_size)
     return torch.stack([(count > 0).float(), torch.log1p(count), (last > 0).float()], -1)
 
@@ -702,6 +704,10 @@ class MuvcogForQuerySuggestion(_FrozenEncoderHead):
         """
         logits = self.head(self.session_features(num_queries, global_view, local_view))  # (B, V)
         if self.copy_weights is not None:
+            if local_view is None:
+                raise ValueError(
+                    "query_suggestion_copy reads the session's words from local_view: pass what MuvcogProcessor returns"
+                )
             features = session_word_features(local_view, num_queries, logits.shape[0], logits.shape[1])
             logits = logits + (features.to(logits.dtype) * self.copy_weights.to(logits.dtype)).sum(-1)
         if labels is None:
