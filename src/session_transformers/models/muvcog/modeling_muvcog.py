@@ -642,11 +642,11 @@ def session_word_features(local_view, num_queries, num_sessions: int, vocab_size
             in_last.append(is_last[dst].float())
     cell = torch.cat(cells) if cells else torch.zeros(0, dtype=torch.long, device=device)
     last_of = torch.cat(in_last) if in_last else torch.zeros(0, device=device)
-    size = num_sessions * vocab_size
-    count = scatter(torch.ones_like(last_of), cell, 0, dim_size=size, reduce="sum").view(
-        num_sessions, vocab_size
+    # per (session, word): queries holding it, and how many of them are the last query (0 or 1)
+    sums = scatter(
+        torch.stack([torch.ones_like(last_of), last_of], -1), cell, 0, dim_size=num_sessions * vocab_size
     )
-    last = scatter(last_of, cell, 0, dim_size=size, reduce="max").view(num_sessions, vocab_size)
+    count, last = sums.view(num_sessions, vocab_size, 2).unbind(-1)
     return torch.stack([(count > 0).float(), torch.log1p(count), (last > 0).float()], -1)
 
 

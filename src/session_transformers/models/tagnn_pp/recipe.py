@@ -162,10 +162,10 @@ def _prepare_tagnn_pp(args: argparse.Namespace) -> PreparedData:
     # a training case whose prefix holds no item of the vocabulary teaches nothing: left out and counted; such an
     # evaluation case stays, as a miss (the collator gives it label -100), like a target outside the vocabulary
     # (both counted in num_unknown_targets), so that every case of a split is in its denominator
-    train, dropped_train = _encodable(train, processor)
+    vocab = _vocab(processor)
+    train, dropped_train = _encodable(train, vocab)
     if dropped_train:
         splits.statistics["train_cases_without_known_item_dropped"] = dropped_train
-    vocab = _vocab(processor)
     for split, ds in (("validation", validation), ("test", test)):
         if not isinstance(ds, Dataset) or len(ds) == 0:
             continue
@@ -219,14 +219,12 @@ def _any_known(column: pa.ChunkedArray, vocab: pa.Array) -> np.ndarray:
     return any_known
 
 
-def _encodable(ds, processor) -> tuple[Any, int]:
-    """``ds`` without the cases whose prefix holds no item of ``processor``'s vocabulary, and how many were left
+def _encodable(ds, vocab: pa.Array) -> tuple[Any, int]:
+    """``ds`` without the cases whose prefix holds no item of ``vocab`` (:func:`_vocab`), and how many were left
     out (a stream, or ``None``, as it is)."""
     if not isinstance(ds, Dataset) or len(ds) == 0:
         return ds, 0
-    any_known = _any_known(
-        ds.select_columns(["item_ids"]).with_format("arrow")[:]["item_ids"], _vocab(processor)
-    )
+    any_known = _any_known(ds.select_columns(["item_ids"]).with_format("arrow")[:]["item_ids"], vocab)
     if any_known.all():
         return ds, 0
     return ds.select(np.flatnonzero(any_known)), int((~any_known).sum())
