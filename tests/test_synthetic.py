@@ -71,6 +71,10 @@ def test_config_defaults_and_errors():
         SyntheticStoreConfig(purchase_rate=1.5)
     with pytest.raises(ValueError, match="items_per_leaf must be >= 2, got 1"):
         SyntheticStoreConfig(items_per_leaf=1)
+    with pytest.raises(ValueError, match="reformulation rates must sum to <= 1"):
+        SyntheticStoreConfig(substitution_rate=0.9)
+    with pytest.raises(ValueError, match="query_reformulation must be one of \\('mix', 'refine'\\)"):
+        SyntheticStoreConfig(query_reformulation="copy")
 
 
 # -- determinism and schema -------------------------------------------------------------------------------
@@ -203,6 +207,79 @@ def test_zipf_popularity_of_views(store, sessions):
     share = np.mean([k in top for k in viewed])
     assert share > 0.35, share
     assert abs(store.popularity.sum() - 1) < 1e-9
+
+
+# -- query reformulations ---------------------------------------------------------------------------------
+
+PRE_MIX_TINY_DIGEST = "9241774d01f2e07ed207def0d2fb2f387ff86137978282a235a91db0d6a1c05a"
+"""Digest of the tiny store's catalogue and first 300 sessions before the reformulation mix (main at f59482b)."""
+
+
+def test_refine_reproduces_the_store_before_the_mix():
+    old = SyntheticStore(SyntheticStoreConfig.tiny(query_reformulation="refine"))
+    assert _digest(old, 300) == PRE_MIX_TINY_DIGEST
+    mix = SyntheticStore(SyntheticStoreConfig.tiny())
+    assert mix.catalogue == old.catalogue and _digest(mix, 300) != PRE_MIX_TINY_DIGEST
+
+
+def _reformulations(**rates) -> tuple[SyntheticStore, list[tuple[dict, list[str], list[str]]]]:
+    """(store, [(labels, previous words, next words)]) for consecutive keyword queries, only ``rates`` nonzero."""
+    zero = dict.fromkeys(("specialization", "generalization", "substitution", "new_intent"), 0.0)
+    cfg = SyntheticStoreConfig.tiny(
+        misspelling_rate=0.0, **{f"{k}_rate": v for k, v in {**zero, **rates}.items()}
+    )
+    store = SyntheticStore(cfg)
+    pairs = []
+    for s in store.iter_sessions(0, 400):
+        qs = [ev["query"].split() for ev in s["events"] if ev["subject"] == "keyword_query"]
+        pairs += [(s["labels"], a, b) for a, b in zip(qs, qs[1:])]
+    return store, pairs
+
+
+def _leaf(store: SyntheticStore, labels: dict):
+    return next(leaf for leaf in store.leaves if " > ".join(leaf.path) == labels["intent_leaf"])
+
+
+def test_each_reformulation_kind_does_what_it_says():
+    _, pairs = _reformulations(specialization=1.0)
+    added = [len(b) == len(a) + 1 and set(a) <= set(b) for _, a, b in pairs]
+    assert len(pairs) > 100 and np.mean(added) > 0.8
+    _, pairs = _reformulations(generalization=1.0)
+    dropped = [len(b) == len(a) - 1 and set(b) <= set(a) for _, a, b in pairs if len(a) > 1]
+    assert len(dropped) > 50 and all(dropped)
+    store, pairs = _reformulations(substitution=1.0)
+    swapped = [len(a) == len(b) and len(set(a) ^ set(b)) == 2 for _, a, b in pairs]
+    assert np.mean(swapped) > 0.6
+    for labels, a, b in pairs:  # a swapped noun is the leaf's other noun
+        nouns = _leaf(store, labels).nouns
+        if len(a) == len(b) and len(set(a) ^ set(b)) == 2 and set(a) - set(b) <= set(nouns):
+            assert set(b) - set(a) <= set(nouns)
+    for rate in (1.0, 0.0):  # 0.0: all rates 0, every next query is the same intent worded afresh
+        store, pairs = _reformulations(new_intent=rate)
+        j, related, expected = 0, [], []
+        for k, (labels, _, b) in enumerate(pairs):
+            j = j + 1 if k and pairs[k - 1][0] is labels else 0  # index of the reformulation in its session
+            leaf = _leaf(store, labels)
+            others = store._parent_leaves[leaf.parent]
+            nouns = {n for i in others if i != leaf.index for n in store.leaves[i].nouns}
+            related.append(bool(set(b) & nouns))
+            expected.append(rate == 1.0 and j % 2 == 0)  # a related intent, then back to the intent, ...
+        assert len(pairs) > 100 and related == expected
+
+
+def test_the_mix_makes_the_next_query_less_of_a_copy(sessions):
+    from session_transformers.data.synthetic.writing import summarize
+
+    store_old = SyntheticStore(SyntheticStoreConfig(query_reformulation="refine"))
+    mix = summarize(sessions[:1500], SyntheticStore(SyntheticStoreConfig()))
+    old = summarize(list(store_old.iter_sessions(0, 1500)), store_old)
+    assert mix["keyword_reformulations"] > 1000
+    assert (
+        mix["reformulation_previous_plus_one_word_share"]
+        < old["reformulation_previous_plus_one_word_share"] - 0.15
+    )
+    assert mix["reformulation_jaccard_mean"] < old["reformulation_jaccard_mean"] - 0.1
+    assert mix["reformulation_words_seen_share"] < old["reformulation_words_seen_share"] - 0.1
 
 
 # -- sessions ----------------------------------------------------------------------------------------------

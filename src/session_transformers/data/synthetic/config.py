@@ -7,7 +7,7 @@ from typing import Any
 
 from datasets import Features, List, Value
 
-from ...configuration_utils import check_at_least, check_rates
+from ...configuration_utils import check_at_least, check_choice, check_rates
 from ..schema import (
     CATALOGUE_FEATURES,
     SESSION_FEATURES,
@@ -48,6 +48,12 @@ SYNTHETIC_CATALOGUE_FEATURES = Features({**CATALOGUE_FEATURES, **CATALOGUE_LABEL
 ``popularity`` (sums to 1) and one boolean column per product flag."""
 
 
+QUERY_REFORMULATIONS = ("mix", "refine")
+"""Values of :attr:`SyntheticStoreConfig.query_reformulation`."""
+
+_MIX_RATES = ("specialization_rate", "generalization_rate", "substitution_rate", "new_intent_rate")
+
+
 @dataclass
 class SyntheticStoreConfig:
     """Every size, rate and switch of the synthetic store.
@@ -79,6 +85,19 @@ class SyntheticStoreConfig:
         want_attribute_rate, want_pattern_rate, brand_intent_rate: how much of the ideal product the hidden intent
             keeps (each attribute, the visual pattern, the brand).
         new_query_rate: per-step probability of issuing a new query while browsing.
+        query_reformulation: how a keyword query follows the session's previous one. ``"mix"`` (default): the
+            reformulation mix of web and site search logs, drawn per query with the four rates below, the rest
+            (``1 -`` their sum) a fresh wording of the same intent; a misspelt word of the previous query is
+            first corrected with probability 0.7. ``"refine"``: the store before the mix (kept so that figures
+            taken on it reproduce): add a word half the time, drop or swap one otherwise, a fresh query 15% of
+            the time; there 86% of next queries are the previous one plus at most one word. See the package
+            docstring (``session_transformers.data.synthetic``) for the sources of the rates.
+        specialization_rate: add one word of the intent the previous query lacks (a narrower query).
+        generalization_rate: drop one word, or widen a one-word query to its parent category's word.
+        substitution_rate: replace one word by another of its kind: the leaf's other noun (a synonym), another
+            value of the same attribute offered in the leaf, another brand of the leaf.
+        new_intent_rate: a query for a related need (a sibling leaf category under the intent's parent: its noun,
+            sometimes with one of its attribute values); the next keyword query returns to the intent afresh.
         repeat_view_rate: per-step probability of viewing an already viewed product again.
         click_rate: probability that opening a result is a ``click`` rather than a ``view``.
         results_per_query: results returned by the store's retrieval.
@@ -116,6 +135,11 @@ class SyntheticStoreConfig:
     want_pattern_rate: float = 0.5
     brand_intent_rate: float = 0.4
     new_query_rate: float = 0.3
+    query_reformulation: str = "mix"
+    specialization_rate: float = 0.25
+    generalization_rate: float = 0.1
+    substitution_rate: float = 0.3
+    new_intent_rate: float = 0.15
     repeat_view_rate: float = 0.2
     click_rate: float = 0.35
     results_per_query: int = 10
@@ -154,6 +178,12 @@ class SyntheticStoreConfig:
             and f.name not in ("image_noise", "image_query_noise")
         ]
         check_rates(self, *rates)
+        check_choice(self, "query_reformulation", QUERY_REFORMULATIONS)
+        mix = {n: getattr(self, n) for n in _MIX_RATES}
+        if sum(mix.values()) > 1.0 + 1e-9:
+            raise ValueError(
+                f"the reformulation rates must sum to <= 1, got {mix} (sum {sum(mix.values()):.3f})"
+            )
         if self.image_noise < 0 or self.image_query_noise < 0:
             raise ValueError(
                 f"image noises must be >= 0, got {self.image_noise} and {self.image_query_noise}"

@@ -161,6 +161,9 @@ class SyntheticStore:
                             [],
                         )
                     )
+        self._parent_leaves: list[list[int]] = [[] for _ in self._parent_paths]
+        for leaf in self.leaves:
+            self._parent_leaves[leaf.parent].append(leaf.index)
 
     def _leaf_attributes(self) -> dict[str, list[str]]:
         """Attribute names of a leaf (colour and size always, 1-2 optional ones) and the values it offers."""
@@ -518,6 +521,7 @@ class _Shopper:
         self.viewed: list[int] = []
         self.closeness: dict[int, int] = {}
         self.last_keyword: str | None = None
+        self.detour = False  # the current keyword query is a related new intent (see _reformulate)
         self.n_product = self.n_image = 0
 
     # -- helpers ----------------------------------------------------------------------------------------------
@@ -594,9 +598,95 @@ class _Shopper:
             words = self._fresh_query()
         return words
 
+    def _reformulate(self, words: list[str]) -> list[str]:
+        """The next keyword query in the reformulation mix (see :class:`SyntheticStoreConfig`): a typo of the
+        previous query corrected, else a specialisation, generalisation, substitution, related new intent or a
+        fresh wording of the same intent. A query that follows a new-intent query returns to the intent afresh."""
+        r, cfg = self.r, self.cfg
+        if self.detour:
+            self.detour = False
+            return self._fresh_query()
+        words = list(words)
+        typos = [w for w in words if w in self.typos]
+        if typos and r.random() < 0.7:
+            words[words.index(typos[0])] = self.typos[typos[0]]
+            return words
+        u = r.random()
+        spec = cfg.specialization_rate
+        gen = spec + cfg.generalization_rate
+        sub = gen + cfg.substitution_rate
+        new = sub + cfg.new_intent_rate
+        changed = None
+        if u < spec:
+            changed = self._specialize(words) or self._substitute(words)
+        elif u < gen:
+            changed = self._generalize(words)
+        elif u < sub:
+            changed = self._substitute(words) or self._specialize(words)
+        elif u < new:
+            self.detour = True
+            return self._related_query()
+        return changed or self._fresh_query()
+
+    def _specialize(self, words: list[str]) -> list[str] | None:
+        """Add one intent word (leaf noun, subcategory, wanted value, brand) the query lacks, if any."""
+        cat, rest = self._intent_words()
+        missing = [w for w in dict.fromkeys(cat[:2] + rest) if w not in words]
+        if not missing:
+            return None
+        words.insert(self.r.randrange(len(words) + 1), self.r.choice(missing))
+        return words
+
+    def _generalize(self, words: list[str]) -> list[str] | None:
+        """Drop one word; a one-word query is widened to the next broader category word instead."""
+        r = self.r
+        if len(words) > 1:
+            words.pop(r.randrange(len(words)))
+            return words
+        path = [*self.leaf.nouns, *reversed(self.store._parent_paths[self.parent])]
+        w = words[0]
+        if w in self.leaf.nouns:
+            return [path[len(self.leaf.nouns)]]  # the subcategory
+        if w in path[:-1]:
+            return [path[path.index(w) + 1]]  # the subcategory -> the department
+        return None
+
+    def _substitute(self, words: list[str]) -> list[str] | None:
+        """Replace one word by another of its kind: the leaf's other noun, another value of the same attribute in
+        the leaf, another brand of the leaf."""
+        leaf, store = self.leaf, self.store
+        options: list[tuple[int, str]] = []
+        brands = [store.brands[b].lower() for b in leaf.brands]
+        for i, w in enumerate(words):
+            for kind in (leaf.nouns, *leaf.attributes.values(), brands):
+                if w in kind:
+                    options += [(i, v) for v in kind if v != w]
+        if not options:
+            return None
+        i, v = self.r.choice(options)
+        words[i] = v
+        return words
+
+    def _related_query(self) -> list[str]:
+        """A query for a related need: a sibling leaf of the intent's (same parent), its noun, half the time with
+        one of its attribute values."""
+        r, store = self.r, self.store
+        siblings = store._parent_leaves[self.parent]
+        leaf = store.leaves[r.choice([i for i in siblings if i != self.leaf.index] or siblings)]
+        words = [r.choice(leaf.nouns)]
+        if r.random() < 0.5:
+            values = leaf.attributes[r.choice(sorted(leaf.attributes))]
+            words.insert(0, r.choice(values))
+        return words
+
     def _keyword_query(self) -> None:
         r = self.r
-        words = self._fresh_query() if not self.words or r.random() < 0.15 else self._refine(self.words)
+        if not self.words:
+            words = self._fresh_query()
+        elif self.cfg.query_reformulation == "refine":
+            words = self._fresh_query() if r.random() < 0.15 else self._refine(self.words)
+        else:
+            words = self._reformulate(self.words)
         self.words = words
         typed = []
         for w in words:

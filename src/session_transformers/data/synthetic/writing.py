@@ -22,7 +22,7 @@ from ..schema import (
 if TYPE_CHECKING:
     from .store import SyntheticStore
 
-from .config import CATALOGUE_LABEL_FEATURES, LABEL_FEATURES, SyntheticStoreConfig
+from .config import CATALOGUE_LABEL_FEATURES, LABEL_FEATURES, QUERY_REFORMULATIONS, SyntheticStoreConfig
 from .vocabulary import tokenize
 
 # ----------------------------------------------------------------------------------------------------------
@@ -62,13 +62,24 @@ def summarize(
     actions: Counter = Counter()
     vocab: set[str] = set()
     product = image = purchased = 0
+    copies, jaccards, seen_shares = [], [], []  # per keyword query that follows another in its session
     for s in sessions:
         subjects = set()
+        seen: set[str] = set()
+        previous: set[str] | None = None
         for ev in s["events"]:
             actions[ev["action"]] += 1
             subjects.add(ev["subject"])
             if ev["query"]:
-                vocab.update(tokenize(ev["query"]))
+                words = set(tokenize(ev["query"]))
+                vocab.update(words)
+                if ev["subject"] == "keyword_query" and words:
+                    if previous:
+                        copies.append(previous <= words and len(words - previous) <= 1)
+                        jaccards.append(len(words & previous) / len(words | previous))
+                        seen_shares.append(len(words & seen) / len(words))
+                    previous = words
+                    seen |= words
         product += "product_query" in subjects
         image += "image_query" in subjects
         purchased += any(ev["action"] == "purchase" for ev in s["events"])
@@ -91,6 +102,10 @@ def summarize(
         "leaf_categories": len(store.leaves),
         "brands": len(store.brands),
         "vocabulary_size": len(vocab),
+        "keyword_reformulations": len(jaccards),
+        "reformulation_previous_plus_one_word_share": float(np.mean(copies)) if copies else 0.0,
+        "reformulation_jaccard_mean": float(np.mean(jaccards)) if jaccards else 0.0,
+        "reformulation_words_seen_share": float(np.mean(seen_shares)) if seen_shares else 0.0,
     }
     if elapsed is not None:
         out["generation_seconds"] = elapsed
@@ -228,10 +243,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--stats", action="store_true", help="print statistics of the generated sessions")
     parser.add_argument("--tiny", action="store_true", help="use the tiny test configuration")
+    parser.add_argument(
+        "--query-reformulation",
+        choices=QUERY_REFORMULATIONS,
+        default="mix",
+        help="how a keyword query follows the previous one: the query-log mix (default) or the pre-mix "
+        "'refine' store, kept for older figures",
+    )
     args = parser.parse_args(argv)
     if args.out is None and not args.stats:
         parser.error("give --out DIR, --stats, or both")
-    overrides: dict[str, Any] = {"seed": args.seed}
+    overrides: dict[str, Any] = {"seed": args.seed, "query_reformulation": args.query_reformulation}
     if args.num_sessions is not None:
         overrides["num_sessions"] = args.num_sessions
     config = SyntheticStoreConfig.tiny(**overrides) if args.tiny else SyntheticStoreConfig(**overrides)
