@@ -435,6 +435,18 @@ def test_copy_head_starts_as_the_papers_and_learns_to_copy():
         agv_only(num_queries=batch["num_queries"], global_view=batch["global_view"])
 
 
+def test_copy_head_loaded_from_an_encoder_checkpoint_starts_at_zero(tmp_path):
+    """A pretraining checkpoint has no copy weights; from_pretrained creates them and must zero them (they were
+    left as uninitialised memory: the main job's fine-tuning loss read 1.5e21 and its first scores were noise)."""
+    from session_transformers.models.muvcog import MuvcogModel
+
+    torch.manual_seed(0)
+    MuvcogModel(tiny_config()).save_pretrained(tmp_path)
+    for _ in range(3):  # uninitialised memory is sometimes zero by chance: load a few times
+        head = MuvcogForQuerySuggestion.from_pretrained(tmp_path, query_suggestion_copy=True)
+        assert torch.equal(head.copy_weights.detach(), torch.zeros(3))
+
+
 def test_avg_sim_is_measured_in_the_processors_vectors_like_the_baselines():
     """Issue 27: the model's Avg.Sim used its own (pretraining-drifted) word embeddings, the baselines the
     processor's; the recipe's collator now hands the processor's vectors to the model."""

@@ -288,6 +288,10 @@ class MuvcogPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
                 init.zeros_(module.bias)
         elif isinstance(module, MuvcogAGVEncoder):
             init.xavier_uniform_(module.semantic_query)
+        elif isinstance(module, MuvcogForQuerySuggestion) and module.copy_weights is not None:
+            # zero: an untrained copy head scores like the paper's (also when the head is loaded from a checkpoint
+            # without it, where from_pretrained initialises the missing weights here rather than in __init__)
+            init.zeros_(module.copy_weights)
 
 
 class MuvcogModel(MuvcogPreTrainedModel):
