@@ -450,3 +450,22 @@ def test_cli_writes_loadable_files(tmp_path, fmt, capsys):
         assert all("intent_leaf" in r["labels"] for r in labels)
     store = SyntheticStore(SyntheticStoreConfig.tiny(num_sessions=30))
     assert sessions[3]["events"][0]["action"] == store.session(3)["events"][0]["action"]
+
+
+def test_trainers_query_reformulation_flag_builds_and_records_the_store():
+    import argparse
+
+    from session_transformers.hub.cards import _data_text
+    from session_transformers.provenance import dataset_record
+    from session_transformers.trainer_utils import add_data_arguments, synthetic_store
+
+    parser = argparse.ArgumentParser()
+    add_data_arguments(parser)
+    for flags, expected in (([], "mix"), (["--query-reformulation", "refine"], "refine")):
+        args = parser.parse_args(["--store-preset", "tiny", *flags])
+        assert synthetic_store(args).config.query_reformulation == expected
+        record = dataset_record(args)
+        assert record["generated"]["query_reformulation"] == expected
+        assert f"query reformulation `{expected}`" in _data_text(record)
+    old_record = {"loader": "synthetic", "generated": {"store_preset": "default", "seed": 42}}
+    assert "query reformulation `refine`" in _data_text(old_record)  # written before the mix

@@ -156,6 +156,7 @@ def dataset_record(args) -> dict[str, Any]:
     if record["loader"] == "synthetic":
         record["generated"] = {
             "store_preset": getattr(args, "store_preset", "default"),
+            "query_reformulation": getattr(args, "query_reformulation", "mix"),
             "num_sessions": getattr(args, "num_sessions", None),
             "seed": getattr(args, "seed", None),
         }

@@ -186,12 +186,14 @@ class LengthGroupedEpochSampler(LengthGroupedSampler):
 
 def synthetic_store(args: argparse.Namespace, **overrides):
     """The synthetic store the data flags describe: ``--store-preset`` (``tiny`` or the default), ``--seed``,
-    ``--num-sessions`` (0: the preset's), then ``overrides`` (other ``SyntheticStoreConfig`` fields)."""
+    ``--num-sessions`` (0: the preset's), ``--query-reformulation``, then ``overrides`` (other
+    ``SyntheticStoreConfig`` fields)."""
     import dataclasses
 
     from .data.synthetic import SyntheticStore, SyntheticStoreConfig
 
     base = SyntheticStoreConfig.tiny() if args.store_preset == "tiny" else SyntheticStoreConfig()
+    overrides = {"query_reformulation": getattr(args, "query_reformulation", "mix"), **overrides}
     return SyntheticStore(
         dataclasses.replace(
             base, seed=args.seed, num_sessions=args.num_sessions or base.num_sessions, **overrides
@@ -255,6 +257,7 @@ def source_key(args: argparse.Namespace, *extra: Any) -> tuple:
         args.dataset,
         args.data_path,
         args.store_preset,
+        getattr(args, "query_reformulation", "mix"),
         args.seed,
         args.num_sessions,
         args.eval_fraction,
@@ -348,6 +351,13 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--num-sessions", type=int, default=None, help="synthetic store sessions (preset's default)"
+    )
+    parser.add_argument(
+        "--query-reformulation",
+        choices=("mix", "refine"),
+        default="mix",
+        help="synthetic store: how a keyword query follows the previous one (mix: the query-log mix; refine: the "
+        "store before it, for figures taken on it)",
     )
     parser.add_argument(
         "--eval-fraction", type=float, default=0.1, help="synthetic sessions held out for the test split"

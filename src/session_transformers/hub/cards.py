@@ -413,9 +413,11 @@ def _data_text(dataset: Mapping[str, Any]) -> str:
     if dataset.get("loader") == "synthetic":
         gen = dataset.get("generated") or {}
         size = f", {gen['num_sessions']:,} sessions" if gen.get("num_sessions") else ""
+        # records written before the query-reformulation mix have no entry: their store was "refine"
+        reformulation = gen.get("query_reformulation", "refine")
         return (
             f"the package's **synthetic store** (`--dataset synthetic`, preset {gen.get('store_preset', 'default')}"
-            f"{size}, seed {gen.get('seed')})"
+            f"{size}, seed {gen.get('seed')}, query reformulation `{reformulation}`)"
         )
     parts = [f"`--dataset {dataset.get('loader')}`"]
     if dataset.get("path"):
