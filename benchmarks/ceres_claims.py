@@ -236,11 +236,18 @@ def build_processor(ns: argparse.Namespace, encoder: Path, out: Path) -> str:
     return str(out)
 
 
-def data_namespace(dataset: str, data_path: str | None, num_sessions: int | None, eval_fraction: float):
+def data_namespace(
+    dataset: str,
+    data_path: str | None,
+    num_sessions: int | None,
+    eval_fraction: float,
+    query_reformulation: str = "mix",
+):
     return argparse.Namespace(
         dataset=dataset,
         data_path=data_path,
         store_preset="default",
+        query_reformulation=query_reformulation,
         num_sessions=num_sessions,
         eval_fraction=eval_fraction,
         validation_fraction=0.1,  # the trainers' default
@@ -381,6 +388,12 @@ def main() -> None:
     )
     p.add_argument("--jobs", type=int, default=2, help="worker processes (one torch thread each)")
     p.add_argument("--resume", action="store_true", help="keep the cells an earlier run finished")
+    p.add_argument(
+        "--query-reformulation",
+        choices=("mix", "refine"),
+        default="mix",
+        help="the synthetic store's reformulation model (refine: the store of figures taken before the mix)",
+    )
     p.add_argument("--skip-rees46", action="store_true")
     p.add_argument("--workdir", default=str(ROOT / "runs" / "ceres_claims"))
     p.add_argument("--out-name", default="ceres_claims")
@@ -472,8 +485,13 @@ def main() -> None:
         ]
 
     # Data sets and their processors (the general encoder's vocabulary + this data's attribute tokens).
-    datasets = {"synthetic": ["--num-sessions", str(a.num_sessions), "--seed", "0", "--eval-fraction", "0.1"]}
-    namespaces = {"synthetic": data_namespace("synthetic", None, a.num_sessions, 0.1)}
+    datasets = {
+        "synthetic": [
+            *("--num-sessions", str(a.num_sessions), "--seed", "0", "--eval-fraction", "0.1"),
+            *("--query-reformulation", a.query_reformulation),
+        ]
+    }
+    namespaces = {"synthetic": data_namespace("synthetic", None, a.num_sessions, 0.1, a.query_reformulation)}
     rees_path = ROOT.parent / "shared" / "data" / "rees46"
     if not a.skip_rees46 and rees_path.is_dir():
         datasets["rees46"] = [
@@ -606,7 +624,7 @@ def main() -> None:
         "commands": cells.commands,
     }
     data_desc = {
-        "synthetic": f"SyntheticStore(seed 0, {a.num_sessions} sessions, 4000 products); last 10% of sessions the "
+        "synthetic": f"SyntheticStore(seed 0, {a.num_sessions} sessions, 4000 products, query reformulation {a.query_reformulation}); last 10% of sessions the "
         f"test split, 10% of the rest validation; continued pretraining on {a.pretrain_sessions} training "
         f"sessions (Product-BERT: catalogue products) for {a.pretrain_steps} steps of {a.batch_size}; "
         f"fine-tuning 1 epoch on {a.train_examples} examples per task; scored on the first {a.eval_examples} "

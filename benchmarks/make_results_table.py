@@ -94,6 +94,7 @@ def section(result: dict) -> list[str]:
         f"- **data**: {data_text}",
         f"- **machine**: {machine_text}",
         f"- **date**: {result.get('date', '?')}",
+        *([f"- **synthetic store**: {result['store']}"] if result.get("store") else []),
         "",
     ]
     return lines + _render(result.get("figures", {}), "", 2)

@@ -502,6 +502,8 @@ def run(args, work: Path) -> dict:
     results: dict = {}
     for dataset in args.datasets:
         common = ["--dataset", dataset, "--seed", str(args.seed), *data_flags]
+        if dataset == "synthetic":
+            common += ["--query-reformulation", args.query_reformulation]
         if dataset == "rees46":
             common = [
                 c
@@ -668,6 +670,12 @@ def main(argv=None) -> None:
     p.add_argument("--item-id-epochs", type=int, default=20, help="training epochs of the item-ID row")
     p.add_argument(
         "--work-dir", default=None, help="kept between calls (default runs/ubm_claims_<scale>_<encoder>)"
+    )
+    p.add_argument(
+        "--query-reformulation",
+        choices=("mix", "refine"),
+        default="mix",
+        help="the synthetic store's reformulation model (refine: the store of figures taken before the mix)",
     )
     p.add_argument("--fresh", action="store_true", help="delete --work-dir first: nothing earlier is reused")
     p.add_argument("--dry-run", action="store_true", help="toy store, 2 steps per run; nothing written")
