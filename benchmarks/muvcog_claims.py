@@ -435,9 +435,10 @@ def main(argv: list[str] | None = None) -> dict:
     def muvcog_qs(name: str, copy: bool = False) -> dict:
         model, _, dargs = encoders[name]
         qs = qs_data["text" if dargs.text_only else "mm"]
+        # the paper's head, or the copy head (MuvcogConfig.query_suggestion_copy, not the paper's), over the same
+        # encoder: set either way, whatever the config's default
         config = model.config
-        if copy:  # the copy head (MuvcogConfig.query_suggestion_copy, not the paper's) over the same encoder
-            config = config.__class__(**{**config.to_diff_dict(), "query_suggestion_copy": True})
+        config = config.__class__(**{**config.to_diff_dict(), "query_suggestion_copy": copy})
         head = MuvcogForQuerySuggestion(config)
         head.muvcog.load_state_dict(model.muvcog.state_dict())
         train_loop(head, qs.train_dataset, qs.collate_fn, args.head_steps, args.head_lr, 64, args.seed)

@@ -413,7 +413,7 @@ def test_copy_head_starts_as_the_papers_and_learns_to_copy():
     """With zero copy weights the copy head scores exactly like the paper's head; trained on "the next query
     repeats the session's last query" it ranks the last query's words first, which the paper's head cannot."""
     torch.manual_seed(0)
-    paper = MuvcogForQuerySuggestion(tiny_config()).eval()
+    paper = MuvcogForQuerySuggestion(tiny_config(query_suggestion_copy=False)).eval()
     copy = MuvcogForQuerySuggestion(tiny_config(query_suggestion_copy=True)).eval()
     copy.load_state_dict(paper.state_dict(), strict=False)
     batch = processor()(sessions())
@@ -520,6 +520,9 @@ def test_heads_freeze_the_encoder_for_the_trainers():
     freeze_parameters(model)
     assert all(not p.requires_grad for n, p in model.named_parameters() if n.startswith("muvcog."))
     assert all(p.requires_grad for n, p in model.named_parameters() if n.startswith("head."))
+    assert (
+        model.config.query_suggestion_copy and model.copy_weights.requires_grad
+    )  # the default copy head trains
     unfrozen = MuvcogForClickPrediction(tiny_config(freeze_encoder=False))
     freeze_parameters(unfrozen)
     assert all(p.requires_grad for p in unfrozen.parameters())
