@@ -14,6 +14,10 @@ Two measurements on the default ``SyntheticStoreConfig`` (seed 0):
    shows that memory does not grow with the number of sessions. The Parquet file is written to a temporary
    folder and deleted (its size is reported).
 
+3. **query reformulations**: how much each keyword query repeats the previous one (the ``reformulation_*``
+   statistics of ``SyntheticStore.stats``), on the speed sessions, for the default reformulation mix and for the
+   pre-mix ``refine`` store, whose generation speed is timed in the same run (a ratio, not two separate runs).
+
 Results go to ``benchmarks/results/synthetic_store.json``.
 """
 
@@ -34,6 +38,7 @@ from session_transformers.data.synthetic import (
     SyntheticStore,
     SyntheticStoreConfig,
 )
+from session_transformers.data.synthetic.writing import summarize
 
 from ._common import current_rss_mib, peak_rss_mib, write_result
 
@@ -134,8 +139,20 @@ def main(argv: list[str] | None = None) -> None:
         SyntheticStore(SyntheticStoreConfig(seed=args.seed)), n_speed
     )  # cold retrieval cache
     print(f"speed: {speed}", flush=True)
+    refine_config = SyntheticStoreConfig(seed=args.seed, query_reformulation="refine")
+    speed_refine = measure_speed(SyntheticStore(refine_config), n_speed)
+    print(f"speed, refine store: {speed_refine}", flush=True)
     print(f"streaming {args.num_sessions} sessions to Parquet", flush=True)
     streaming = measure_streaming(store, args.num_sessions)
+    # after streaming: these hold sessions in memory, which would raise the streaming run's peak RSS
+    reformulation = {}
+    for name, config in (("mix", store.config), ("refine", refine_config)):
+        sample = SyntheticStore(config)
+        stats = summarize(list(sample.iter_sessions(0, n_speed)), sample)
+        reformulation[name] = {
+            k: round(v, 4) for k, v in stats.items() if k.startswith(("reformulation", "keyword"))
+        }
+    print(f"reformulations: {reformulation}", flush=True)
     figures = {
         "store_build_seconds": round(build_s, 2),
         "catalogue_items": len(store.item_ids),
@@ -145,6 +162,11 @@ def main(argv: list[str] | None = None) -> None:
         "sessions": streaming["sessions"],
         "events_per_session": streaming["events_per_session"],
         "speed": speed,
+        "speed_refine_store": speed_refine,
+        "speed_ratio_mix_to_refine": round(
+            speed["sessions_per_cpu_s"] / speed_refine["sessions_per_cpu_s"], 3
+        ),
+        "query_reformulations": reformulation,
         "streaming": streaming,
     }
     if args.num_sessions < 1_000_000:  # memory is flat (see rss_checkpoints), time scales linearly
@@ -153,7 +175,11 @@ def main(argv: list[str] | None = None) -> None:
             "note": f"measured on {args.num_sessions} sessions; 1M time extrapolated linearly, peak RSS "
             "expected unchanged since it did not grow across the checkpoints",
         }
-    path = write_result("synthetic_store", figures, data=f"synthetic store, default config, seed {args.seed}")
+    path = write_result(
+        "synthetic_store",
+        figures,
+        data=f"synthetic store, default config (query reformulation mix), seed {args.seed}",
+    )
     print(f"wrote {path}")
 
 

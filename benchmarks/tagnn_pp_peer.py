@@ -336,6 +336,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--no-write", action="store_true", help="run, but do not rewrite the result file")
     p.add_argument(
+        "--result-name",
+        default="tagnn_pp_peer",
+        help="benchmarks/results/<name>.json, written from everything in --work-dir",
+    )
+    p.add_argument(
         "--max-samples",
         type=int,
         default=None,
@@ -422,7 +427,7 @@ def write(args: argparse.Namespace, stats: dict) -> None:
         f"{stats['test_samples']:,} test cases ({stats['test_cases_dropped']:,} dropped by the reduction); "
         "the same samples on both sides"
     )
-    print(write_result("tagnn_pp_peer", figures, data))
+    print(write_result(args.result_name, figures, data))
 
 
 if __name__ == "__main__":
