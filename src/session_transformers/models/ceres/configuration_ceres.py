@@ -36,11 +36,11 @@ class CeresConfig(PreTrainedConfig):
             **Not the paper's choice**: the paper leaves ``Pool`` open in Eq. 2 and describes a query's or
             attribute's embedding as its marker's output. With the marker's output, the main job's CERES (1
             item-encoder layer of 32, 60 pretraining and 300 product-search steps) carries almost no content:
-            after pretraining every candidate has cosine 0.916 +- 0.004 to a session, after fine-tuning the
-            candidate embeddings vary along one direction (1.35 effective dimensions of 32) and product search
-            scores MAP@32 1.76, below ranking by popularity (6.19); with mean pooling and nothing else changed,
-            20.9 effective dimensions and MAP@32 34.0 (``benchmarks/results/pooling_spread.json``; BM25 on the
-            same pool: 44.9). ``"first"`` is for an item encoder trained to put a sequence's content in its first
+            after pretraining every candidate has cosine 0.946 +- 0.004 to a session, after fine-tuning the
+            candidate embeddings vary along one direction (1.28 effective dimensions of 32) and product search
+            scores MAP@32 3.08, below ranking by popularity (5.36); with mean pooling and nothing else changed,
+            21.3 effective dimensions and MAP@32 32.3 (``benchmarks/results/pooling_spread.json``; BM25 on the
+            same pool: 41.0). ``"first"`` is for an item encoder trained to put a sequence's content in its first
             token (a BERT checkpoint's ``[CLS]``-style pooling).
         num_gnn_layers: GAT layers of the PGNN (paper: 2).
         gnn_num_heads: attention heads per GAT layer (concatenated; must divide ``hidden_size``).

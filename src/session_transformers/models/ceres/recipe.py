@@ -308,10 +308,10 @@ QUICKSTART = QuickstartJob(
 """CERES in the main job (``trainers/quickstart.py``): a small CERES (1 item-encoder layer of 32) pretrained 60
 steps with masked LM + graph-conditioned masked LM on the synthetic store, then fine-tuned 300 steps on product
 search with ``Trainer`` (validation MAP@1 every 100 steps selects the weights). Per step this size costs about
-half of the earlier 2 x 64 one (``--full``: 150 + 150 steps). On the paper's hard-negative pool (1,010 products,
-99 test sessions) it scores test MAP@32 34.03 / Recall@64 80.81: far above ranking by popularity (6.19 / 26.26),
-below BM25 of the session's own queries (44.87 / 94.95; ``retrieval_baselines``). With the paper's marker-token
-pooling (``--config sentence_pooling=first``) it scored 1.76 / 19.19 (``CeresConfig.sentence_pooling``)."""
+half of the earlier 2 x 64 one (``--full``: 150 + 150 steps). On the paper's hard-negative pool (1,045 products,
+99 test sessions) it scores test MAP@32 32.28 / Recall@64 77.78: far above ranking by popularity (5.36 / 29.29),
+below BM25 of the session's own queries (40.95 / 95.96; ``retrieval_baselines``). With the paper's marker-token
+pooling (``--config sentence_pooling=first``) it scored 3.08 / 24.24 (``CeresConfig.sentence_pooling``)."""
 
 RECIPE = Recipe(
     pretrain=_ceres_pretrain_task(),
