@@ -176,8 +176,11 @@ def test_learns_at_toy_size():
 @pytest.mark.slow
 def test_learns_on_the_synthetic_store():
     """Default store: the loss falls in the random-negative warm-up (100 steps) and again once hard negatives
-    take over (their loss starts higher: they are harder); frozen features + the query-suggestion head beat the
-    popularity baseline on held-out sessions; intent classification beats the majority class."""
+    take over (their loss starts higher: they are harder); frozen features + the query-suggestion head (the default,
+    with its copy head) beat the popularity baseline on held-out sessions and the paper's head trained alike;
+    intent classification beats the majority class. (At this size the copy head does not beat repeating the
+    previous query: 0.36 against 0.41 NDCG@10 on 161 test sessions; at 8,000 sessions it does, see the MUVCOG
+    claims benchmark.)"""
     from session_transformers.models.muvcog import MuvcogForQuerySuggestion
     from session_transformers.models.muvcog.recipe import RECIPE
     from session_transformers.models.muvcog.tasks import _prepare_query_suggestion, evaluate_task
@@ -197,10 +200,16 @@ def test_learns_on_the_synthetic_store():
     assert scores["model"]["Acc"] > scores["majority"]["Acc"] + 0.2, scores
 
     qs = _prepare_query_suggestion(args)
-    head = MuvcogForQuerySuggestion(qs.config)
-    head.muvcog.load_state_dict(model.muvcog.state_dict())
-    _train(head, qs, steps=600, lr=1e-2)
     task = RECIPE.finetune["query_suggestion"]
-    got = evaluate_task(head, qs, task)
-    baseline = task.baseline(qs)["popularity"]
-    assert got["NDCG@10"] > baseline["NDCG@10"] + 0.03, (got, baseline)
+    got = {}
+    for copy in (True, False):  # the default copy head (not the paper's), and the paper's head
+        head = MuvcogForQuerySuggestion(
+            qs.config.__class__(**{**qs.config.to_dict(), "query_suggestion_copy": copy})
+        )
+        head.muvcog.load_state_dict(model.muvcog.state_dict())
+        _train(head, qs, steps=600, lr=1e-2)
+        got[copy] = evaluate_task(head, qs, task)
+    baselines = task.baseline(qs)
+    print({"copy head": got[True], "paper's head": got[False], **baselines})  # shown with pytest -s
+    assert got[True]["NDCG@10"] > baselines["popularity"]["NDCG@10"] + 0.03, (got, baselines)
+    assert got[True]["NDCG@10"] > got[False]["NDCG@10"] + 0.03, got
