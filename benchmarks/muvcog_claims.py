@@ -627,8 +627,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     m = splits
     data = (
-        f"synthetic store (default preset, seed {args.seed}, {args.num_sessions} sessions, image/product query "
-        f"rates 0.6/0.6, sessions with >= 2 queries): {len(m.train)} train / {len(m.validation)} validation / "
+        f"synthetic store (default preset, seed {args.seed}, {args.num_sessions} sessions, query reformulation "
+        f"mix, image/product query rates 0.6/0.6, sessions with >= 2 queries): {len(m.train)} train / {len(m.validation)} validation / "
         f"{len(m.test)} test sessions; word2vec (skip-gram, 50-d) on the training queries and catalogue titles"
     )
     print(write_result(args.name, figures, data))

@@ -101,8 +101,8 @@ def muvcog_source(args: argparse.Namespace) -> MuvcogSplits:
         validation,
         test,
         {rec["item_id"]: rec for rec in store.catalogue},
-        f"synthetic store (seed {args.seed}, {cfg.num_sessions} sessions, {cfg.num_items} products, image/product "
-        f"query rates {args.image_query_rate}/{args.product_query_rate}); {len(sessions)} sessions with >= "
+        f"synthetic store (seed {args.seed}, {cfg.num_sessions} sessions, {cfg.num_items} products, query "
+        f"reformulation {cfg.query_reformulation}, image/product query rates {args.image_query_rate}/{args.product_query_rate}); {len(sessions)} sessions with >= "
         f"{args.min_queries} queries{' and an image query' if args.multimodal_only else ''} ({with_image} with "
         f"an image query): {len(train)} train / {len(validation)} validation / {len(test)} test",
     )
