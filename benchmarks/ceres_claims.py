@@ -64,6 +64,7 @@ import torch
 import session_transformers  # noqa: F401
 from session_transformers import metrics
 from session_transformers.baselines import minilm_path
+from session_transformers.data.synthetic.config import QUERY_REFORMULATIONS
 from session_transformers.models.ceres.sources import ceres_source, label_attribute_names
 from session_transformers.recipes import RECIPES
 
@@ -390,7 +391,7 @@ def main() -> None:
     p.add_argument("--resume", action="store_true", help="keep the cells an earlier run finished")
     p.add_argument(
         "--query-reformulation",
-        choices=("mix", "refine"),
+        choices=QUERY_REFORMULATIONS,
         default="mix",
         help="the synthetic store's reformulation model (refine: the store of figures taken before the mix)",
     )

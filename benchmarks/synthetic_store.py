@@ -146,8 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     streaming = measure_streaming(store, args.num_sessions)
     # after streaming: these hold sessions in memory, which would raise the streaming run's peak RSS
     reformulation = {}
-    for name, config in (("mix", store.config), ("refine", refine_config)):
-        sample = SyntheticStore(config)
+    for name, sample in (("mix", store), ("refine", SyntheticStore(refine_config))):
         stats = summarize(list(sample.iter_sessions(0, n_speed)), sample)
         reformulation[name] = {
             k: round(v, 4) for k, v in stats.items() if k.startswith(("reformulation", "keyword"))

@@ -66,6 +66,7 @@ from trainers import (
 )
 
 from session_transformers.baselines import minilm_path
+from session_transformers.data.synthetic.config import QUERY_REFORMULATIONS
 from session_transformers.models.ubm import UbmStage2Collator
 from session_transformers.models.ubm.recipe import RECIPE
 from session_transformers.models.ubm.tasks import nip_metrics, pip_metrics, rlp_metrics
@@ -673,7 +674,7 @@ def main(argv=None) -> None:
     )
     p.add_argument(
         "--query-reformulation",
-        choices=("mix", "refine"),
+        choices=QUERY_REFORMULATIONS,
         default="mix",
         help="the synthetic store's reformulation model (refine: the store of figures taken before the mix)",
     )

@@ -18,6 +18,7 @@ import torch
 from datasets import Dataset, IterableDataset
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from .data.synthetic.config import QUERY_REFORMULATIONS
 from .protocol import TrainingProtocol
 
 
@@ -354,7 +355,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--query-reformulation",
-        choices=("mix", "refine"),
+        choices=QUERY_REFORMULATIONS,
         default="mix",
         help="synthetic store: how a keyword query follows the previous one (mix: the query-log mix; refine: the "
         "store before it, for figures taken on it)",
