@@ -28,6 +28,16 @@ in their ``variant.json``. Every run keeps its results per epoch in ``--work-dir
 ``devdata/tagnn_pp_peer``); a finished epoch is never rerun, an unfinished run of ours resumes from its last
 epoch. Runs use ``--threads`` torch threads each (1 by default, so that two runs can share a 2-core machine);
 their wall-clock times are bookkeeping, not speed figures.
+
+``--group-by-length true`` trains ours on length-grouped batches (the order the full-Diginetica benchmark uses
+for speed) instead of the code's random ones, to measure what the order does to accuracy; ``--mixed-precision
+bf16`` ours under bf16 autocast. Both are variants of their own (give them a name); the peer table's row is the
+fp32, random-batch variant with today's defaults. The work folder is git-ignored: ``--rehydrate
+benchmarks/results/tagnn_pp_peer.json`` first recreates in it every run the committed result file records, so
+that a new variant's result file keeps them::
+
+    python -m benchmarks.tagnn_pp_peer --rehydrate benchmarks/results/tagnn_pp_peer.json --sides ours \
+        --seeds 0 1 --variant code-all-grouped --group-by-length true --config <the default's switches>
 """
 
 from __future__ import annotations
@@ -238,7 +248,7 @@ def ours_command(args: argparse.Namespace, seed: int, epochs: int, run_dir: Path
         "--lr-decay-rate",
         "0.1",
         "--group-by-length",
-        "false",
+        args.group_by_length,  # random batches by default: the code's order
         "--select-best",
         "none",
         "--num-epochs",
@@ -329,12 +339,27 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="TagnnPPConfig overrides")
     p.add_argument(
+        "--group-by-length",
+        choices=("true", "false"),
+        default="false",
+        help="ours on length-grouped batches (the trainers' default) instead of the code's random ones (name the "
+        "variant)",
+    )
+    p.add_argument(
         "--mixed-precision",
         choices=("bf16",),
         default=None,
         help="ours under bf16 autocast (name the variant)",
     )
     p.add_argument("--no-write", action="store_true", help="run, but do not rewrite the result file")
+    p.add_argument(
+        "--rehydrate",
+        type=Path,
+        default=None,
+        metavar="RESULT_FILE",
+        help="first recreate in --work-dir the runs a result file records (e.g. benchmarks/results/"
+        "tagnn_pp_peer.json after the work folder was lost), so that the rewritten file keeps them",
+    )
     p.add_argument(
         "--result-name",
         default="tagnn_pp_peer",
@@ -351,14 +376,18 @@ def main(argv: list[str] | None = None) -> None:
     args.data_path = args.data_path.resolve()
     if "authors" in args.sides and args.authors_code is None:
         p.error("--sides authors needs --authors-code (a checkout of the authors' repository)")
+    if args.rehydrate:
+        for made in rehydrate(args.work_dir, args.rehydrate):
+            print(f"recreated from {args.rehydrate}: {made}")
     stats = export_data(args, args.work_dir / "data")
     (args.work_dir / "ours" / args.variant).mkdir(parents=True, exist_ok=True)
     variant_file = args.work_dir / "ours" / args.variant / "variant.json"
-    settings = {"config": args.config, "mixed_precision": args.mixed_precision}
-    if (
-        variant_file.exists()
-        and {k: json.loads(variant_file.read_text()).get(k) for k in settings} != settings
-    ):
+    settings = {
+        "config": args.config,
+        "mixed_precision": args.mixed_precision,
+        "group_by_length": args.group_by_length,
+    }
+    if variant_file.exists() and _variant_settings(variant_file) != settings:
         p.error(f"variant {args.variant!r} was run with {variant_file.read_text()}: give it another name")
     variant_file.write_text(json.dumps(settings) + "\n")
     for seed in args.seeds:
@@ -368,6 +397,50 @@ def main(argv: list[str] | None = None) -> None:
             run_ours(args, seed, stats)
     if not args.no_write and not args.max_samples:
         write(args, stats)
+
+
+def rehydrate(work_dir: Path, result_file: Path) -> list[str]:
+    """Recreate the finished runs recorded in a result file in ``work_dir`` (a work folder is git-ignored and
+    lost with its checkout; the result file is committed): each authors' seed and each variant of ours, epoch by
+    epoch, so that new runs are written into the result file beside them. Runs already in ``work_dir`` are left
+    as they are. Returns what was recreated."""
+    figures = json.loads(result_file.read_text())["figures"]
+    made = []
+    (work_dir / "authors").mkdir(parents=True, exist_ok=True)
+    for seed, runs in figures["authors_code"]["runs"].items():
+        out = work_dir / "authors" / f"seed{seed}.json"
+        if not out.exists():
+            out.write_text(json.dumps(runs))
+            made.append(f"authors' code, seed {seed}")
+    for name, variant in figures["ours"].items():
+        folder = work_dir / "ours" / name
+        if folder.exists():
+            continue
+        folder.mkdir(parents=True)
+        settings = {
+            "config": variant["config"],
+            "mixed_precision": variant.get("mixed_precision"),
+            "group_by_length": variant.get("group_by_length", "false"),
+        }
+        (folder / "variant.json").write_text(json.dumps(settings) + "\n")
+        for seed, runs in variant.get("runs", {}).items():
+            (folder / f"seed{seed}").mkdir()
+            for r in runs:
+                (folder / f"seed{seed}" / f"epoch_{r['epoch']}.json").write_text(
+                    json.dumps(r, indent=1) + "\n"
+                )
+        made.append(f"ours, {name}")
+    return made
+
+
+def _variant_settings(variant_file: Path) -> dict:
+    """A variant's settings; variants recorded before ``--group-by-length`` existed ran on random batches."""
+    recorded = json.loads(variant_file.read_text())
+    return {
+        "config": recorded["config"],
+        "mixed_precision": recorded.get("mixed_precision"),
+        "group_by_length": recorded.get("group_by_length", "false"),
+    }
 
 
 def _runs(folder: Path, epochs_glob: str = "epoch_*.json") -> dict[int, list[dict]]:
@@ -407,15 +480,27 @@ def write(args: argparse.Namespace, stats: dict) -> None:
     for folder in sorted((args.work_dir / "ours").glob("*")):
         if (folder / "variant.json").exists():
             runs = _runs(folder)
+            settings = _variant_settings(folder / "variant.json")
             variants[folder.name] = {
-                "config": json.loads((folder / "variant.json").read_text())["config"],
+                "config": settings["config"],
+                "mixed_precision": settings["mixed_precision"],
+                "group_by_length": settings["group_by_length"],
                 "by_epoch": summary(runs, max((len(r) for r in runs.values()), default=0)),
                 "runs": runs,
             }
     epochs = max((len(r) for r in authors.values()), default=0)
     figures = {
         "authors_code": {"by_epoch": summary(authors, epochs), "runs": authors},
-        "default_variant": next((n for n, v in variants.items() if is_default(v["config"])), None),
+        "default_variant": next(
+            (
+                n
+                for n, v in variants.items()
+                if is_default(v["config"])
+                and v["mixed_precision"] is None
+                and v["group_by_length"] == "false"
+            ),
+            None,
+        ),
         "ours": variants,
         "settings": SETTINGS,
         "lr_schedule": "1e-3 in epochs 1-2, 1e-4 in epoch 3 (the code's StepLR(3, 0.1) is stepped before each epoch)",

@@ -337,6 +337,7 @@ def test_tagnn_pp_diginetica_build_trains_with_the_peer_benchmarks_settings(tmp_
         top_items=3000,
         config=[],
         mixed_precision=None,
+        group_by_length="false",
         max_samples=None,
     )
     command = peer.ours_command(options, 0, 3, tmp_path / "run", 4512)

@@ -82,17 +82,30 @@ def _seeds_label(label: str, by_epoch: dict) -> str:
 
 
 def _tagnn_pp_peer_table(peer: dict) -> BenchmarkTable:
-    """Test HR@20 / MRR@20 per epoch: the authors' code, our default architecture and the paper's."""
+    """Test HR@20 / MRR@20 per epoch: the authors' code, our default architecture (on random batches, the code's
+    order, and on length-grouped ones where that was run) and the paper's."""
     figures = peer["figures"]
     authors = figures["authors_code"]["by_epoch"]
     sides = {_seeds_label("authors' code (The-Learning-Machines/SBR)", authors): authors}
     default = figures.get("default_variant")
+    ours = figures.get("ours", {})
+    grouped = next(
+        (
+            n
+            for n, v in ours.items()
+            if v.get("group_by_length") == "true"
+            and v.get("mixed_precision") is None
+            and v["config"] == ours.get(default, {}).get("config")
+        ),
+        None,
+    )  # the default on length-grouped batches, where it was run
     for name, label in (
         (default, "this package (default: the code's architecture)"),
+        (grouped, "this package, length-grouped batches"),
         ("paper", "the paper's architecture"),
     ):
-        if name in figures.get("ours", {}):
-            by_epoch = figures["ours"][name]["by_epoch"]
+        if name in ours:
+            by_epoch = ours[name]["by_epoch"]
             sides[_seeds_label(label, by_epoch)] = by_epoch
     epochs = sorted({e for by_epoch in sides.values() for e in by_epoch}, key=lambda e: int(e.split()[-1]))
     columns = tuple(f"{m} {e}" for e in epochs for m in ("HR@20", "MRR@20"))
