@@ -44,6 +44,10 @@ def _tagnn_pp_benchmark(result: dict) -> list[BenchmarkTable]:
             )
         )
     for name, architecture in (
+        (
+            "tagnn_pp_diginetica_cpu_decay",
+            "the default architecture, learning rate x0.1 two thirds into the first epoch",
+        ),
         ("tagnn_pp_diginetica_cpu_code", "the default architecture (the authors' code's)"),
         ("tagnn_pp_diginetica_cpu", "the paper's architecture"),
     ):  # the full catalogue, on a CPU
