@@ -417,12 +417,7 @@ def rehydrate(work_dir: Path, result_file: Path) -> list[str]:
         if folder.exists():
             continue
         folder.mkdir(parents=True)
-        settings = {
-            "config": variant["config"],
-            "mixed_precision": variant.get("mixed_precision"),
-            "group_by_length": variant.get("group_by_length", "false"),
-        }
-        (folder / "variant.json").write_text(json.dumps(settings) + "\n")
+        (folder / "variant.json").write_text(json.dumps(_settings_of(variant)) + "\n")
         for seed, runs in variant.get("runs", {}).items():
             (folder / f"seed{seed}").mkdir()
             for r in runs:
@@ -434,8 +429,13 @@ def rehydrate(work_dir: Path, result_file: Path) -> list[str]:
 
 
 def _variant_settings(variant_file: Path) -> dict:
-    """A variant's settings; variants recorded before ``--group-by-length`` existed ran on random batches."""
-    recorded = json.loads(variant_file.read_text())
+    """A variant's settings, from its ``variant.json``."""
+    return _settings_of(json.loads(variant_file.read_text()))
+
+
+def _settings_of(recorded: dict) -> dict:
+    """A variant's settings from what records it (its ``variant.json`` or its entry in a result file); variants
+    recorded before ``--group-by-length`` existed ran on random batches."""
     return {
         "config": recorded["config"],
         "mixed_precision": recorded.get("mixed_precision"),
@@ -480,11 +480,8 @@ def write(args: argparse.Namespace, stats: dict) -> None:
     for folder in sorted((args.work_dir / "ours").glob("*")):
         if (folder / "variant.json").exists():
             runs = _runs(folder)
-            settings = _variant_settings(folder / "variant.json")
             variants[folder.name] = {
-                "config": settings["config"],
-                "mixed_precision": settings["mixed_precision"],
-                "group_by_length": settings["group_by_length"],
+                **_variant_settings(folder / "variant.json"),
                 "by_epoch": summary(runs, max((len(r) for r in runs.values()), default=0)),
                 "runs": runs,
             }
