@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 import session_transformers  # noqa: F401  (registers the models with the Auto classes)
 from session_transformers.optim import adaptive_clip_grad_, agc_parameters
@@ -157,7 +157,9 @@ def main(argv: list[str] | None = None) -> dict:
     if selection_note:
         print(selection_note)
 
-    # 3. Model.
+    # 3. Model, seeded first (as transformers' examples do): Trainer seeds only once it is built, after the head
+    #    a checkpoint lacks has been initialised from whatever state the global RNG was left in.
+    set_seed(args.seed)
     if args.init_from:
         # --config overrides apply to the checkpoint's config too (e.g. an ablation switch at fine-tuning).
         model = task.auto_class.from_pretrained(args.init_from, dtype=torch.float32, **args.config_overrides)
@@ -246,9 +248,18 @@ def main(argv: list[str] | None = None) -> dict:
     if agc:
         agc.accelerator = trainer.accelerator
 
-    # 5. Train; the (selected) weights on validation, then the test split once; save.
+    # 5. Train; what the task sets on validation (its hook); the (selected) weights on validation, then the test
+    #    split once; save.
     trainer.train(resume_from_checkpoint=True if args.resume else None)
     results: dict = {}
+    if validating and task.tune_on_validation is not None:
+
+        def score() -> dict[str, float]:
+            prefix = "tuning_"
+            figures = trainer.evaluate(metric_key_prefix=prefix.rstrip("_"))
+            return {k.removeprefix(prefix): v for k, v in figures.items()}
+
+        results["tuned_on_validation"] = task.tune_on_validation(trainer.model, score)
     if validating:
         results["validation"] = trainer.evaluate(metric_key_prefix="validation")
     if data.test_dataset is not None:

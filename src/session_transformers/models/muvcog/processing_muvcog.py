@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from transformers import BatchFeature, ProcessorMixin
 
@@ -110,11 +111,13 @@ def train_word_vectors(
         order = torch.randperm(centre_t.numel(), generator=generator)
         for start in range(0, order.numel(), batch_size):
             rows = order[start : start + batch_size]
-            c, o = vectors[centre_t[rows]], output[context_t[rows]]  # (b, d)
+            # F.embedding, not vectors[...]: the backward of advanced indexing accumulates with several CPU
+            # threads in no fixed order, so the vectors (and everything trained on them) differed run to run
+            c, o = F.embedding(centre_t[rows], vectors), F.embedding(context_t[rows], output)  # (b, d)
             noise = torch.multinomial(freq, rows.numel() * negatives, True, generator=generator)
-            n = output[noise].view(rows.numel(), negatives, dim)  # (b, k, d)
-            pos = torch.nn.functional.logsigmoid((c * o).sum(-1))
-            neg = torch.nn.functional.logsigmoid(-(n @ c[:, :, None]).squeeze(-1)).sum(-1)
+            n = F.embedding(noise, output).view(rows.numel(), negatives, dim)  # (b, k, d)
+            pos = F.logsigmoid((c * o).sum(-1))
+            neg = F.logsigmoid(-(n @ c[:, :, None]).squeeze(-1)).sum(-1)
             loss = -(pos + neg).mean()
             optimizer.zero_grad()
             loss.backward()
