@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 import torch
 from accelerate.state import AcceleratorState
+from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainers"))
 import finetune
 import pretrain
+from session_transformers.models.muvcog.tasks import COPY_SCALES, choose_copy_scale
 
 TINY = ["--model", "muvcog", "--store-preset", "tiny", "--num-sessions", "300", "--word2vec-epochs", "1"]
 SMALL = [
@@ -92,12 +94,78 @@ def test_pretrain_then_finetune_both_tasks_in_process(tmp_path):
         )
         AcceleratorState._reset_state(reset_partial_state=True)
         test = out["test"]
+        if task == "query_suggestion":  # the copy head's scale, set on the validation split before test
+            tuned = out["tuned_on_validation"]
+            assert tuned["copy_scale"] in COPY_SCALES and len(tuned["validation NDCG@10 by copy scale"]) == 6
+            recorded = json.loads((tmp_path / task / "eval_results.json").read_text())["tuned_on_validation"]
+            assert recorded == tuned
+        else:
+            assert out["tuned_on_validation"] is None if "tuned_on_validation" in out else True
         assert test["test_num_samples"] >= 1 and 0 <= test["test_HR@10"] <= 1
         assert test["test_NDCG@10"] <= test["test_HR@10"] + 1e-9 and f"test_{metric}" in test
         saved = json.loads((tmp_path / task / "config.json").read_text())
         assert saved["model_type"] == "muvcog" and saved["hidden_size"] == 16
     # the click head's catalogue came from the task, although the pretrained checkpoint had none
     assert json.loads((tmp_path / "click_prediction" / "config.json").read_text())["num_items"] == 96
+
+
+class _CopyHead(torch.nn.Module):
+    def __init__(self, weights):
+        super().__init__()
+        self.copy_weights = torch.nn.Parameter(torch.tensor(weights))
+
+
+def test_copy_scale_is_the_best_on_validation_and_ties_keep_the_smaller():
+    head = _CopyHead([1.0, 0.5, 0.25])
+    by_scale = {1.0: 0.50, 1.5: 0.52, 2.0: 0.53, 2.5: 0.53, 3.0: 0.51, 4.0: 0.40}
+
+    def score():  # what the validation split would give at the head's current weights
+        return {"NDCG@10": by_scale[float(head.copy_weights[0])], "HR@10": 0.9}
+
+    chosen = choose_copy_scale(head, score)
+    assert chosen["copy_scale"] == 2.0  # 2.0 and 2.5 tie: the smaller change wins
+    assert chosen["validation NDCG@10 by copy scale"] == {str(k): v for k, v in by_scale.items()}
+    assert head.copy_weights.tolist() == [2.0, 1.0, 0.5]  # the model keeps the chosen weights
+    assert choose_copy_scale(torch.nn.Linear(2, 2), score) is None  # the paper's head: nothing to set
+
+
+def test_finetuning_twice_with_one_seed_gives_the_same_model(tmp_path):
+    """The head a pretrained checkpoint lacks is initialised after ``set_seed``: before, it came from whatever the
+    global RNG held, and two runs of one command selected different checkpoints (the main job's MUVCOG row moved
+    from run to run)."""
+    pretrain.main(
+        [*TINY, *SMALL, "--max-steps", "2", "--batch-size", "16", "--output-dir", str(tmp_path / "pre")]
+    )
+    AcceleratorState._reset_state(reset_partial_state=True)
+    weights = []
+    for run in ("a", "b"):
+        torch.manual_seed(len(run) * 7 + ord(run))  # a different global RNG state before each run
+        finetune.main(
+            [*TINY, "--task", "query_suggestion", "--init-from", str(tmp_path / "pre"), "--max-steps", "3"]
+            + ["--batch-size", "16", "--use-cpu", "--save-steps", "1000", "--output-dir", str(tmp_path / run)]
+        )
+        AcceleratorState._reset_state(reset_partial_state=True)
+        weights.append(load_file(tmp_path / run / "model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    for name in weights[0]:
+        assert torch.equal(weights[0][name], weights[1][name]), name
+
+
+def test_word_vectors_are_the_same_on_two_threads_run_to_run():
+    """The skip-gram's lookups are ``F.embedding``: the backward of ``vectors[ids]`` accumulates on several CPU
+    threads in no fixed order, and the vectors (and every MUVCOG figure trained on them) differed run to run."""
+    from session_transformers.models.muvcog.processing_muvcog import train_word_vectors
+
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(300)]
+    sentences = [list(rng.choice(words, size=rng.integers(2, 8))) for _ in range(6000)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runs = [train_word_vectors(sentences, dim=16, epochs=1, batch_size=4096)[1] for _ in range(3)]
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(runs[0], runs[1]) and torch.equal(runs[0], runs[2])
 
 
 def _train(model, data, steps: int, lr: float, batch_size: int = 64, seed: int = 0) -> list[float]:

@@ -87,6 +87,15 @@ class Task:
     anyone who loads it computes them (MUVCOG: no training step, so evaluation uses ``config.negatives``, not the
     warm-up's random negatives of the last step)."""
 
+    tune_on_validation: Callable[[Any, Callable[[], dict[str, float]]], dict] | None = None
+    """``hook(model, score)``, called by the fine-tuning trainer once training has ended and the selected weights
+    are loaded, before the validation and test figures: sets what the optimiser does not train, from the validation
+    split alone (MUVCOG's query suggestion: the weight of the copy head against the learned head).
+    ``score()`` returns this task's metrics on the validation split (``summarize``'s names); the hook changes the
+    model in place (what it sets is saved with the weights) and returns what it chose, which the trainer records
+    in ``eval_results.json`` and the training record. Never called without a validation split: the test split is
+    not seen."""
+
     baseline: Callable[[PreparedData], dict[str, dict[str, float]]] | None = None
     """Trivial baselines of this task on the prepared test split (``{"popularity": {"HR@20": ...}, ...}``: popularity,
     last item, majority class, mean length...), with the same metric names as ``summarize``; the trainers write them

@@ -49,6 +49,7 @@ from .tasks import (
     _query_suggestion_baseline,
     _query_suggestion_per_example,
     _query_suggestion_summarize,
+    choose_copy_scale,
 )
 
 
@@ -257,7 +258,7 @@ def add_muvcog_arguments(parser) -> None:
     )
 
 
-def _task(prepare, auto_name: str, per_example, summarize, baseline) -> Task:
+def _task(prepare, auto_name: str, per_example, summarize, baseline, tune_on_validation=None) -> Task:
     from ... import auto
 
     return Task(
@@ -267,6 +268,7 @@ def _task(prepare, auto_name: str, per_example, summarize, baseline) -> Task:
         summarize,
         protocol=FINETUNE_PROTOCOL,
         baseline=baseline,
+        tune_on_validation=tune_on_validation,
     )
 
 
@@ -316,6 +318,7 @@ RECIPE = Recipe(
             _query_suggestion_per_example,
             _query_suggestion_summarize,
             _query_suggestion_baseline,
+            choose_copy_scale,
         ),
         "click_prediction": _task(
             _prepare_click,
