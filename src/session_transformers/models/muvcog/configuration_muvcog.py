@@ -60,7 +60,9 @@ class MuvcogConfig(PreTrainedConfig):
             [8]). Next queries often reuse the session's words, and the paper's head over a 64-d session
             embedding cannot say which: on the reformulation-mix store it loses to ranking the session's own
             words by 0.13-0.17 NDCG@10, and the copy head brings it level (the MUVCOG claims benchmark,
-            ``benchmarks/results/muvcog_claims_mix_seed*.json``). ``False``: the paper's head.
+            ``benchmarks/results/muvcog_claims_mix_seed*.json``). ``trainers/finetune.py`` then scales the
+            trained weights by the factor with the best validation NDCG@10
+            (:func:`~session_transformers.models.muvcog.tasks.choose_copy_scale`). ``False``: the paper's head.
         num_items: catalogue size of the click-prediction head (set by the recipe from the processor).
         click_hidden_size: width of the two towers of the click-prediction head.
         click_use_session_features: concatenate the frozen session embedding into the query tower (Table 2's
