@@ -198,7 +198,7 @@ VERDICTS = ("holds", "fails", "inconclusive")
 @dataclass(frozen=True)
 class Interval:
     """A figure with its 95 % interval: ``value`` (the estimate), ``low`` / ``high``, ``n`` (examples) and
-    ``method`` (``"normal"``, ``"bootstrap"`` or ``"proportions"``)."""
+    ``method`` (``"normal"``, ``"t"``, ``"bootstrap"`` or ``"proportions"``)."""
 
     value: float
     low: float
@@ -236,19 +236,26 @@ def bootstrap_draws(n: int, resamples: int, seed: int = 0) -> np.ndarray:
 def interval(values: Any, *, method: str = "normal", draws: np.ndarray | None = None) -> Interval:
     """The 95 % interval of the mean of ``values`` (one number per example, NaN for an undefined one).
 
-    ``method="normal"``: the mean plus or minus 1.96 standard errors. ``method="bootstrap"``: the 2.5th and 97.5th
-    percentiles of the NaN-ignoring mean over ``draws`` (:func:`bootstrap_draws`). A figure that is not a mean of
-    per-example values (an AUROC) takes :func:`bootstrap_intervals`."""
+    ``method="normal"``: the mean plus or minus 1.96 standard errors. ``method="t"``: Student's t in place of 1.96
+    (``n - 1`` degrees of freedom), for a few values such as one figure per training seed. ``method="bootstrap"``:
+    the 2.5th and 97.5th percentiles of the NaN-ignoring mean over ``draws`` (:func:`bootstrap_draws`). A figure
+    that is not a mean of per-example values (an AUROC) takes :func:`bootstrap_intervals`."""
     import numpy as np
 
     v = np.asarray(values, dtype=float)
     n = len(v)
-    if method == "normal":
+    if method in ("normal", "t"):
         mean = float(v.mean()) if n else float("nan")
-        half = 1.96 * float(v.std(ddof=1)) / math.sqrt(n) if n > 1 else float("nan")
-        return Interval(mean, mean - half, mean + half, n, "normal")
+        if n > 1:
+            from scipy.stats import t
+
+            factor = 1.96 if method == "normal" else float(t.ppf(0.975, n - 1))
+            half = factor * float(v.std(ddof=1)) / math.sqrt(n)
+        else:
+            half = float("nan")
+        return Interval(mean, mean - half, mean + half, n, method)
     if method != "bootstrap":
-        raise ValueError(f"interval: method must be 'normal' or 'bootstrap', not {method!r}")
+        raise ValueError(f"interval: method must be 'normal', 't' or 'bootstrap', not {method!r}")
     if draws is None:
         raise ValueError("interval(method='bootstrap') needs draws=bootstrap_draws(n, resamples, seed)")
     _check_draws(draws, n)

@@ -3,6 +3,7 @@ benchmark, one way to keep finished work between runs."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -17,6 +18,15 @@ def test_normal_interval_is_the_mean_plus_or_minus_two_standard_errors():
     assert iv.method == "normal" and iv.n == 8
     assert iv.value == pytest.approx(0.625) and iv.half_width == pytest.approx(half)
     assert bc.interval([3.0]).half_width != bc.interval([3.0]).half_width  # one example: undefined (NaN)
+
+
+def test_t_interval_over_a_few_seeds_is_wider_than_the_normal_one():
+    values = np.array([-0.0065, 0.0154, 0.0406, 0.0235, 0.0213])  # one figure per training seed
+    iv = bc.interval(values, method="t")
+    assert iv.method == "t" and iv.n == 5 and iv.value == pytest.approx(values.mean())
+    # Student's t with 4 degrees of freedom: 2.776 standard errors, not 1.96
+    assert iv.half_width == pytest.approx(2.7764 * values.std(ddof=1) / math.sqrt(5), rel=1e-4)
+    assert iv.half_width > bc.interval(values).half_width and iv.verdict == "inconclusive"
 
 
 def test_paired_difference_gives_each_verdict():
@@ -124,3 +134,25 @@ def test_claims_benchmarks_use_the_shared_verdict():
     assert (
         row["verdict"] == "holds" and row["n"] == 50 and row["difference"] == pytest.approx(0.105, abs=1e-3)
     )
+
+
+def test_claims_over_seeds_take_one_value_per_seed_and_refuse_mixed_settings(tmp_path):
+    from benchmarks import muvcog_claims_seeds
+
+    def result(seed, differences, **settings):
+        claims = [{"claim": f"claim {i}", "difference": d} for i, d in enumerate(differences)]
+        figures = {"settings": {"num_sessions": 100, "seed": seed, "name": f"x_seed{seed}", **settings}}
+        (tmp_path / f"x_seed{seed}.json").write_text(json.dumps({"figures": {**figures, "claims": claims}}))
+
+    for seed, (a, b) in enumerate([(0.02, 0.01), (0.03, -0.02), (0.025, 0.015)]):
+        result(seed, [a, b])
+    out = muvcog_claims_seeds.main(
+        ["--results-dir", str(tmp_path), "--pattern", "x_seed*.json", "--no-write"]
+    )
+    assert out["seeds"] == [0, 1, 2]
+    first, second = out["claims"]["claim 0"], out["claims"]["claim 1"]
+    assert first["mean"] == pytest.approx(0.025) and first["seeds"] == 3 and first["verdict"] == "holds"
+    assert second["verdict"] == "inconclusive" and second["per_seed"] == {"0": 0.01, "1": -0.02, "2": 0.015}
+    result(3, [0.02, 0.01], head_steps=7)  # another setting: not the same experiment
+    with pytest.raises(SystemExit, match="differ"):
+        muvcog_claims_seeds.main(["--results-dir", str(tmp_path), "--pattern", "x_seed*.json", "--no-write"])
