@@ -196,20 +196,33 @@ def choose_copy_scale(model, score) -> dict | None:
     return {"copy_scale": best, f"validation {metric} by copy scale": {str(s): v for s, v in tried.items()}}
 
 
-def _prepare_query_suggestion(args: argparse.Namespace) -> PreparedData:
-    splits = muvcog_source(args)
-    processor = muvcog_processor(args, splits)
+def _prepared(args, splits, processor, make_examples, collator, describe) -> PreparedData:
+    """A MUVCOG task's data: ``make_examples(part)`` on each split, ``describe(train, validation, test)`` the
+    split sizes in words."""
     config = _config(args, processor)
-    train, validation, test = splits.examples(args, lambda part: query_suggestion_examples(processor, part))
+    train, validation, test = splits.examples(args, make_examples)
     return PreparedData(
         processor,
         Rows(train),
         Rows(validation) if validation else None,
-        QuerySuggestionCollator(processor),
+        collator,
         config,
-        f"{splits.description}; query suggestion: {len(train)} / {len(validation)} / {len(test)} examples",
+        f"{splits.description}; {describe(train, validation, test)}",
         init_weights=_word_vector_init(processor),
         test_dataset=Rows(test),
+    )
+
+
+def _prepare_query_suggestion(args: argparse.Namespace) -> PreparedData:
+    splits = muvcog_source(args)
+    processor = muvcog_processor(args, splits)
+    return _prepared(
+        args,
+        splits,
+        processor,
+        lambda part: query_suggestion_examples(processor, part),
+        QuerySuggestionCollator(processor),
+        lambda tr, va, te: f"query suggestion: {len(tr)} / {len(va)} / {len(te)} examples",
     )
 
 
@@ -301,18 +314,16 @@ def _prepare_click(args: argparse.Namespace) -> PreparedData:
     args.config_overrides.setdefault(
         "num_items", len(processor.item_vocab)
     )  # also for --init-from checkpoints
-    config = _config(args, processor)
-    train, validation, test = splits.examples(args, lambda part: click_examples(processor, part))
-    return PreparedData(
+    return _prepared(
+        args,
+        splits,
         processor,
-        Rows(train),
-        Rows(validation) if validation else None,
+        lambda part: click_examples(processor, part),
         ClickCollator(processor),
-        config,
-        f"{splits.description}; click prediction over {len(processor.item_vocab)} products: {len(train)} / "
-        f"{len(validation)} / {len(test)} clicks",
-        init_weights=_word_vector_init(processor),
-        test_dataset=Rows(test),
+        lambda tr, va, te: (
+            f"click prediction over {len(processor.item_vocab)} products: {len(tr)} / {len(va)} / "
+            f"{len(te)} clicks"
+        ),
     )
 
 
