@@ -11,6 +11,7 @@ import session_transformers  # noqa: F401  (registers the Auto classes)
 from model_tester import ModelTesterMixin
 from session_transformers import AutoModelForNextItemPrediction
 from session_transformers.graphs import transition
+from session_transformers.modeling_utils import CheckpointError
 from session_transformers.models.tagnn_pp import (
     PAPER_ARCHITECTURE,
     SRGNNCell,
@@ -113,7 +114,12 @@ def _naive_logits(model: TagnnPPForNextItemPrediction, batch: dict) -> torch.Ten
     h, mask = out.sequence_hidden, batch["attention_mask"].bool()  # (B, L, H), (B, L)
     items = model.tagnn_pp.item_embeddings.weight  # (N, H)
     att = torch.einsum("blh,nh->bnl", model.readout.linear_t(h), items)  # (B, N, L)
-    beta = att.masked_fill(~mask[:, None, :], float("-inf")).softmax(-1)
+    att = att.masked_fill(~mask[:, None, :], float("-inf"))
+    if model.readout.sink is not None:  # one more slot: the sink's logit, a zero value
+        sink = model.readout.sink.expand(*att.shape[:2], 1)
+        beta = torch.cat([att, sink], -1).softmax(-1)[..., :-1]
+    else:
+        beta = att.softmax(-1)
     s_t = torch.einsum("bnl,blh->bnh", beta, h)  # (B, N, H)
     n = items.shape[0]
     if model.readout.linear_transform is None:  # the authors' code: s(v) = s_g + s_t(v)
@@ -135,11 +141,26 @@ CODE_STYLE = dict(
 """Every switch towards the authors' released code (the defaults)."""
 
 
-@pytest.mark.parametrize("style", [PAPER_ARCHITECTURE, CODE_STYLE], ids=["paper", "code"])
+SINK_STYLE = dict(CODE_STYLE, attention_sink=True)
+"""The defaults with the readout's attention sinks (``attention_sink``)."""
+
+
+def _with_sinks(model: TagnnPPForNextItemPrediction, value: float) -> TagnnPPForNextItemPrediction:
+    """Move the sinks' logits off their zero start, so that a test sees them."""
+    with torch.no_grad():
+        for sink in (model.readout.sink, model.tagnn_pp.global_attention.sink):
+            if sink is not None:
+                sink.fill_(value)
+    return model
+
+
+@pytest.mark.parametrize("style", [PAPER_ARCHITECTURE, CODE_STYLE, SINK_STYLE], ids=["paper", "code", "sink"])
 @pytest.mark.parametrize("chunk", [1, 4, 13, 1000])
 def test_chunked_scores_equal_naive_reference(chunk, style):
     torch.manual_seed(0)
-    model = TagnnPPForNextItemPrediction(_tiny_config(score_chunk_size=chunk, **style)).eval()
+    model = _with_sinks(
+        TagnnPPForNextItemPrediction(_tiny_config(score_chunk_size=chunk, **style)).eval(), 0.7
+    )
     batch = dict(_processor()([_item_ids(s) for s in TestTagnnPP().get_sessions()]))
     with torch.no_grad():
         torch.testing.assert_close(model(**batch).logits, _naive_logits(model, batch), atol=1e-5, rtol=1e-5)
@@ -156,17 +177,20 @@ def test_padding_index_never_scores_or_recommended():
 
 
 @pytest.mark.parametrize(
-    ("seed", "chunk", "transform"), [(0, 128, True), (1, 128, False), (2, 4096, True), (3, 4096, False)]
+    ("seed", "chunk", "transform", "sink"),
+    [(0, 128, True, False), (1, 128, False, False), (2, 4096, True, False), (3, 4096, False, False)]
+    + [(4, 128, False, True), (5, 4096, False, True)],
 )
-def test_pruned_top_k_equals_the_full_ranking(seed, chunk, transform):
+def test_pruned_top_k_equals_the_full_ranking(seed, chunk, transform, sink):
     """``TargetAwareReadout.top_k`` skips the attention of items that cannot reach the top k: same items as the
     full scores' top k, same scores, for padded batches and single sessions, whether it keeps the bound pass's
     products (chunk 4096) or rescores the candidates (chunk 128); ``recommend`` agrees with the full logits."""
     torch.manual_seed(seed)
     n = 600
     model = TagnnPPForNextItemPrediction(
-        _tiny_config(num_items=n, score_chunk_size=chunk, readout_transform=transform)
+        _tiny_config(num_items=n, score_chunk_size=chunk, readout_transform=transform, attention_sink=sink)
     ).eval()
+    _with_sinks(model, 1.5)  # a strong sink: scores far from the convex hull of the positions' values
     vocab = [f"p{i}" for i in range(1, n - 50)]  # the last 50 indices have no ID: never returned
     processor = TagnnPPProcessor(item_vocab=vocab, max_length=16)
     g = torch.Generator().manual_seed(seed)
@@ -215,6 +239,42 @@ def test_code_style_attention_is_causal_and_its_global_weights_sum_to_one():
         a = paper(**dict(processor([["item1", "item2", "item3"]]))).sequence_hidden
         b = paper(**dict(processor([["item1", "item2", "item7"]]))).sequence_hidden
     assert not torch.allclose(a[:, 0], b[:, 0])
+
+
+def test_attention_sinks_take_weight_from_the_positions_and_start_at_zero(tmp_path):
+    """``attention_sink``: the global weights sum to less than one (equal states give a
+    shrunk state back); the sinks start at logit 0, save and load, and a checkpoint without them is refused."""
+    torch.manual_seed(0)
+    model = TagnnPPForNextItemPrediction(_tiny_config(use_gnn=False, **SINK_STYLE)).eval()
+    readout = model.tagnn_pp.global_attention
+    assert model.readout.sink.item() == 0 and readout.sink.item() == 0
+    state = torch.randn(1, 1, model.config.hidden_size).expand(2, 4, -1)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
+    with torch.no_grad():
+        _with_sinks(model, 0.5)
+        out = readout(state, state[:, 0], mask)
+    shrink = out[:, 0] / state[:, 0, 0]  # the weight left to the positions, per session
+    assert (shrink < 1).all() and shrink[0] > shrink[
+        1
+    ]  # three positions outweigh the sink more than one does
+    torch.testing.assert_close(
+        shrink[1],
+        torch.sigmoid(
+            -readout.sink
+            + readout.linear_three(
+                torch.sigmoid(readout.linear_one(state[1:, 0]) + readout.linear_two(state[1:, :1]))
+            ).squeeze()
+        ),
+    )
+    model.save_pretrained(tmp_path / "sink")
+    loaded = TagnnPPForNextItemPrediction.from_pretrained(tmp_path / "sink")
+    assert loaded.readout.sink.item() == 0.5 and loaded.config.attention_sink
+    plain = TagnnPPForNextItemPrediction(_tiny_config(use_gnn=False, **CODE_STYLE))
+    plain.save_pretrained(tmp_path / "plain")
+    with pytest.raises(CheckpointError, match="readout.sink, tagnn_pp.global_attention.sink"):
+        TagnnPPForNextItemPrediction.from_pretrained(
+            tmp_path / "plain", attention_sink=True
+        )  # strict loading
 
 
 def test_uniform_init_is_the_codes_and_keeps_the_padding_row_zero():

@@ -283,6 +283,15 @@ class TagnnPPTransformer(nn.Module):
 # --------------------------------------------------------------------------------------------------------------
 
 
+def softmax_with_sink(logits: torch.Tensor, sink: torch.Tensor | None) -> torch.Tensor:
+    """``softmax`` over dim 1 (positions) of ``logits`` ``(B, L, ...)``; with a ``sink`` logit (a scalar), over the
+    positions and one more slot of that logit whose weight is dropped, so the weights sum to less than one."""
+    if sink is None:
+        return torch.softmax(logits, dim=1)
+    total = torch.logaddexp(torch.logsumexp(logits, dim=1, keepdim=True), sink.to(logits.dtype))
+    return torch.exp(logits - total)
+
+
 class SoftAttentionReadout(nn.Module):
     r"""SR-GNN's global embedding: ``alpha_i = q^T sigmoid(W_1 h_last + W_2 h_i + c)``, ``s_g = sum_i alpha_i h_i``.
 
@@ -293,6 +302,8 @@ class SoftAttentionReadout(nn.Module):
     def __init__(self, config: TagnnPPConfig):
         super().__init__()
         self.softmax = config.global_attention_softmax
+        # config.attention_sink: a slot with a learned logit and a zero value (softmax weights only)
+        self.sink = nn.Parameter(torch.zeros(())) if config.attention_sink and self.softmax else None
         self.linear_one = nn.Linear(config.hidden_size, config.hidden_size)  # W_1 (with c)
         self.linear_two = nn.Linear(config.hidden_size, config.hidden_size, bias=False)  # W_2
         self.linear_three = nn.Linear(config.hidden_size, 1, bias=False)  # q
@@ -304,7 +315,7 @@ class SoftAttentionReadout(nn.Module):
         )  # (B,L,1)
         real = attention_mask[..., None] != 0  # (B, L, 1)
         if self.softmax:
-            alpha = torch.softmax(alpha.masked_fill(~real, torch.finfo(alpha.dtype).min), dim=1)
+            alpha = softmax_with_sink(alpha.masked_fill(~real, torch.finfo(alpha.dtype).min), self.sink)
         alpha = alpha * real.to(alpha.dtype)
         return (alpha * hidden).sum(dim=1)
 
@@ -327,6 +338,7 @@ class TargetAwareReadout(nn.Module):
         super().__init__()
         self.hidden_size = config.hidden_size
         self.chunk_size = config.score_chunk_size
+        self.sink = nn.Parameter(torch.zeros(())) if config.attention_sink else None  # see softmax_with_sink
         self.linear_t = nn.Linear(
             config.hidden_size, config.hidden_size, bias=False
         )  # W of the target attention
@@ -362,7 +374,7 @@ class TargetAwareReadout(nn.Module):
     def _scores(self, base, keys, values, pad, items) -> torch.Tensor:
         scores = []
         for chunk in items.split(self.chunk_size):  # (C, H)
-            beta = torch.softmax(keys @ chunk.T + pad, dim=1)  # (B, L, C), over positions
+            beta = softmax_with_sink(keys @ chunk.T + pad, self.sink)  # (B, L, C), over positions
             target = (beta * (values @ chunk.T)).sum(dim=1)  # (B, C) = v^T W_t s_t(v)
             scores.append(base @ chunk.T + target)  # (B, C)
         return torch.cat(scores, dim=1)  # (B, N)
@@ -383,7 +395,8 @@ class TargetAwareReadout(nn.Module):
         the target-aware attention only for items that can still reach the top ``k``.
 
         ``s_t(v)`` is a convex combination of the positions (``beta(v)`` sums to 1 over real positions), so
-        ``base.v + min_i values_i.v <= score(v) <= base.v + max_i values_i.v``. Those bounds cost one of the
+        ``base.v + min_i values_i.v <= score(v) <= base.v + max_i values_i.v`` (with ``config.attention_sink`` the
+        weights sum to at most 1, and 0 joins the min and max). Those bounds cost one of the
         readout's two ``(L, H) @ (H, N)`` products; an item whose upper bound is below the ``k``-th largest lower
         bound of its row cannot be among the ``k`` best, and the attention (the other product and the softmax) runs
         on the remaining candidates only. The result is exact: the same items as ``forward(...).topk(k)``, with
@@ -411,6 +424,8 @@ class TargetAwareReadout(nn.Module):
                 high = v.masked_fill(~real, float("-inf")).amax(dim=1)
             else:
                 low, high = torch.aminmax(v, dim=1)
+            if self.sink is not None:  # the weights sum to less than one: the zero value is in the hull too
+                low, high = low.clamp(max=0), high.clamp(min=0)
             lower.append(b + low)
             upper.append(b + high)
             if keep:  # a single chunk: the whole catalogue
@@ -425,7 +440,7 @@ class TargetAwareReadout(nn.Module):
         candidates = (upper >= threshold - margin).any(dim=0).nonzero().squeeze(1)
         chosen = items[candidates]  # (M, H)
         if kept is not None:  # the exact scores of the candidates from the kept products
-            beta = torch.softmax(keys @ chosen.T + pad, dim=1)  # (B, L, M)
+            beta = softmax_with_sink(keys @ chosen.T + pad, self.sink)  # (B, L, M)
             scores = base @ chosen.T + (beta * kept[:, :, candidates]).sum(dim=1)  # (B, M)
         else:
             scores = self._scores(base, keys, values, pad, chosen)  # (B, M), exact
@@ -463,6 +478,8 @@ class TagnnPPPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
             if isinstance(module, nn.Embedding) and module.padding_idx is not None:
                 module.weight[module.padding_idx].zero_()  # the padding row stays zero (the code trains it)
             return
+        if isinstance(module, SoftAttentionReadout | TargetAwareReadout) and module.sink is not None:
+            init.zeros_(module.sink)  # config.attention_sink: the sink starts at logit 0
         super()._init_weights(module)  # nn.Linear / nn.Embedding (padding row zeroed) / LayerNorm
 
 
