@@ -378,6 +378,13 @@ def test_benchmark_figures_and_command_come_from_the_result_file():
                 assert f"| {claim} | {verdict} |" in text
         elif model_type == "muvcog":
             expected = figures["table3_query_suggestion"]["MUVCOG-M"]["NDCG@10"]
+            over = hub.BENCHMARK_RESULTS_DIR / "muvcog_claims_mix_seeds.json"
+            if over.exists():  # every seed's verdicts summarised: the card shows those, one row per claim
+                seeds = json.loads(over.read_text())["figures"]
+                assert f"claims over {len(seeds['seeds'])} training seeds" in text
+                for claim, c in seeds["claims"].items():
+                    assert f"| {claim} | {c['mean']:+.4f} | [{c['low']:+.4f}, {c['high']:+.4f}] |" in text
+                    assert f"| {c['seeds']} | {c['verdict']} |" in text
             for claim in figures["claims"]:
                 assert f"| {claim['claim']} |" in text and text.count(f"| {claim['verdict']} |")
         else:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from ...hub.cards import (
     BenchmarkTable,
     CardFamily,
 )
+from ...hub.records import BENCHMARK_RESULTS_DIR, _read_json
 from .configuration_muvcog import MuvcogConfig
 from .modeling_muvcog import (
     MuvcogForClickPrediction,
@@ -57,7 +59,9 @@ def _muvcog_inputs(processor) -> dict:
 
 def _muvcog_benchmark(result: dict) -> list[BenchmarkTable]:
     """Query suggestion (Table 3, with the trivial baselines), intent classification (Table 4), click prediction
-    (Table 2) and the checked claims with their verdicts."""
+    (Table 2) and the checked claims with their verdicts: over every seed of the setting where
+    ``benchmarks.muvcog_claims_seeds`` has summarised them (``..._seeds.json`` beside ``..._seed0.json``), else
+    this seed's."""
     figures = result.get("figures") or {}
     tables = []
     suggestion = dict(figures.get("table3_query_suggestion") or {})
@@ -83,8 +87,28 @@ def _muvcog_benchmark(result: dict) -> list[BenchmarkTable]:
     if click:
         columns = tuple(c for c in ("NDCG@10", "HR@10", "MRR@10") if any(c in r for r in click.values()))
         tables.append(BenchmarkTable("Click prediction (Table 2), fractions", columns, tuple(click.items())))
+    name = re.sub(r"\d+$", "", result.get("name") or "")  # muvcog_claims_mix_seed0 -> muvcog_claims_mix_seed
+    seeds = _read_json(BENCHMARK_RESULTS_DIR / f"{name}s.json") if name.endswith("_seed") else None
     claims = figures.get("claims") or []
-    if claims:
+    if seeds and seeds.get("figures", {}).get("claims"):  # every seed of this setting: one verdict per claim
+        over = seeds["figures"]
+        rows = tuple(
+            (
+                claim,
+                {**c, "mean": f"{c['mean']:+.4f}", "95% interval": f"[{c['low']:+.4f}, {c['high']:+.4f}]"},
+            )
+            for claim, c in over["claims"].items()
+        )
+        tables.append(
+            BenchmarkTable(
+                f"The paper's claims over {len(over['seeds'])} training seeds (mean difference, Student-t 95% "
+                "interval over the seeds)",
+                ("mean", "95% interval", "seeds", "verdict"),
+                rows,
+                note=f"`benchmarks/results/{seeds['name']}.json`: {seeds.get('command', '')}",
+            )
+        )
+    elif claims:
         rows = tuple(
             (c["claim"], {k: c.get(k) for k in ("difference", "±95%", "n", "verdict")}) for c in claims
         )
