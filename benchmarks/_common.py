@@ -189,6 +189,14 @@ def write_result(
     return path
 
 
+SECONDS_NOTE = (
+    "wall time of a quality run, possibly beside other work (see machine.load_average_1min_at_*): bookkeeping, "
+    "not a speed figure"
+)
+"""What a quality benchmark writes beside the wall-clock seconds it records; speed is measured by the speed
+benchmarks, alone."""
+
+
 # --- intervals and verdicts ---------------------------------------------------------------------------------
 
 VERDICTS = ("holds", "fails", "inconclusive")

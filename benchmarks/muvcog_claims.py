@@ -79,7 +79,7 @@ from session_transformers.models.muvcog.tasks import (
 )
 from session_transformers.trainer_utils import freeze_parameters
 
-from ._common import bootstrap_draws, bootstrap_intervals, interval, paired_difference
+from ._common import SECONDS_NOTE, bootstrap_draws, bootstrap_intervals, interval, paired_difference
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -619,6 +619,7 @@ def main(argv: list[str] | None = None) -> dict:
         "claims": claims,
         "settings": {k: v for k, v in vars(args).items()},
         "seconds": round(time.time() - start, 1),
+        "seconds_note": SECONDS_NOTE,
     }
     print(json.dumps({"claims": claims}, indent=1))
     if args.dry_run:

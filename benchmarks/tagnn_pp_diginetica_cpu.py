@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._common import write_result
+from ._common import SECONDS_NOTE, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         "validation_curve": validation_curve(last),
         "epochs": epochs,
         "note": args.note,
+        "seconds_note": SECONDS_NOTE,  # of each epoch's wall_seconds_of_this_call
     }
     data = (
         "Diginetica (SR-GNN protocol), full catalogue: 647,711 train prefixes (168,003 sessions), 10,000 of the "

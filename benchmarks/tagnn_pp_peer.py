@@ -52,7 +52,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._common import write_result
+from ._common import SECONDS_NOTE, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -502,6 +502,7 @@ def write(args: argparse.Namespace, stats: dict) -> None:
         "settings": SETTINGS,
         "lr_schedule": "1e-3 in epochs 1-2, 1e-4 in epoch 3 (the code's StepLR(3, 0.1) is stepped before each epoch)",
         "authors_code_source": PUBLISHED,
+        "seconds_note": SECONDS_NOTE,  # of every run's wall_seconds
     }
     data = (
         f"Diginetica (SR-GNN protocol) reduced to its {stats['items']} most frequent training items: "
