@@ -255,9 +255,9 @@ def main(argv: list[str] | None = None) -> dict:
     if validating and task.tune_on_validation is not None:
 
         def score() -> dict[str, float]:
-            prefix = "tuning_"
-            figures = trainer.evaluate(metric_key_prefix=prefix.rstrip("_"))
-            return {k.removeprefix(prefix): v for k, v in figures.items()}
+            return {
+                k.removeprefix("tuning_"): v for k, v in trainer.evaluate(metric_key_prefix="tuning").items()
+            }
 
         results["tuned_on_validation"] = task.tune_on_validation(trainer.model, score)
     if validating:
