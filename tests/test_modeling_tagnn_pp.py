@@ -154,7 +154,11 @@ def _with_sinks(model: TagnnPPForNextItemPrediction, value: float) -> TagnnPPFor
     return model
 
 
-@pytest.mark.parametrize("style", [PAPER_ARCHITECTURE, CODE_STYLE, SINK_STYLE], ids=["paper", "code", "sink"])
+@pytest.mark.parametrize(
+    "style",
+    [PAPER_ARCHITECTURE, CODE_STYLE, SINK_STYLE, dict(CODE_STYLE, transformer_over="nodes")],
+    ids=["paper", "code", "sink", "nodes"],
+)
 @pytest.mark.parametrize("chunk", [1, 4, 13, 1000])
 def test_chunked_scores_equal_naive_reference(chunk, style):
     torch.manual_seed(0)
@@ -241,6 +245,50 @@ def test_code_style_attention_is_causal_and_its_global_weights_sum_to_one():
     assert not torch.allclose(a[:, 0], b[:, 0])
 
 
+NODES_STYLE = dict(CODE_STYLE, transformer_over="nodes")
+"""The defaults with the Transformer over the session graph's nodes (``transformer_over="nodes"``)."""
+
+
+def test_transformer_over_nodes_attends_by_item_index_and_ignores_the_batch():
+    """``transformer_over="nodes"``: each distinct item is one state (repeats share it); a node sees the leading
+    node and the nodes of lower item index, whatever the positions' order; a session's states do not depend on the
+    sessions batched with it; the leading node is learned, saved and in the GNN's path."""
+    torch.manual_seed(0)
+    processor = _processor()
+    model = TagnnPPModel(_tiny_config(use_gnn=False, **NODES_STYLE)).eval()
+    assert model.leading_node is not None and model.leading_node.abs().sum() > 0
+    with torch.no_grad():
+        a = model(**dict(processor([["item3", "item1", "item2", "item1"]]))).sequence_hidden[0]
+        b = model(**dict(processor([["item2", "item3", "item1"]]))).sequence_hidden[0]
+        c = model(**dict(processor([["item1", "item2", "item7"]]))).sequence_hidden[0]
+        torch.testing.assert_close(a[1], a[3])  # item1 twice: one node
+        # same items in another order: the same node states (no positions, no GNN here)
+        torch.testing.assert_close(a[[1, 2, 0]], b[[2, 0, 1]])
+        # item3 -> item7: the nodes of lower index (item1, item2) are unchanged, the replaced one is not
+        torch.testing.assert_close(c[:2], b[[2, 0]])
+        assert not torch.allclose(c[2], b[1])
+        alone = model(**dict(processor([["item2", "item3", "item1"]])))
+        batched = model(
+            **dict(processor([["item4"], ["item2", "item3", "item1"], ["item5"] * 2 + ["item6"] * 4]))
+        )
+        torch.testing.assert_close(batched.sequence_hidden[1, :3], alone.sequence_hidden[0])
+        torch.testing.assert_close(batched.global_hidden[1], alone.global_hidden[0])
+    with pytest.raises(ValueError, match="use_position_embeddings=False"):
+        _tiny_config(transformer_over="nodes", use_position_embeddings=True)
+    with pytest.raises(ValueError, match="'positions' or 'nodes'"):
+        _tiny_config(transformer_over="edges")
+    # with the GNN, the leading node goes through it as an isolated node and is trained
+    gnn = TagnnPPForNextItemPrediction(_tiny_config(**NODES_STYLE)).eval()
+    batch = dict(processor([["item2", "item3", "item1"]]))
+    with torch.no_grad():
+        before = gnn(**batch).logits
+        gnn.tagnn_pp.leading_node.add_(0.5)
+        assert not torch.allclose(before, gnn(**batch).logits)
+    loss = gnn.train()(**batch, labels=torch.tensor([4])).loss
+    loss.backward()
+    assert gnn.tagnn_pp.leading_node.grad is not None and gnn.tagnn_pp.leading_node.grad.abs().sum() > 0
+
+
 def test_attention_sinks_take_weight_from_the_positions_and_start_at_zero(tmp_path):
     """``attention_sink``: the global weights sum to less than one (equal states give a
     shrunk state back); the sinks start at logit 0, save and load, and a checkpoint without them is refused."""
@@ -324,7 +372,11 @@ def test_without_gnn_positions_see_raw_embeddings():
     torch.testing.assert_close(out.last_hidden[0], emb[-1])
 
 
-@pytest.mark.parametrize("style", [PAPER_ARCHITECTURE, CODE_STYLE], ids=["paper", "code"])
+@pytest.mark.parametrize(
+    "style",
+    [PAPER_ARCHITECTURE, CODE_STYLE, dict(CODE_STYLE, transformer_over="nodes")],
+    ids=["paper", "code", "nodes"],
+)
 def test_sdpa_equals_eager(style):
     torch.manual_seed(0)
     model = TagnnPPForNextItemPrediction(_tiny_config(**style)).eval()

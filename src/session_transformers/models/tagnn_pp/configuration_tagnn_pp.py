@@ -111,12 +111,24 @@ class TagnnPPConfig(PreTrainedConfig):
             (uniform).
         attention_sink: give the readout's two attentions (the global one when it is a softmax, and the
             target-aware one) one more slot with a learned logit (zero at the start) and a zero value, so that
-            their weights over the session's positions can sum to less than one. Not in the paper; it is the
-            batch-independent form of what the authors' code does by accident: its softmaxes run over the padded
-            positions too (zero keys, logit 0, zero value in the target attention), so a short session in a batch
-            with long ones attends less to its own items. Off by default: on the peer benchmark (length-grouped
+            their weights over the session's positions can sum to less than one. Not in the paper; it is a
+            learned form of what the authors' code does by accident: it pads every session to the longest of
+            its split (34 positions in the peer benchmark's training samples, 22 in its test cases) and both
+            softmaxes run over the padded positions too, with a zero value (the target attention's logit there
+            is 0, the global one's comes from the padding node's state), so a short session attends less to its
+            own items, and less in training than at test. Off by default: on the peer benchmark (length-grouped
             batches, seeds 0 and 1) it was level with the default at every epoch (74.60 / 29.51, 75.05 / 29.84,
             76.02 / 31.33 against 74.73 / 29.55, 74.89 / 29.94, 75.89 / 31.38).
+        transformer_over: what the Transformer attends over. ``"positions"`` (default): the session's positions, in
+            order, node states repeated where an item repeats. ``"nodes"``: the session graph's *nodes* (each
+            distinct item once) in item-index order after one extra leading node, as the authors' code does
+            (its nodes are ``np.unique`` of the zero-padded session, so the padding item comes first and every
+            node can attend to it). The leading node is a learned vector that goes through the gated GNN as an
+            isolated node (the code's trained padding row); with ``transformer_style="code"`` a node attends to
+            the leading node and the nodes of lower item index. Position states are then read from the nodes.
+            Needs ``use_position_embeddings=False`` (nodes have no position). Off by default: on the peer
+            benchmark (length-grouped batches, seeds 0 and 1) it was level with the default at every epoch
+            (74.52 / 29.66, 74.95 / 29.99, 75.88 / 31.35 against 74.73 / 29.55, 74.89 / 29.94, 75.89 / 31.38).
         score_chunk_size: catalogue items scored at a time by the target-aware readout; bounds the readout's
             memory at ``batch * seq_len * score_chunk_size`` floats.
         pad_token_id: the padding item index; must be 0 (the processor's convention).
@@ -148,6 +160,7 @@ class TagnnPPConfig(PreTrainedConfig):
     global_attention_softmax: bool = True
     uniform_init: bool = True
     attention_sink: bool = False
+    transformer_over: str = "positions"
     score_chunk_size: int = 8192
     pad_token_id: int | None = 0
 
@@ -183,6 +196,13 @@ class TagnnPPConfig(PreTrainedConfig):
             raise ValueError(f"agc_clip_factor={self.agc_clip_factor} and agc_eps={self.agc_eps} must be > 0")
         if self.transformer_style not in ("paper", "code"):
             raise ValueError(f"transformer_style={self.transformer_style!r} must be 'paper' or 'code'")
+        if self.transformer_over not in ("positions", "nodes"):
+            raise ValueError(f"transformer_over={self.transformer_over!r} must be 'positions' or 'nodes'")
+        if self.transformer_over == "nodes" and self.use_position_embeddings:
+            raise ValueError(
+                "transformer_over='nodes' attends over the session graph's nodes, which have no position: "
+                "set use_position_embeddings=False"
+            )
         if self.pad_token_id != 0:
             raise ValueError(f"pad_token_id={self.pad_token_id}: TAGNN++ reserves item index 0 for padding")
 

@@ -7,8 +7,11 @@ hidden):
 2. **Gated GNN** (SR-GNN / TAGNN, :class:`SRGNNCell`) on the session transition graph from
    :mod:`session_transformers.graphs.transition`: ``gnn_steps`` gated updates of the node states.
 3. Node states are scattered to session positions with ``alias``: ``(B, L, H)``.
-4. **Transformer** encoder (:class:`TagnnPPTransformerLayer`): learned position embeddings, multi-head
-   self-attention, residual + LayerNorm, token-wise feed-forward layer; bidirectional with a padding mask.
+4. **Transformer** over the positions: the authors' code's causal ``MHA + LayerNorm`` block
+   (:class:`TagnnPPCausalResidualLayer`, the default) or the paper's encoder layer
+   (:class:`TagnnPPTransformerLayer`: learned position embeddings, multi-head self-attention, residual + LayerNorm,
+   token-wise feed-forward layer, bidirectional with a padding mask). With ``transformer_over="nodes"`` it runs
+   over each session's graph nodes in item-index order before step 3, as the authors' code does.
 5. **Session embeddings** as in SR-GNN: local ``s_l`` = the last item's state, global ``s_g`` = soft attention
    over the positions.
 6. **Target-aware readout** of TAGNN (:class:`TargetAwareReadout`): for each candidate item ``v`` a target
@@ -28,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import MessagePassing
+from torch_geometric.utils import to_dense_batch
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
@@ -227,8 +231,9 @@ class TagnnPPCausalResidualLayer(GradientCheckpointingLayer):
     """The attention block of the authors' code: ``MHA(h) + LN(h)`` with a causal mask and no feed-forward layer.
 
     Each position attends to itself and the positions before it (the code masks the same way, over the session
-    graph's nodes in item-ID order; here over session positions). The residual branch is the LayerNorm of the
-    input, the attention reads the input as it is.
+    graph's nodes in item-ID order; here over session positions, or over the nodes with
+    ``config.transformer_over="nodes"``). The residual branch is the LayerNorm of the input, the attention reads the
+    input as it is.
     """
 
     def __init__(self, config: TagnnPPConfig):
@@ -478,6 +483,12 @@ class TagnnPPPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
             if isinstance(module, nn.Embedding) and module.padding_idx is not None:
                 module.weight[module.padding_idx].zero_()  # the padding row stays zero (the code trains it)
             return
+        if isinstance(module, TagnnPPModel) and module.leading_node is not None:  # transformer_over="nodes"
+            if self.config.uniform_init:
+                bound = self.config.hidden_size**-0.5
+                init.uniform_(module.leading_node, -bound, bound)
+            else:
+                init.normal_(module.leading_node, std=self.config.initializer_range)
         if isinstance(module, SoftAttentionReadout | TargetAwareReadout) and module.sink is not None:
             init.zeros_(module.sink)  # config.attention_sink: the sink starts at logit 0
         super()._init_weights(module)  # nn.Linear / nn.Embedding (padding row zeroed) / LayerNorm
@@ -495,10 +506,33 @@ class TagnnPPModel(TagnnPPPreTrainedModel):
         self.gnn = TagnnPPGatedGNN(config) if config.use_gnn else None
         self.transformer = TagnnPPTransformer(config) if config.use_transformer else None
         self.global_attention = SoftAttentionReadout(config)
+        # transformer_over="nodes": the learned node every session's nodes can attend to (see the config)
+        over_nodes = config.use_transformer and config.transformer_over == "nodes"
+        self.leading_node = nn.Parameter(torch.zeros(config.hidden_size)) if over_nodes else None
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.item_embeddings
+
+    def _transform_nodes(self, h: torch.Tensor, x: torch.Tensor, alias: torch.Tensor) -> torch.Tensor:
+        """The Transformer over each session's graph nodes in item-index order after the leading node
+        (``transformer_over="nodes"``): node states ``(|V|, H)`` in, node states ``(|V|, H)`` out."""
+        num_nodes, batch_size = h.shape[0], alias.shape[0]
+        # the batch is a disjoint union in session order: session b's nodes start at the node of its position 0
+        starts = alias[:, 0]  # (B,)
+        counts = torch.diff(starts, append=starts.new_tensor([num_nodes]))  # (B,)
+        session = torch.repeat_interleave(torch.arange(batch_size, device=h.device), counts)  # (|V|,)
+        order = torch.argsort(session * self.config.num_items + x)  # session by session, item index ascending
+        nodes, real = to_dense_batch(h[order], session[order], batch_size=batch_size)  # (B, n, H), (B, n)
+        lead = self.leading_node[None].to(h.dtype)  # (1, H)
+        if self.gnn is not None:  # an isolated node of the graph: the GNN's update without messages
+            no_edges = torch.zeros(2, 0, dtype=torch.long, device=h.device)
+            no_weights = torch.zeros(0, dtype=h.dtype, device=h.device)
+            lead = self.gnn(lead, no_edges, no_weights, no_weights)  # (1, H)
+        nodes = torch.cat([lead.expand(batch_size, 1, -1), nodes], dim=1)  # (B, 1 + n, H)
+        real = torch.cat([real.new_ones(batch_size, 1), real], dim=1)  # (B, 1 + n)
+        out = self.transformer(nodes, real.long())[:, 1:][real[:, 1:]]  # (|V|, H) in `order`
+        return torch.empty_like(out).index_copy_(0, order, out)  # (|V|, H) in the batch's node order
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.item_embeddings = value
@@ -527,8 +561,10 @@ class TagnnPPModel(TagnnPPPreTrainedModel):
         if self.gnn is not None:
             h = self.gnn(h, edge_index, in_weight, out_weight)  # (|V|, H)
         mask = attention_mask.to(h.dtype)[..., None]  # (B, L, 1)
+        if self.leading_node is not None:  # transformer_over="nodes": attend over the nodes, then scatter
+            h = self._transform_nodes(h, x, alias)  # (|V|, H)
         hidden = h[alias] * mask  # (B, L, H)
-        if self.transformer is not None:
+        if self.transformer is not None and self.leading_node is None:
             hidden = self.transformer(hidden, attention_mask) * mask  # (B, L, H)
         last_index = attention_mask.sum(dim=1).clamp(min=1) - 1  # (B,) right padding: last real position
         last = hidden[torch.arange(hidden.shape[0], device=hidden.device), last_index]  # (B, H)
