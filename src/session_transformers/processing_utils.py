@@ -354,6 +354,21 @@ def unknown_items_policy(value: str) -> str:
     return value
 
 
+def check_item_ids(item_ids: Sequence[Any], session: int, owner: str) -> None:
+    """Raise :class:`~session_transformers.data.schema.InvalidRecordError` (from ``owner``) naming the session and
+    the position of the first item ID that is not a string."""
+    from .data.schema import InvalidRecordError
+
+    bad = next((j for j, item in enumerate(item_ids) if not isinstance(item, str)), None)
+    if bad is not None:
+        raise InvalidRecordError(
+            owner,
+            session,
+            f"item_ids[{bad}]",
+            f"item IDs are strings, got {item_ids[bad]!r:.80} ({type(item_ids[bad]).__name__})",
+        )
+
+
 def unknown_items_error(
     session: int | str | None,
     unknown: Sequence[Any],
@@ -429,6 +444,7 @@ __all__ = [
     "record_texts",
     "session_queries",
     "unknown_attribute_policy",
+    "check_item_ids",
     "unknown_items_error",
     "unknown_items_policy",
     "warn_skipped_items",

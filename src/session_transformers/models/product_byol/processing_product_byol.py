@@ -32,6 +32,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import BatchFeature, PreTrainedTokenizerFast, ProcessorMixin
 
 from ...data.schema import InvalidRecordError
+from ...processing_utils import check_item_ids
 
 IGNORE_INDEX = -100
 PAD_TOKEN, UNK_TOKEN = "<pad>", "<unk>"
@@ -355,14 +356,7 @@ class ProductByolProcessor(ProcessorMixin):
         string raises :class:`~session_transformers.data.schema.InvalidRecordError` naming ``session`` (its index)
         and the ID's position."""
         item_ids = list(item_ids)
-        bad = next((j for j, x in enumerate(item_ids) if not isinstance(x, str)), None)
-        if bad is not None:
-            raise InvalidRecordError(
-                "ProductByolProcessor",
-                session,
-                f"item_ids[{bad}]",
-                f"item IDs are strings, got {item_ids[bad]!r:.80}",
-            )
+        check_item_ids(item_ids, session, "ProductByolProcessor")
         return list(session_pairs(item_ids, self.max_products_per_session))
 
     def pair_dataset(

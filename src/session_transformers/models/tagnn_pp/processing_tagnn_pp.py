@@ -18,6 +18,7 @@ from transformers import BatchFeature, ProcessorMixin
 from ...data.schema import InvalidRecordError
 from ...graphs.transition import build_graph_batch
 from ...processing_utils import (
+    check_item_ids,
     unknown_items_error,
     unknown_items_policy,
     warn_skipped_items,
@@ -172,7 +173,7 @@ class TagnnPPProcessor(ProcessorMixin):
         except TypeError:  # an unhashable ID (a list, a dict): found below
             indices = [PAD_INDEX]
         if PAD_INDEX in indices:
-            self._check_ids(item_ids, session)
+            check_item_ids(item_ids, session, "TagnnPPProcessor")
             unknown = [item for item, i in zip(item_ids, indices) if i == PAD_INDEX]
             policy = unknown_items_policy(unknown_items) if unknown_items is not None else self.unknown_items
             if policy == "error":
@@ -185,19 +186,6 @@ class TagnnPPProcessor(ProcessorMixin):
                     f"{unknown[:5]}; known IDs look like {self.item_vocab[:3]}"
                 )
         return indices
-
-    @staticmethod
-    def _check_ids(item_ids: Sequence, session: int) -> None:
-        """Raise :class:`~session_transformers.data.schema.InvalidRecordError` naming the session and the position
-        of the first ID that is not a string (an unknown string ID is the ``unknown_items`` policy's business)."""
-        bad = next((j for j, item in enumerate(item_ids) if not isinstance(item, str)), None)
-        if bad is not None:
-            raise InvalidRecordError(
-                "TagnnPPProcessor",
-                session,
-                f"item_ids[{bad}]",
-                f"item IDs are strings, got {item_ids[bad]!r:.80} ({type(item_ids[bad]).__name__})",
-            )
 
     def encode_target(self, target: str, session: int = 0, unknown_items: str | None = None) -> int:
         """Label of one target: its index, or ``-100`` when unknown under ``unknown_items="skip"``."""
