@@ -11,11 +11,11 @@ initialisation. Measured side by side on the same data (``benchmarks/tagnn_pp_pe
 items, 225,557 training samples, the code's optimiser settings, test HR@20 / MRR@20 after one epoch), the code's
 architecture is the better one, so it is the default:
 
-- the authors' code itself, mean of seeds 0 and 1: 74.64 / 29.49 (after epochs 2 and 3: 75.17 / 29.94,
-  75.78 / 31.25);
+- the authors' code itself, mean of seeds 0 to 3: 74.54 / 29.51 (after epochs 2 and 3: 75.13 / 29.87,
+  75.85 / 31.25);
 - this config's defaults (the code's architecture), mean of seeds 0 to 3: 74.59 / 29.68 (after epochs 2 and 3:
-  74.95 / 29.87, 75.95 / 31.29: level after epoch 1, ahead after epoch 3 at 1e-4, and 0.22 / 0.07 behind after
-  epoch 2, where each of our four seeds is below each of the authors' two);
+  74.95 / 29.87, 75.95 / 31.29: ahead after epochs 1 and 3, level on MRR@20 and 0.18 behind on HR@20 after
+  epoch 2, where each of our four seeds is below each of the authors' four);
 - the paper's architecture (:data:`PAPER_ARCHITECTURE`, :meth:`TagnnPPConfig.from_paper`): 73.63 / 28.04, with a
   lower MRR@20 than simply recommending the session's last item (67.56 / 28.14).
 
