@@ -514,6 +514,9 @@ class TagnnPPModel(TagnnPPPreTrainedModel):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.item_embeddings
 
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.item_embeddings = value
+
     def _transform_nodes(self, h: torch.Tensor, x: torch.Tensor, alias: torch.Tensor) -> torch.Tensor:
         """The Transformer over each session's graph nodes in item-index order after the leading node
         (``transformer_over="nodes"``): node states ``(|V|, H)`` in, node states ``(|V|, H)`` out."""
@@ -533,9 +536,6 @@ class TagnnPPModel(TagnnPPPreTrainedModel):
         real = torch.cat([real.new_ones(batch_size, 1), real], dim=1)  # (B, 1 + n)
         out = self.transformer(nodes, real.long())[:, 1:][real[:, 1:]]  # (|V|, H) in `order`
         return torch.empty_like(out).index_copy_(0, order, out)  # (|V|, H) in the batch's node order
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.item_embeddings = value
 
     @can_return_tuple
     def forward(
