@@ -144,6 +144,9 @@ CODE_STYLE = dict(
 SINK_STYLE = dict(CODE_STYLE, attention_sink=True)
 """The defaults with the readout's attention sinks (``attention_sink``)."""
 
+NODES_STYLE = dict(CODE_STYLE, transformer_over="nodes")
+"""The defaults with the Transformer over the session graph's nodes (``transformer_over="nodes"``)."""
+
 
 def _with_sinks(model: TagnnPPForNextItemPrediction, value: float) -> TagnnPPForNextItemPrediction:
     """Move the sinks' logits off their zero start, so that a test sees them."""
@@ -156,7 +159,7 @@ def _with_sinks(model: TagnnPPForNextItemPrediction, value: float) -> TagnnPPFor
 
 @pytest.mark.parametrize(
     "style",
-    [PAPER_ARCHITECTURE, CODE_STYLE, SINK_STYLE, dict(CODE_STYLE, transformer_over="nodes")],
+    [PAPER_ARCHITECTURE, CODE_STYLE, SINK_STYLE, NODES_STYLE],
     ids=["paper", "code", "sink", "nodes"],
 )
 @pytest.mark.parametrize("chunk", [1, 4, 13, 1000])
@@ -243,10 +246,6 @@ def test_code_style_attention_is_causal_and_its_global_weights_sum_to_one():
         a = paper(**dict(processor([["item1", "item2", "item3"]]))).sequence_hidden
         b = paper(**dict(processor([["item1", "item2", "item7"]]))).sequence_hidden
     assert not torch.allclose(a[:, 0], b[:, 0])
-
-
-NODES_STYLE = dict(CODE_STYLE, transformer_over="nodes")
-"""The defaults with the Transformer over the session graph's nodes (``transformer_over="nodes"``)."""
 
 
 def test_transformer_over_nodes_attends_by_item_index_and_ignores_the_batch():
@@ -374,7 +373,7 @@ def test_without_gnn_positions_see_raw_embeddings():
 
 @pytest.mark.parametrize(
     "style",
-    [PAPER_ARCHITECTURE, CODE_STYLE, dict(CODE_STYLE, transformer_over="nodes")],
+    [PAPER_ARCHITECTURE, CODE_STYLE, NODES_STYLE],
     ids=["paper", "code", "nodes"],
 )
 def test_sdpa_equals_eager(style):
