@@ -19,6 +19,7 @@ from session_transformers.models.tagnn_pp import (
     TagnnPPForNextItemPrediction,
     TagnnPPModel,
     TagnnPPProcessor,
+    binary_transition_weights,
     build_graph_batch,
 )
 from session_transformers.optim import adaptive_clip_grad_
@@ -405,6 +406,64 @@ def test_gated_gnn_known_answer():
     a_out = a / a.sum(1, keepdim=True).clamp(min=1)  # row u: normalised over u's out-edges
     inputs = torch.cat([cell.linear_edge_in(a_in @ h), cell.linear_edge_out(a_out @ h)], -1)
     torch.testing.assert_close(got, cell.gru(inputs, h))
+
+
+def _codes_matrices(session: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The authors' code's ``A_in`` / ``A_out`` for one session (nodes sorted, as ``np.unique``), rewritten here:
+    ``u_A[u][v] = 1`` per transition, columns / rows divided by their sums (1 where a sum is 0)."""
+    node = np.unique(session)
+    a = np.zeros((len(node), len(node)))
+    for u, v in zip(session, session[1:]):
+        a[np.searchsorted(node, u), np.searchsorted(node, v)] = 1
+    a_in = (a / np.maximum(a.sum(0), 1)).T  # row v: 1 / in-degree over distinct edges
+    a_out = a / np.maximum(a.sum(1, keepdims=True), 1)  # row u: 1 / out-degree over distinct edges
+    return a_in, a_out
+
+
+def test_binary_transition_weights_are_the_codes_matrices():
+    """``transition_weights="binary"``: each distinct transition counts once, as in the authors' code; the model's
+    output differs from the default (``"counts"``) exactly for the sessions where a node's distinct edges have
+    different counts."""
+    rng = np.random.default_rng(0)
+    sessions = [list(rng.integers(1, 5, size=rng.integers(2, 9))) for _ in range(30)]
+    sessions += [
+        [1, 2, 1, 2, 3, 2],
+        [4, 4, 1, 4, 4, 2],
+        [1, 2, 3],
+    ]  # counts 2 and 1 into 2 / out of 4; a chain
+    for session in sessions:
+        arrays = build_graph_batch([session])
+        edge_index = torch.from_numpy(arrays["edge_index"])
+        w_in, w_out = binary_transition_weights(edge_index, len(arrays["x"]))
+        nodes = arrays["x"].tolist()  # first-appearance order
+        sorted_index = [sorted(nodes).index(n) for n in nodes]
+        want_in, want_out = _codes_matrices(session)
+        for (u, v), got_in, got_out in zip(edge_index.T.tolist(), w_in.tolist(), w_out.tolist()):
+            su, sv = sorted_index[u], sorted_index[v]
+            assert got_in == pytest.approx(want_in[sv, su]) and got_out == pytest.approx(want_out[su, sv])
+    with pytest.raises(ValueError, match="transition_weights"):
+        _tiny_config(transition_weights="weighted")
+
+    torch.manual_seed(0)
+    counts = TagnnPPForNextItemPrediction(_tiny_config()).eval()
+    binary = TagnnPPForNextItemPrediction(_tiny_config(transition_weights="binary")).eval()
+    binary.load_state_dict(counts.state_dict())
+    processor = _processor()
+    repeats = [
+        ["item1", "item2", "item1", "item2", "item3", "item2"],
+        ["item4", "item4", "item5", "item4", "item4"],
+    ]
+    # the weights agree where a node's edges all have the same count: a chain, a pair repeated as a whole
+    chains = [
+        ["item1", "item2", "item3"],
+        ["item5", "item5", "item6", "item5"],
+        ["item7", "item8", "item7", "item8"],
+    ]
+    batch = processor(repeats + chains)
+    with torch.no_grad():
+        a, b = counts(**batch).logits, binary(**batch).logits
+    assert not torch.allclose(a[:2], b[:2], atol=1e-4)
+    torch.testing.assert_close(a[2:], b[2:])
 
 
 def test_adaptive_gradient_clipping():

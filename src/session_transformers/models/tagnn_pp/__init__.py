@@ -10,6 +10,7 @@ from .modeling_tagnn_pp import (
     TagnnPPNextItemOutput,
     TagnnPPPreTrainedModel,
     TargetAwareReadout,
+    binary_transition_weights,
 )
 from .processing_tagnn_pp import TagnnPPProcessor, build_graph_batch
 
@@ -25,5 +26,6 @@ __all__ = [
     "TagnnPPPreTrainedModel",
     "TagnnPPProcessor",
     "TargetAwareReadout",
+    "binary_transition_weights",
     "build_graph_batch",
 ]

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import MessagePassing
-from torch_geometric.utils import to_dense_batch
+from torch_geometric.utils import degree, to_dense_batch
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
@@ -126,6 +126,17 @@ class SRGNNCell(MessagePassing):
 
     def message(self, x_j: torch.Tensor, edge_weight: torch.Tensor) -> torch.Tensor:
         return edge_weight.to(x_j.dtype).unsqueeze(-1) * x_j  # (|E|, H)
+
+
+def binary_transition_weights(edge_index: torch.Tensor, num_nodes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """SR-GNN's released code's connection matrices as edge weights: ``1 / in-degree`` of each edge's target and
+    ``1 / out-degree`` of its source, degrees counted over *distinct* edges (``edge_index`` holds each transition
+    once, as :func:`~session_transformers.graphs.transition.build_graph_batch` writes it). Returns
+    ``(in_weight, out_weight)``, each ``(|E|,)``."""
+    source, target = edge_index
+    in_degree = degree(target, num_nodes)  # (|V|,)
+    out_degree = degree(source, num_nodes)  # (|V|,)
+    return in_degree[target].reciprocal(), out_degree[source].reciprocal()
 
 
 class TagnnPPGatedGNN(nn.Module):
@@ -559,6 +570,10 @@ class TagnnPPModel(TagnnPPPreTrainedModel):
         """
         h = self.item_embeddings(x)  # (|V|, H)
         if self.gnn is not None:
+            if (
+                self.config.transition_weights == "binary"
+            ):  # the authors' code: each distinct edge counts once
+                in_weight, out_weight = binary_transition_weights(edge_index, x.shape[0])
             h = self.gnn(h, edge_index, in_weight, out_weight)  # (|V|, H)
         mask = attention_mask.to(h.dtype)[..., None]  # (B, L, 1)
         if self.leading_node is not None:  # transformer_over="nodes": attend over the nodes, then scatter
