@@ -407,6 +407,18 @@ def test_gated_gnn_known_answer():
     inputs = torch.cat([cell.linear_edge_in(a_in @ h), cell.linear_edge_out(a_out @ h)], -1)
     torch.testing.assert_close(got, cell.gru(inputs, h))
 
+    # style="code", as the released code computes it: A @ (W h + b') + b, the maps' biases riding the edges
+    code = SRGNNCell(4, style="code")
+    torch.nn.init.normal_(code.bias_in), torch.nn.init.normal_(code.bias_out)
+    got = code(h, *(torch.from_numpy(arrays[k]) for k in ("edge_index", "in_weight", "out_weight")))
+    a_in_code = a_in @ code.linear_edge_in(h) + code.bias_in
+    a_out_code = a_out @ code.linear_edge_out(h) + code.bias_out
+    torch.testing.assert_close(got, code.gru(torch.cat([a_in_code, a_out_code], -1), h))
+    # node 9 (the last item) has no out-edges: its outgoing input is the node bias alone
+    torch.testing.assert_close(a_out_code[2], code.bias_out)
+    with pytest.raises(ValueError, match="gnn_style"):
+        _tiny_config(gnn_style="torch")
+
 
 def _codes_matrices(session: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """The authors' code's ``A_in`` / ``A_out`` for one session (nodes sorted, as ``np.unique``), rewritten here:
@@ -497,12 +509,17 @@ def test_agc_leaves_the_output_layer_alone():
     assert agc_parameters(plain) == list(plain.parameters())
 
 
-def test_gated_gnn_keeps_the_srgnn_uniform_init():
+@pytest.mark.parametrize("gnn_style", ["paper", "code"])
+def test_gated_gnn_keeps_the_srgnn_uniform_init(gnn_style):
     hidden = 64
     model = TagnnPPForNextItemPrediction(
-        TagnnPPConfig(num_items=30, hidden_size=hidden, num_attention_heads=2, uniform_init=False)
+        TagnnPPConfig(
+            num_items=30, hidden_size=hidden, num_attention_heads=2, uniform_init=False, gnn_style=gnn_style
+        )
     )
     bound = hidden**-0.5
+    names = {name for name, _ in model.tagnn_pp.gnn.cell.named_parameters()}
+    assert ({"bias_in", "bias_out"} <= names) == (gnn_style == "code")
     for name, p in model.tagnn_pp.gnn.cell.named_parameters():
         assert p.abs().max() <= bound, name
         assert abs(p.std().item() - bound / 3**0.5) < 0.25 * bound, f"{name} is not uniform(+-1/sqrt(H))"

@@ -129,6 +129,11 @@ class TagnnPPConfig(PreTrainedConfig):
             Needs ``use_position_embeddings=False`` (nodes have no position). Off by default: on the peer
             benchmark (length-grouped batches, seeds 0 and 1) it was level with the default at every epoch
             (74.52 / 29.66, 74.95 / 29.99, 75.88 / 31.35 against 74.73 / 29.55, 74.89 / 29.94, 75.89 / 31.38).
+        gnn_style: the gated GNN's edge maps. ``"paper"`` (default, SR-GNN's equation (1)): aggregate the
+            neighbours' states, then the linear map with its bias. ``"code"``: map every node first and aggregate
+            the maps, then add a node bias per direction, as the authors' code (and SR-GNN's and TAGNN's) does; the
+            maps' biases then reach only nodes with edges in that direction, so the session's first and last items
+            get biases of their own (see :class:`~session_transformers.models.tagnn_pp.SRGNNCell`).
         transition_weights: how the session graph's edges are weighted in the gated GNN. ``"counts"`` (default,
             SR-GNN's paper: an edge's occurrences over its node's degree, repeated transitions counted, as the
             processor computes them); ``"binary"``: each distinct transition once, ``1 / in-degree`` of its target
@@ -168,6 +173,7 @@ class TagnnPPConfig(PreTrainedConfig):
     uniform_init: bool = True
     attention_sink: bool = False
     transformer_over: str = "positions"
+    gnn_style: str = "paper"
     transition_weights: str = "counts"
     score_chunk_size: int = 8192
     pad_token_id: int | None = 0
@@ -206,6 +212,8 @@ class TagnnPPConfig(PreTrainedConfig):
             raise ValueError(f"transformer_style={self.transformer_style!r} must be 'paper' or 'code'")
         if self.transformer_over not in ("positions", "nodes"):
             raise ValueError(f"transformer_over={self.transformer_over!r} must be 'positions' or 'nodes'")
+        if self.gnn_style not in ("paper", "code"):
+            raise ValueError(f"gnn_style={self.gnn_style!r} must be 'paper' or 'code'")
         if self.transition_weights not in ("counts", "binary"):
             raise ValueError(f"transition_weights={self.transition_weights!r} must be 'counts' or 'binary'")
         if self.transformer_over == "nodes" and self.use_position_embeddings:

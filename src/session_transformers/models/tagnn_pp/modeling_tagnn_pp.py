@@ -96,16 +96,30 @@ class SRGNNCell(MessagePassing):
         h'_v = \mathrm{GRU}([a^{in}_v; a^{out}_v], h_v)
 
     i.e. the reset gate ``r``, update gate ``z`` and candidate ``tanh(W a + r * (U h))`` of SR-GNN's equations
-    (2)-(5). The aggregation runs before the linear map (the two commute), over all graphs of the batch at once.
+    (2)-(5). With ``style="paper"`` (SR-GNN's equation (1)) the aggregation runs before the linear map, over all
+    graphs of the batch at once.
+
+    ``style="code"`` is what SR-GNN's, TAGNN's and TAGNN++'s released code computes: every node is mapped first
+    and the maps are aggregated, ``a^{in}_v = \sum_{u \to v} A^{in}_{uv} (W_{in} h_u + b'_{in}) + b_{in}``
+    (``b_iah`` / ``b_oah`` there). The weights commute with the aggregation, the edge maps' biases do not: they
+    arrive scaled by the node's summed edge weights, 1 with edges and 0 without, so a node with no in-edges (the
+    session's first item, unless revisited) or no out-edges (its last item, unless revisited) gets a bias of its
+    own.
     """
 
-    def __init__(self, hidden_size: int):
+    def __init__(self, hidden_size: int, style: str = "paper"):
         super().__init__(aggr="add")
         self.linear_edge_in = nn.Linear(hidden_size, hidden_size)
         self.linear_edge_out = nn.Linear(hidden_size, hidden_size)
         self.gru = nn.GRUCell(2 * hidden_size, hidden_size)
         for module in (self.linear_edge_in, self.linear_edge_out, self.gru):
             module._srgnn_uniform_init = True  # read by TagnnPPPreTrainedModel._init_weights
+        if style not in ("paper", "code"):
+            raise ValueError(f"style={style!r} must be 'paper' or 'code'")
+        # style="code": the node biases added after the aggregation (the code's b_iah / b_oah)
+        self.bias_in = nn.Parameter(torch.zeros(hidden_size)) if style == "code" else None
+        self.bias_out = nn.Parameter(torch.zeros(hidden_size)) if style == "code" else None
+        self._srgnn_uniform_init = True  # the cell's own biases too
 
     def reset_parameters(self) -> None:
         """SR-GNN's init: uniform ``±1/sqrt(H)`` for the GRU and the edge maps (biases included)."""
@@ -118,10 +132,17 @@ class SRGNNCell(MessagePassing):
         self, h: torch.Tensor, edge_index: torch.Tensor, in_weight: torch.Tensor, out_weight: torch.Tensor
     ) -> torch.Tensor:
         """``h`` ``(|V|, H)``, ``edge_index`` ``(2, |E|)``, weights ``(|E|,)`` -> new node states ``(|V|, H)``."""
-        a_in = self.linear_edge_in(self.propagate(edge_index, x=h, edge_weight=in_weight))  # (|V|, H)
-        a_out = self.linear_edge_out(
-            self.propagate(edge_index.flip(0), x=h, edge_weight=out_weight)
-        )  # (|V|, H)
+        if self.bias_in is None:  # the paper: aggregate, then map
+            a_in = self.linear_edge_in(self.propagate(edge_index, x=h, edge_weight=in_weight))  # (|V|, H)
+            a_out = self.linear_edge_out(
+                self.propagate(edge_index.flip(0), x=h, edge_weight=out_weight)
+            )  # (|V|, H)
+        else:  # the code: map, aggregate (the maps' biases weighted by the edges), then the node biases
+            a_in = self.propagate(edge_index, x=self.linear_edge_in(h), edge_weight=in_weight) + self.bias_in
+            a_out = (
+                self.propagate(edge_index.flip(0), x=self.linear_edge_out(h), edge_weight=out_weight)
+                + self.bias_out
+            )  # (|V|, H)
         return self.gru(torch.cat([a_in, a_out], dim=-1), h)  # (|V|, H)
 
     def message(self, x_j: torch.Tensor, edge_weight: torch.Tensor) -> torch.Tensor:
@@ -145,7 +166,7 @@ class TagnnPPGatedGNN(nn.Module):
     def __init__(self, config: TagnnPPConfig):
         super().__init__()
         self.steps = config.gnn_steps
-        self.cell = SRGNNCell(config.hidden_size)
+        self.cell = SRGNNCell(config.hidden_size, style=config.gnn_style)
 
     def forward(self, h, edge_index, in_weight, out_weight) -> torch.Tensor:
         """``h`` ``(|V|, H)``: the batch's session-graph nodes; ``edge_index`` ``(2, |E|)``; ``in_weight`` /
