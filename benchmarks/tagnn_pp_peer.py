@@ -145,6 +145,116 @@ for epoch in range(len(done) + 1, cfg["epochs"] + 1):
 '''
 
 
+FORWARD_CHECK = r'''
+"""Our TAGNN++ against the authors' code with the same weights (patched copy in ./code): scores and Adam steps."""
+import json, sys
+from pathlib import Path
+import numpy as np
+import torch
+
+here = Path(__file__).resolve().parent
+sys.path.insert(0, str(here / "code"))
+import model as authors  # noqa: E402  (the authors' code)
+from proc_utils import Dataset  # noqa: E402
+from session_transformers.models.tagnn_pp import TagnnPPConfig, TagnnPPForNextItemPrediction, build_graph_batch
+
+cfg = json.loads(sys.argv[1])
+torch.set_num_threads(cfg["threads"])
+H, N, B = cfg["hidden_size"], cfg["num_items"] + 1, cfg["batch_size"]
+
+
+class Opt:  # the code's Diginetica_arg, with the peer settings
+    hiddenSize, batchSize, lr, l2 = H, B, cfg["learning_rate"], cfg["weight_decay"]
+    lr_dc, lr_dc_step, step, nonhybrid = 0.1, 3, 1, True
+
+
+def pair(gnn_style):
+    """The authors' model at its own init, and ours (the default config but ``gnn_style``) with its weights."""
+    torch.manual_seed(cfg["seed"])
+    theirs = authors.Attention_SessionGraph(Opt, N)
+    ours = TagnnPPForNextItemPrediction(
+        TagnnPPConfig(num_items=N, hidden_size=H, num_attention_heads=cfg["heads"], gnn_style=gnn_style,
+                      attention_probs_dropout_prob=0.0)
+    )
+    t = {k: v.detach().clone() for k, v in theirs.named_parameters()}
+    gnn, layer = "tagnn_pp.gnn.cell.", "tagnn_pp.transformer.layers.0."
+    state = {
+        "tagnn_pp.item_embeddings.weight": t["embedding.weight"],
+        gnn + "linear_edge_in.weight": t["tagnn.linear_edge_in.weight"],
+        gnn + "linear_edge_in.bias": t["tagnn.linear_edge_in.bias"],
+        gnn + "linear_edge_out.weight": t["tagnn.linear_edge_out.weight"],
+        gnn + "linear_edge_out.bias": t["tagnn.linear_edge_out.bias"],
+        gnn + "gru.weight_ih": t["tagnn.w_ih"], gnn + "gru.weight_hh": t["tagnn.w_hh"],
+        gnn + "gru.bias_ih": t["tagnn.b_ih"], gnn + "gru.bias_hh": t["tagnn.b_hh"],
+        layer + "layer_norm.weight": t["layer_norm1.weight"], layer + "layer_norm.bias": t["layer_norm1.bias"],
+        layer + "attention.output.weight": t["attn.out_proj.weight"],
+        layer + "attention.output.bias": t["attn.out_proj.bias"],
+        "tagnn_pp.global_attention.linear_one.weight": t["linear_one.weight"],
+        # the code's two biases inside one sigmoid are one bias
+        "tagnn_pp.global_attention.linear_one.bias": t["linear_one.bias"] + t["linear_two.bias"],
+        "tagnn_pp.global_attention.linear_two.weight": t["linear_two.weight"],
+        "tagnn_pp.global_attention.linear_three.weight": t["linear_three.weight"],
+        "readout.linear_t.weight": t["linear_t.weight"],
+    }
+    qkv = zip(("query", "key", "value"), t["attn.in_proj_weight"].chunk(3), t["attn.in_proj_bias"].chunk(3))
+    for name, w, b in qkv:
+        state[layer + f"attention.{name}.weight"], state[layer + f"attention.{name}.bias"] = w, b
+    if gnn_style == "code":
+        state[gnn + "bias_in"], state[gnn + "bias_out"] = t["tagnn.b_iah"], t["tagnn.b_oah"]
+    else:  # one bias per direction: the code's two add up for every node with an edge that way
+        state[gnn + "linear_edge_in.bias"] = t["tagnn.linear_edge_in.bias"] + t["tagnn.b_iah"]
+        state[gnn + "linear_edge_out.bias"] = t["tagnn.linear_edge_out.bias"] + t["tagnn.b_oah"]
+    ours.load_state_dict(state, strict=True)
+    theirs.attn.dropout = 0.0  # dropout masks cannot be shared; both sides run without
+    return theirs, ours
+
+
+# Inputs where the code's graph nodes (np.unique of the session) are its positions in order and no session is
+# padded: one batch per length, distinct items in increasing order.
+rng = np.random.default_rng(cfg["seed"])
+batches = []
+for length in range(1, cfg["max_length"] + 1):
+    sessions = [sorted(rng.choice(np.arange(1, N), size=length, replace=False).tolist()) for _ in range(B)]
+    targets = rng.integers(1, N, size=B).tolist()
+    batches.append((Dataset((sessions, targets), shuffle=False), build_graph_batch(sessions), targets))
+
+
+def scores(theirs, ours, batch, train=False):
+    data, graph, _ = batch
+    theirs.train(train), ours.train(train)
+    theirs_scores = authors.forward(theirs, np.arange(B), data)[1]
+    return theirs_scores, ours(**{k: torch.from_numpy(v) for k, v in graph.items()}).logits[:, 1:]
+
+
+def max_diff(theirs, ours):
+    with torch.no_grad():
+        return max((a - b).abs().max().item() for a, b in (scores(theirs, ours, batch) for batch in batches))
+
+
+out = {}
+for gnn_style in ("code", "paper"):
+    theirs, ours = pair(gnn_style)
+    with torch.no_grad():
+        scale = max(scores(theirs, ours, batch)[0].abs().max().item() for batch in batches)
+    row = {"max_abs_score": scale, "max_abs_score_diff_at_init": max_diff(theirs, ours)}
+    optimizer = torch.optim.Adam(ours.parameters(), lr=Opt.lr, weight_decay=Opt.l2)  # the code's optimiser
+    losses = []
+    for step in range(cfg["steps"]):
+        batch = batches[step % len(batches)]
+        theirs_scores, ours_scores = scores(theirs, ours, batch, train=True)
+        target = torch.tensor(batch[2]) - 1
+        loss_theirs = theirs.loss_function(theirs_scores, target)
+        loss_ours = torch.nn.functional.cross_entropy(ours_scores, target)
+        losses.append(abs(loss_theirs.item() - loss_ours.item()))
+        theirs.optimizer.zero_grad(), optimizer.zero_grad()
+        loss_theirs.backward(), loss_ours.backward()
+        theirs.optimizer.step(), optimizer.step()
+    row.update(max_abs_loss_diff_in_training=max(losses), max_abs_score_diff_after_training=max_diff(theirs, ours))
+    out[gnn_style] = row
+print(json.dumps(out))
+'''
+
+
 def patch_authors_code(source: Path, dest: Path) -> None:
     """Copy the three files of the authors' code into ``dest`` and patch them to run on a CPU."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -161,6 +271,42 @@ def patch_authors_code(source: Path, dest: Path) -> None:
         if name == "agc.py":
             text = text.replace("from collections import Iterable", "from collections.abc import Iterable")
         (dest / name).write_text(text)
+
+
+def check_forward(args: argparse.Namespace, stats: dict) -> dict:
+    """Ours against the authors' code with the same weights: the largest score and loss differences on inputs
+    where the code's graph nodes are the positions and nothing is padded, at init and after Adam steps, for
+    ``gnn_style="code"`` and ``"paper"``. Written to ``<work dir>/forward_check.json`` and the result file."""
+    folder = args.work_dir / "authors"
+    patch_authors_code(args.authors_code, folder / "code")
+    (folder / "forward_check.py").write_text(FORWARD_CHECK)
+    cfg = {
+        **SETTINGS,
+        "num_items": stats["items"],
+        "threads": args.threads,
+        "seed": 0,
+        "max_length": 12,
+        "steps": 24,
+    }
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    done = subprocess.run(
+        [sys.executable, str(folder / "forward_check.py"), json.dumps(cfg)],
+        check=True,
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    result = {
+        "inputs": f"{cfg['max_length']} batches of {cfg['batch_size']} sessions, one per length 1-{cfg['max_length']}, "
+        f"distinct items in increasing order from 1..{stats['items']} (the code's nodes are then the positions, "
+        "and nothing is padded); our default config but gnn_style, attention dropout 0 on both sides",
+        "training": f"{cfg['steps']} Adam steps each (lr {SETTINGS['learning_rate']:g}, L2 {SETTINGS['weight_decay']:g}) "
+        "over those batches, the code's loop against torch.optim.Adam on ours",
+        "by_gnn_style": json.loads(done.stdout.strip().splitlines()[-1]),
+    }
+    (args.work_dir / "forward_check.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
 
 
 def export_data(args: argparse.Namespace, folder: Path) -> dict:
@@ -351,6 +497,12 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="ours under bf16 autocast (name the variant)",
     )
+    p.add_argument(
+        "--check-forward",
+        action="store_true",
+        help="also compare our forward pass and Adam steps with the authors' code's on the same weights "
+        "(needs --authors-code)",
+    )
     p.add_argument("--no-write", action="store_true", help="run, but do not rewrite the result file")
     p.add_argument(
         "--rehydrate",
@@ -374,12 +526,16 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     args.work_dir = args.work_dir.resolve()
     args.data_path = args.data_path.resolve()
-    if "authors" in args.sides and args.authors_code is None:
-        p.error("--sides authors needs --authors-code (a checkout of the authors' repository)")
+    if ("authors" in args.sides or args.check_forward) and args.authors_code is None:
+        p.error(
+            "--sides authors and --check-forward need --authors-code (a checkout of the authors' repository)"
+        )
     if args.rehydrate:
         for made in rehydrate(args.work_dir, args.rehydrate):
             print(f"recreated from {args.rehydrate}: {made}")
     stats = export_data(args, args.work_dir / "data")
+    if args.check_forward:
+        print(json.dumps(check_forward(args, stats)["by_gnn_style"], indent=1))
     (args.work_dir / "ours" / args.variant).mkdir(parents=True, exist_ok=True)
     variant_file = args.work_dir / "ours" / args.variant / "variant.json"
     settings = {
@@ -499,6 +655,11 @@ def write(args: argparse.Namespace, stats: dict) -> None:
             None,
         ),
         "ours": variants,
+        "forward_check": (
+            json.loads(check.read_text())
+            if (check := args.work_dir / "forward_check.json").exists()
+            else None
+        ),
         "settings": SETTINGS,
         "lr_schedule": "1e-3 in epochs 1-2, 1e-4 in epoch 3 (the code's StepLR(3, 0.1) is stepped before each epoch)",
         "authors_code_source": PUBLISHED,
