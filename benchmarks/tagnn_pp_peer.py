@@ -29,6 +29,13 @@ in their ``variant.json``. Every run keeps its results per epoch in ``--work-dir
 epoch. Runs use ``--threads`` torch threads each (1 by default, so that two runs can share a 2-core machine);
 their wall-clock times are bookkeeping, not speed figures.
 
+``--check-forward`` (with ``--authors-code``) loads the authors' model's initial weights into ours and compares the
+two on inputs where the code's graph nodes are the session's positions and nothing is padded (distinct items in
+increasing order, one length per batch): the scores at init, the losses of a few Adam steps and the scores after
+them, for ``gnn_style="code"`` and ``"paper"``. It writes ``forward_check.json`` in the work folder and the result
+file's ``forward_check``. ``--item-order authors`` indexes our items as the exported data numbers them for the
+code instead of sorting the IDs (only ``transformer_over="nodes"`` sees it; name the variant).
+
 ``--group-by-length true`` trains ours on length-grouped batches (the order the full-Diginetica benchmark uses
 for speed) instead of the code's random ones, to measure what the order does to accuracy; ``--mixed-precision
 bf16`` ours under bf16 autocast. Both are variants of their own (give them a name); the peer table's row is the
@@ -309,6 +316,20 @@ def check_forward(args: argparse.Namespace, stats: dict) -> dict:
     return result
 
 
+def authors_order_processor(args: argparse.Namespace, folder: Path) -> Path:
+    """Our processor with the items indexed as the exported data numbers them for the authors' code (the
+    catalogue's order) instead of sorted as strings; saved once in ``folder``. Only the node order of
+    ``transformer_over="nodes"`` (the code's ``np.unique``) sees the difference."""
+    from session_transformers.data.loaders import load_next_item_splits
+    from session_transformers.models.tagnn_pp import TagnnPPProcessor
+
+    path = folder / "processor_authors_order"
+    if not (path / "processor_config.json").exists():
+        splits = load_next_item_splits(args.data_path, validation_fraction=0.0, top_items=args.top_items)
+        TagnnPPProcessor(item_vocab=list(splits.catalogue_ids)).save_pretrained(str(path))
+    return path
+
+
 def export_data(args: argparse.Namespace, folder: Path) -> dict:
     """The same samples for both sides, as JSON (never a pickle): prefixes and targets as item numbers 1..K."""
     from session_transformers.data.loaders import load_next_item_splits
@@ -414,6 +435,11 @@ def ours_command(args: argparse.Namespace, seed: int, epochs: int, run_dir: Path
         *args.config,
         *(["--mixed-precision", args.mixed_precision] if args.mixed_precision else []),
         *(
+            ["--processor-path", os.path.relpath(authors_order_processor(args, args.work_dir / "data"), ROOT)]
+            if args.item_order == "authors"
+            else []
+        ),
+        *(
             ["--max-train-samples", str(args.max_samples), "--max-eval-samples", str(args.max_samples)]
             if args.max_samples
             else []
@@ -498,6 +524,13 @@ def main(argv: list[str] | None = None) -> None:
         help="ours under bf16 autocast (name the variant)",
     )
     p.add_argument(
+        "--item-order",
+        choices=("sorted", "authors"),
+        default="sorted",
+        help="our item indices: sorted IDs (our processor's default) or the authors' numbering of the exported "
+        "data; only transformer_over=nodes sees it (name the variant)",
+    )
+    p.add_argument(
         "--check-forward",
         action="store_true",
         help="also compare our forward pass and Adam steps with the authors' code's on the same weights "
@@ -542,6 +575,7 @@ def main(argv: list[str] | None = None) -> None:
         "config": args.config,
         "mixed_precision": args.mixed_precision,
         "group_by_length": args.group_by_length,
+        "item_order": args.item_order,
     }
     if variant_file.exists() and _variant_settings(variant_file) != settings:
         p.error(f"variant {args.variant!r} was run with {variant_file.read_text()}: give it another name")
@@ -596,6 +630,7 @@ def _settings_of(recorded: dict) -> dict:
         "config": recorded["config"],
         "mixed_precision": recorded.get("mixed_precision"),
         "group_by_length": recorded.get("group_by_length", "false"),
+        "item_order": recorded.get("item_order", "sorted"),
     }
 
 
@@ -651,6 +686,7 @@ def write(args: argparse.Namespace, stats: dict) -> None:
                 if is_default(v["config"])
                 and v["mixed_precision"] is None
                 and v["group_by_length"] == "false"
+                and v["item_order"] == "sorted"
             ),
             None,
         ),

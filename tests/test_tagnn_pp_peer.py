@@ -27,6 +27,7 @@ def test_rehydrated_work_folder_summarises_to_the_committed_result(tmp_path):
         settings = peer._variant_settings(tmp_path / "ours" / name / "variant.json")
         assert settings["config"] == variant["config"]
         assert settings["group_by_length"] == variant.get("group_by_length", "false")
+        assert settings["item_order"] == variant.get("item_order", "sorted")
     assert peer.rehydrate(tmp_path, RESULT) == []  # runs already there are left as they are
 
 
@@ -36,5 +37,6 @@ def test_the_peer_row_is_the_fp32_random_batch_default():
     recorded = json.loads(RESULT.read_text())["figures"]
     row = recorded["ours"][recorded["default_variant"]]
     assert row.get("group_by_length", "false") == "false" and row.get("mixed_precision") is None
+    assert row.get("item_order", "sorted") == "sorted"
     peer = importlib.import_module("benchmarks.tagnn_pp_peer")
     assert peer.is_default(row["config"])
