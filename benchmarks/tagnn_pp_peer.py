@@ -579,7 +579,10 @@ def main(argv: list[str] | None = None) -> None:
     }
     if variant_file.exists() and _variant_settings(variant_file) != settings:
         p.error(f"variant {args.variant!r} was run with {variant_file.read_text()}: give it another name")
-    variant_file.write_text(json.dumps(settings) + "\n")
+    # atomically: two seeds of one variant are often started side by side, and one reads what the other writes
+    part = variant_file.with_suffix(f".{os.getpid()}.part")
+    part.write_text(json.dumps(settings) + "\n")
+    os.replace(part, variant_file)
     for seed in args.seeds:
         if "authors" in args.sides:
             run_authors(args, seed, stats)
