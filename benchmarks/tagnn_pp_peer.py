@@ -298,18 +298,19 @@ def check_forward(args: argparse.Namespace, stats: dict) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     done = subprocess.run(
         [sys.executable, str(folder / "forward_check.py"), json.dumps(cfg)],
-        check=True,
         cwd=folder,
         env=env,
         capture_output=True,
         text=True,
     )
+    if done.returncode:
+        raise RuntimeError(f"the forward check failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     result = {
         "inputs": f"{cfg['max_length']} batches of {cfg['batch_size']} sessions, one per length 1-{cfg['max_length']}, "
         f"distinct items in increasing order from 1..{stats['items']} (the code's nodes are then the positions, "
         "and nothing is padded); our default config but gnn_style, attention dropout 0 on both sides",
         "training": f"{cfg['steps']} Adam steps each (lr {SETTINGS['learning_rate']:g}, L2 {SETTINGS['weight_decay']:g}) "
-        "over those batches, the code's loop against torch.optim.Adam on ours",
+        "over those batches, the code's own Adam and loss against torch.optim.Adam and cross-entropy on ours",
         "by_gnn_style": json.loads(done.stdout.strip().splitlines()[-1]),
     }
     (args.work_dir / "forward_check.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -338,6 +338,7 @@ def test_tagnn_pp_diginetica_build_trains_with_the_peer_benchmarks_settings(tmp_
         config=[],
         mixed_precision=None,
         group_by_length="false",
+        item_order="sorted",
         max_samples=None,
     )
     command = peer.ours_command(options, 0, 3, tmp_path / "run", 4512)

@@ -591,9 +591,8 @@ class TagnnPPModel(TagnnPPPreTrainedModel):
         """
         h = self.item_embeddings(x)  # (|V|, H)
         if self.gnn is not None:
-            if (
-                self.config.transition_weights == "binary"
-            ):  # the authors' code: each distinct edge counts once
+            # transition_weights="binary" (the authors' code): each distinct edge counts once
+            if self.config.transition_weights == "binary":
                 in_weight, out_weight = binary_transition_weights(edge_index, x.shape[0])
             h = self.gnn(h, edge_index, in_weight, out_weight)  # (|V|, H)
         mask = attention_mask.to(h.dtype)[..., None]  # (B, L, 1)
