@@ -364,7 +364,7 @@ def check_settings(path: str | os.PathLike, settings: Any) -> None:
 
 def record_settings(path: str | os.PathLike, settings: Any) -> None:
     if settings is not None:
-        _atomic_write(_settings_path(Path(path)), json.dumps(settings))
+        atomic_write(_settings_path(Path(path)), json.dumps(settings))
 
 
 def kept(path: str | os.PathLike, settings: Any, *, other_settings: str = "refuse") -> bool:
@@ -399,7 +399,7 @@ def cached_json(
         return json.loads(path.read_text())
     value = compute(*args)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, json.dumps(value))
+    atomic_write(path, json.dumps(value))
     record_settings(path, settings)
     return value
 
@@ -427,8 +427,11 @@ def cached_arrays(
     return values
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".part")
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file of this process, so that a reader (another process
+    included) sees the old file or the new one, never a half-written one, and concurrent writers do not share a
+    temporary file."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
@@ -438,6 +441,7 @@ __all__ = [
     "VERDICTS",
     "Interval",
     "SettingsMismatch",
+    "atomic_write",
     "bootstrap_draws",
     "bootstrap_intervals",
     "cached_arrays",

@@ -59,7 +59,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._common import SECONDS_NOTE, write_result
+from ._common import SECONDS_NOTE, atomic_write, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,28 +67,16 @@ AUTHORS_FILES = ("model.py", "proc_utils.py", "agc.py")
 SETTINGS = {"batch_size": 50, "learning_rate": 1e-3, "weight_decay": 1e-5, "hidden_size": 100, "heads": 2}
 PUBLISHED = "The-Learning-Machines/SBR (TAGNN++ authors' code), files model.py, proc_utils.py, agc.py"
 
-DRIVER = r'''
-"""Runs the authors' TAGNN++ code (patched copy beside this file) on data exported by tagnn_pp_peer.py."""
+AUTHORS_PRELUDE = r"""
 import json, sys, time
 from pathlib import Path
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 here = Path(__file__).resolve().parent
-sys.path.insert(0, str(here / "code"))
-from model import Attention_SessionGraph, train_test  # noqa: E402  (the authors' code)
-from proc_utils import Dataset  # noqa: E402
-
+sys.path.insert(0, str(here / "code"))  # the patched copy of the authors' code
 cfg = json.loads(sys.argv[1])
 torch.set_num_threads(cfg["threads"])
-np.random.seed(cfg["seed"])  # the code shuffles with numpy's global generator
-torch.manual_seed(cfg["seed"])
-
-
-def read(path):
-    data = json.loads(Path(path).read_text())
-    return data["prefixes"], data["targets"]
 
 
 class Opt:  # the code's Diginetica_arg, with our settings
@@ -100,6 +88,25 @@ class Opt:  # the code's Diginetica_arg, with our settings
     lr_dc_step = 3
     step = 1
     nonhybrid = True
+"""
+"""What both scripts that run the authors' code start with: its path, the JSON settings in ``argv[1]`` and its
+``Opt`` (after the script's docstring)."""
+
+DRIVER = (
+    '"""Runs the authors\' TAGNN++ code (patched copy beside this file) on data exported by tagnn_pp_peer.py."""\n'
+    + AUTHORS_PRELUDE
+    + r"""
+from safetensors.torch import load_file, save_file
+from model import Attention_SessionGraph, train_test  # noqa: E402  (the authors' code)
+from proc_utils import Dataset  # noqa: E402
+
+np.random.seed(cfg["seed"])  # the code shuffles with numpy's global generator
+torch.manual_seed(cfg["seed"])
+
+
+def read(path):
+    data = json.loads(Path(path).read_text())
+    return data["prefixes"], data["targets"]
 
 
 train = Dataset(read(cfg["train"]), shuffle=True)
@@ -149,30 +156,19 @@ for epoch in range(len(done) + 1, cfg["epochs"] + 1):
     (state / "state.json").write_text(json.dumps(extra))
     out.write_text(json.dumps(done, indent=1) + "\n")  # last: marks the epoch done
     print(f"epoch {epoch}: HR@20 {hit:.2f} MRR@20 {mrr:.2f}", flush=True)
-'''
+"""
+)
 
 
-FORWARD_CHECK = r'''
-"""Our TAGNN++ against the authors' code with the same weights (patched copy in ./code): scores and Adam steps."""
-import json, sys
-from pathlib import Path
-import numpy as np
-import torch
-
-here = Path(__file__).resolve().parent
-sys.path.insert(0, str(here / "code"))
+FORWARD_CHECK = (
+    '"""Our TAGNN++ against the authors\' code with the same weights (patched copy in ./code)."""\n'
+    + AUTHORS_PRELUDE
+    + r'''
 import model as authors  # noqa: E402  (the authors' code)
 from proc_utils import Dataset  # noqa: E402
 from session_transformers.models.tagnn_pp import TagnnPPConfig, TagnnPPForNextItemPrediction, build_graph_batch
 
-cfg = json.loads(sys.argv[1])
-torch.set_num_threads(cfg["threads"])
 H, N, B = cfg["hidden_size"], cfg["num_items"] + 1, cfg["batch_size"]
-
-
-class Opt:  # the code's Diginetica_arg, with the peer settings
-    hiddenSize, batchSize, lr, l2 = H, B, cfg["learning_rate"], cfg["weight_decay"]
-    lr_dc, lr_dc_step, step, nonhybrid = 0.1, 3, 1, True
 
 
 def pair(gnn_style):
@@ -260,6 +256,7 @@ for gnn_style in ("code", "paper"):
     out[gnn_style] = row
 print(json.dumps(out))
 '''
+)
 
 
 def patch_authors_code(source: Path, dest: Path) -> None:
@@ -580,10 +577,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     if variant_file.exists() and _variant_settings(variant_file) != settings:
         p.error(f"variant {args.variant!r} was run with {variant_file.read_text()}: give it another name")
-    # atomically: two seeds of one variant are often started side by side, and one reads what the other writes
-    part = variant_file.with_suffix(f".{os.getpid()}.part")
-    part.write_text(json.dumps(settings) + "\n")
-    os.replace(part, variant_file)
+    # two seeds of one variant are often started side by side, and one reads what the other writes
+    atomic_write(variant_file, json.dumps(settings) + "\n")
     for seed in args.seeds:
         if "authors" in args.sides:
             run_authors(args, seed, stats)

@@ -132,18 +132,16 @@ class SRGNNCell(MessagePassing):
         self, h: torch.Tensor, edge_index: torch.Tensor, in_weight: torch.Tensor, out_weight: torch.Tensor
     ) -> torch.Tensor:
         """``h`` ``(|V|, H)``, ``edge_index`` ``(2, |E|)``, weights ``(|E|,)`` -> new node states ``(|V|, H)``."""
-        if self.bias_in is None:  # the paper: aggregate, then map
-            a_in = self.linear_edge_in(self.propagate(edge_index, x=h, edge_weight=in_weight))  # (|V|, H)
-            a_out = self.linear_edge_out(
-                self.propagate(edge_index.flip(0), x=h, edge_weight=out_weight)
-            )  # (|V|, H)
-        else:  # the code: map, aggregate (the maps' biases weighted by the edges), then the node biases
-            a_in = self.propagate(edge_index, x=self.linear_edge_in(h), edge_weight=in_weight) + self.bias_in
-            a_out = (
-                self.propagate(edge_index.flip(0), x=self.linear_edge_out(h), edge_weight=out_weight)
-                + self.bias_out
-            )  # (|V|, H)
+        a_in = self._aggregate(h, edge_index, in_weight, self.linear_edge_in, self.bias_in)  # (|V|, H)
+        a_out = self._aggregate(h, edge_index.flip(0), out_weight, self.linear_edge_out, self.bias_out)
         return self.gru(torch.cat([a_in, a_out], dim=-1), h)  # (|V|, H)
+
+    def _aggregate(self, h, edge_index, weight, linear: nn.Linear, bias: nn.Parameter | None) -> torch.Tensor:
+        """One direction's input ``(|V|, H)``: the paper's ``linear(A h)``, or the code's ``A linear(h) + bias``."""
+        if bias is None:  # the paper: aggregate, then map
+            return linear(self.propagate(edge_index, x=h, edge_weight=weight))
+        # the code: map, aggregate (the map's bias weighted by the edges), then the node bias
+        return self.propagate(edge_index, x=linear(h), edge_weight=weight) + bias
 
     def message(self, x_j: torch.Tensor, edge_weight: torch.Tensor) -> torch.Tensor:
         return edge_weight.to(x_j.dtype).unsqueeze(-1) * x_j  # (|E|, H)
