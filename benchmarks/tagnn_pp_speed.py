@@ -2,12 +2,14 @@
 
     python -m benchmarks.tagnn_pp_speed                       # on the GPU if there is one, else the CPU
     python -m benchmarks.tagnn_pp_speed --batch-sizes 50 500 2000 --steps 200 --num-workers 8 --bf16
+    python -m benchmarks.tagnn_pp_speed --eval-only --eval-batch-size 200 --name tagnn_pp_eval_order_cpu
 
 Data: Diginetica training prefixes (``../shared/data/diginetica``; the synthetic store if absent), paper config
 (hidden 120, 8 heads). For each batch size it times ``--steps`` optimiser steps after ``--warmup`` steps, through a
 real ``DataLoader`` with the processor's collate function: total time, time spent waiting for the next batch
 (data preparation the GPU could not overlap), peak memory, and the projected time of one epoch (719,470
-samples). It also times evaluation over the test cases and the CPU latency of ``recommend`` for one session.
+samples). It also times evaluation over the test cases, in dataset order and longest first (the trainers' order;
+the two must rank every case alike), and the CPU latency of ``recommend`` for one session.
 
 Reference (the authors' implementation, one H100, from the issue): 0.054 s per batch of 50 (~920 samples/s, 779 s
 per Diginetica epoch, 3.4 GB peak), test-set evaluation in 21 s.
@@ -133,24 +135,47 @@ def time_training(model, processor, train, batch_size, args, device, lengths=Non
 
 @torch.no_grad()
 def time_evaluation(model, processor, test, args, device) -> dict:
+    """Scores every test case twice: in dataset order (the trainers' order before 2026-12-07) and longest first
+    (theirs since: ``LengthOrderedSampler``, so that a batch is padded to about its own length). Both orders must
+    give every case the same rank."""
     from session_transformers import metrics
+    from session_transformers.trainer_utils import LengthOrderedSampler
 
-    loader = DataLoader(
-        test, batch_size=args.eval_batch_size, collate_fn=processor.collate, num_workers=args.num_workers
-    )
     model.eval()
-    start, n = time.perf_counter(), 0
-    ranks = []
-    for batch in loader:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        labels = batch.pop("labels")
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-            logits = model(**batch).logits
-        ranks.append(metrics.rank_of_target(logits.float(), labels).cpu())
-        n += labels.numel()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return {"eval_seconds": time.perf_counter() - start, "eval_samples": n}
+    orders = {
+        "dataset order": None,
+        "longest first": LengthOrderedSampler(_prefix_lengths(test, processor.max_length)),
+    }
+    seconds, ranks = {}, {}
+    for name, sampler in orders.items():
+        loader = DataLoader(
+            test,
+            batch_size=args.eval_batch_size,
+            sampler=sampler,
+            collate_fn=processor.collate,
+            num_workers=args.num_workers,
+        )
+        start, out = time.perf_counter(), []
+        for batch in loader:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            labels = batch.pop("labels")
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+                logits = model(**batch).logits
+            out.append(metrics.rank_of_target(logits.float(), labels).cpu())
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds[name] = time.perf_counter() - start
+        ranks[name] = torch.cat(out)
+        print(f"evaluation, {name}: {seconds[name]:.1f} s", flush=True)
+    in_order = ranks["dataset order"][orders["longest first"].order]
+    return {
+        "eval_seconds": seconds["longest first"],  # as the trainers evaluate
+        "eval_seconds_by_order": seconds,
+        "eval_speedup_longest_first": seconds["dataset order"] / seconds["longest first"],
+        "eval_cases_with_another_rank_longest_first": int((in_order != ranks["longest first"]).sum()),
+        "eval_samples": len(in_order),
+        "eval_batch_size": args.eval_batch_size,
+    }
 
 
 def time_recommend(config, processor, sessions, args) -> dict:
@@ -194,6 +219,11 @@ def main(argv: list[str] | None = None) -> None:
         help="random batches (the paper) and/or length-grouped ones (--group-by-length in the trainers); time at "
         "least 100 steps for grouped batches: a mega-batch of 50 batches runs from its longest to its shortest",
     )
+    p.add_argument(
+        "--eval-only",
+        action="store_true",
+        help="time only the evaluation (both orders) and recommend, with the model as initialised",
+    )
     p.add_argument("--name", default=None, help="result name (default tagnn_pp_speed_<device>)")
     p.add_argument(
         "--results-dir", default=None, help="where to write the result (default benchmarks/results)"
@@ -219,7 +249,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     rows = {}
     lengths = _prefix_lengths(train, processor.max_length)
-    for bs in args.batch_sizes:
+    torch.manual_seed(0)
+    model = TagnnPPForNextItemPrediction(config).to(device)
+    for bs in [] if args.eval_only else args.batch_sizes:
         for sampling in args.sampling:
             torch.manual_seed(0)
             model = TagnnPPForNextItemPrediction(config).to(device)

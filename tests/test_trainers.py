@@ -420,6 +420,63 @@ def test_length_grouped_batches_are_reproducible_per_epoch_and_nearly_unpadded()
     assert padding(first) < 0.05 < 0.5 < padding(shuffled)  # padded positions per real position
 
 
+def test_evaluation_runs_longest_first_and_ranks_every_case_as_in_dataset_order(tmp_path):
+    """TAGNN++'s recipe gives ``example_lengths``: both trainers evaluate a split longest example first, so that a
+    batch is padded to about its own length, and every case gets the rank it gets in dataset order."""
+    from session_transformers.trainer_utils import LengthOrderedSampler
+
+    sys.path.insert(0, str(ROOT / "trainers"))
+    import finetune
+    import pretrain
+
+    args, recipe = pretrain.parse_args([*TINY, "--output-dir", str(tmp_path)])
+    task = recipe.pretrain
+    data = task.prepare(args)
+    test = data.test_dataset
+    lengths = data.example_lengths(test)
+    assert len(lengths) == len(test) > 50 and len(set(lengths)) > 3
+
+    _, eval_dl, test_dl = pretrain.get_dataloaders(args, data)
+    order = list(test_dl.sampler)
+    assert isinstance(eval_dl.sampler, LengthOrderedSampler) and sorted(order) == list(range(len(test)))
+    assert all(lengths[a] >= lengths[b] for a, b in zip(order, order[1:]))  # longest first
+    ties = [i for i in order if lengths[i] == lengths[order[-1]]]
+    assert ties == sorted(ties)  # equal lengths keep the dataset's order
+
+    trainer = finetune.RecipeTrainer(
+        model=torch.nn.Linear(1, 1),
+        args=finetune.TrainingArguments(output_dir=str(tmp_path / "ft"), use_cpu=True, report_to="none"),
+        protocol_args=args,
+        example_lengths=data.example_lengths,
+    )
+    assert list(trainer._get_eval_sampler(test)) == order
+
+    def padded(indices):  # positions in the batches of 16, padding included
+        return sum(16 * max(lengths[i] for i in indices[j : j + 16]) for j in range(0, len(indices), 16))
+
+    in_order = list(range(len(test)))
+    assert padded(order) < 0.8 * padded(in_order)
+
+    torch.manual_seed(0)
+    model = task.auto_class.from_config(data.config).eval()
+
+    def ranks(indices):
+        with torch.no_grad():
+            return torch.cat(
+                [
+                    task.eval_step(model, data.collate_fn([test[i] for i in indices[j : j + 16]]))["rank"]
+                    for j in range(0, len(indices), 16)
+                ]
+            )
+
+    by_dataset, by_length = ranks(in_order), ranks(order)
+    assert torch.equal(by_dataset[order], by_length)
+    # the same ranks; only the float32 sum behind MRR runs in another order
+    assert task.summarize({"rank": by_length}) == pytest.approx(
+        task.summarize({"rank": by_dataset}), rel=1e-6
+    )
+
+
 def test_no_validation_split_never_evaluates_or_selects_on_the_test_split(tmp_path):
     """``--validation-fraction 0``: no periodic evaluation, no selection, the last weights, the test split scored
     once and labelled test; an explicit ``--select-best`` is refused before training (both trainers)."""

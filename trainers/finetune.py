@@ -35,6 +35,7 @@ from session_transformers.provenance import training_record, write_training_reco
 from session_transformers.recipes import resolve_data_arguments, training_parser
 from session_transformers.trainer_utils import (
     LengthGroupedEpochSampler,
+    LengthOrderedSampler,
     check_activation_checkpointing,
     freeze_parameters,
     settle_selection,
@@ -81,8 +82,12 @@ class StepHookCallback(TrainerCallback):
 class RecipeTrainer(Trainer):
     """``Trainer`` with the recipe's optimiser and schedule (the same builders as ``trainers/pretrain.py``)."""
 
-    def __init__(self, *a, protocol_args=None, train_lengths=None, **kw):
-        self.protocol_args, self.train_lengths = protocol_args, train_lengths
+    def __init__(self, *a, protocol_args=None, train_lengths=None, example_lengths=None, **kw):
+        self.protocol_args, self.train_lengths, self.example_lengths = (
+            protocol_args,
+            train_lengths,
+            example_lengths,
+        )
         super().__init__(*a, **kw)
 
     def _get_train_sampler(self, train_dataset=None):
@@ -92,6 +97,14 @@ class RecipeTrainer(Trainer):
             return super()._get_train_sampler(train_dataset)
         batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
         return LengthGroupedEpochSampler(batch, self.train_lengths, self.args.seed)
+
+    def _get_eval_sampler(self, eval_dataset):
+        """Longest example first where the recipe gives ``PreparedData.example_lengths`` (as
+        ``trainers/pretrain.py``); otherwise ``Trainer``'s sequential order."""
+        lengths = self.example_lengths(eval_dataset) if self.example_lengths is not None else None
+        if lengths is None:
+            return super()._get_eval_sampler(eval_dataset)
+        return LengthOrderedSampler(lengths)
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
@@ -244,6 +257,7 @@ def main(argv: list[str] | None = None) -> dict:
         callbacks=[c for c in (agc, step_hooks) if c] or None,
         protocol_args=args,
         train_lengths=data.train_lengths if grouped else None,
+        example_lengths=data.example_lengths,
     )
     if agc:
         agc.accelerator = trainer.accelerator

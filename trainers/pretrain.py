@@ -80,6 +80,7 @@ from session_transformers.provenance import scrub_paths, training_record, write_
 from session_transformers.recipes import resolve_data_arguments, training_parser
 from session_transformers.trainer_utils import (
     LengthGroupedEpochSampler,
+    LengthOrderedSampler,
     check_activation_checkpointing,
     freeze_parameters,
     settle_selection,
@@ -227,10 +228,12 @@ def get_dataloaders(args, data, accelerator: Accelerator | None = None):
     def _eval_loader(dataset):
         if dataset is None:
             return None
+        lengths = data.example_lengths(dataset) if data.example_lengths is not None else None
         return DataLoader(
             dataset,
             batch_size=args.eval_batch_size or 4 * args.batch_size,
             shuffle=False,
+            sampler=LengthOrderedSampler(lengths) if lengths is not None else None,
             collate_fn=eval_collate,
             num_workers=args.num_workers,
             # iterating a loader draws its base seed from its generator: never from the global RNG, so that

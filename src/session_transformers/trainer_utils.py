@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from datasets import Dataset, IterableDataset
 from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -41,6 +42,11 @@ class PreparedData:
     train_lengths: Sequence[int] | None = None
     """Length of every training example (e.g. items in a TAGNN++ prefix), for ``--group-by-length``: batches of
     similar lengths carry little padding."""
+    example_lengths: Callable[[Any], Sequence[int] | None] | None = None
+    """``example_lengths(split)``: the length of every example of an evaluation split as the collator pads it
+    (``None`` for a stream). Both trainers then evaluate in :class:`LengthOrderedSampler` order, so that an
+    evaluation batch carries little padding. Give it only where the task's metrics do not depend on the order of
+    the examples (rankings summarised per example: HR@K, MRR@K)."""
     test_dataset: Dataset | None = None
     """Scored once, at the end, with the final (or selected) weights; ``eval_dataset`` is the validation split
     that periodic evaluation and checkpoint selection use. ``None`` when the source has no test split."""
@@ -192,6 +198,21 @@ class LengthGroupedEpochSampler(LengthGroupedSampler):
     def __iter__(self):
         self.generator.manual_seed(self.seed + self.epoch)
         return super().__iter__()
+
+
+class LengthOrderedSampler(torch.utils.data.Sampler[int]):
+    """Every index once, longest example first (ties in dataset order): the evaluation order of a split with
+    :attr:`PreparedData.example_lengths`. Padding to a batch's longest example then costs little, and the largest
+    batch comes first, so that running out of memory shows at once. Deterministic; nothing is drawn."""
+
+    def __init__(self, lengths: Sequence[int]):
+        self.order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable").tolist()
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self):
+        return iter(self.order)
 
 
 def synthetic_store(args: argparse.Namespace, **overrides):
@@ -433,6 +454,7 @@ __all__ = [
     "Task",
     "TrainingProtocol",
     "LengthGroupedEpochSampler",
+    "LengthOrderedSampler",
     "add_data_arguments",
     "check_activation_checkpointing",
     "freeze_parameters",

@@ -10,6 +10,7 @@ evaluation ranks the whole catalogue and reports HR@K and MRR@K (K = 10, 20), ti
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +205,7 @@ def _prepare_tagnn_pp(args: argparse.Namespace) -> PreparedData:
         f"{what}; {stats}; catalogue of {catalogue_size} items",
         test_dataset=test,
         train_lengths=lengths,
+        example_lengths=functools.partial(_prefix_lengths, max_length=processor.max_length),
     )
 
 
