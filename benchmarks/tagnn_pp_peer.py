@@ -591,7 +591,7 @@ def main(argv: list[str] | None = None) -> None:
 def rehydrate(work_dir: Path, result_file: Path) -> list[str]:
     """Recreate the finished runs recorded in a result file in ``work_dir`` (a work folder is git-ignored and
     lost with its checkout; the result file is committed): each authors' seed and each variant of ours, epoch by
-    epoch, so that new runs are written into the result file beside them. Runs already in ``work_dir`` are left
+    epoch, and the forward check, so that new runs are written into the result file beside them. Runs already in ``work_dir`` are left
     as they are. Returns what was recreated."""
     figures = json.loads(result_file.read_text())["figures"]
     made = []
@@ -614,6 +614,10 @@ def rehydrate(work_dir: Path, result_file: Path) -> list[str]:
                     json.dumps(r, indent=1) + "\n"
                 )
         made.append(f"ours, {name}")
+    check = work_dir / "forward_check.json"
+    if figures.get("forward_check") and not check.exists():  # kept in the rewritten file without rerunning it
+        check.write_text(json.dumps(figures["forward_check"], indent=1) + "\n")
+        made.append("the forward check")
     return made
 
 

@@ -168,7 +168,15 @@ def time_evaluation(model, processor, test, args, device) -> dict:
         ranks[name] = torch.cat(out)
         print(f"evaluation, {name}: {seconds[name]:.1f} s", flush=True)
     in_order = ranks["dataset order"][orders["longest first"].order]
+    at_20 = {
+        name: {
+            "HR@20": 100.0 * metrics.hit_rate_from_ranks(r, 20),
+            "MRR@20": 100.0 * metrics.mrr_from_ranks(r, 20),
+        }
+        for name, r in ranks.items()
+    }
     return {
+        "eval_metrics_by_order": at_20,  # of the model as it stands (as initialised with --eval-only)
         "eval_seconds": seconds["longest first"],  # as the trainers evaluate
         "eval_seconds_by_order": seconds,
         "eval_speedup_longest_first": seconds["dataset order"] / seconds["longest first"],

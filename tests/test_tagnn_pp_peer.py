@@ -15,7 +15,9 @@ def test_rehydrated_work_folder_summarises_to_the_committed_result(tmp_path):
     peer = importlib.import_module("benchmarks.tagnn_pp_peer")
     recorded = json.loads(RESULT.read_text())["figures"]
     made = peer.rehydrate(tmp_path, RESULT)
-    assert len(made) == len(recorded["authors_code"]["runs"]) + len(recorded["ours"])
+    assert len(made) == len(recorded["authors_code"]["runs"]) + len(recorded["ours"]) + 1
+    # the forward check too: rewriting the file without --check-forward must not drop it
+    assert json.loads((tmp_path / "forward_check.json").read_text()) == recorded["forward_check"]
     authors = {
         int(f.stem[4:]): json.loads(f.read_text()) for f in sorted((tmp_path / "authors").glob("seed*.json"))
     }
