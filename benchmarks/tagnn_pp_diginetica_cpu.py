@@ -6,7 +6,7 @@ optimiser of the authors' released code (Adam 1e-3, L2 1e-5; x0.1 every 3 epochs
 the held-out 10% of training sessions every ``--eval-steps`` steps and at the end of each call, the best
 validation HR@20 keeping its weights::
 
-    python -m benchmarks.tagnn_pp_diginetica_cpu --epochs 2      # about 78 min per epoch on 2 cores, alone
+    python -m benchmarks.tagnn_pp_diginetica_cpu --epochs 2      # ~1 h per epoch on 2 cores alone (README)
 
 Epoch ``e`` is one call of the trainer with ``--num-epochs e --resume``: it continues the previous epoch's run
 from its last checkpoint (checkpoints resume exactly), and at its end scores the whole test set once with the

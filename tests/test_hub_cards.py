@@ -359,6 +359,21 @@ def test_benchmark_figures_and_command_come_from_the_result_file():
                 "test_by_epoch"
             ].items():  # the full-catalogue CPU run, per epoch
                 assert f"| {epoch} | " in text and f"{row['HR@20']:.2f}" in text
+            peer = json.loads((hub.BENCHMARK_RESULTS_DIR / "tagnn_pp_peer.json").read_text())["figures"]
+            rows = {  # the peer table: the authors' code, our default and, where run, ours set up as the code
+                "authors' code": peer["authors_code"]["by_epoch"],
+                "this package (default": peer["ours"][peer["default_variant"]]["by_epoch"],
+            }
+            emulation = [
+                v["by_epoch"]
+                for v in peer["ours"].values()
+                if v.get("item_order") == "authors" and v.get("group_by_length", "false") == "false"
+            ]
+            if emulation:
+                rows["this package set up as the code"] = emulation[0]
+            for label, by_epoch in rows.items():
+                line = next(x for x in text.splitlines() if x.startswith(f"| {label}"))
+                assert f"| {by_epoch['epoch 3']['HR@20']:.2f} |" in line, (label, line)
         elif model_type == "ceres":
             expected = figures["results"]["synthetic"]["product_search"]["CERES"]["MAP@1"]
         elif model_type == "ubm":

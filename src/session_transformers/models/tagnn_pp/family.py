@@ -87,7 +87,8 @@ def _seeds_label(label: str, by_epoch: dict) -> str:
 
 def _tagnn_pp_peer_table(peer: dict) -> BenchmarkTable:
     """Test HR@20 / MRR@20 per epoch: the authors' code, our default architecture (on random batches, the code's
-    order, and on length-grouped ones where that was run) and the paper's."""
+    order, and on length-grouped ones where that was run), ours set up as the code where that was run, and the
+    paper's architecture."""
     figures = peer["figures"]
     authors = figures["authors_code"]["by_epoch"]
     sides = {_seeds_label("authors' code (The-Learning-Machines/SBR)", authors): authors}
@@ -103,9 +104,22 @@ def _tagnn_pp_peer_table(peer: dict) -> BenchmarkTable:
         ),
         None,
     )  # the default on length-grouped batches, where it was run
+    default_config = ours.get(default, {}).get("config", [])
+    emulation = next(
+        (
+            n
+            for n, v in ours.items()
+            if v.get("item_order") == "authors"
+            and v.get("group_by_length", "false") == "false"
+            and v.get("mixed_precision") is None
+        ),
+        None,
+    )  # the closest to the code: its switches on, and items numbered as the code's data numbers them
+    switches = ", ".join(c for c in ours.get(emulation, {}).get("config", []) if c not in default_config)
     for name, label in (
         (default, "this package (default: the code's architecture)"),
         (grouped, "this package, length-grouped batches"),
+        (emulation, f"this package set up as the code ({switches}; the code's item numbering)"),
         ("paper", "the paper's architecture"),
     ):
         if name in ours:
