@@ -591,8 +591,8 @@ def main(argv: list[str] | None = None) -> None:
 def rehydrate(work_dir: Path, result_file: Path) -> list[str]:
     """Recreate the finished runs recorded in a result file in ``work_dir`` (a work folder is git-ignored and
     lost with its checkout; the result file is committed): each authors' seed and each variant of ours, epoch by
-    epoch, and the forward check, so that new runs are written into the result file beside them. Runs already in ``work_dir`` are left
-    as they are. Returns what was recreated."""
+    epoch, and the forward check, so that new runs are written into the result file beside them. Runs already in
+    ``work_dir`` are left as they are. Returns what was recreated."""
     figures = json.loads(result_file.read_text())["figures"]
     made = []
     (work_dir / "authors").mkdir(parents=True, exist_ok=True)
