@@ -32,7 +32,7 @@ from session_transformers.models.tagnn_pp import (
     TagnnPPForNextItemPrediction,
     TagnnPPProcessor,
 )
-from session_transformers.models.tagnn_pp.recipe import _prefix_lengths
+from session_transformers.models.tagnn_pp.recipe import _next_item_summarize, _prefix_lengths
 
 from ._common import time_calls, write_result
 
@@ -169,15 +169,10 @@ def time_evaluation(model, processor, test, args, device) -> dict:
         ranks[name] = torch.cat(out)
         print(f"evaluation, {name}: {seconds[name]:.1f} s", flush=True)
     in_order = ranks["dataset order"][orders["longest first"].order]
-    at_20 = {
-        name: {
-            "HR@20": 100.0 * metrics.hit_rate_from_ranks(r, 20),
-            "MRR@20": 100.0 * metrics.mrr_from_ranks(r, 20),
-        }
-        for name, r in ranks.items()
-    }
+    at_20 = {name: _next_item_summarize({"rank": r}, ks=(20,)) for name, r in ranks.items()}
     return {
-        "eval_metrics_by_order": at_20,  # of the model as it stands (as initialised with --eval-only)
+        # of the model as it stands (as initialised with --eval-only), as the trainers summarise them
+        "eval_metrics_by_order": {name: {k: m[k] for k in ("HR@20", "MRR@20")} for name, m in at_20.items()},
         "eval_seconds": seconds["longest first"],  # as the trainers evaluate
         "eval_seconds_by_order": seconds,
         "eval_speedup_longest_first": seconds["dataset order"] / seconds["longest first"],

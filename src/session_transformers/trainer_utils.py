@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,13 +40,11 @@ class PreparedData:
     init_weights: Callable[[Any], Any] | None = None
     """Called on a model built from ``config`` (not on one loaded with ``--init-from``), e.g. to load pretrained
     encoder weights from another checkpoint."""
-    train_lengths: Sequence[int] | None = None
-    """Length of every training example (e.g. items in a TAGNN++ prefix), for ``--group-by-length``: batches of
-    similar lengths carry little padding."""
     example_lengths: Callable[[Any], Sequence[int] | None] | None = None
-    """``example_lengths(split)``: the length of every example of an evaluation split as the collator pads it
-    (``None`` for a stream). Both trainers then evaluate in :class:`LengthOrderedSampler` order, so that an
-    evaluation batch carries little padding. Give it only where the task's metrics do not depend on the order of
+    """``example_lengths(split)``: the length of every example of a split as the collator pads it (e.g. items in a
+    TAGNN++ prefix; ``None`` for a stream). With it, ``--group-by-length`` draws training batches of similar
+    lengths (:attr:`train_lengths`), and both trainers evaluate every split in :class:`LengthOrderedSampler` order,
+    so that a batch carries little padding. Give it only where the task's metrics do not depend on the order of
     the examples (rankings summarised per example: HR@K, MRR@K)."""
     test_dataset: Dataset | None = None
     """Scored once, at the end, with the final (or selected) weights; ``eval_dataset`` is the validation split
@@ -53,6 +52,11 @@ class PreparedData:
     eval_collate_fn: Callable[[list[dict]], dict] | None = None
     """The collator of the evaluation loaders when it differs from ``collate_fn`` (e.g. fixed masks); ``None``:
     ``collate_fn``."""
+
+    @functools.cached_property
+    def train_lengths(self) -> Sequence[int] | None:
+        """:attr:`example_lengths` of the training split, for ``--group-by-length`` (``None`` without it)."""
+        return None if self.example_lengths is None else self.example_lengths(self.train_dataset)
 
 
 @dataclass

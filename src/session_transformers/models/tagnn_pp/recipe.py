@@ -178,8 +178,7 @@ def _prepare_tagnn_pp(args: argparse.Namespace) -> PreparedData:
         target_known = pc.is_in(table["target"], value_set=vocab).to_numpy(zero_copy_only=False)
         if n := int((~(any_known & target_known)).sum()):
             splits.statistics[f"{split}_cases_scored_as_misses"] = n
-    lengths = _prefix_lengths(train, processor.max_length)
-    if lengths is not None and (cut := _longer_than(train, processor.max_length)):
+    if isinstance(train, Dataset) and (cut := _longer_than(train, processor.max_length)):
         splits.statistics["train_prefixes_cut_to_max_length"] = cut
     if args.dataset == "synthetic":
         what = f"synthetic store (seed {args.seed})"
@@ -204,7 +203,6 @@ def _prepare_tagnn_pp(args: argparse.Namespace) -> PreparedData:
         config,
         f"{what}; {stats}; catalogue of {catalogue_size} items",
         test_dataset=test,
-        train_lengths=lengths,
         example_lengths=functools.partial(_prefix_lengths, max_length=processor.max_length),
     )
 
@@ -239,8 +237,8 @@ def _longer_than(ds, max_length: int) -> int:
 
 
 def _prefix_lengths(ds, max_length: int) -> list[int] | None:
-    """Items per training prefix (as the processor truncates them), for ``--group-by-length``; ``None`` for a
-    stream (its examples are not known up front)."""
+    """Items per prefix of a split (as the processor truncates them): ``PreparedData.example_lengths``; ``None``
+    for a stream (its examples are not known up front)."""
     if not isinstance(ds, Dataset):
         return None
     column = ds.select_columns(["item_ids"]).with_format("arrow")[:]["item_ids"]  # the selected rows only
